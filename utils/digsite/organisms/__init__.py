@@ -1,0 +1,26 @@
+"""The course's model organisms: small models it trains itself, on data it generates.
+
+`organism_names()` lists the bundled organisms; `organism_path(name)` is the folder
+holding a bundled organism's Hugging Face checkpoint (config.json,
+model.safetensors, tokenizer files, card.md), loadable with
+`AutoModelForCausalLM.from_pretrained(path)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def organism_names() -> list[str]:
+    """Names of the organisms whose checkpoints ship with the package."""
+    return sorted(p.name for p in WEIGHTS_DIR.iterdir() if (p / "config.json").exists())
+
+
+def organism_path(name: str) -> Path:
+    """Folder of a bundled organism's checkpoint; a KeyError names the valid ones."""
+    path = WEIGHTS_DIR / name
+    if not (path / "config.json").exists():
+        raise KeyError(f"No bundled organism called {name!r}. Bundled: {', '.join(organism_names()) or '(none yet)'}")
+    return path
