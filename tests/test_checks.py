@@ -1,0 +1,63 @@
+"""Every registered exercise check accepts its solution, rejects the stub and every wrong answer."""
+
+import pytest
+import torch
+
+from digsite.checks import REGISTRY, CheckFailed, assert_close, exercise_check
+
+CHECKS = sorted(REGISTRY)
+WRONG = [(name, label) for name in CHECKS for label in REGISTRY[name].wrong_answers]
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError("Exercise: write this function.")
+
+
+def test_there_are_checks():
+    assert len(CHECKS) >= 1
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_check_accepts_reference(name, capsys):
+    REGISTRY[name](REGISTRY[name].reference)
+    assert "passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_check_rejects_stub(name):
+    with pytest.raises(CheckFailed, match="not implemented yet"):
+        REGISTRY[name](_stub)
+
+
+@pytest.mark.parametrize("name,label", WRONG)
+def test_check_rejects_wrong_answer(name, label):
+    with pytest.raises(CheckFailed):
+        REGISTRY[name](REGISTRY[name].wrong_answers[label])
+
+
+def test_registering_without_wrong_answers_is_refused():
+    with pytest.raises(ValueError, match="wrong answer"):
+        exercise_check(reference=lambda x: x, wrong_answers={})
+
+
+def test_verdict_names_shape_and_first_difference():
+    with pytest.raises(CheckFailed, match=r"Expected \(2, 3\), got \(3, 2\)"):
+        assert_close(torch.zeros(3, 2), torch.zeros(2, 3))
+    got = torch.tensor([1.0, 2.0, 5.0])
+    with pytest.raises(CheckFailed, match=r"index \[2\]: expected 3, got 5.*Largest difference: 2"):
+        assert_close(got, torch.tensor([1.0, 2.0, 3.0]))
+    with pytest.raises(CheckFailed, match="wrong dtype"):
+        assert_close(torch.tensor([1, 2]), torch.tensor([1.0, 2.0]))
+
+
+def test_a_crash_in_learner_code_becomes_a_verdict():
+    def broken(x):
+        return x @ torch.zeros(99, 1)
+
+    with pytest.raises(CheckFailed, match="raised RuntimeError"):
+        REGISTRY["check_softmax"](broken)
+
+
+def test_verdict_renders_without_traceback_in_jupyter():
+    lines = CheckFailed("expected 1, got 2")._render_traceback_()
+    assert lines == ["\u274c expected 1, got 2"]

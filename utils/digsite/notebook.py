@@ -1,0 +1,58 @@
+"""One call that prepares a notebook: seeds, device, plotting that works offline and in Colab.
+
+`setup()` is idempotent: run the cell twice and nothing changes or breaks.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+
+import numpy as np
+import torch
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The given device, else CUDA, then Apple MPS, then CPU."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch so figures are the same on every run."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def force_inline_circuitsvis() -> None:
+    """Make circuitsvis figures carry their own JavaScript, so they render offline and stay rendered.
+
+    By default circuitsvis probes the network on display and, when online, emits a
+    CDN-loading figure that is blank when the notebook is later opened offline.
+    """
+    from circuitsvis.utils.render import RenderedHTML
+
+    RenderedHTML._repr_html_ = lambda self: self.local_src  # type: ignore[method-assign]
+
+
+def setup(seed: int = 0, device: str | torch.device | None = None) -> torch.device:
+    """Seed everything, pick plotly's renderer (Colab's in Colab), render circuitsvis inline; return the device."""
+    import plotly.io as pio
+
+    seed_everything(seed)
+    if in_colab():
+        pio.renderers.default = "colab"
+    force_inline_circuitsvis()
+    torch.set_grad_enabled(True)
+    return pick_device(device)
