@@ -56,3 +56,17 @@ def setup(seed: int = 0, device: str | torch.device | None = None) -> torch.devi
     force_inline_circuitsvis()
     torch.set_grad_enabled(True)
     return pick_device(device)
+
+
+def online(timeout: float = 1.0) -> bool:
+    """True when the Hugging Face hub is reachable (and HF_HUB_OFFLINE is not set): gates "try it on GPT-2" cells."""
+    import os
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
