@@ -82,8 +82,9 @@ def scatter(
 ) -> go.Figure:
     """A scatter plot of two 1-D tensors, hover labels optional, with the y = x line if `diagonal`."""
     xs, ys = _np(x).ravel(), _np(y).ravel()
-    fig = px.scatter(x=xs, y=ys, hover_name=list(labels) if labels is not None else None, title=title)
-    fig.update_layout(xaxis_title=xlabel, yaxis_title=ylabel)
+    hover = list(labels) if labels is not None else None
+    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="markers", text=hover, showlegend=False))
+    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel)
     if diagonal:
         lo, hi = float(min(xs.min(), ys.min())), float(max(xs.max(), ys.max()))
         fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(dash="dot", color="gray"), showlegend=False))
