@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["CheckFailed", "Check", "REGISTRY", "exercise_check", "assert_close", "run_learner"]
+__all__ = ["CheckFailed", "Check", "REGISTRY", "RESULTS", "exercise_check", "assert_close", "run_learner"]
 
 
 class CheckFailed(AssertionError):
@@ -39,11 +39,18 @@ class Check:
     wrong_answers: dict[str, Callable] = field(default_factory=dict)
 
     def __call__(self, fn: Callable) -> None:
-        self.run(fn)
+        try:
+            self.run(fn)
+        except CheckFailed:
+            RESULTS[self.name] = False
+            raise
+        RESULTS[self.name] = True
         print(f"\u2705 {self.name}: all checks passed.")
 
 
 REGISTRY: dict[str, Check] = {}
+#: The latest verdict of every check run in this process (for `digsite.progress.summary`).
+RESULTS: dict[str, bool] = {}
 
 
 def exercise_check(reference: Callable, wrong_answers: dict[str, Callable]) -> Callable[[Callable], Check]:
