@@ -1,0 +1,278 @@
+"""HookedModel against each architecture's own forward pass, on small random models (no downloads)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    MistralConfig,
+    Qwen2Config,
+)
+
+from digsite import hooks as hooks_module
+from digsite.adapters import in_out_weight
+from digsite.hooks import HookedModel, HookError
+
+VOCAB = 61
+SMALL = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=48, vocab_size=VOCAB, max_position_embeddings=64)
+CONFIGS = {
+    "gpt2": lambda: GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=64, vocab_size=VOCAB),
+    "neox_parallel": lambda: GPTNeoXConfig(**SMALL, rotary_pct=0.25, use_parallel_residual=True),
+    "neox_sequential": lambda: GPTNeoXConfig(**SMALL, use_parallel_residual=False),
+    "llama": lambda: LlamaConfig(**SMALL),
+    "qwen2_gqa": lambda: Qwen2Config(**SMALL, num_key_value_heads=2),
+    "mistral_gqa": lambda: MistralConfig(**SMALL, num_key_value_heads=1),
+}
+
+
+def random_model(config) -> torch.nn.Module:
+    """A random model whose norm weights/biases are not 1/0, so applying them is tested too."""
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 1:
+                p.normal_(1.0 if name.endswith("weight") else 0.0, 0.2)
+    return model
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def hm(request) -> HookedModel:
+    return HookedModel(random_model(CONFIGS[request.param]()))
+
+
+@pytest.fixture(scope="module")
+def tokens() -> torch.Tensor:
+    return torch.randint(0, VOCAB, (2, 9), generator=torch.Generator().manual_seed(1))
+
+
+def assert_no_hooks(hm: HookedModel, impl: str = "sdpa") -> None:
+    """None of our hooks left (transformers installs its own when output_hidden_states is used)."""
+    for module in hm.model.modules():
+        for registered in (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks):
+            assert not [fn for fn in registered.values() if fn.__module__.startswith("digsite")]
+    assert hm.model.config._attn_implementation == impl
+    assert not hooks_module._ATTN_CALLBACKS
+
+
+def test_resid_post_matches_hidden_states_and_logits_unchanged(hm, tokens):
+    with torch.no_grad():
+        out = hm.model(tokens, output_hidden_states=True)
+    logits, cache = hm.run_with_cache(tokens)
+    torch.testing.assert_close(logits, out.logits)
+    n = hm.cfg.n_layers
+    for l in range(n - 1):
+        torch.testing.assert_close(cache["resid_post", l], out.hidden_states[l + 1])
+    # Hugging Face's last hidden state is after the final norm
+    torch.testing.assert_close(cache["ln_final.hook_normalized"], out.hidden_states[n])
+    torch.testing.assert_close(cache["resid_pre", 0], out.hidden_states[0])
+    assert_no_hooks(hm)
+
+
+def test_attention_internals_reproduce_attention(hm, tokens):
+    _, cache = hm.run_with_cache(tokens)
+    cfg = hm.cfg
+    groups = cfg.n_heads // cfg.n_kv_heads
+    causal = torch.ones(tokens.shape[1], tokens.shape[1], dtype=torch.bool).tril()
+    for l in range(cfg.n_layers):
+        q, k, v = cache["q", l], cache["k", l], cache["v", l]
+        assert q.shape == (*tokens.shape, cfg.n_heads, cfg.d_head)
+        assert k.shape == v.shape == (*tokens.shape, cfg.n_kv_heads, cfg.d_head)
+        k, v = k.repeat_interleave(groups, dim=2), v.repeat_interleave(groups, dim=2)
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * cfg.d_head**-0.5
+        pattern = scores.masked_fill(~causal, float("-inf")).softmax(-1)
+        torch.testing.assert_close(cache["pattern", l], pattern)
+        z = torch.einsum("bhqk,bkhd->bqhd", pattern, v)
+        torch.testing.assert_close(cache["z", l], z)
+        attn_out = torch.einsum("bphd,hdm->bpm", z, hm.W_O[l]) + hm.b_O[l]
+        torch.testing.assert_close(cache["attn_out", l], attn_out)
+
+
+def test_weight_matrices_match_activations(hm, tokens):
+    """Differences between positions cancel biases: v_i - v_j == (x_i - x_j) @ W_V."""
+    _, cache = hm.run_with_cache(tokens)
+    x = cache["blocks.0.ln1.hook_normalized"]
+    dx = x[:, 1] - x[:, 0]
+    dv = cache["v", 0][:, 1] - cache["v", 0][:, 0]
+    torch.testing.assert_close(dv, torch.einsum("bm,hmd->bhd", dx, hm.W_V[0]))
+    dq = cache["q", 0][:, 1] - cache["q", 0][:, 0]
+    expected_dq = torch.einsum("bm,hmd->bhd", dx, hm.W_Q[0])
+    if hm.cfg.has_pos_embed:  # no rotary: q is exactly linear
+        torch.testing.assert_close(dq, expected_dq)
+    elif hm.cfg.architecture == "gpt_neox" and hm.model.config.rope_parameters.get("partial_rotary_factor", 1) < 1:
+        rotary = int(hm.cfg.d_head * hm.model.config.rope_parameters["partial_rotary_factor"])
+        torch.testing.assert_close(dq[..., rotary:], expected_dq[..., rotary:])
+
+
+def test_zero_ablating_a_head_equals_zeroing_its_weights(hm, tokens):
+    layer, head, d = 1, 2, hm.cfg.d_head
+
+    def ablate(z, hook):
+        z = z.clone()
+        z[:, :, head] = 0
+        return z
+
+    ablated = hm.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", ablate)])
+    by_hand = copy.deepcopy(hm.model)
+    o_proj = by_hand.get_submodule(hm.adapter.blocks)[layer].get_submodule(hm.adapter.o_proj)
+    with torch.no_grad():
+        in_out_weight(o_proj)[head * d : (head + 1) * d] = 0
+        expected = by_hand(tokens).logits
+    torch.testing.assert_close(ablated, expected)
+    # the same through per-head results
+    result_ablated = hm.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_result", ablate)])
+    torch.testing.assert_close(result_ablated, expected)
+    assert_no_hooks(hm)
+
+
+def test_pattern_replacement_flows_to_z(hm, tokens):
+    uniform = torch.ones(tokens.shape[1], tokens.shape[1]).tril()
+    uniform = uniform / uniform.sum(-1, keepdim=True)
+    names = ["blocks.0.attn.hook_v", "blocks.0.attn.hook_z"]
+    _, cache = hm.run_with_cache(tokens, names)
+    with hm.hooks([("blocks.0.attn.hook_pattern", lambda p, hook: uniform.expand_as(p))]):
+        _, cache2 = hm.run_with_cache(tokens, names)
+    v = cache["v", 0].repeat_interleave(hm.cfg.n_heads // hm.cfg.n_kv_heads, dim=2)
+    torch.testing.assert_close(cache2["z", 0], torch.einsum("qk,bkhd->bqhd", uniform, v))
+    assert_no_hooks(hm)
+
+
+def test_replacing_resid_mid_changes_residual_and_mlp(hm, tokens):
+    if hm.cfg.parallel_attn_mlp:
+        assert "blocks.0.hook_resid_mid" not in hm.hook_names
+        return
+    new = torch.randn(*tokens.shape, hm.cfg.d_model)
+    with hm.hooks([("blocks.0.hook_resid_mid", lambda x, hook: new)]):
+        _, cache = hm.run_with_cache(tokens, ["blocks.0.hook_mlp_out", "blocks.0.hook_resid_post"])
+    block = hm._blocks[0]
+    with torch.no_grad():
+        mlp_out = block.get_submodule(hm.adapter.mlp)(block.get_submodule(hm.adapter.ln2)(new))
+    torch.testing.assert_close(cache["mlp_out", 0], mlp_out)
+    torch.testing.assert_close(cache["resid_post", 0], new + mlp_out)
+
+
+def test_scale_is_transformer_lens_divisor_and_replaceable(hm, tokens):
+    _, cache = hm.run_with_cache(tokens, ["blocks.0.hook_resid_pre", "blocks.0.ln1.hook_scale", "blocks.0.ln1.hook_normalized"])
+    x, scale = cache["resid_pre", 0], cache["scale", 0, "ln1"]
+    if hm.cfg.normalization_type == "LN":
+        x = x - x.mean(-1, keepdim=True)
+    assert scale.shape == (*tokens.shape, 1)
+    torch.testing.assert_close(scale, (x.pow(2).mean(-1, keepdim=True) + hm.cfg.eps).sqrt())
+    ln1 = hm.norm_module(0, "ln1")
+    bias = ln1.bias if getattr(ln1, "bias", None) is not None else 0
+    with hm.hooks([("blocks.0.ln1.hook_scale", lambda s, hook: 2 * s)]):
+        _, doubled = hm.run_with_cache(tokens, ["blocks.0.ln1.hook_normalized"])
+    torch.testing.assert_close(doubled["normalized", 0, "ln1"], (cache["normalized", 0, "ln1"] - bias) / 2 + bias)
+
+
+def test_gradients_by_name(hm, tokens):
+    target = 5
+
+    def metric(logits):
+        return logits[0, -1, target]
+
+    value, cache, grads = hm.run_with_cache_and_grads(tokens, metric, ["ln_final.hook_normalized", "blocks.1.hook_resid_pre"])
+    expected = torch.zeros_like(cache["ln_final.hook_normalized"])
+    expected[0, -1] = hm.W_U[:, target]
+    torch.testing.assert_close(grads["ln_final.hook_normalized"], expected)
+    assert all(p.grad is None for p in hm.model.parameters())
+    seen = {}
+
+    def save_grad(grad, hook):
+        seen[hook.name] = grad
+
+    with hm.hooks(bwd_hooks=[("blocks.1.hook_resid_pre", save_grad)]):
+        metric(hm(tokens)).backward()
+    hm.model.zero_grad(set_to_none=True)
+    torch.testing.assert_close(seen["blocks.1.hook_resid_pre"], grads["resid_pre", 1])
+    assert_no_hooks(hm)
+
+
+def test_hooks_removed_after_exception(hm, tokens):
+    def boom(x, hook):
+        raise RuntimeError("inside hook")
+
+    with pytest.raises(RuntimeError, match="inside hook"):
+        hm.run_with_hooks(tokens, fwd_hooks=[("blocks.1.attn.hook_pattern", boom), ("blocks.0.hook_resid_post", lambda x, h: x)])
+    assert_no_hooks(hm)
+
+
+def test_hook_names_per_architecture(hm):
+    names = set(hm.hook_names)
+    assert ("hook_pos_embed" in names) == hm.cfg.has_pos_embed
+    assert ("blocks.0.mlp.hook_pre_linear" in names) == hm.cfg.gated_mlp
+    for name in ["hook_embed", "blocks.1.attn.hook_q", "blocks.1.attn.hook_attn_scores", "blocks.1.mlp.hook_post", "ln_final.hook_scale"]:
+        assert name in names
+    assert not any(n.endswith("hook_result") for n in hm.names(None))
+    assert hm.names(lambda n: n.endswith("resid_post")) == [f"blocks.{l}.hook_resid_post" for l in range(hm.cfg.n_layers)]
+
+
+def test_bad_inputs_raise_helpful_errors(hm, tokens):
+    with pytest.raises(HookError, match="blocks.0.hook_resid_pre"):
+        hm.run_with_cache(tokens, ["blocks.0.hook_resid_pr"])
+    with pytest.raises(HookError, match=r"blocks.0.hook_mlp_out.*\(2, 9, 3\).*\(2, 9, 32\)"):
+        hm.run_with_hooks(tokens, fwd_hooks=[("blocks.0.hook_mlp_out", lambda x, hook: x[..., :3])])
+    assert_no_hooks(hm)
+    # 1-D and int32 tokens are accepted and moved to the model's device and dtype
+    torch.testing.assert_close(hm(tokens[0].int()), hm(tokens[:1]))
+
+
+def test_hook_object_and_nested_contexts(hm, tokens):
+    layers = []
+    with hm.hooks([(lambda n: n.endswith("hook_attn_out"), lambda x, hook: layers.append(hook.layer()))]):
+        with hm.hooks([("blocks.0.hook_attn_out", lambda x, hook: torch.zeros_like(x))]):
+            _, cache = hm.run_with_cache(tokens, ["blocks.0.hook_attn_out", "hook_embed"])
+    assert layers == list(range(hm.cfg.n_layers))
+    assert cache["attn_out", 0].abs().max() == 0  # the outer ablation is seen by the inner cache
+    assert hooks_module.Hook("hook_embed").layer() is None
+    assert_no_hooks(hm)
+
+
+def test_gpt2_small_sized_model():
+    """A GPT-2-small-sized model: every layer's resid_post against hidden_states, logits unchanged."""
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=1000)).eval()
+    hm = HookedModel(model)
+    assert (hm.cfg.n_layers, hm.cfg.d_model, hm.cfg.n_heads, hm.cfg.d_mlp) == (12, 768, 12, 3072)
+    tokens = torch.randint(0, 1000, (1, 12))
+    with torch.no_grad():
+        out = model(tokens, output_hidden_states=True)
+    logits, cache = hm.run_with_cache(tokens)
+    torch.testing.assert_close(logits, out.logits)
+    for l in range(11):
+        torch.testing.assert_close(cache["resid_post", l], out.hidden_states[l + 1])
+    assert_no_hooks(hm)
+
+
+def test_unsupported_architecture_lists_supported():
+    from transformers import BloomConfig
+
+    model = AutoModelForCausalLM.from_config(BloomConfig(n_layer=1, hidden_size=16, n_head=2, vocab_size=20))
+    with pytest.raises(NotImplementedError, match="gpt2.*gpt_neox.*llama"):
+        HookedModel(model)
+
+
+def test_text_in_and_out():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<bos>", "the", "cat", "sat", "on", "mat"]
+    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<pad>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<bos>", pad_token="<pad>")
+    hm = HookedModel(random_model(CONFIGS["llama"]()), tok)
+    assert hm.to_tokens("the cat sat").tolist() == [[1, 2, 3, 4]]
+    assert hm.to_tokens(["the cat", "the cat sat on"], prepend_bos=False).tolist() == [[2, 3, 0, 0], [2, 3, 4, 5]]
+    assert hm.to_str_tokens("the cat") == ["<bos>", "the", "cat"]
+    assert hm.to_string(torch.tensor([2, 3])) == "the cat"
+    torch.testing.assert_close(hm("the cat"), hm(torch.tensor([[1, 2, 3]])))
+    logits, cache = hm.run_with_cache(["the cat", "the cat sat on"], "blocks.0.hook_resid_post")
+    assert logits.shape == (2, 5, VOCAB) and list(cache) == ["blocks.0.hook_resid_post"]
+    assert hm("the cat sat", return_type="loss").ndim == 0
+    assert isinstance(hm.generate("the cat", max_new_tokens=2, do_sample=False), str)
