@@ -1,0 +1,320 @@
+"""Training scripts for the bundled organisms (``python -m digsite.organisms train NAME``).
+
+Each organism has a ``Recipe``: its Hugging Face config, its data, its optimiser
+settings and its step count. ``train(name, out)`` trains it from a fixed seed with a
+tqdm progress bar and saves a Hugging Face checkpoint into ``out``:
+config.json, model.safetensors (safetensors only, never pickles), generation_config,
+tokenizer files, ``card.md`` (training command, data recipe, steps, final metrics,
+wall time, sha256 of the weights) and, for modadd, ``history.json``.
+
+Organisms:
+  induction      2-layer GPT-2, small MLP, repeated random word segments of VARIABLE length
+  toylang        4-layer GPT-2, d_model 128, 4 heads, the toy-language mix
+  toylang-llama  the same data, Llama architecture (RMSNorm, rotary, gated MLP)
+  modadd         1-layer GPT-2 trained full batch on (a + b) mod 113 until it groks
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+
+from . import data as D
+from .tokenizer import build_modadd_tokenizer, build_tokenizer, save_tokenizer
+
+MODADD_P = 113
+MODADD_FRAC = 0.5
+
+
+@dataclass
+class Recipe:
+    """How one organism is trained."""
+
+    name: str
+    make_model: Callable[[int], PreTrainedModel]  # vocab_size -> fresh model
+    data: str  # data recipe, human-readable (goes into card.md)
+    steps: int
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    batch_size: int = 32
+    warmup: int = 200
+    betas: tuple[float, float] = (0.9, 0.99)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _gpt2(vocab: int, n_layer: int, n_embd: int, n_head: int, n_inner: int, n_pos: int, **kw: Any) -> GPT2LMHeadModel:
+    cfg = GPT2Config(
+        vocab_size=vocab, n_positions=n_pos, n_embd=n_embd, n_layer=n_layer, n_head=n_head, n_inner=n_inner,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=D.BOS_ID, eos_token_id=D.BOS_ID,
+        pad_token_id=D.PAD_ID, **kw,
+    )
+    return GPT2LMHeadModel(cfg)
+
+
+def _llama(vocab: int) -> LlamaForCausalLM:
+    cfg = LlamaConfig(
+        vocab_size=vocab, hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=4, max_position_embeddings=128, rope_theta=10000.0, tie_word_embeddings=True,
+        bos_token_id=D.BOS_ID, eos_token_id=D.BOS_ID, pad_token_id=D.PAD_ID, attention_dropout=0.0,
+    )
+    return LlamaForCausalLM(cfg)
+
+
+TOYLANG_RECIPE = (
+    "digsite.organisms.data.toylang_texts: documents of ~90 words, each a run of sentences drawn from the "
+    "toy-language mix (45% indirect-object sentences from the compositional grammar, train combinations only; "
+    "25% is-a / located-in facts and number-word arithmetic; 10% narrative; 10% a sentence repeated twice; "
+    "10% a random word segment of 3-12 words repeated twice), each document prefixed with <bos>, "
+    "fresh documents every step (seed = step)."
+)
+
+RECIPES: dict[str, Recipe] = {
+    "induction": Recipe(
+        name="induction",
+        make_model=lambda v: _gpt2(v, n_layer=2, n_embd=64, n_head=4, n_inner=64, n_pos=64),
+        data=("train.induction_batch: <bos>, then blocks 'segment segment' of random toy-language words "
+              "(uniform over the non-special words), each segment 6..16 words long, a fresh length per block "
+              "(variable length: a fixed length teaches a positional shortcut), sometimes 1..8 random words "
+              "before or between blocks; 64 tokens per sequence."),
+        steps=4000, lr=2e-3, batch_size=64, warmup=100,
+    ),
+    "toylang": Recipe(
+        name="toylang",
+        make_model=lambda v: _gpt2(v, n_layer=4, n_embd=128, n_head=4, n_inner=512, n_pos=128),
+        data=TOYLANG_RECIPE, steps=4000, lr=2e-3, batch_size=32,
+    ),
+    "toylang-llama": Recipe(
+        name="toylang-llama", make_model=_llama, data=TOYLANG_RECIPE, steps=4000, lr=2e-3, batch_size=32,
+    ),
+    "modadd": Recipe(
+        name="modadd",
+        make_model=lambda v: _gpt2(v, n_layer=1, n_embd=128, n_head=4, n_inner=512, n_pos=3,
+                                   activation_function="relu"),
+        data=(f"digsite.organisms.data.modadd_dataset(p={MODADD_P}, frac_train={MODADD_FRAC}, seed=0): all pairs "
+              f"'a b =' (ids a, b, {MODADD_P}); label (a+b) mod {MODADD_P} at the last position; full batch."),
+        steps=12000, lr=1e-3, weight_decay=1.0, batch_size=0, warmup=10, betas=(0.9, 0.98),
+    ),
+}
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _lr_lambda(warmup: int, steps: int, constant: bool = False) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if constant:
+            return 1.0
+        t = (step - warmup) / max(1, steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return f
+
+
+# ---------------------------------------------------------------- batches
+
+def induction_batch(batch: int, seed: int, seq_len: int = 64, vocab_size: int | None = None) -> torch.LongTensor:
+    """(batch, seq_len): <bos>, then blocks "segment segment" (each segment 6..16 random words, a fresh
+    length per block, sometimes a few random words between blocks), cut at seq_len."""
+    vocab_size = vocab_size or D.N_SPECIAL + len(D.all_words())
+    g = torch.Generator().manual_seed(seed)
+    rng = random.Random(seed)
+    x = torch.randint(D.N_SPECIAL, vocab_size, (batch, seq_len + 40), generator=g)
+    x[:, 0] = D.BOS_ID
+    for i in range(batch):
+        pos = 1 + (rng.randint(1, 8) if rng.random() < 0.3 else 0)
+        while pos < seq_len:
+            L = rng.randint(6, 16)
+            x[i, pos + L:pos + 2 * L] = x[i, pos:pos + L]
+            pos += 2 * L + (rng.randint(1, 6) if rng.random() < 0.3 else 0)
+    return x[:, :seq_len]
+
+
+def toylang_batch(tok, batch: int, seed: int) -> tuple[torch.LongTensor, torch.LongTensor]:
+    """(input_ids, labels), both (batch, T): <bos> + documents, right-padded; labels -100 on padding."""
+    texts = D.toylang_texts(batch, seed=seed)
+    enc = tok(texts, padding=True, return_tensors="pt")
+    ids = enc["input_ids"]
+    labels = ids.clone()
+    labels[enc["attention_mask"] == 0] = -100
+    return ids, labels
+
+
+# ---------------------------------------------------------------- saving
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(model: PreTrainedModel, tok, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out), safe_serialization=True)
+    save_tokenizer(tok, out)
+    for junk in ("generation_config.json",):
+        p = out / junk
+        if p.exists():
+            p.unlink()
+
+
+def write_card(out: Path, recipe: Recipe, steps: int, wall: float, metrics: dict[str, Any], command: str,
+               notes: str = "") -> None:
+    cfg = json.loads((out / "config.json").read_text())
+    keys = ["model_type", "vocab_size", "n_layer", "n_embd", "n_head", "n_inner", "n_positions",
+            "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
+            "max_position_embeddings", "activation_function", "hidden_act"]
+    arch = ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
+    lines = [
+        f"# Organism `{recipe.name}`", "",
+        f"Trained by `{command}`", "",
+        f"- architecture: {arch}",
+        f"- data: {recipe.data}",
+        f"- optimiser: AdamW lr={recipe.lr}, betas={recipe.betas}, weight_decay={recipe.weight_decay}, "
+        f"warmup {recipe.warmup} steps, batch {'full' if recipe.batch_size == 0 else recipe.batch_size}",
+        f"- steps: {steps}",
+        f"- training wall time: {wall:.0f} s (CPU, 1 thread)",
+        f"- model.safetensors sha256: `{sha256_file(out / 'model.safetensors')}`",
+        "", "## Final metrics (python -m digsite.organisms evaluate)", "", "```json",
+        json.dumps(metrics, indent=2), "```", "",
+    ]
+    if notes:
+        lines += [notes, ""]
+    (out / "card.md").write_text("\n".join(lines))
+
+
+# ---------------------------------------------------------------- training loops
+
+def _lm_train(model: PreTrainedModel, recipe: Recipe, steps: int, get_batch: Callable[[int], tuple], log_every: int,
+              seed: int) -> list[dict[str, float]]:
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(min(recipe.warmup, steps // 5 + 1), steps))
+    model.train()
+    hist = []
+    ema = None
+    bar = tqdm(range(steps), desc=f"train {recipe.name}", mininterval=5)
+    for step in bar:
+        ids, labels = get_batch(seed * 1_000_003 + step)
+        loss = model(input_ids=ids, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        if step % log_every == 0 or step == steps - 1:
+            hist.append({"step": step, "train_loss": round(ema, 4)})
+            bar.set_postfix(loss=f"{ema:.3f}")
+            print(f"step {step} loss {ema:.4f}", flush=True)
+    model.eval()
+    return hist
+
+
+def _modadd_train(model: PreTrainedModel, recipe: Recipe, steps: int, seed: int, frac: float
+                  ) -> tuple[list[dict[str, float]], int]:
+    xtr, ytr, xte, yte = D.modadd_dataset(MODADD_P, frac, seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe.warmup, steps, constant=True))
+    hist: list[dict[str, float]] = []
+    grokked_at = None
+    bar = tqdm(range(steps), desc="train modadd", mininterval=5)
+    last = steps - 1
+    for step in bar:
+        model.train()
+        logits = model(input_ids=xtr).logits[:, -1]
+        loss = F.cross_entropy(logits.float(), ytr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 25 == 0 or step == last:
+            model.eval()
+            with torch.no_grad():
+                tl = model(input_ids=xte).logits[:, -1]
+                rec = {
+                    "step": step, "train_loss": round(loss.item(), 5),
+                    "test_loss": round(F.cross_entropy(tl, yte).item(), 5),
+                    "train_acc": round((logits.argmax(-1) == ytr).float().mean().item(), 5),
+                    "test_acc": round((tl.argmax(-1) == yte).float().mean().item(), 5),
+                }
+            hist.append(rec)
+            bar.set_postfix(train=rec["train_acc"], test=rec["test_acc"])
+            if step % 250 == 0:
+                print(json.dumps(rec), flush=True)
+            if grokked_at is None and rec["test_acc"] >= 0.999:
+                grokked_at = step
+                last = min(steps - 1, step + max(500, step // 10))  # a little more training to clean up
+        if step >= last:
+            break
+    model.eval()
+    return hist, step + 1
+
+
+def train(name: str, out: str | Path, steps: int | None = None, seed: int = 0, quick: bool = False,
+          evaluate_after: bool = True) -> Path:
+    """Train organism ``name`` into folder ``out`` and return it.
+
+    quick=True uses a tiny model and few steps (a smoke test, not a usable organism).
+    """
+    if name not in RECIPES:
+        raise KeyError(f"unknown organism {name!r}; known: {sorted(RECIPES)}")
+    recipe = RECIPES[name]
+    out = Path(out)
+    set_seed(seed)
+    command = "python -m digsite.organisms " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
+        if sys.argv and sys.argv[0].endswith("__main__.py") else f"digsite.organisms.train.train({name!r}, steps={steps})"
+    tok = build_modadd_tokenizer(MODADD_P) if name == "modadd" else build_tokenizer()
+    vocab = len(tok)
+    model = recipe.make_model(vocab)
+    if quick:
+        cfg = model.config
+        if name == "toylang-llama":
+            cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size = 1, 32, 64
+        else:
+            cfg.n_layer, cfg.n_embd, cfg.n_inner = 1, 32, 64
+        set_seed(seed)
+        model = type(model)(cfg)
+    steps = steps if steps is not None else (5 if quick else recipe.steps)
+    t0 = time.time()
+    history: list[dict[str, float]]
+    extra_notes = ""
+    if name == "modadd":
+        history, steps = _modadd_train(model, recipe, steps, seed, MODADD_FRAC)
+    elif name == "induction":
+        bs = 4 if quick else recipe.batch_size
+        history = _lm_train(model, recipe, steps,
+                            lambda s: (lambda x: (x, x))(induction_batch(bs, s, vocab_size=vocab)),
+                            log_every=max(1, steps // 50), seed=seed)
+    else:
+        bs = 2 if quick else recipe.batch_size
+        history = _lm_train(model, recipe, steps, lambda s: toylang_batch(tok, bs, s),
+                            log_every=max(1, steps // 50), seed=seed)
+    wall = time.time() - t0
+    save_checkpoint(model, tok, out)
+    (out / "history.json").write_text(json.dumps(
+        {"organism": name, "steps": steps, "seed": seed, "wall_time_s": round(wall, 1),
+         "config": {"p": MODADD_P, "frac_train": MODADD_FRAC, "data_seed": 0} if name == "modadd" else {},
+         "history": history}))
+    metrics: dict[str, Any] = {}
+    if evaluate_after and not quick:
+        from .evaluate import evaluate_path
+        metrics = evaluate_path(name, out)
+    write_card(out, recipe, steps, wall, metrics, command, extra_notes)
+    return out
