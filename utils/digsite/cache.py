@@ -76,8 +76,9 @@ class ActivationCache:
     # --- dict-like ------------------------------------------------------------------------
 
     def _name(self, key: Union[str, tuple]) -> str:
-        if isinstance(key, str):
+        if isinstance(key, str) and (key in self.store or "." in key or key.startswith("hook_")):
             return key
+        key = (key,) if isinstance(key, str) else key  # "embed", "scale": no layer needed
         return get_act_name(*key, n_layers=self.model.cfg.n_layers)
 
     def __getitem__(self, key: Union[str, tuple]) -> Tensor:
@@ -85,7 +86,7 @@ class ActivationCache:
         if name not in self.store:
             raise KeyError(
                 f"{name!r} is not in this cache ({len(self.store)} names cached). "
-                f"Cache it with run_with_cache(tokens, names_filter=[..., {name!r}]) or names_filter=None."
+                f"Cache it with run_with_cache(tokens, names_filter=[..., {name!r}])."
             )
         return self.store[name]
 

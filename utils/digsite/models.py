@@ -10,10 +10,10 @@ you already loaded yourself.
 from __future__ import annotations
 
 import os
-import socket
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -42,14 +42,16 @@ def hub_reachable(timeout: float = 1.5) -> bool:
     """Whether huggingface.co (or $HF_ENDPOINT) answers within `timeout` seconds; False if HF_HUB_OFFLINE."""
     if any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
         return False
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     answered: list[bool] = []
 
     def probe() -> None:  # in a thread: a DNS lookup can hang longer than the socket timeout
-        try:
-            socket.create_connection((host, 443), timeout=timeout).close()
+        try:  # a real HTTPS answer, since some networks accept any TCP connection
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
             answered.append(True)
-        except OSError:
+        except urllib.error.HTTPError:
+            answered.append(True)  # the server answered, if only with an error status
+        except (OSError, ValueError):
             pass
 
     thread = threading.Thread(target=probe, daemon=True)

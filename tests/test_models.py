@@ -1,0 +1,91 @@
+"""load_model / wrap: bundled organisms, local folders, the local HF cache, and failing fast offline."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config
+
+from digsite import models
+from digsite.hooks import HookedModel
+from digsite.models import OfflineError, hub_reachable, load_model, wrap
+from digsite.organisms import organism_names
+
+
+def test_default_device_order(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert models.default_device().type == "cpu"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert models.default_device().type == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert models.default_device().type == "cuda"
+
+
+def test_offline_hub_name_fails_at_once_naming_the_bundled_models(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(OfflineError) as err:
+        load_model("digsite-tests/not-a-cached-model")
+    assert time.perf_counter() - start < 10
+    message = str(err.value)
+    assert "HF_HUB_OFFLINE" in message and "internet" in message
+    for name in organism_names():
+        assert name in message
+
+
+def test_unreachable_hub_is_detected_within_the_timeout(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://10.255.255.1")  # unroutable: the connection never answers
+    start = time.perf_counter()
+    assert not hub_reachable(timeout=0.5)
+    assert time.perf_counter() - start < 2
+
+
+def test_a_cached_hub_model_loads_without_the_network(monkeypatch):
+    calls = []
+
+    def from_cache(source, **kwargs):
+        calls.append(kwargs)
+        return AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=30)), None
+
+    monkeypatch.setattr(models, "_from_pretrained", from_cache)
+    monkeypatch.setattr(models, "hub_reachable", lambda: pytest.fail("probed the network for a cached model"))
+    hm = load_model("gpt2", device="cpu")
+    assert calls == [{"local_files_only": True}] and not hm.model.training
+
+
+def test_load_a_local_folder_with_device_and_dtype(tmp_path):
+    from tokenizers import Tokenizer, models as tok_models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(tok_models.WordLevel({"<bos>": 0, "a": 1, "b": 2}, unk_token="<bos>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<bos>").save_pretrained(tmp_path)
+    AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=3)).save_pretrained(tmp_path)
+    hm = load_model(str(tmp_path), device="cpu", dtype=torch.float64)
+    assert isinstance(hm, HookedModel) and hm.W_E.dtype == torch.float64 and hm.device.type == "cpu"
+    logits, cache = hm.run_with_cache("a b a", "blocks.0.hook_resid_post")
+    assert logits.shape == (1, 4, 3) and cache["resid_post", 0].dtype == torch.float64
+
+
+def test_wrap_keeps_the_model_and_tokenizer():
+    model = AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=30))
+    hm = wrap(model)
+    assert hm.model is model and hm.tokenizer is None
+    with pytest.raises(ValueError, match="without a tokenizer"):
+        hm("some text")
+
+
+@pytest.mark.parametrize("name", organism_names())
+def test_bundled_organisms_load_and_hook(name):
+    hm = load_model(name, device="cpu")
+    tokens = torch.randint(0, hm.cfg.d_vocab, (1, 6))
+    with torch.no_grad():
+        expected = hm.model(tokens).logits
+    logits, cache = hm.run_with_cache(tokens)
+    torch.testing.assert_close(logits, expected)
+    torch.testing.assert_close(cache.accumulated_resid(apply_ln=True)[-1] @ hm.W_U + hm.b_U, logits)
