@@ -1,0 +1,191 @@
+"""digsite.patching: the batched sweep equals the one-at-a-time loop; path and attribution patching; circuits."""
+
+from functools import lru_cache
+
+import pytest
+import torch
+
+from digsite import patching as P
+from digsite.hooks import HookedModel
+
+
+@lru_cache(maxsize=1)
+def tiny() -> HookedModel:
+    """A seeded random 3-layer GPT-2 with the toy-language tokenizer."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from digsite.models import wrap
+    from digsite.organisms.tokenizer import build_tokenizer
+
+    torch.manual_seed(0)
+    tok = build_tokenizer()
+    config = GPT2Config(vocab_size=len(tok), n_positions=32, n_embd=32, n_layer=3, n_head=4, n_inner=64,
+                        initializer_range=0.2, bos_token_id=1, eos_token_id=1)
+    return wrap(GPT2LMHeadModel(config).eval(), tok)
+
+
+@lru_cache(maxsize=1)
+def setting():
+    model = tiny()
+    data = P.ioi_data(model, 5)
+    metric, clean_ld, corrupt_ld = P.ioi_metric(model, data)
+    return model, data, metric
+
+
+def test_ioi_data_roles_and_lengths():
+    model, data, _ = setting()
+    assert data.clean.shape == data.corrupt.shape
+    b = torch.arange(data.clean.shape[0])
+    assert torch.equal(data.clean[b, data.pos["IO"]], data.io)
+    assert torch.equal(data.clean[b, data.pos["S1"]], data.s)
+    assert torch.equal(data.clean[b, data.pos["S2"]], data.s)
+    assert (data.pos["IO"] < data.pos["S1"]).all()  # io_first=True
+    assert not (data.corrupt == data.s[:, None]).any()  # ABC: the subject is gone
+    assert data.labels[int(data.pos["S2"][0])].startswith("S2")
+
+
+def test_metric_is_one_on_clean_and_zero_on_corrupt():
+    model, data, metric = setting()
+    with torch.no_grad():
+        assert metric(model(data.clean)).item() == pytest.approx(1.0, abs=1e-5)
+        assert metric(model(data.corrupt)).item() == pytest.approx(0.0, abs=1e-5)
+        assert metric(model(data.clean.repeat(3, 1))).item() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("max_rows", [7, 2048])
+def test_batched_resid_sweep_equals_the_loop(max_rows):
+    model, data, metric = setting()
+    names = [f"blocks.{l}.hook_resid_pre" for l in range(model.cfg.n_layers)]
+    source = P._cache(model, data.clean, names)
+    patches = [P.Patch(n, (p,)) for n in names for p in range(data.clean.shape[1])]
+    loop = P.patch_loop(model, data.corrupt, source, patches, metric)
+    fast = P.patch_sweep(model, data.corrupt, source, patches, metric, max_rows=max_rows)
+    torch.testing.assert_close(fast, loop, atol=1e-5, rtol=1e-5)
+    sweep = P.resid_sweep(model, data.corrupt, data.clean, metric)
+    torch.testing.assert_close(sweep.flatten(), loop, atol=1e-5, rtol=1e-5)
+
+
+def test_each_saving_alone_gives_the_same_answer():
+    model, data, metric = setting()
+    full = P.resid_sweep(model, data.corrupt, data.clean, metric)
+    for kwargs in ({"reuse_prefix": False}, {"skip_noops": False}, {"reuse_prefix": False, "skip_noops": False}):
+        torch.testing.assert_close(P.resid_sweep(model, data.corrupt, data.clean, metric, **kwargs), full,
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_model_is_restored_after_a_prefix_pass():
+    model, data, metric = setting()
+    P.resid_sweep(model, data.corrupt, data.clean, metric)
+    assert len(model.model.transformer.h) == model.cfg.n_layers
+    with torch.no_grad():
+        assert metric(model(data.clean)).item() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["z", "q", "k", "v", "pattern"])
+def test_head_sweep_equals_the_loop(kind):
+    model, data, metric = setting()
+    cfg = model.cfg
+    names = [f"blocks.{l}.attn.hook_{kind}" for l in range(cfg.n_layers)]
+    source = P._cache(model, data.clean, names)
+    patches = [P._head_patch(model, l, h, kind) for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
+    loop = P.patch_loop(model, data.corrupt, source, patches, metric).reshape(cfg.n_layers, cfg.n_heads)
+    sweep = P.head_sweep(model, data.corrupt, data.clean, metric, kind=kind, max_rows=12)
+    torch.testing.assert_close(sweep, loop, atol=1e-5, rtol=1e-5)
+
+
+def test_patching_everything_restores_the_clean_run():
+    model, data, metric = setting()
+    sweep = P.resid_sweep(model, data.corrupt, data.clean, metric)
+    # patching the whole residual stream at the last position of the last layer: only END matters
+    last = P.resid_sweep(model, data.corrupt, data.clean, metric, site="resid_post", layers=[model.cfg.n_layers - 1])
+    assert last[0, -1].item() == pytest.approx(1.0, abs=1e-4)
+    assert sweep[0, 0].item() == pytest.approx(0.0, abs=1e-6)  # BOS is the same in both runs
+
+
+def test_path_patching_equals_the_direct_path_by_hand():
+    model, data, metric = setting()
+    cfg = model.cfg
+    receivers = [(2, 1)]
+    paths = P.path_patch(model, data.corrupt, data.clean, metric, receivers, "q", max_rows=10)
+    assert torch.isnan(paths[2]).all() and not torch.isnan(paths[:2]).any()
+    # by hand for sender 0.3: receiver's q from the corrupt residual plus the sender's change
+    sender_l, sender_h = 0, 3
+    _, clean = model.run_with_cache(data.clean)
+    _, corrupt = model.run_with_cache(data.corrupt)
+    W_O = model.W_O_layer(sender_l)[sender_h]
+    delta = (clean["blocks.0.attn.hook_z"][:, :, sender_h] - corrupt["blocks.0.attn.hook_z"][:, :, sender_h]) @ W_O
+    resid = corrupt["blocks.2.hook_resid_pre"] + delta
+    ln1 = model.norm_module(2, "ln1")
+    q = ln1(resid) @ model.W_Q[2, 1] + model.model.transformer.h[2].attn.c_attn.bias[: cfg.d_model].reshape(cfg.n_heads, -1)[1]
+
+    def set_q(act, hook):
+        act = act.clone()
+        act[:, :, 1] = q
+        return act
+
+    with torch.no_grad():
+        expected = metric(model.run_with_hooks(data.corrupt, fwd_hooks=[("blocks.2.attn.hook_q", set_q)]))
+    assert paths[sender_l, sender_h].item() == pytest.approx(expected.item(), abs=1e-4)
+
+
+def test_attribution_is_exact_for_a_linear_metric_of_the_last_residual():
+    model, data, _ = setting()
+    name = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+    direction = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0))
+    store = {}
+
+    def metric(logits):  # reads the hooked residual: linear in it, so attribution is exact
+        return (store["resid"][:, -1] @ direction).mean()
+
+    def keep(act, hook):
+        store["resid"] = act
+
+    with model.hooks(fwd_hooks=[(name, keep)]):
+        attr = P.attribution_patch(model, data.corrupt, data.clean, metric, [name])[name]
+        with torch.no_grad():
+            model(data.clean)
+            clean_value = metric(None)
+            model(data.corrupt)
+            corrupt_value = metric(None)
+    assert attr.shape == (data.clean.shape[1],)
+    assert attr.sum().item() == pytest.approx((clean_value - corrupt_value).item(), abs=1e-4)
+
+
+def test_attribution_tracks_real_head_patching():
+    model, data, metric = setting()
+    names = [f"blocks.{l}.attn.hook_z" for l in range(model.cfg.n_layers)]
+    attr = P.attribution_patch(model, data.corrupt, data.clean, metric, names)
+    estimate = torch.stack([attr[n].sum(0) for n in names])
+    real = P.head_sweep(model, data.corrupt, data.clean, metric)
+    corr = torch.corrcoef(torch.stack([estimate.flatten(), real.flatten()]))[0, 1]
+    assert corr > 0.9
+
+
+def test_circuit_of_everything_is_clean_and_of_nothing_is_corrupt():
+    model, data, metric = setting()
+    values = P.ablation_values(model, data.clean, data.corrupt, "resample")
+    nodes = P.all_nodes(model)
+    assert len(nodes) == model.cfg.n_layers * (model.cfg.n_heads + 1)
+    assert P.circuit_score(model, data.clean, values, nodes, metric) == pytest.approx(1.0, abs=1e-5)
+    assert P.circuit_score(model, data.clean, values, [], metric) == pytest.approx(0.0, abs=1e-5)
+    for kind in ("mean", "zero"):
+        vals = P.ablation_values(model, data.clean, data.corrupt, kind)
+        assert all(v.shape[0] == 1 for v in vals.values())
+        assert P.circuit_score(model, data.clean, vals, nodes, metric) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_prune_circuit_keeps_what_matters():
+    nodes = [P.Node(0, 0), P.Node(0, 1), P.Node(0), P.Node(1, 0)]
+    weight = {P.Node(0, 1): 0.6, P.Node(1, 0): 0.35, P.Node(0): 0.04, P.Node(0, 0): 0.01}
+    kept, log = P.prune_circuit(nodes, lambda keep: sum(weight[n] for n in keep), threshold=0.05)
+    assert kept == [P.Node(0, 1), P.Node(1, 0)]
+    assert [str(n) for n, _, _ in log] == ["1.0", "MLP0", "0.1", "0.0"]
+
+
+def test_head_roles_shapes_and_ranges():
+    model, data, _ = setting()
+    roles = P.head_roles(model, data)
+    assert set(roles) == {"END->IO", "END->S1", "END->S2", "S2->S1", "S2->S1+1"}
+    for v in roles.values():
+        assert v.shape == (model.cfg.n_layers, model.cfg.n_heads)
+        assert (v >= 0).all() and (v <= 1).all()

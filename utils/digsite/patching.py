@@ -1,0 +1,497 @@
+"""Activation patching, path patching, attribution patching and a small circuit-discovery loop.
+
+The vocabulary (chapter 3): a **clean** prompt ("When Mary and John went to the store, John
+gave a drink to" -> Mary) and a **corrupt** one of the same token length (the ABC
+corruption: "When Mary and Nina went to the store, Ben gave a drink to"). A **metric**
+maps logits (batch, pos, d_vocab) to a scalar; `ioi_metric` builds the logit difference
+normalised so that the clean run scores 1 and the corrupt run 0.
+
+**Denoising** (the default here) runs the corrupt prompt and patches in clean activations:
+a site that restores the metric is sufficient to carry the information. **Noising** runs the
+clean prompt and patches in corrupt (or mean, or zero) activations: a site whose loss hurts
+the metric is necessary. Every sweep below takes a `base` run and a `source` of activations,
+so both directions use the same code.
+
+- data and metric: `IOIData`, `ioi_data`, `logit_diff`, `ioi_metric`;
+- the batched engine: `Patch`, `patch_sweep` (many patches per forward pass; reuses the
+  base run's residual stream below the first patched layer and skips patches that change
+  nothing) and `patch_loop` (one patch per forward pass, the reference it must equal);
+- sweeps: `resid_sweep` (layer x position), `head_sweep` (layer x head, for z, q, k, v or
+  the pattern), `path_patch` (sender head -> receivers' q, k or v);
+- `attribution_patch` (the gradient approximation, one backward for every site);
+- circuits over nodes (heads and MLPs): `Node`, `all_nodes`, `ablation_values`,
+  `circuit_score`, `prune_circuit` (an ACDC-style greedy pruning loop), `head_roles`.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping, NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .hooks import Hook, HookedModel
+from .organisms.data import IOIPrompt, ioi_prompts
+
+__all__ = [
+    "IOIData",
+    "ioi_data",
+    "logit_diff",
+    "ioi_metric",
+    "Patch",
+    "patch_sweep",
+    "patch_loop",
+    "resid_sweep",
+    "head_sweep",
+    "path_patch",
+    "attribution_patch",
+    "Node",
+    "all_nodes",
+    "ablation_values",
+    "circuit_score",
+    "prune_circuit",
+    "head_roles",
+]
+
+Metric = Callable[[Tensor], Tensor]
+Head = tuple[int, int]  # (layer, head)
+
+# --- data and metric ------------------------------------------------------------------------
+
+
+@dataclass
+class IOIData:
+    """A batch of same-length IOI prompts and their ABC corruptions, tokenized.
+
+    clean, corrupt: (batch, pos) token ids (BOS first), the same length.
+    io, s: (batch,) ids of the indirect object (the answer) and of the subject.
+    pos: role -> (batch,) position of that role in each prompt: "IO", "S1", "S2", "END".
+    labels: one label per position for plots, with the roles filled in for prompt 0.
+    """
+
+    prompts: list[IOIPrompt]
+    clean: Tensor
+    corrupt: Tensor
+    io: Tensor
+    s: Tensor
+    pos: dict[str, Tensor]
+    labels: list[str]
+
+
+def ioi_data(model: HookedModel, n: int = 32, seed: int = 0, template: str = "when", split: str = "heldout",
+             io_first: bool | None = True) -> IOIData:
+    """`n` IOI prompts of one template family, all the same token length, and their ABC corruptions.
+
+    io_first: True keeps only "A and B ..., B gave ... to" prompts with the IO named first
+    (so every role sits at the same position in every prompt), False only S-first ones,
+    None keeps both orders.
+    """
+    prompts: list[IOIPrompt] = []
+    k = 0
+    while len(prompts) < n:
+        for p in ioi_prompts(4 * n, seed=seed + 1000 * k, split=split, same_length=True, template=template):
+            words = model.to_str_tokens(p.text)
+            first = words.index(p.io) < words.index(p.s)
+            if io_first is None or first == io_first:
+                prompts.append(p)
+            if len(prompts) == n:
+                break
+        k += 1
+    clean = model.to_tokens([p.text for p in prompts])
+    corrupt = model.to_tokens([p.corrupt_text for p in prompts])
+    if clean.shape != corrupt.shape:
+        raise ValueError("Clean and corrupt prompts tokenize to different lengths.")
+    tok = model.tokenizer
+    io = torch.tensor([tok.encode(p.answer, add_special_tokens=False)[0] for p in prompts], device=clean.device)
+    s = torch.tensor([tok.encode(" " + p.s, add_special_tokens=False)[0] for p in prompts], device=clean.device)
+    first_io = (clean == io[:, None]).int().argmax(1)
+    s_hits = clean == s[:, None]
+    s1 = s_hits.int().argmax(1)
+    s2 = clean.shape[1] - 1 - s_hits.flip(1).int().argmax(1)
+    end = torch.full_like(s1, clean.shape[1] - 1)
+    pos = {"IO": first_io, "S1": s1, "S2": s2, "END": end}
+    labels = [f"{t} ({i})" for i, t in enumerate(model.to_str_tokens(clean[0]))]
+    for role, where in pos.items():
+        i = int(where[0])
+        labels[i] = f"{role} ({i})"
+    return IOIData(prompts, clean, corrupt, io, s, pos, labels)
+
+
+def logit_diff(logits: Tensor, io: Tensor, s: Tensor) -> Tensor:
+    """logit(IO) - logit(S) at the last position, per prompt.
+
+    logits: (batch, pos, d_vocab); io, s: (batch,) token ids. Returns (batch,).
+    """
+    last = logits[:, -1]
+    return last.gather(-1, io[:, None]).squeeze(-1) - last.gather(-1, s[:, None]).squeeze(-1)
+
+
+def ioi_metric(model: HookedModel, data: IOIData) -> tuple[Metric, float, float]:
+    """The normalised logit difference: (metric, clean_ld, corrupt_ld).
+
+    metric(logits) = (mean LD - corrupt LD) / (clean LD - corrupt LD): 1 on the clean run,
+    0 on the corrupt run. logits: (batch, pos, d_vocab) for the prompts of `data`, in order;
+    a batch that repeats them (k copies, patch-major) is averaged the same way.
+    """
+    with torch.no_grad():
+        clean_ld = logit_diff(model(data.clean), data.io, data.s).mean().item()
+        corrupt_ld = logit_diff(model(data.corrupt), data.io, data.s).mean().item()
+
+    def metric(logits: Tensor) -> Tensor:
+        reps = logits.shape[0] // data.io.shape[0]
+        ld = logit_diff(logits, data.io.repeat(reps), data.s.repeat(reps)).mean()
+        return (ld - corrupt_ld) / (clean_ld - corrupt_ld)
+
+    return metric, clean_ld, corrupt_ld
+
+
+# --- the batched patching engine ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One patch: replace activation[:, *index] at hook `name` by the source's values there.
+
+    index indexes the activation after its batch dimension: `(pos,)` for the residual
+    stream (batch, pos, d_model); `(slice(None), head)` for hook_z/q/k/v (batch, pos, head,
+    d_head); `(head,)` for hook_pattern (batch, head, q_pos, k_pos).
+    """
+
+    name: str
+    index: tuple = ()
+
+    @property
+    def layer(self) -> int:
+        """The block the hook sits in (0 for the embeddings)."""
+        return Hook(self.name).layer() or 0
+
+
+@contextmanager
+def _blocks_from(model: HookedModel, start: int) -> Iterator[None]:
+    """Run only blocks start.. of the model: the forward pass skips the blocks below `start`."""
+    if start == 0:
+        yield
+        return
+    path = model.adapter.blocks
+    parent_path, _, attr = path.rpartition(".")
+    parent = model.model.get_submodule(parent_path) if parent_path else model.model
+    original = getattr(parent, attr)
+    setattr(parent, attr, nn.ModuleList(list(original)[start:]))
+    try:
+        yield
+    finally:
+        setattr(parent, attr, original)
+
+
+def _patch_hook(entries: list[tuple[int, tuple]], source: Tensor, n: int) -> Callable[[Tensor, Hook], Tensor]:
+    """A hook that patches `source[:, *idx]` into rows i*n..(i+1)*n of the activation for each (i, idx)."""
+
+    def hook(act: Tensor, hook: Hook) -> Tensor:
+        act = act.clone()
+        for i, idx in entries:
+            act[(slice(i * n, (i + 1) * n), *idx)] = source[(slice(None), *idx)].to(act.dtype)
+        return act
+
+    return hook
+
+
+def patch_loop(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], patches: Sequence[Patch],
+               metric: Metric) -> Tensor:
+    """The reference: one forward pass of `base` per patch. Returns (len(patches),) metric values.
+
+    base: (batch, pos) tokens; source[name]: the activations to patch in, with batch dim
+    `batch` (or 1 to broadcast, for mean or zero ablation).
+    """
+    out = []
+    with torch.no_grad():
+        for p in patches:
+            hook = _patch_hook([(0, p.index)], source[p.name], base.shape[0])
+            out.append(metric(model.run_with_hooks(base, fwd_hooks=[(p.name, hook)])))
+    return torch.stack(out).float().cpu()
+
+
+def patch_sweep(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], patches: Sequence[Patch],
+                metric: Metric, max_rows: int = 2048, reuse_prefix: bool = True, skip_noops: bool = True) -> Tensor:
+    """Many patches per forward pass; the same values as `patch_loop`. Returns (len(patches),).
+
+    The base batch (n prompts) is repeated k times, patch-major, and row block i gets patch i
+    (k * n <= max_rows rows per pass). Two exact savings: with `reuse_prefix` a pass whose
+    patches all sit in block l or above starts at block l from the base run's cached
+    residual stream (the blocks below would compute exactly that); with `skip_noops` a patch
+    whose source equals the base activation at its site for every prompt is not run at all
+    (its value is the base metric).
+    """
+    n = base.shape[0]
+    names = sorted({p.name for p in patches} | {f"blocks.{p.layer}.hook_resid_pre" for p in patches if p.layer > 0})
+    with torch.no_grad():
+        base_logits, base_cache = model.run_with_cache(base, names_filter=names)
+        base_value = metric(base_logits).float().cpu()
+    out = torch.full((len(patches),), float("nan"))
+    todo = []
+    for i, p in enumerate(patches):
+        here = (slice(None), *p.index)
+        if skip_noops and torch.equal(source[p.name][here].expand_as(base_cache[p.name][here]), base_cache[p.name][here]):
+            out[i] = base_value
+        else:
+            todo.append(i)
+    todo.sort(key=lambda i: patches[i].layer)  # stable: passes of one layer where possible
+    per_pass = max(1, max_rows // n)
+    with torch.no_grad():
+        start = 0
+        while start < len(todo):
+            layer = patches[todo[start]].layer
+            chunk = [i for i in todo[start:start + per_pass] if patches[i].layer == layer] if reuse_prefix else todo[start:start + per_pass]
+            start += len(chunk)
+            k = len(chunk)
+            by_name: dict[str, list[tuple[int, tuple]]] = {}
+            for j, i in enumerate(chunk):
+                by_name.setdefault(patches[i].name, []).append((j, patches[i].index))
+            first = min(patches[i].layer for i in chunk) if reuse_prefix else 0
+            hooks = []
+            if first > 0:
+                resid = base_cache[f"blocks.{first}.hook_resid_pre"].repeat(k, 1, 1)
+                hooks.append((f"blocks.{first}.hook_resid_pre", lambda act, hook, r=resid: r.to(act.dtype)))
+            hooks += [(name, _patch_hook(entries, source[name], n)) for name, entries in by_name.items()]
+            with _blocks_from(model, first):
+                logits = model.run_with_hooks(base.repeat(k, 1), fwd_hooks=hooks)
+            for j, i in enumerate(chunk):
+                out[i] = metric(logits[j * n:(j + 1) * n]).float().cpu()
+    return out
+
+
+def _cache(model: HookedModel, tokens: Tensor, names: list[str]) -> dict[str, Tensor]:
+    _, cache = model.run_with_cache(tokens, names_filter=names)
+    return {name: cache[name] for name in names}
+
+
+def resid_sweep(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: Metric, site: str = "resid_pre",
+                layers: Sequence[int] | None = None, **kwargs) -> Tensor:
+    """Patch the residual stream (`blocks.{l}.hook_{site}`) at one position at a time.
+
+    Denoising: base = corrupt tokens, source_tokens = clean tokens. Returns (n_layers, pos):
+    the metric with position p of layer l patched from the source run.
+    """
+    layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
+    names = [f"blocks.{l}.hook_{site}" for l in layers]
+    source = _cache(model, source_tokens, names)
+    patches = [Patch(name, (p,)) for name in names for p in range(base.shape[1])]
+    return patch_sweep(model, base, source, patches, metric, **kwargs).reshape(len(layers), base.shape[1])
+
+
+def _head_patch(model: HookedModel, layer: int, head: int, kind: str, pos: int | None = None) -> Patch:
+    name = f"blocks.{layer}.attn.hook_{kind}"
+    if kind == "pattern":  # (batch, head, q, k)
+        return Patch(name, (head,) if pos is None else (head, pos))
+    return Patch(name, (slice(None), head) if pos is None else (pos, head))
+
+
+def head_sweep(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: Metric, kind: str = "z",
+               **kwargs) -> Tensor:
+    """Patch one head's `kind` (z, q, k, v or pattern) at every position. Returns (n_layers, n_heads)."""
+    if kind not in ("z", "q", "k", "v", "pattern"):
+        raise ValueError(f"kind must be one of z, q, k, v, pattern, not {kind!r}")
+    cfg = model.cfg
+    names = [f"blocks.{l}.attn.hook_{kind}" for l in range(cfg.n_layers)]
+    source = _cache(model, source_tokens, names)
+    patches = [_head_patch(model, l, h, kind) for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
+    return patch_sweep(model, base, source, patches, metric, **kwargs).reshape(cfg.n_layers, cfg.n_heads)
+
+
+# --- path patching ----------------------------------------------------------------------------
+
+
+def path_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: Metric, receivers: Sequence[Head],
+               receiver_input: str = "q", max_rows: int = 2048) -> Tensor:
+    """Path patching from every sender head to the receivers' `receiver_input` (q, k or v).
+
+    For each sender head (l, h) with l below the top receiver's layer: (1) run `base` with
+    the sender's z taken from the source run and every other head's z and every MLP's output
+    below the top receiver frozen to the base run, and record the receivers' inputs; (2) run
+    `base` again with only those receiver inputs replaced, everything else free. The metric
+    of (2) measures the direct path sender -> receivers. Returns (n_layers, n_heads), NaN for
+    heads that cannot send (at or above the top receiver's layer).
+    """
+    if receiver_input not in ("q", "k", "v"):
+        raise ValueError(f"receiver_input must be q, k or v, not {receiver_input!r}")
+    cfg = model.cfg
+    top = max(l for l, _ in receivers)
+    z_names = [f"blocks.{l}.attn.hook_z" for l in range(top)]
+    mlp_names = [f"blocks.{l}.hook_mlp_out" for l in range(top)]
+    recv_names = sorted({f"blocks.{l}.attn.hook_{receiver_input}" for l, _ in receivers})
+    source = _cache(model, source_tokens, z_names)
+    frozen = _cache(model, base, z_names + mlp_names)
+    senders = [(l, h) for l in range(top) for h in range(cfg.n_heads)]
+    n = base.shape[0]
+    out = torch.full((cfg.n_layers, cfg.n_heads), float("nan"))
+    per_pass = max(1, max_rows // n)
+    with torch.no_grad():
+        for start in range(0, len(senders), per_pass):
+            chunk = senders[start:start + per_pass]
+            k = len(chunk)
+            tokens = base.repeat(k, 1)
+
+            def freeze(act: Tensor, hook: Hook, chunk=chunk, k=k) -> Tensor:
+                act = frozen[hook.name].repeat(k, *([1] * (act.ndim - 1))).to(act.dtype)
+                layer = hook.layer()
+                if hook.name.endswith("hook_z"):
+                    for j, (l, h) in enumerate(chunk):
+                        if l == layer:
+                            act[j * n:(j + 1) * n, :, h] = source[hook.name][:, :, h]
+                return act
+
+            recorded: dict[str, Tensor] = {}
+
+            def record(act: Tensor, hook: Hook) -> None:
+                recorded[hook.name] = act.clone()
+
+            model.run_with_hooks(tokens, fwd_hooks=[(name, freeze) for name in z_names + mlp_names]
+                                 + [(name, record) for name in recv_names])
+
+            def replace(act: Tensor, hook: Hook) -> Tensor:
+                act = act.clone()
+                layer = hook.layer()
+                for l, h in receivers:
+                    if l == layer:
+                        act[:, :, h] = recorded[hook.name][:, :, h]
+                return act
+
+            logits = model.run_with_hooks(tokens, fwd_hooks=[(name, replace) for name in recv_names])
+            for j, (l, h) in enumerate(chunk):
+                out[l, h] = metric(logits[j * n:(j + 1) * n]).float().cpu()
+    return out
+
+
+# --- attribution patching -----------------------------------------------------------------
+
+
+def attribution_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: Metric,
+                      names: Sequence[str]) -> dict[str, Tensor]:
+    """The first-order estimate of patching every site at once: (source - base) . d metric / d act.
+
+    One forward and backward on `base`, one forward on `source_tokens`. Returns name ->
+    attribution summed over the batch and the last (feature) dimension: (pos,) for the
+    residual stream, (pos, head) for hook_z/q/k/v. Add them up over the dimensions a real
+    patch covers (e.g. `.sum(0)` over positions for a whole head) to estimate that patch.
+    """
+    names = list(names)
+    _, acts, grads = model.run_with_cache_and_grads(base, metric, names_filter=names)
+    source = _cache(model, source_tokens, names)
+    return {name: ((source[name] - acts[name]) * grads[name]).sum(dim=(0, -1)) for name in names}
+
+
+# --- circuits of nodes ------------------------------------------------------------------------
+
+
+class Node(NamedTuple):
+    """A node of the computational graph: a head (layer, head) or, with head None, a block's MLP."""
+
+    layer: int
+    head: int | None = None
+
+    def __str__(self) -> str:
+        return f"MLP{self.layer}" if self.head is None else f"{self.layer}.{self.head}"
+
+    @property
+    def hook(self) -> str:
+        """The hook whose value stands for this node's output."""
+        return f"blocks.{self.layer}.hook_mlp_out" if self.head is None else f"blocks.{self.layer}.attn.hook_z"
+
+
+def all_nodes(model: HookedModel, mlps: bool = True) -> list[Node]:
+    """Every head and (if `mlps`) every MLP, in forward order: block by block, heads before the MLP."""
+    out = []
+    for l in range(model.cfg.n_layers):
+        out += [Node(l, h) for h in range(model.cfg.n_heads)]
+        if mlps:
+            out.append(Node(l))
+    return out
+
+
+def ablation_values(model: HookedModel, clean: Tensor, corrupt: Tensor, kind: str = "resample") -> dict[str, Tensor]:
+    """What an ablated node's output is replaced by, per hook (hook_z, hook_mlp_out of every block).
+
+    "resample": the corrupt run's activations (batch, ...); "mean": the clean batch's mean at
+    each position (1, ...); "zero": zeros (1, ...).
+    """
+    names = sorted({n.hook for n in all_nodes(model)})
+    if kind == "resample":
+        return _cache(model, corrupt, names)
+    acts = _cache(model, clean, names)
+    if kind == "mean":
+        return {name: a.mean(0, keepdim=True) for name, a in acts.items()}
+    if kind == "zero":
+        return {name: torch.zeros_like(a[:1]) for name, a in acts.items()}
+    raise ValueError(f"kind must be 'resample', 'mean' or 'zero', not {kind!r}")
+
+
+def circuit_score(model: HookedModel, clean: Tensor, values: Mapping[str, Tensor], keep: Sequence[Node],
+                  metric: Metric, nodes: Sequence[Node] | None = None) -> float:
+    """The metric of the clean run with every node of `nodes` (default: all) not in `keep` ablated.
+
+    values: from `ablation_values`. With resample ablation and the normalised metric,
+    1 means the kept circuit does everything the model does, 0 nothing.
+    """
+    nodes = all_nodes(model) if nodes is None else list(nodes)
+    keep = set(keep)
+    drop: dict[str, list[int | None]] = {}
+    for node in nodes:
+        if node not in keep:
+            drop.setdefault(node.hook, []).append(node.head)
+
+    def ablate(act: Tensor, hook: Hook) -> Tensor:
+        act = act.clone()
+        for head in drop[hook.name]:
+            value = values[hook.name].to(act.dtype)
+            if head is None:
+                act[:] = value
+            else:
+                act[:, :, head] = value[:, :, head]
+        return act
+
+    with torch.no_grad():
+        logits = model.run_with_hooks(clean, fwd_hooks=[(name, ablate) for name in drop])
+    return float(metric(logits))
+
+
+def prune_circuit(nodes: Sequence[Node], score: Callable[[list[Node]], float], threshold: float
+                  ) -> tuple[list[Node], list[tuple[Node, float, bool]]]:
+    """ACDC-style greedy pruning over nodes, from the output backwards.
+
+    Start from every node. For each node, latest block first, ablate it too; if the score
+    falls by less than `threshold`, it stays out. score(kept_nodes) -> float, e.g. a
+    `circuit_score` with resample ablation. Returns (the kept nodes in forward order, a log
+    of (node, score without it, removed?)).
+    """
+    kept = list(nodes)
+    current = score(kept)
+    log = []
+    for node in reversed(list(nodes)):
+        trial = [n for n in kept if n != node]
+        value = score(trial)
+        removed = value >= current - threshold
+        if removed:
+            kept, current = trial, value
+        log.append((node, value, removed))
+    return kept, log
+
+
+def head_roles(model: HookedModel, data: IOIData) -> dict[str, Tensor]:
+    """Attention of every head between the IOI roles, on the clean prompts: name -> (n_layers, n_heads).
+
+    "END->IO", "END->S1", "END->S2" (where the last position looks), "S2->S1" (a
+    duplicate-token head looks back at the first mention), "S2->S1+1" (an induction head looks
+    at the token after it).
+    """
+    names = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
+    cache = _cache(model, data.clean, names)
+    b = torch.arange(data.clean.shape[0])
+    pos = data.pos
+    pairs = {"END->IO": ("END", pos["IO"]), "END->S1": ("END", pos["S1"]), "END->S2": ("END", pos["S2"]),
+             "S2->S1": ("S2", pos["S1"]), "S2->S1+1": ("S2", pos["S1"] + 1)}
+    out = {}
+    for label, (q_role, k_pos) in pairs.items():
+        rows = [cache[name][b, :, pos[q_role], k_pos].mean(0) for name in names]  # (head,) per layer
+        out[label] = torch.stack(rows).cpu()
+    return out
