@@ -16,6 +16,7 @@ Both load with ``transformers.AutoTokenizer.from_pretrained(folder)`` after
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
@@ -59,7 +60,19 @@ def build_modadd_tokenizer(p: int = 113) -> PreTrainedTokenizerFast:
     )
 
 
-def save_tokenizer(tok: PreTrainedTokenizerFast, folder: str | Path) -> None:
-    """Write tokenizer.json + tokenizer_config.json (+ special tokens map) into ``folder``."""
-    Path(folder).mkdir(parents=True, exist_ok=True)
+def save_tokenizer(tok: PreTrainedTokenizerFast, folder: str | Path, model_max_length: int | None = None) -> None:
+    """Write tokenizer.json + tokenizer_config.json into ``folder``.
+
+    The config names the class ``PreTrainedTokenizerFast`` (transformers 5 writes its own
+    ``TokenizersBackend``, which transformers 4 cannot load), so both major versions load it.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     tok.save_pretrained(str(folder))
+    cfg_path = folder / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    cfg.pop("backend", None)
+    if model_max_length is not None:
+        cfg["model_max_length"] = model_max_length
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")

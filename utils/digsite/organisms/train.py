@@ -20,8 +20,6 @@ import hashlib
 import json
 import math
 import random
-import shlex
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,12 +82,12 @@ TOYLANG_RECIPE = (
 RECIPES: dict[str, Recipe] = {
     "induction": Recipe(
         name="induction",
-        make_model=lambda v: _gpt2(v, n_layer=2, n_embd=64, n_head=4, n_inner=64, n_pos=64),
-        data=("train.induction_batch: <bos>, then blocks 'segment segment' of random toy-language words "
-              "(uniform over the non-special words), each segment 6..16 words long, a fresh length per block "
-              "(variable length: a fixed length teaches a positional shortcut), sometimes 1..8 random words "
-              "before or between blocks; 64 tokens per sequence."),
-        steps=4000, lr=2e-3, batch_size=64, warmup=100,
+        make_model=lambda v: _gpt2(v, n_layer=2, n_embd=128, n_head=4, n_inner=128, n_pos=64),
+        data=("train.induction_batch: <bos>, then blocks 'gap segment segment' of random toy-language words "
+              "(uniform over the non-special words): gap 0..12 words, segment 4..20 words, fresh lengths per "
+              "block (variable lengths and offsets: a fixed layout teaches a positional shortcut); "
+              "64 tokens per sequence."),
+        steps=5000, lr=1e-3, batch_size=32, warmup=200,
     ),
     "toylang": Recipe(
         name="toylang",
@@ -129,19 +127,24 @@ def _lr_lambda(warmup: int, steps: int, constant: bool = False) -> Callable[[int
 # ---------------------------------------------------------------- batches
 
 def induction_batch(batch: int, seed: int, seq_len: int = 64, vocab_size: int | None = None) -> torch.LongTensor:
-    """(batch, seq_len): <bos>, then blocks "segment segment" (each segment 6..16 random words, a fresh
-    length per block, sometimes a few random words between blocks), cut at seq_len."""
+    """(batch, seq_len) of random words with repeats: <bos>, then blocks "gap segment segment", where each
+    gap is 0..12 random words and each segment 4..20 random words (fresh lengths per block), cut at seq_len.
+
+    Lengths and offsets vary so that no position tells where a copy starts: only previous-token +
+    induction heads predict the repeats (a fixed layout teaches a positional shortcut instead).
+    """
     vocab_size = vocab_size or D.N_SPECIAL + len(D.all_words())
     g = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
-    x = torch.randint(D.N_SPECIAL, vocab_size, (batch, seq_len + 40), generator=g)
+    x = torch.randint(D.N_SPECIAL, vocab_size, (batch, seq_len + 60), generator=g)
     x[:, 0] = D.BOS_ID
     for i in range(batch):
-        pos = 1 + (rng.randint(1, 8) if rng.random() < 0.3 else 0)
+        pos = 1
         while pos < seq_len:
-            L = rng.randint(6, 16)
+            pos += rng.randint(0, 12)
+            L = rng.randint(4, 20)
             x[i, pos + L:pos + 2 * L] = x[i, pos:pos + L]
-            pos += 2 * L + (rng.randint(1, 6) if rng.random() < 0.3 else 0)
+            pos += 2 * L
     return x[:, :seq_len]
 
 
@@ -168,7 +171,8 @@ def sha256_file(path: Path) -> str:
 def save_checkpoint(model: PreTrainedModel, tok, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out), safe_serialization=True)
-    save_tokenizer(tok, out)
+    cfg = model.config
+    save_tokenizer(tok, out, getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None))
     for junk in ("generation_config.json",):
         p = out / junk
         if p.exists():
@@ -278,8 +282,6 @@ def train(name: str, out: str | Path, steps: int | None = None, seed: int = 0, q
     recipe = RECIPES[name]
     out = Path(out)
     set_seed(seed)
-    command = "python -m digsite.organisms " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
-        if sys.argv and sys.argv[0].endswith("__main__.py") else f"digsite.organisms.train.train({name!r}, steps={steps})"
     tok = build_modadd_tokenizer(MODADD_P) if name == "modadd" else build_tokenizer()
     vocab = len(tok)
     model = recipe.make_model(vocab)
@@ -316,5 +318,20 @@ def train(name: str, out: str | Path, steps: int | None = None, seed: int = 0, q
     if evaluate_after and not quick:
         from .evaluate import evaluate_path
         metrics = evaluate_path(name, out)
-    write_card(out, recipe, steps, wall, metrics, command, extra_notes)
+    write_card(out, recipe, steps, wall, metrics, _command(name, steps, seed, quick), extra_notes)
     return out
+
+
+def _command(name: str, steps: int, seed: int, quick: bool = False) -> str:
+    return f"python -m digsite.organisms train {name} --steps {steps} --seed {seed}" + (" --quick" if quick else "")
+
+
+def finish_card(name: str, out: str | Path) -> dict[str, Any]:
+    """Re-evaluate the checkpoint in ``out`` and rewrite its card.md (metrics, sha256, wall time from history.json)."""
+    from .evaluate import evaluate_path
+    out = Path(out)
+    hist = json.loads((out / "history.json").read_text())
+    metrics = evaluate_path(name, out)
+    write_card(out, RECIPES[name], hist["steps"], hist["wall_time_s"], metrics,
+               _command(name, hist["steps"], hist["seed"]))
+    return metrics
