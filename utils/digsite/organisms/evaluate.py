@@ -182,7 +182,7 @@ def evaluate_path(name: str, path: str | Path) -> dict[str, Any]:
     elif name == "modadd":
         hist = json.loads((path / "history.json").read_text())
         cfg = hist.get("config", {})
-        p, frac = cfg.get("p", 113), cfg.get("frac_train", 0.5)
+        p, frac = cfg.get("p", 113), cfg.get("frac_train", 0.3)
         xtr, ytr, xte, yte = D.modadd_dataset(p, frac, seed=cfg.get("data_seed", 0))
         with torch.no_grad():
             tr = model(input_ids=xtr).logits[:, -1]

@@ -34,7 +34,7 @@ from . import data as D
 from .tokenizer import build_modadd_tokenizer, build_tokenizer, save_tokenizer
 
 MODADD_P = 113
-MODADD_FRAC = 0.5
+MODADD_FRAC = 0.3
 
 
 @dataclass
@@ -83,11 +83,12 @@ RECIPES: dict[str, Recipe] = {
     "induction": Recipe(
         name="induction",
         make_model=lambda v: _gpt2(v, n_layer=2, n_embd=128, n_head=4, n_inner=128, n_pos=64),
-        data=("train.induction_batch: <bos>, then blocks 'gap segment segment' of random toy-language words "
-              "(uniform over the non-special words): gap 0..12 words, segment 4..20 words, fresh lengths per "
-              "block (variable lengths and offsets: a fixed layout teaches a positional shortcut); "
-              "64 tokens per sequence."),
-        steps=5000, lr=1e-3, batch_size=32, warmup=200,
+        data=("train.induction_mix_batch: 64-token sequences, half of them train.induction_batch (<bos>, then "
+              "blocks 'gap segment segment' of random toy-language words, uniform over the non-special words: "
+              "gap 0..12 words, segment 4..20 words, fresh lengths per block -- variable lengths and offsets, "
+              "since a fixed layout teaches a positional shortcut), half toy-language documents "
+              "(data.toylang_texts, cut to 64 tokens), which make a previous-token head useful on its own."),
+        steps=3000, lr=2e-3, batch_size=32, warmup=200,
     ),
     "toylang": Recipe(
         name="toylang",
@@ -146,6 +147,23 @@ def induction_batch(batch: int, seed: int, seq_len: int = 64, vocab_size: int | 
             x[i, pos + L:pos + 2 * L] = x[i, pos:pos + L]
             pos += 2 * L
     return x[:, :seq_len]
+
+
+def induction_mix_batch(tok, batch: int, seed: int, seq_len: int = 64) -> tuple[torch.LongTensor, torch.LongTensor]:
+    """(input_ids, labels), both (batch, seq_len): half ``induction_batch`` rows (random-word repeats), half
+    toy-language documents cut to seq_len (labels -100 on padding).
+
+    The toy-language half makes a previous-token head useful on its own, which is what lets
+    the induction circuit (previous-token head -> induction head) form quickly.
+    """
+    k = batch // 2
+    rnd = induction_batch(batch - k, seed, seq_len, vocab_size=len(tok))
+    enc = tok(D.toylang_texts(k, seed=seed, max_words=seq_len), padding="max_length", truncation=True,
+              max_length=seq_len, return_tensors="pt")
+    ids = torch.cat([rnd, enc["input_ids"]])
+    labels = ids.clone()
+    labels[batch - k:][enc["attention_mask"] == 0] = -100
+    return ids, labels
 
 
 def toylang_batch(tok, batch: int, seed: int) -> tuple[torch.LongTensor, torch.LongTensor]:
@@ -301,8 +319,7 @@ def train(name: str, out: str | Path, steps: int | None = None, seed: int = 0, q
         history, steps = _modadd_train(model, recipe, steps, seed, MODADD_FRAC)
     elif name == "induction":
         bs = 4 if quick else recipe.batch_size
-        history = _lm_train(model, recipe, steps,
-                            lambda s: (lambda x: (x, x))(induction_batch(bs, s, vocab_size=vocab)),
+        history = _lm_train(model, recipe, steps, lambda s: induction_mix_batch(tok, bs, s),
                             log_every=max(1, steps // 50), seed=seed)
     else:
         bs = 2 if quick else recipe.batch_size
