@@ -1,0 +1,148 @@
+"""How much caching costs: digsite's run_with_cache against a plain forward pass and its peers.
+
+    python benchmarks/hooks.py [--json] [--repeats N]
+
+For each model (the GPT-2-architecture organism `toylang` if bundled, else a small random
+GPT-2; and a random GPT-2-small-sized model), on the same weights and tokens, the median
+wall time of: the plain Hugging Face forward; digsite caching a few names (resid_post of
+every layer) and all names; TransformerLens `HookedTransformer.run_with_cache` on the same
+weights converted (unfolded), and nnsight saving the same module outputs, when installed
+(nnsight "all" saves every module input/output our names cover, but not q/k/v/pattern,
+which it cannot reach under SDPA). All under torch.no_grad(). Ratios are to the plain forward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Callable
+
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config
+
+from digsite.hooks import HookedModel
+from digsite.organisms import organism_names, organism_path
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of fn() in milliseconds, after two warm-up calls."""
+    fn(), fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def models() -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
+    """(label, GPT-2-architecture HF model, tokens) pairs to measure."""
+    torch.manual_seed(0)
+    if "toylang" in organism_names():
+        small = AutoModelForCausalLM.from_pretrained(str(organism_path("toylang")))
+        label = "toylang organism"
+    else:
+        small = AutoModelForCausalLM.from_config(GPT2Config(n_layer=4, n_embd=128, n_head=4, vocab_size=1000))
+        label = "random GPT-2 4x128"
+    big = AutoModelForCausalLM.from_config(GPT2Config())  # GPT-2 small sizes, random weights
+    pairs = []
+    for name, model, (batch, pos) in [(label, small, (16, 64)), ("random GPT-2 small (124M)", big, (4, 128))]:
+        model.eval()
+        tokens = torch.randint(0, model.config.vocab_size, (batch, min(pos, model.config.n_positions)))
+        pairs.append((f"{name}, tokens {tuple(tokens.shape)}", model, tokens))
+    return pairs
+
+
+def transformer_lens_runner(model: torch.nn.Module, tokens: torch.Tensor, few: list[str]):
+    """TransformerLens HookedTransformer on the same GPT-2 weights (no folding), or None."""
+    try:
+        from transformer_lens import HookedTransformer, HookedTransformerConfig
+        from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
+    except ImportError:
+        return None
+    c = model.config
+    cfg = HookedTransformerConfig(
+        n_layers=c.n_layer, d_model=c.n_embd, n_heads=c.n_head, d_head=c.n_embd // c.n_head,
+        d_mlp=4 * c.n_embd, d_vocab=c.vocab_size, n_ctx=c.n_positions, act_fn="gelu_new",
+        normalization_type="LN", eps=c.layer_norm_epsilon,
+    )
+    tl = HookedTransformer(cfg)
+    tl.load_and_process_state_dict(
+        convert_gpt2_weights(model, cfg), fold_ln=False, center_writing_weights=False, center_unembed=False
+    )
+    tl.eval()
+    return {
+        "all": lambda: tl.run_with_cache(tokens),
+        "few": lambda: tl.run_with_cache(tokens, names_filter=few),
+    }
+
+
+def nnsight_runner(model: torch.nn.Module, tokens: torch.Tensor):
+    """nnsight saving block outputs (few) and every module output digsite's names cover (all), or None."""
+    try:
+        from nnsight import NNsight
+    except ImportError:
+        return None
+    wrapped = NNsight(model)
+    blocks = wrapped.transformer.h
+
+    def few():
+        saved = []
+        with wrapped.trace(tokens):
+            for block in blocks:
+                saved.append(block.output.save())
+        return saved
+
+    def every():
+        saved = []
+        with wrapped.trace(tokens):
+            for block in blocks:  # in forward order, as nnsight requires
+                saved += [block.input.save(), block.ln_1.output.save(), block.attn.c_proj.input.save()]
+                saved += [block.attn.output.save(), block.ln_2.input.save(), block.ln_2.output.save()]
+                saved += [block.mlp.c_fc.output.save(), block.mlp.c_proj.input.save(), block.mlp.output.save()]
+                saved.append(block.output.save())
+            saved.append(wrapped.transformer.ln_f.output.save())
+        return saved
+
+    return {"few": few, "all": every}
+
+
+def measure(repeats: int) -> list[dict]:
+    rows = []
+    for label, model, tokens in models():
+        hm = HookedModel(model)
+        few = [f"blocks.{l}.hook_resid_post" for l in range(hm.cfg.n_layers)]
+        runs: dict[str, Callable[[], object]] = {
+            "HF forward": lambda: model(tokens),
+            "digsite few": lambda: hm.run_with_cache(tokens, few),
+            "digsite all": lambda: hm.run_with_cache(tokens),
+        }
+        for peer, runner in [("TransformerLens", transformer_lens_runner(model, tokens, few)), ("nnsight", nnsight_runner(model, tokens))]:
+            if runner is not None:
+                runs[f"{peer} few"], runs[f"{peer} all"] = runner["few"], runner["all"]
+        with torch.no_grad():
+            medians = {name: median_ms(fn, repeats) for name, fn in runs.items()}
+        base = medians["HF forward"]
+        rows.append({"model": label, "median_ms": medians, "ratio": {k: v / base for k, v in medians.items()}})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    rows = measure(args.repeats)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        print(f"\n{row['model']}")
+        for name, ms in row["median_ms"].items():
+            print(f"  {name:<22} {ms:9.2f} ms  {row['ratio'][name]:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
