@@ -4,6 +4,14 @@
 holding a bundled organism's Hugging Face checkpoint (config.json,
 model.safetensors, tokenizer files, card.md), loadable with
 `AutoModelForCausalLM.from_pretrained(path)`.
+
+Bundled: ``induction`` (2-layer GPT-2, repeated random words), ``toylang`` (4-layer
+GPT-2 on the toy language), ``toylang-llama`` (the same in Llama architecture),
+``modadd`` (1-layer GPT-2 that grokked a + b mod 113).
+
+Submodules: ``data`` (seeded data generators and vocabulary), ``tokenizer`` (word-level
+Hugging Face tokenizers), ``train`` (training recipes), ``evaluate`` (metrics and
+thresholds); command line: ``python -m digsite.organisms {list,train,evaluate}``.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ RECIPES: dict[str, Recipe] = {
               "gap 0..12 words, segment 4..20 words, fresh lengths per block -- variable lengths and offsets, "
               "since a fixed layout teaches a positional shortcut), half toy-language documents "
               "(data.toylang_texts, cut to 64 tokens), which make a previous-token head useful on its own."),
-        steps=3000, lr=2e-3, batch_size=32, warmup=200,
+        steps=5000, lr=2e-3, batch_size=32, warmup=200,
     ),
     "toylang": Recipe(
         name="toylang",
