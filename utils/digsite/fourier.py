@@ -1,0 +1,340 @@
+"""Fourier analysis of modular addition (chapter 5): the basis of Z_p, projections, key
+frequencies, frequency ablation, and a tiny grokking run to watch live.
+
+Conventions (those of Nanda et al. 2023, "Progress measures for grokking via mechanistic
+interpretability"): the Fourier basis of functions on Z_p = {0, ..., p-1} (p odd) is a
+(p, p) matrix whose *rows* are orthonormal basis vectors, in the order
+
+    row 0          the constant 1/sqrt(p)
+    row 2k - 1     cos(2 pi k x / p), scaled to unit norm     (k = 1 .. (p-1)/2)
+    row 2k         sin(2 pi k x / p), scaled to unit norm
+
+so `basis @ f` are the Fourier coefficients of a function f (p,) and `basis.T @ coeffs`
+rebuilds it. A "frequency" is an integer k in 1 .. (p-1)/2.
+
+The modular-addition organism reads "a b =" (token ids a, b and p for "=") and predicts
+(a + b) mod p at the last position; `all_pairs(p)` lists every input in the order
+a-major (row a * p + b), so a (p*p, ...) tensor reshapes to (p, p, ...) indexed [a, b].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import plotly.graph_objects as go
+import torch
+import torch.nn.functional as F
+from plotly.subplots import make_subplots
+from torch import Tensor
+
+__all__ = [
+    "fourier_basis",
+    "basis_labels",
+    "frequency_rows",
+    "project_onto_basis",
+    "frequency_norms",
+    "key_frequencies",
+    "fourier_2d",
+    "neuron_frequencies",
+    "cos_logit_terms",
+    "ablate_frequencies",
+    "all_pairs",
+    "embedding_replacement_hook",
+    "evaluate_all_pairs",
+    "load_history",
+    "grokking_figure",
+    "GrokRun",
+    "train_grokking",
+]
+
+
+# --- the basis ------------------------------------------------------------------------
+
+
+def fourier_basis(p: int) -> Tensor:
+    """The orthonormal Fourier basis of Z_p: (p, p), one basis vector per row (see module docstring)."""
+    x = torch.arange(p, dtype=torch.float64)
+    rows = [torch.ones(p, dtype=torch.float64)]
+    for k in range(1, p // 2 + 1):
+        rows.append(torch.cos(2 * math.pi * k * x / p))
+        rows.append(torch.sin(2 * math.pi * k * x / p))
+    basis = torch.stack(rows[:p])
+    return (basis / basis.norm(dim=1, keepdim=True)).float()
+
+
+def basis_labels(p: int) -> list[str]:
+    """Names of the rows of `fourier_basis(p)`: ["const", "cos 1", "sin 1", "cos 2", ...]."""
+    labels = ["const"]
+    for k in range(1, p // 2 + 1):
+        labels += [f"cos {k}", f"sin {k}"]
+    return labels[:p]
+
+
+def frequency_rows(k: int) -> tuple[int, int]:
+    """The rows of the basis holding frequency k: (cos k, sin k) = (2k - 1, 2k)."""
+    if k < 1:
+        raise ValueError(f"Frequencies start at 1 (row 0 is the constant), got {k}.")
+    return 2 * k - 1, 2 * k
+
+
+def project_onto_basis(W: Tensor, basis: Tensor) -> Tensor:
+    """Express W in the Fourier basis along its first axis.
+
+    W: (p, ...) — e.g. the embedding of the p number tokens, (p, d_model).
+    basis: (p, p) orthonormal rows. Returns (p, ...): row i is basis vector i's coefficient.
+    """
+    return torch.einsum("ix,x...->i...", basis.to(W.dtype), W)
+
+
+def frequency_norms(W_fourier: Tensor) -> Tensor:
+    """The norm of each frequency's part of a Fourier-basis tensor.
+
+    W_fourier: (p, ...) in the Fourier basis along axis 0. Returns ((p-1)/2,): entry k-1 is
+    sqrt(||row cos k||^2 + ||row sin k||^2), summed over every trailing axis.
+    """
+    sq = W_fourier.pow(2).reshape(W_fourier.shape[0], -1).sum(dim=1)
+    n_freq = (W_fourier.shape[0] - 1) // 2
+    return (sq[1 : 2 * n_freq : 2] + sq[2 : 2 * n_freq + 1 : 2]).sqrt()
+
+
+def key_frequencies(W_fourier: Tensor, n: int) -> list[int]:
+    """The n frequencies with the largest norm in `W_fourier` (p, ...), in increasing order."""
+    top = frequency_norms(W_fourier).topk(n).indices + 1
+    return sorted(int(k) for k in top)
+
+
+def fourier_2d(acts: Tensor, basis: Tensor) -> Tensor:
+    """Fourier transform over both inputs a and b.
+
+    acts: (p, p, ...) indexed [a, b, ...] (e.g. neuron activations, (p, p, d_mlp)).
+    Returns (p, p, ...): entry [i, j] is the coefficient of basis_i(a) * basis_j(b).
+    """
+    basis = basis.to(acts.dtype)
+    return torch.einsum("ia,jb,ab...->ij...", basis, basis, acts)
+
+
+def neuron_frequencies(acts: Tensor, basis: Tensor) -> tuple[Tensor, Tensor]:
+    """For each neuron, the frequency that explains most of its activation over (a, b), and how much.
+
+    acts: (p, p, d_mlp) activations indexed [a, b, neuron]. A neuron "uses" frequency k
+    when its 2-D Fourier coefficients sit on the rows/columns {const, cos k, sin k} of both
+    axes. Returns (freq (d_mlp,) long, fraction (d_mlp,) float): the best k and the fraction
+    of the neuron's variance (everything but the const x const term) it explains.
+    """
+    coeffs = fourier_2d(acts, basis).pow(2)  # (p, p, d_mlp)
+    coeffs[0, 0] = 0.0
+    total = coeffs.sum(dim=(0, 1)).clamp_min(1e-12)
+    n_freq = (acts.shape[0] - 1) // 2
+    fracs = []
+    for k in range(1, n_freq + 1):
+        idx = torch.tensor([0, *frequency_rows(k)])
+        fracs.append(coeffs[idx][:, idx].sum(dim=(0, 1)) / total)
+    fracs_t = torch.stack(fracs)  # (n_freq, d_mlp)
+    best = fracs_t.max(dim=0)
+    return best.indices + 1, best.values
+
+
+def cos_logit_terms(p: int, freqs: Sequence[int]) -> Tensor:
+    """cos(2 pi k (a + b - c) / p) for each frequency k: (len(freqs), p, p, p) indexed [k, a, b, c]."""
+    x = torch.arange(p, dtype=torch.float64)
+    abc = x[:, None, None] + x[None, :, None] - x[None, None, :]
+    k = torch.tensor(list(freqs), dtype=torch.float64)[:, None, None, None]
+    return torch.cos(2 * math.pi * k * abc / p).float()
+
+
+def ablate_frequencies(W: Tensor, basis: Tensor, remove: Sequence[int]) -> Tensor:
+    """W (p, ...) with the given frequencies removed along axis 0: same shape as W.
+
+    Projects onto the basis, zeroes the cos k and sin k rows of every k in `remove`, and
+    projects back. The constant (row 0) is never removed.
+    """
+    coeffs = project_onto_basis(W, basis).clone()
+    for k in remove:
+        coeffs[list(frequency_rows(k))] = 0.0
+    return torch.einsum("ix,i...->x...", basis.to(W.dtype), coeffs)
+
+
+# --- running the organism on every input ----------------------------------------------
+
+
+def all_pairs(p: int) -> tuple[Tensor, Tensor]:
+    """Every input "a b =" and its answer, a-major: tokens (p*p, 3) = [a, b, p], labels (p*p,)."""
+    a = torch.arange(p).repeat_interleave(p)
+    b = torch.arange(p).repeat(p)
+    return torch.stack([a, b, torch.full_like(a, p)], dim=1), (a + b) % p
+
+
+def embedding_replacement_hook(tokens: Tensor, W_numbers: Tensor):
+    """A forward hook for `hook_embed` that embeds the numbers with `W_numbers` instead.
+
+    tokens: (batch, 3) the inputs being run; W_numbers: (p, d_model) replacement embeddings
+    of the number tokens 0..p-1. The "=" token keeps its own embedding.
+    """
+
+    def hook(embed: Tensor, hook) -> Tensor:
+        out = embed.clone()
+        ids = tokens.to(embed.device)
+        is_number = ids < W_numbers.shape[0]
+        out[is_number] = W_numbers.to(embed.device, embed.dtype)[ids[is_number]]
+        return out
+
+    return hook
+
+
+@torch.no_grad()
+def evaluate_all_pairs(model, p: int, W_numbers: Tensor | None = None, batch_size: int = 4096) -> dict[str, float]:
+    """Accuracy and loss of a hooked modular-addition model on all p*p inputs.
+
+    model: a `HookedModel` (e.g. `load_model("modadd")`). With `W_numbers` (p, d_model),
+    the number tokens are embedded with it (through a `hook_embed` hook) instead of the
+    model's own embedding. Returns {"accuracy": ..., "loss": ...}.
+    """
+    tokens, labels = all_pairs(p)
+    correct, loss = 0, 0.0
+    for start in range(0, len(tokens), batch_size):
+        t = tokens[start : start + batch_size]
+        y = labels[start : start + batch_size].to(model.device)
+        hooks = [] if W_numbers is None else [("hook_embed", embedding_replacement_hook(t, W_numbers))]
+        logits = model.run_with_hooks(t, fwd_hooks=hooks)[:, -1, :p].float()
+        correct += int((logits.argmax(-1) == y).sum())
+        loss += float(F.cross_entropy(logits, y, reduction="sum"))
+    return {"accuracy": correct / len(tokens), "loss": loss / len(tokens)}
+
+
+# --- training history -----------------------------------------------------------------
+
+
+def load_history(source: str | Path = "modadd") -> dict:
+    """The saved training history of a modular-addition run.
+
+    source: a bundled organism's name or a folder / history.json path. Returns the JSON:
+    {"steps", "config": {"p", "frac_train", "data_seed"}, "history": [{"step", "train_loss",
+    "test_loss", "train_acc", "test_acc"}, ...]}.
+    """
+    path = Path(source)
+    if not path.exists():
+        from .organisms import organism_path
+
+        path = organism_path(str(source))
+    if path.is_dir():
+        path = path / "history.json"
+    return json.loads(path.read_text())
+
+
+def grokking_figure(history: Sequence[dict], title: str = "Grokking") -> go.Figure:
+    """Train/test loss (log scale) and accuracy against step, from a list of history records."""
+    steps = [r["step"] for r in history]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss (log scale)", "accuracy"))
+    for col, key in ((1, "loss"), (2, "acc")):
+        for split, colour in (("train", "#1f77b4"), ("test", "#d62728")):
+            fig.add_trace(
+                go.Scatter(x=steps, y=[r[f"{split}_{key}"] for r in history], name=f"{split} {key}",
+                           line=dict(color=colour)),
+                row=1, col=col,
+            )
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(title=title, height=380)
+    return fig
+
+
+# --- a tiny live grokking run ---------------------------------------------------------
+
+
+class GrokRun:
+    """The result of `train_grokking`: the model (a Hugging Face GPT-2), its data split and history."""
+
+    def __init__(self, model, p: int, train_idx: Tensor, test_idx: Tensor, history: list[dict]):
+        self.model = model
+        self.p = p
+        self.train_idx = train_idx
+        self.test_idx = test_idx
+        self.history = history
+
+    def grokked_at(self, threshold: float = 0.99) -> int | None:
+        """First logged step with test accuracy >= threshold (None if never)."""
+        return next((r["step"] for r in self.history if r["test_acc"] >= threshold), None)
+
+    def memorised_at(self, threshold: float = 0.99) -> int | None:
+        """First logged step with train accuracy >= threshold (None if never)."""
+        return next((r["step"] for r in self.history if r["train_acc"] >= threshold), None)
+
+
+def train_grokking(
+    p: int = 31,
+    frac_train: float = 0.4,
+    steps: int = 1500,
+    d_model: int = 32,
+    lr: float = 1e-2,
+    weight_decay: float = 1.0,
+    seed: int = 0,
+    log_every: int = 10,
+    progress: bool = True,
+) -> GrokRun:
+    """Train a small 1-layer GPT-2 on (a + b) mod p, full batch, and log the curves.
+
+    The same recipe as the `modadd` organism (relu MLP, AdamW, weight decay 1.0, full batch)
+    at a size that groks in seconds on a CPU: p = 31, d_model 32, 4 heads, d_mlp 4*d_model.
+    Stops early a few hundred steps after test accuracy first reaches 100%.
+    Returns a GrokRun whose history has {"step", "train_loss", "test_loss", "train_acc",
+    "test_acc"} every `log_every` steps.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small trains fastest on one thread (and 100x faster on a busy CPU)
+    try:
+        return _train_grokking(p, frac_train, steps, d_model, lr, weight_decay, seed, log_every, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_grokking(p: int, frac_train: float, steps: int, d_model: int, lr: float, weight_decay: float, seed: int,
+                    log_every: int, progress: bool) -> GrokRun:
+    from tqdm.auto import tqdm
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    tokens, labels = all_pairs(p)
+    perm = torch.randperm(p * p, generator=torch.Generator().manual_seed(seed))
+    n_train = int(round(frac_train * p * p))
+    train_idx, test_idx = perm[:n_train], perm[n_train:]
+    cfg = GPT2Config(
+        vocab_size=p + 1, n_positions=3, n_embd=d_model, n_layer=1, n_head=4, n_inner=4 * d_model,
+        activation_function="relu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        bos_token_id=None, eos_token_id=None, pad_token_id=None,
+    )
+    model = GPT2LMHeadModel(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
+    xtr, ytr, xte, yte = tokens[train_idx], labels[train_idx], tokens[test_idx], labels[test_idx]
+    history: list[dict] = []
+    stop = steps
+    bar = tqdm(range(steps), desc=f"grokking p={p}", disable=not progress, mininterval=0.5)
+    for step in bar:
+        model.train()
+        logits = model(input_ids=xtr).logits[:, -1]
+        loss = F.cross_entropy(logits, ytr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % log_every == 0 or step == steps - 1:
+            model.eval()
+            with torch.no_grad():
+                test_logits = model(input_ids=xte).logits[:, -1]
+            rec = {
+                "step": step,
+                "train_loss": loss.item(),
+                "test_loss": F.cross_entropy(test_logits, yte).item(),
+                "train_acc": (logits.argmax(-1) == ytr).float().mean().item(),
+                "test_acc": (test_logits.argmax(-1) == yte).float().mean().item(),
+            }
+            history.append(rec)
+            bar.set_postfix(train=f"{rec['train_acc']:.2f}", test=f"{rec['test_acc']:.2f}")
+            if rec["test_acc"] == 1.0 and stop == steps:
+                stop = step + max(100, step // 4)
+        if step >= stop:
+            break
+    bar.close()
+    model.eval()
+    return GrokRun(model, p, train_idx, test_idx, history)
