@@ -148,3 +148,16 @@ def test_attention_explorer_redraws_when_the_layer_or_prompt_changes():
     third = _html(explorer)
     assert third != second and "L1H0" in third
     assert explorer.summary.value != ""
+
+
+def test_the_shipped_organism_has_the_heads_chapter_1_names():
+    """Chapter 1's prose names previous-token head 0.1 and induction heads 1.2 and 1.3: keep it true."""
+    from digsite.models import load_model
+    from digsite.organisms.data import repeated_tokens
+
+    model = load_model("induction", device="cpu")
+    tokens = repeated_tokens(batch=16, seg_len=20, seed=0)
+    prev = I.head_scores(model, tokens, I.previous_token_score)
+    ind = I.head_scores(model, tokens, partial(I.induction_score, seg_len=20))
+    assert prev.flatten().argmax().item() == 1 and prev[0, 1] > 0.9
+    assert sorted(ind.flatten().topk(2).indices.tolist()) == [6, 7] and (ind[1, 2:] > 0.8).all()
