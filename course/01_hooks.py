@@ -365,19 +365,20 @@ ch01.check_per_token_loss(per_token_loss)
 # </details>
 #
 # You should see a cliff: over the first segment the loss is that of guessing uniformly among
-# the words, over the second it drops to about a tenth of that.
+# the words, over the second it drops to a small fraction of that: the model copies.
 
 # %%
 loss = per_token_loss(logits, tokens)  # (batch, 2 * SEG_LEN)
-first, second = loss[:, 1:SEG_LEN].mean().item(), loss[:, SEG_LEN:].mean().item()
+first, second = loss[:, 1:SEG_LEN].mean().item(), loss[:, SEG_LEN + 1:].mean().item()
 print(f"mean loss: first repeat {first:.2f}, second repeat {second:.2f}  (log d_vocab = {torch.tensor(model.cfg.d_vocab).log():.2f})")
 fig = plot.line(loss.mean(0), x=list(range(1, 2 * SEG_LEN + 1)), title="Loss on repeated random words",
                 xlabel="position of the predicted token", ylabel="loss (nats)")
 fig.add_vline(x=SEG_LEN + 0.5, line_dash="dot", annotation_text="repeat starts")
 
 # %% [markdown]
-# (The first segment's first word is predicted from `<bos>` alone; we leave it out of the
-# first-repeat mean.)
+# Two predictions are left out of the means: the very first word, predicted from `<bos>`
+# alone, and the first word of the second repeat — nothing announces that a repeat is about to
+# start, so it is a pure guess too. Find its spike in the plot.
 #
 # ## Exercise 1.5 — a previous-token detector
 #
@@ -549,8 +550,8 @@ ch01.check_loss_with_head_ablated(loss_with_head_ablated)
 
 # %%
 def second_repeat_loss(per_token: torch.Tensor) -> float:
-    """Mean loss over the second repeat's predictions: (batch, 2 * SEG_LEN) -> a number."""
-    return per_token[:, SEG_LEN:].mean().item()
+    """Mean loss over the predictable part of the second repeat: (batch, 2 * SEG_LEN) -> a number."""
+    return per_token[:, SEG_LEN + 1:].mean().item()
 
 
 ablated = torch.tensor([[second_repeat_loss(loss_with_head_ablated(model, tokens, l, h)) for h in range(model.cfg.n_heads)]
@@ -559,11 +560,11 @@ plot.imshow(ablated, x=heads, y=layers, title=f"Second-repeat loss with one head
             diverging=False, text=True, colorbar="loss")
 
 # %% [markdown]
-# Zeroing the previous-token head 0.1 (5.08) or the induction head 1.3 (5.70) destroys the
+# Zeroing the previous-token head 0.1 (5.05) or the induction head 1.3 (5.70) destroys the
 # in-context ability almost completely: both halves of the circuit are necessary. But zeroing
-# 1.2 costs little (0.87), although it attends just like 1.3. Attention says where a head
+# 1.2 costs little (0.61, against 0.25 clean), although it attends just like 1.3. Attention says where a head
 # *looks*, not how much the model relies on what it *writes*: here 1.3 carries the copy and 1.2
-# is close to redundant. Head 0.2 matters a little too (2.42) — a supporting part the
+# is close to redundant. Head 0.2 matters too (2.24) — a supporting part the
 # detectors did not flag.
 
 # %% [markdown]
@@ -590,12 +591,12 @@ fig.add_vline(x=SEG_LEN + 0.5, line_dash="dot")
 
 # %% [markdown]
 # Read the numbers. Zero-ablating both induction heads takes the second-repeat loss from
-# 0.53 to 5.99 — no better than guessing on the first repeat (5.92). Mean-ablation even
-# overshoots, to 6.51: a head's *average* output is not "nothing", and ablations are blunt
+# 0.25 to 5.99 — no better than guessing on the first repeat (5.92). Mean-ablation even
+# overshoots, to 6.55: a head's *average* output is not "nothing", and ablations are blunt
 # instruments (chapter 3's activation patching sharpens them). Mean-ablating the
-# previous-token head 0.1 alone does almost as much (5.25), although that head never looks
+# previous-token head 0.1 alone does almost as much (5.23), although that head never looks
 # beyond the previous token: the induction heads cannot work without what it writes. The
-# control head 1.0 changes nothing (0.53).
+# control head 1.0 changes nothing (0.25).
 #
 # ## 6. How K-composition builds the circuit
 #
@@ -740,7 +741,7 @@ plot.imshow(similarity, title="Cosine similarity of position embeddings (inducti
 # %%
 def position_probe_r2(layer_name: str) -> float:
     """R² of a linear map from the residual stream at `layer_name` to the position index (fit on half the batch)."""
-    x = cache[layer_name]  # (batch, pos, d_model)
+    x = cache[layer_name].cpu()  # (batch, pos, d_model); lstsq is not on every accelerator
     batch, n_pos, _ = x.shape
     features = torch.cat([x, torch.ones(batch, n_pos, 1, device=x.device)], dim=-1)
     target = torch.arange(n_pos, dtype=x.dtype, device=x.device).expand(batch, n_pos)
