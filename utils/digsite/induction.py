@@ -18,6 +18,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable, Sequence
 
+import ipywidgets as widgets
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -189,12 +190,6 @@ def k_composition_scores(model: HookedModel, src_layer: int, dst_layer: int) -> 
 
 # --- widget ---------------------------------------------------------------------------------
 
-try:
-    import ipywidgets as widgets
-except ImportError:  # pragma: no cover - ipywidgets is a course dependency
-    widgets = None
-
-
 def _render_layer(model: HookedModel, text: str, layer: int):
     """The circuitsvis figure of one layer's heads for `text`, and a one-line summary."""
     from .plot import attention_heads
@@ -208,7 +203,7 @@ def _render_layer(model: HookedModel, text: str, layer: int):
     return attention_heads(pattern, model.to_str_tokens(tokens), names), summary
 
 
-class AttentionExplorer(widgets.VBox if widgets is not None else object):
+class AttentionExplorer(widgets.VBox):
     """A layer picker and a prompt box over circuitsvis's view of every head of that layer.
 
     `layer` (an IntSlider) and `prompt` (a Text box) are the controls; `output` (an Output
@@ -241,6 +236,4 @@ class AttentionExplorer(widgets.VBox if widgets is not None else object):
 
 def attention_explorer(model: HookedModel, text: str, layer: int = 0) -> AttentionExplorer:
     """An interactive viewer of every head's attention pattern on `text`: pick a layer, edit the prompt."""
-    if widgets is None:  # pragma: no cover
-        raise ImportError("attention_explorer needs ipywidgets: pip install ipywidgets")
     return AttentionExplorer(model, text, layer)
