@@ -208,9 +208,9 @@ def train_tuned_lens(
     model: "HookedModel",
     stack: Tensor,
     final_logits: Tensor,
-    steps: int = 300,
+    steps: int = 200,
     batch_size: int = 512,
-    lr: float = 1e-3,
+    lr: float = 3e-3,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[TunedLens, list[float]]:
