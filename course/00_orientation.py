@@ -9,11 +9,12 @@
 # **Goals of this chapter**
 # - See the rhythm of an exercise: stub → check → hint → solution.
 # - Load one of the course's model organisms and ask it for a prediction.
+# - Look inside it once: an attention pattern, a plot, a slider.
 # - Know how to switch device (CPU / GPU) and model (organism / GPT-2).
 #
 # **Prerequisites:** Python and a little PyTorch (tensors, indexing, `softmax`).
 #
-# **Time:** about 15 minutes.
+# **Time:** about 20 minutes.
 
 # %% [markdown]
 # ## How an exercise works
@@ -33,10 +34,12 @@
 # the CPU. Running it twice is harmless.
 
 # %%
+import ipywidgets as widgets
 import torch
 
+from digsite import load_model, plot
 from digsite.checks import ch00
-from digsite.notebook import setup
+from digsite.notebook import online, setup
 
 device = setup(seed=0)
 print("Running on", device)
@@ -78,3 +81,81 @@ ch00.check_softmax(softmax)
 #
 # When it works you should see ✅. Try breaking it on purpose — sum over `dim=0`, or drop the
 # max subtraction — and read what the check tells you.
+
+# %% [markdown]
+# ## Meet a model organism
+#
+# The course ships small transformers it trained itself on a synthetic English it generates:
+# sentences about people giving each other things, facts about animals and places, sums in
+# words. Because we wrote the data, we know exactly what each model *should* be doing — which
+# makes them perfect for practising interpretability.
+#
+# `load_model` returns the Hugging Face model wrapped with hooks (chapter 1 opens them up).
+# Every word of this language is a single token.
+
+# %%
+model = load_model("toylang", device=device)
+print(model.cfg)
+
+prompt = "When Mary and John went to the store, John gave a drink to"
+tokens = model.to_tokens(prompt)
+print(model.to_str_tokens(tokens))
+
+# %% [markdown]
+# Now use **your** softmax on the model's logits at the last position, and look at its top
+# guesses for the next word. You should see `Mary` far ahead: the model has learned who is
+# left to receive the drink.
+
+# %%
+logits = model(tokens)  # (batch, pos, d_vocab)
+probs = softmax(logits[0, -1])
+top = probs.topk(8)
+words = [model.to_string(i) for i in top.indices]
+for word, p in zip(words, top.values):
+    print(f"{word:>10}  {p.item():.3f}")
+
+# %%
+fig = plot.line(top.values, x=words, title="Next-word probabilities after the prompt", xlabel="word", ylabel="probability")
+fig.update_traces(mode="lines+markers")
+
+# %% [markdown]
+# ## A first look inside
+#
+# `run_with_cache` runs the model once and keeps every intermediate activation, by name.
+# Here are the attention patterns of one layer: each head's row for a word shows where that
+# word looks. Hover over the tokens. Move the slider to change layer.
+
+# %%
+logits, cache = model.run_with_cache(tokens)
+str_tokens = model.to_str_tokens(tokens)
+
+
+def show_layer(layer: int = 0):
+    return plot.attention_heads(cache["pattern", layer][0], str_tokens)
+
+
+widgets.interact(show_layer, layer=widgets.IntSlider(min=0, max=model.cfg.n_layers - 1, value=0));
+
+# %% [markdown]
+# ## Switching device and model
+#
+# - **Device.** `setup()` picked `device` for you (a GPU when there is one). Pass
+#   `device="cpu"` to `setup` or to `load_model` to choose.
+# - **Model.** Every chapter runs on a bundled organism by default: `"toylang"` (4 layers,
+#   GPT-2 architecture), `"toylang-llama"` (the same language, Llama architecture),
+#   `"induction"` (2 layers, trained on repeated random words) and `"modadd"` (1 layer,
+#   modular addition). Any Hugging Face causal LM works too — `load_model("gpt2")` or
+#   `load_model("EleutherAI/pythia-70m")` — when you have a network. Offline, asking for one
+#   fails at once with a message saying what to use instead.
+
+# %%
+if online():
+    gpt2 = load_model("gpt2", device=device)
+    print(gpt2.to_string(gpt2(gpt2.to_tokens(prompt))[0, -1].argmax()))
+else:
+    print("Offline: skipping GPT-2. The bundled organisms above work without a network.")
+
+# %% [markdown]
+# That is the whole rhythm. Chapter 1 opens the hooks that `run_with_cache` uses and finds
+# the first circuits. When you finish an exercise notebook, a facilitator (or you) can list
+# what passes with `python -m digsite.progress chapters/00_orientation.ipynb`.

@@ -83,9 +83,11 @@ def test_wrap_keeps_the_model_and_tokenizer():
 @pytest.mark.parametrize("name", organism_names())
 def test_bundled_organisms_load_and_hook(name):
     hm = load_model(name, device="cpu")
-    tokens = torch.randint(0, hm.cfg.d_vocab, (1, 6))
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, hm.cfg.d_vocab, (1, min(6, hm.cfg.n_ctx)), generator=gen)  # modadd has 3 positions
     with torch.no_grad():
         expected = hm.model(tokens).logits
     logits, cache = hm.run_with_cache(tokens)
-    torch.testing.assert_close(logits, expected)
-    torch.testing.assert_close(cache.accumulated_resid(apply_ln=True)[-1] @ hm.W_U + hm.b_U, logits)
+    # Caching every name switches attention to eager (SDPA gives no pattern): float-level differences only.
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(cache.accumulated_resid(apply_ln=True)[-1] @ hm.W_U + hm.b_U, logits, atol=1e-4, rtol=1e-4)

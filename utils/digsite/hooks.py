@@ -532,9 +532,11 @@ class HookedModel:
         tok = self._need_tokenizer()
         return [tok.decode([i]) for i in ids.tolist()]
 
-    def to_string(self, tokens: Tensor) -> Union[str, list[str]]:
-        """Decode (pos,) to a string or (batch, pos) to a list of strings."""
+    def to_string(self, tokens: Union[int, Tensor]) -> Union[str, list[str]]:
+        """Decode a token id, (pos,) to a string, or (batch, pos) to a list of strings."""
         tok = self._need_tokenizer()
+        if isinstance(tokens, int) or tokens.ndim == 0:
+            return tok.decode([int(tokens)])
         if tokens.ndim == 1:
             return tok.decode(tokens.tolist())
         return [tok.decode(row) for row in tokens.tolist()]
