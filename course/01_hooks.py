@@ -206,8 +206,9 @@ ch01.check_logits_without_mlp(logits_without_mlp)
 #
 # Which MLPs does the toy model need? Zero each in turn and watch the probability of the right
 # answer, on an indirect-object sentence and on a sum in words. You should see that without
-# MLP 0 the model is lost on both — GPT-2's first MLP is famously part of its "extended
-# embedding" too — while the sum also needs the later MLPs, where facts like 3 + 4 = 7 live.
+# MLP 0 the model is lost on both — in GPT-2 small, too, the first MLP is often read as part of
+# the embedding — while the sum also needs the later MLPs, where the answer to 3 + 4 seems to
+# be looked up.
 
 # %%
 answers = {prompt: " Mary", "three plus four is": " seven"}
