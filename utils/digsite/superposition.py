@@ -1,0 +1,169 @@
+"""Toy models of superposition (Elhage et al., 2022), many small models trained at once.
+
+A toy model squeezes `n_features` sparse features into `n_hidden < n_features` dimensions and
+reads them back out: h = W x, x' = ReLU(W^T h + b). Each *instance* is an independent model
+with its own feature probability (1 - sparsity) and feature importances, so a whole sweep
+trains as one batched model in seconds on a CPU.
+
+Shapes: W (inst, n_hidden, n_features), b (inst, n_features), features (batch, inst, n_features).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .sae import one_thread
+
+
+def toy_forward(W: Tensor, b: Tensor, features: Tensor) -> Tensor:
+    """The toy model's output ReLU(W^T W x + b).
+
+    W: (inst, n_hidden, n_features), b: (inst, n_features), features: (batch, inst, n_features).
+    Returns (batch, inst, n_features).
+    """
+    hidden = torch.einsum("ihf,bif->bih", W, features)
+    out = torch.einsum("ihf,bih->bif", W, hidden)
+    return torch.relu(out + b)
+
+
+def generate_batch(batch: int, feature_probability: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Sparse features: each is uniform in [0, 1] with probability p, else 0.
+
+    feature_probability: (inst, n_features). Returns (batch, inst, n_features).
+    """
+    shape = (batch, *feature_probability.shape)
+    values = torch.rand(shape, generator=generator)
+    present = torch.rand(shape, generator=generator) < feature_probability
+    return values * present
+
+
+def feature_dimensionality(W: Tensor) -> Tensor:
+    """How many dimensions each feature gets: D_i = ||W_i||^2 / sum_j (W_i_hat . W_j)^2.
+
+    W: (inst, n_hidden, n_features); W_i is column i. Returns (inst, n_features): 1 for a
+    feature with a dimension to itself, 1/2 for an antipodal pair, 0 for an ignored feature.
+    """
+    norms = W.norm(dim=1, keepdim=True)  # (inst, 1, feat)
+    W_hat = W / norms.clamp_min(1e-8)
+    overlaps = torch.einsum("ihf,ihg->ifg", W_hat, W)  # (inst, feat_i, feat_j): W_i_hat . W_j
+    return norms.squeeze(1) ** 2 / overlaps.pow(2).sum(-1).clamp_min(1e-12)
+
+
+class ToyModel(nn.Module):
+    """`n_instances` independent toy models trained together.
+
+    feature_probability and importance: (inst, n_features), or anything broadcastable to it.
+    """
+
+    def __init__(
+        self,
+        n_instances: int,
+        n_features: int,
+        n_hidden: int,
+        feature_probability: Tensor | float,
+        importance: Tensor | float = 1.0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        shape = (n_instances, n_features)
+        self.register_buffer("feature_probability", torch.broadcast_to(torch.as_tensor(feature_probability, dtype=torch.float32), shape).clone())
+        self.register_buffer("importance", torch.broadcast_to(torch.as_tensor(importance, dtype=torch.float32), shape).clone())
+        W = torch.empty(n_instances, n_hidden, n_features)
+        bound = math.sqrt(6 / (n_hidden + n_features))  # Xavier uniform
+        W.uniform_(-bound, bound, generator=gen)
+        self.W = nn.Parameter(W)
+        self.b_final = nn.Parameter(torch.zeros(n_instances, n_features))
+
+    def forward(self, features: Tensor) -> Tensor:
+        """features (batch, inst, n_features) -> reconstruction (batch, inst, n_features)."""
+        return toy_forward(self.W, self.b_final, features)
+
+    def loss(self, features: Tensor) -> Tensor:
+        """Importance-weighted squared error, averaged over batch and features, summed over instances."""
+        err = self.importance * (self(features) - features) ** 2
+        return err.mean(dim=(0, 2)).sum()
+
+
+def train_toy_model(
+    model: ToyModel, steps: int = 3000, batch_size: int = 1024, lr: float = 1e-2, seed: int = 0, progress: bool = True
+) -> Tensor:
+    """Adam on fresh sparse batches, learning rate with a cosine decay. Returns the loss (steps,)."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    history = torch.empty(steps)
+    with one_thread():
+        for step in tqdm(range(steps), disable=not progress, desc="toy models"):
+            loss = model.loss(generate_batch(batch_size, model.feature_probability, gen))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            history[step] = loss.detach()
+    return history
+
+
+def plot_features_2d(W: Tensor, importance: Tensor | None = None, titles: Sequence[str] | None = None) -> go.Figure:
+    """One panel per instance: each feature's 2-D embedding W[:, i] drawn as an arrow from the origin.
+
+    W: (inst, 2, n_features); importance (n_features,) colours the arrows (bright = important).
+    """
+    W = W.detach().cpu()
+    n_inst, n_hidden, n_feat = W.shape
+    if n_hidden != 2:
+        raise ValueError(f"plot_features_2d draws 2-D embeddings, got n_hidden={n_hidden}")
+    imp = importance.detach().cpu() if importance is not None else torch.ones(n_feat)
+    names = list(titles) if titles is not None else [f"instance {i}" for i in range(n_inst)]
+    fig = make_subplots(rows=1, cols=n_inst, subplot_titles=names, horizontal_spacing=0.02)
+    lim = float(W.abs().max()) * 1.15 + 1e-6
+    for i in range(n_inst):
+        for f in range(n_feat):
+            shade = 0.25 + 0.75 * float(imp[f] / imp.max())
+            colour = f"rgba(31, 119, 180, {shade:.2f})"
+            x, y = float(W[i, 0, f]), float(W[i, 1, f])
+            fig.add_trace(
+                go.Scatter(x=[0, x], y=[0, y], mode="lines+markers", line=dict(color=colour, width=2),
+                           marker=dict(size=[0, 7], color=colour), name=f"feature {f}", showlegend=False,
+                           hovertext=f"feature {f}"),
+                row=1, col=i + 1,
+            )
+        fig.update_xaxes(range=[-lim, lim], visible=False, row=1, col=i + 1)
+        fig.update_yaxes(range=[-lim, lim], visible=False, scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
+    fig.update_layout(height=260, width=max(260, 180 * n_inst), margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def phase_diagram(
+    densities: Tensor, relative_importances: Tensor, steps: int = 2000, seed: int = 0, progress: bool = True
+) -> Tensor:
+    """The phase change of Elhage et al. for 2 features in 1 hidden dimension, one instance per grid cell.
+
+    Feature 0 has importance 1, feature 1 the relative importance r; both appear with the same
+    probability (the density, 1 - sparsity). densities: (n_d,), relative_importances: (n_r,).
+    Returns (n_r, n_d) codes: 0 = only feature 0 is represented, 1 = only feature 1,
+    2 = both, in superposition (antipodal).
+    """
+    n_d, n_r = len(densities), len(relative_importances)
+    dens = densities.repeat(n_r)  # instance i = (r index i // n_d, density index i % n_d)
+    rel = relative_importances.repeat_interleave(n_d)
+    prob = torch.stack([dens, dens], dim=1)
+    imp = torch.stack([torch.ones_like(rel), rel], dim=1)
+    model = ToyModel(n_d * n_r, 2, 1, prob, imp, seed=seed)
+    train_toy_model(model, steps=steps, batch_size=512, lr=2e-2, seed=seed, progress=progress)
+    return classify_two_features(model.W.detach()).reshape(n_r, n_d)
+
+
+def classify_two_features(W: Tensor, threshold: float = 0.5) -> Tensor:
+    """W: (inst, 1, 2) -> (inst,) codes: 0 only feature 0 represented, 1 only feature 1, 2 both (superposition)."""
+    norms = W[:, 0, :].abs()
+    on = norms > threshold
+    code = torch.where(on[:, 0], torch.zeros_like(norms[:, 0], dtype=torch.long), torch.ones_like(norms[:, 0], dtype=torch.long))
+    return torch.where(on[:, 0] & on[:, 1], torch.full_like(code, 2), code)
