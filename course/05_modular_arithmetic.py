@@ -1,0 +1,603 @@
+# %% [markdown]
+# # Chapter 5 — Modular arithmetic: how a transformer adds with waves
+#
+# How does a neural network compute `(a + b) mod p`? You might guess it learns a lookup table,
+# or carries digits like a schoolchild. The bundled 1-layer transformer `modadd` does neither.
+# It turns each number into a handful of **waves** — cosines and sines at a few frequencies —
+# and adds angles with trigonometric identities, like a clock hand turning by `a` and then by
+# `b`. Spoiler: it's weird, and it is one of the few networks whose algorithm we can read off
+# completely.
+#
+# This model also **grokked**: it first memorised its training set, and only more than a
+# thousand steps later — long after training accuracy hit 100% — did it generalise. You will
+# see that happen in its saved training curves, then open it up and find the waves.
+#
+# **Goals**
+# - Read the grokking curves: memorisation first, generalisation much later.
+# - Build the Fourier basis of the integers mod p, project the embedding onto it, and find
+#   the **key frequencies** the model computes with.
+# - See that MLP neurons are periodic functions of `(a, b)`.
+# - Check that the logits are (mostly) a sum of `cos(w(a + b − c))` terms.
+# - Prove the key frequencies matter: remove every other frequency and accuracy survives;
+#   remove the key frequencies and it breaks.
+# - Watch a smaller model grok live, and break it by removing a single frequency.
+#
+# **Prerequisites:** chapter 1 (hooks, `run_with_cache`, `run_with_hooks`); `einsum`; the
+# idea of a Fourier series (we re-derive what we need).
+#
+# **Time:** about 2 hours.
+#
+# **Readings**
+# - Power et al., [*Grokking: Generalization Beyond Overfitting on Small Algorithmic Datasets*](https://arxiv.org/abs/2201.02177) (2022) —
+#   the phenomenon.
+# - Nanda et al., [*Progress measures for grokking via mechanistic interpretability*](https://arxiv.org/abs/2301.05217) (2023) —
+#   the algorithm this chapter recovers, and the source of every convention here.
+# - Zhong et al., [*The Clock and the Pizza: Two Stories in Mechanistic Explanation of Neural Networks*](https://arxiv.org/abs/2306.17844) (2023) —
+#   other models find other algorithms for the same task (optional).
+# - Zhou et al., [*Pre-trained Large Language Models Use Fourier Features to Compute Addition*](https://arxiv.org/abs/2406.03445) (2024) —
+#   the same trick inside real language models (optional).
+
+# %%
+import plotly.express as px
+import plotly.graph_objects as go
+import torch
+
+from digsite import fourier, load_model, plot, wrap
+from digsite.checks import ch05
+from digsite.notebook import online, setup
+from digsite.organisms.data import modadd_dataset
+
+device = setup(seed=0)
+print("Running on", device)
+
+# %% [markdown]
+# ## 1. The task, the model and its training history
+#
+# The model reads three tokens, `a b =`, where token `i` is the number `i` for `i < p` and
+# token `p` is `=`. At the last position it predicts `(a + b) mod p`. It is a GPT-2 with one
+# block: 4 attention heads, `d_model = 128`, a ReLU MLP with 512 neurons. It was trained full
+# batch on a random 30% of the `p² = 12,769` pairs, with strong weight decay, and tested on the
+# other 70%. The training history — losses and accuracies every 25 steps — ships beside the
+# weights.
+
+# %%
+model = load_model("modadd", device=device)
+history = fourier.load_history("modadd")
+p = history["config"]["p"]
+train_x, train_y, test_x, test_y = modadd_dataset(p, history["config"]["frac_train"], seed=history["config"]["data_seed"])
+print(model)
+print(f"p = {p}: {len(train_x)} training pairs, {len(test_x)} test pairs")
+
+with torch.no_grad():
+    test_logits = model(test_x)[:, -1, :p]
+print(f"test accuracy: {(test_logits.argmax(-1).cpu() == test_y).float().mean():.2%}")
+for a, b in [(47, 10), (100, 50), (112, 112)]:
+    guess = model(torch.tensor([[a, b, p]]))[0, -1, :p].argmax().item()
+    print(f"{a} + {b} = {a + b}  ≡ {(a + b) % p} (mod {p});  model says {guess}")
+
+# %% [markdown]
+# ### Grokking
+#
+# Look at the curves. Training accuracy reaches 100% by step 100: the model has **memorised**
+# the training pairs. Test accuracy stalls near 30% — memorising does not help with pairs it
+# has never seen — then creeps up for a thousand steps and jumps past 99% at step 1,375, with
+# nothing new in the data. That delayed generalisation is **grokking** (Power et al. 2022).
+# (Nanda et al.'s model waited ten thousand steps; ours, with LayerNorm and a larger train
+# fraction, is quicker — the shape is the same.)
+#
+# Why does it happen at all? Nanda et al. show that the general algorithm builds up gradually
+# *during* the plateau, hidden under the memorised solution; **weight decay** keeps pushing
+# towards the smaller, general circuit, and once it is strong enough the memorisation is
+# cleaned away. The sudden jump in test accuracy is the end of a slow process, not the start.
+
+# %%
+records = history["history"]
+memorised = next(r["step"] for r in records if r["train_acc"] >= 0.99)
+generalised = next(r["step"] for r in records if r["test_acc"] >= 0.99)
+print(f"train accuracy ≥ 99% at step {memorised}; test accuracy ≥ 99% at step {generalised}")
+fourier.grokking_figure(records, title=f"The modadd organism groks (a + b) mod {p}")
+
+# %% [markdown]
+# ## 2. The Fourier basis of the integers mod p
+#
+# A function of one number `x ∈ {0, …, p−1}` is just a vector of `p` values. The **Fourier
+# basis** is a different set of `p` axes for the same space: a constant, and for each
+# frequency `k = 1 … (p−1)/2` a cosine and a sine wave that wind `k` times around the circle:
+#
+# $$\cos\left(\tfrac{2\pi k x}{p}\right), \qquad \sin\left(\tfrac{2\pi k x}{p}\right).$$
+#
+# That is `1 + 2·(p−1)/2 = p` vectors, and they are orthogonal. We normalise each to length 1
+# and stack them as **rows** of a `(p, p)` matrix, in the order
+# `const, cos 1, sin 1, cos 2, sin 2, …` — so frequency `k` lives in rows `2k − 1` (cos) and
+# `2k` (sin). With orthonormal rows, `basis @ f` gives the Fourier coefficients of a function
+# `f` and `basis.T @ coeffs` rebuilds it.
+#
+# ## Exercise 5.1 — build the Fourier basis
+#
+# > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 10 minutes
+
+# %%
+def fourier_basis(p: int) -> torch.Tensor:
+    """The orthonormal Fourier basis of Z_p (p odd).
+
+    Returns (p, p) float32: row 0 the constant, row 2k-1 cos(2 pi k x / p), row 2k sin(2 pi k x / p)
+    for k = 1 .. (p-1)/2, every row scaled to unit norm; the column is x.
+    """
+    # BEGIN SOLUTION
+    x = torch.arange(p, dtype=torch.float64)
+    rows = [torch.ones(p, dtype=torch.float64)]
+    for k in range(1, p // 2 + 1):
+        rows.append(torch.cos(2 * torch.pi * k * x / p))
+        rows.append(torch.sin(2 * torch.pi * k * x / p))
+    basis = torch.stack(rows)
+    return (basis / basis.norm(dim=1, keepdim=True)).float()
+    # END SOLUTION
+
+
+ch05.check_fourier_basis(fourier_basis)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# Make `x = torch.arange(p)`, a list of rows starting with `torch.ones(p)`, then append
+# `cos(2πkx/p)` and `sin(2πkx/p)` for `k` in `range(1, p // 2 + 1)`. `torch.stack` the rows
+# and divide each by its norm (`basis.norm(dim=1, keepdim=True)`). Compute in float64 and
+# convert at the end if you see tiny mismatches.
+# </details>
+#
+# The heatmap below is the basis: each row a wave, slower at the top, faster further down.
+# The product `basis @ basis.T` should be the identity — check it.
+
+# %%
+basis = fourier_basis(p).to(device)
+labels = fourier.basis_labels(p)
+print("orthonormal:", torch.allclose(basis @ basis.T, torch.eye(p, device=device), atol=1e-5))
+plot.imshow(basis[:21], y=labels[:21], title="The first 21 Fourier basis vectors (rows)", xlabel="x", ylabel="basis vector")
+
+# %% [markdown]
+# %% [markdown]
+# ## 3. The embedding lives on a few frequencies
+#
+# The embedding `W_E` gives each number token a vector in `d_model = 128` dimensions; its
+# first `p` rows, `(p, d_model)`, are the numbers. Read **down a column** and you get one
+# embedding direction as a function of the number `x`. If the model thinks in waves, those
+# functions should be made of a limited set of frequencies. Project onto the Fourier basis
+# along the number axis and see.
+#
+# ## Exercise 5.2 — project a matrix onto the Fourier basis
+#
+# > Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 5 minutes
+
+# %%
+def project_onto_basis(W: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """Express W in the Fourier basis along its first (number) axis.
+
+    W: (p, d) — one row per number x. basis: (p, p), orthonormal rows.
+    Returns (p, d): row i holds basis vector i's coefficient for every column of W.
+    """
+    # BEGIN SOLUTION
+    return basis @ W
+    # END SOLUTION
+
+
+ch05.check_project_onto_basis(project_onto_basis)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# The coefficient of basis vector `i` is the dot product of that row with the function:
+# `(basis @ W)[i, j] = Σ_x basis[i, x] · W[x, j]`. Make sure you contract the `p` axis of `W`,
+# not its `d_model` axis.
+# </details>
+#
+# Now the embedding. The plot shows the norm of each Fourier row of `W_E`. The spikes come in
+# cos/sin pairs — a frequency, whatever the phase of its wave — above a low floor.
+
+# %%
+W_E = model.W_E[:p].detach()  # (p, d_model): the number tokens
+W_E_fourier = project_onto_basis(W_E, basis)
+plot.line(W_E_fourier.norm(dim=1), x=labels, title="Norm of each Fourier component of the embedding",
+          xlabel="Fourier component", ylabel="norm")
+
+# %% [markdown]
+# ## Exercise 5.3 — rank the frequencies
+#
+# > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
+#
+# A frequency `k` is the *pair* of rows `cos k` and `sin k` (the phase of a wave decides how
+# it splits between them). Score each frequency by the norm of both rows together,
+# `sqrt(‖cos k‖² + ‖sin k‖²)`, and return the `n` best.
+
+# %%
+def key_frequencies(W_fourier: torch.Tensor, n: int) -> list[int]:
+    """The n frequencies with the largest norm.
+
+    W_fourier: (p, d) in the Fourier basis along axis 0 (rows const, cos 1, sin 1, ...).
+    Returns a list of n ints k in 1 .. (p-1)/2, sorted in increasing order.
+    """
+    # BEGIN SOLUTION
+    sq = W_fourier.pow(2).sum(dim=1)  # (p,)
+    n_freq = (W_fourier.shape[0] - 1) // 2
+    norms = (sq[1 : 2 * n_freq : 2] + sq[2 : 2 * n_freq + 1 : 2]).sqrt()  # entry k-1 is frequency k
+    return sorted(int(i) + 1 for i in norms.topk(n).indices)
+    # END SOLUTION
+
+
+ch05.check_key_frequencies(key_frequencies)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# Square and sum each row over `d` to get `(p,)`. The cos rows are `1, 3, 5, …` (slice
+# `[1::2]`), the sin rows `2, 4, 6, …` (slice `[2::2]`); add them, take the square root, and
+# `topk`. Index `i` of that vector is frequency `i + 1`. Leave row 0, the constant, out.
+# </details>
+
+# %%
+freq_norms = fourier.frequency_norms(W_E_fourier)
+print("the ten strongest frequencies:", key_frequencies(W_E_fourier, 10))
+plot.line(freq_norms, x=list(range(1, p // 2 + 1)), title="Embedding norm per frequency", xlabel="frequency k",
+          ylabel="sqrt(|cos k|² + |sin k|²)")
+
+# %% [markdown]
+# Each frequency `k` turns the number `x` into an angle `wx` with `w = 2πk/p`, and the
+# embedding stores `cos(wx)` and `sin(wx)` — a point on a circle, a clock hand.
+#
+# Compare with the textbook model of Nanda et al.: there, five frequencies stood alone and
+# everything else was zero. Our organism's spectrum is messier — a dozen tall frequencies and
+# a floor that never reaches zero. It stopped training about 500 steps after it grokked, while
+# Nanda's model trained for tens of thousands more, a long **clean-up** phase in which weight
+# decay strips out everything the algorithm does not need. So where is the line between "key"
+# and "noise"? Looking will not settle it; an experiment will.
+#
+# ## Exercise 5.4 — remove frequencies from a matrix
+#
+# > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 10 minutes
+#
+# Project onto the basis, zero the `cos k` and `sin k` rows of each frequency to remove, and
+# project back. The constant row always stays.
+
+# %%
+def ablate_frequencies(W: torch.Tensor, basis: torch.Tensor, remove: list[int]) -> torch.Tensor:
+    """W with the given frequencies projected out along its first axis.
+
+    W: (p, d); basis: (p, p) orthonormal rows; remove: frequencies k in 1 .. (p-1)/2.
+    Returns (p, d), the same shape as W.
+    """
+    # BEGIN SOLUTION
+    coeffs = basis @ W
+    for k in remove:
+        coeffs[2 * k - 1] = 0.0  # cos k
+        coeffs[2 * k] = 0.0  # sin k
+    return basis.T @ coeffs
+    # END SOLUTION
+
+
+ch05.check_ablate_frequencies(ablate_frequencies)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# `coeffs = basis @ W`; for each `k`, set rows `2k − 1` and `2k` to zero; return
+# `basis.T @ coeffs` (the inverse of an orthonormal matrix is its transpose).
+# </details>
+#
+# `fourier.evaluate_all_pairs(model, p, W_numbers=...)` runs all `p²` inputs with a
+# `hook_embed` hook that swaps in a new embedding of the number tokens, and returns the
+# accuracy and loss. Keep only the strongest `n` frequencies of the embedding — delete all
+# the others — and grow `n` until the model gets 99.9% of the sums right again. Those are the
+# **key frequencies**.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+all_freqs = list(range(1, p // 2 + 1))
+ranked = (freq_norms.argsort(descending=True) + 1).tolist()  # frequencies, strongest first
+keep_curve = {}
+for n in range(1, 21):
+    kept = ranked[:n]
+    W_kept = ablate_frequencies(W_E, basis, [k for k in all_freqs if k not in kept])
+    keep_curve[n] = fourier.evaluate_all_pairs(model, p, W_kept)["accuracy"]
+    if keep_curve[n] >= 0.999:
+        break
+key_freqs = sorted(ranked[:n])
+print("accuracy keeping only the top n frequencies:", {n: f"{acc:.1%}" for n, acc in keep_curve.items()})
+print(f"key frequencies ({len(key_freqs)} of {len(all_freqs)}): {key_freqs}")
+
+# %% [markdown]
+# Nine frequencies out of 56 carry the computation: with the other 47 deleted from the
+# embedding the model still gets 99.95% of the 12,769 sums right (you will see that number
+# again below). With fewer than nine, accuracy drops step by step — there is no single sharp
+# cut-off, one more sign of a model that has not finished cleaning up.
+#
+# ## 4. Neurons are waves over (a, b)
+#
+# After attention has moved `a` and `b` to the `=` position, the MLP must combine them.
+# Trigonometry says how a clock can add: `cos(w(a+b)) = cos(wa)cos(wb) − sin(wa)sin(wb)`. The
+# products are where the MLP's ReLUs come in. So a neuron's activation, as a function of both
+# inputs, should be a wave in `a` and `b`.
+#
+# ## Exercise 5.5 — every neuron on every input
+#
+# > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
+#
+# Run the model on all `p²` inputs (`fourier.all_pairs(p)` lists them with `a` major: row
+# `a·p + b`) and return the MLP activations *after* the ReLU (`blocks.0.mlp.hook_post`) at the
+# `=` position, reshaped so that you can index them `[a, b, neuron]`.
+
+# %%
+def neuron_acts(model, p: int) -> torch.Tensor:
+    """MLP activations after the ReLU at the "=" position for every input.
+
+    model: the hooked modular-addition model. Returns (p, p, d_mlp), indexed [a, b, neuron].
+    """
+    # BEGIN SOLUTION
+    tokens, _ = fourier.all_pairs(p)
+    _, cache = model.run_with_cache(tokens, names_filter="blocks.0.mlp.hook_post")
+    return cache["blocks.0.mlp.hook_post"][:, -1].reshape(p, p, -1)
+    # END SOLUTION
+
+
+ch05.check_neuron_acts(neuron_acts)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# `tokens, labels = fourier.all_pairs(p)`, then
+# `_, cache = model.run_with_cache(tokens, names_filter="blocks.0.mlp.hook_post")`. The
+# cached tensor is `(p*p, 3, d_mlp)`: take position `-1` and `reshape(p, p, -1)` — a-major
+# order makes the first axis `a`.
+# </details>
+#
+# ## Exercise 5.6 — the 2-D Fourier transform
+#
+# > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
+#
+# To see *which* waves a neuron is made of, transform over both inputs: the coefficient
+# `[i, j]` measures how much of `basis_i(a) · basis_j(b)` is in the activation.
+
+# %%
+def fourier_2d(acts: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """Fourier transform over both inputs.
+
+    acts: (p, p, n) indexed [a, b, ...]; basis: (p, p) orthonormal rows.
+    Returns (p, p, n): entry [i, j] is the coefficient of basis_i(a) * basis_j(b).
+    """
+    # BEGIN SOLUTION
+    return torch.einsum("ia,jb,abn->ijn", basis, basis, acts)
+    # END SOLUTION
+
+
+ch05.check_fourier_2d(fourier_2d)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# Apply the 1-D transform to each axis: `torch.einsum("ia,jb,abn->ijn", basis, basis, acts)`,
+# or `basis @ acts[..., n] @ basis.T` neuron by neuron.
+# </details>
+#
+# A neuron "uses" frequency `k` when its 2-D coefficients sit in the `const`, `cos k` and
+# `sin k` rows and columns. `fourier.neuron_frequencies` scores every frequency that way and
+# returns each neuron's best one with the fraction of the neuron's variance it explains. Here
+# are the four cleanest neurons of different frequencies: striped, periodic patterns over
+# `(a, b)` — 2-D waves, not a lookup table.
+
+# %%
+acts = neuron_acts(model, p)  # (p, p, d_mlp)
+acts_fourier = fourier_2d(acts, basis)
+neuron_freq, neuron_frac = fourier.neuron_frequencies(acts, basis)
+shown, seen = [], set()
+for n in neuron_frac.argsort(descending=True).tolist():
+    if neuron_freq[n].item() not in seen:
+        shown.append(n)
+        seen.add(neuron_freq[n].item())
+    if len(shown) == 4:
+        break
+fig = px.imshow(acts[:, :, shown].permute(2, 0, 1).cpu(), facet_col=0, color_continuous_scale="Blues",
+                labels=dict(x="b", y="a", color="activation"), title="Neuron activations over every (a, b)")
+for i, n in enumerate(shown):
+    fig.layout.annotations[i].text = f"neuron {n}: frequency {neuron_freq[n].item()} ({neuron_frac[n]:.0%})"
+fig
+
+# %% [markdown]
+# In the Fourier basis the first of them is almost empty: a few bright entries in the rows
+# and columns of one frequency, nothing else.
+
+# %%
+n0 = shown[0]
+coeffs = acts_fourier[:, :, n0].clone()
+coeffs[0, 0] = 0  # the constant term dwarfs the rest
+plot.imshow(coeffs, x=labels, y=labels, title=f"Neuron {n0} in the 2-D Fourier basis (const × const removed)",
+            xlabel="component of b", ylabel="component of a")
+
+# %% [markdown]
+# Now every neuron. About half of them (259 of 512) have a key frequency as their best
+# frequency, but in this organism most neurons mix several frequencies: only 29% get more than
+# half their variance from one — another sign of the clean-up it never had.
+
+# %%
+in_key = sum(int((neuron_freq == k).sum()) for k in key_freqs)
+print(f"{in_key} of {acts.shape[-1]} neurons have a key frequency as their best frequency")
+print(f"{(neuron_frac > 0.5).float().mean():.0%} of neurons have over half their variance explained by one frequency")
+plot.scatter(neuron_freq, neuron_frac, title="Each neuron's best frequency and the variance it explains",
+             xlabel="frequency", ylabel="fraction of variance explained")
+
+# %% [markdown]
+# ## 5. The logits are a sum of cos(w(a + b − c))
+#
+# Nanda et al. read the rest of the algorithm off the weights: the MLP output and the
+# unembedding turn the neurons' products into, for each key frequency `w`,
+#
+# $$\text{logit}(c \mid a, b) \approx \sum_{w \in \text{key}} \alpha_w \cos\big(w(a + b - c)\big).$$
+#
+# Every term is largest — exactly 1 — when `c ≡ a + b (mod p)`, and the waves of different
+# frequencies disagree everywhere else, so their sum has one sharp peak: constructive
+# interference at the right answer.
+#
+# ## Exercise 5.7 — the cos(w(a + b − c)) terms
+#
+# > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
+
+# %%
+def cos_logit_terms(p: int, freqs: list[int]) -> torch.Tensor:
+    """cos(2 pi k (a + b - c) / p) for each frequency k in freqs.
+
+    Returns (len(freqs), p, p, p) float32, indexed [k, a, b, c].
+    """
+    # BEGIN SOLUTION
+    x = torch.arange(p, dtype=torch.float64)
+    abc = x[:, None, None] + x[None, :, None] - x[None, None, :]  # (p, p, p)
+    k = torch.tensor(freqs, dtype=torch.float64)[:, None, None, None]
+    return torch.cos(2 * torch.pi * k * abc / p).float()
+    # END SOLUTION
+
+
+ch05.check_cos_logit_terms(cos_logit_terms)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# Build `a + b − c` as a `(p, p, p)` tensor by broadcasting `x[:, None, None] + x[None, :, None]
+# − x[None, None, :]`, then multiply by `2πk/p` for each `k` (one more leading axis) and take
+# `cos`. Float64 first avoids rounding error for large `a + b − c`.
+# </details>
+#
+# Now fit the model's logits with these terms. Logits only matter up to a constant per input
+# (softmax ignores it), so we centre them over `c`, then solve a least-squares problem for one
+# coefficient `α_w` per key frequency.
+
+# %%
+tokens, labels_all = fourier.all_pairs(p)
+with torch.no_grad():
+    logits = model(tokens)[:, -1, :p].reshape(p, p, p).float()  # [a, b, c]
+logits = logits - logits.mean(dim=-1, keepdim=True)
+terms = cos_logit_terms(p, key_freqs).to(logits.device)  # (n_key, p, p, p)
+alpha = torch.linalg.lstsq(terms.reshape(len(key_freqs), -1).T, logits.reshape(-1, 1)).solution[:, 0]
+fitted = torch.einsum("k,kabc->abc", alpha, terms)
+explained = 1 - (logits - fitted).pow(2).sum() / logits.pow(2).sum()
+fit_acc = (fitted.argmax(-1).reshape(-1).cpu() == labels_all).float().mean()
+print("coefficients α_w:", {k: round(a, 2) for k, a in zip(key_freqs, alpha.tolist())})
+print(f"{len(key_freqs)} cos(w(a+b-c)) terms explain {explained:.1%} of the logits' variance; "
+      f"their argmax alone gets {fit_acc:.1%} of all pairs right")
+
+# %%
+a_fixed = 5
+fig = px.imshow(torch.stack([logits[a_fixed], fitted[a_fixed]]).cpu(), facet_col=0, color_continuous_scale="RdBu",
+                color_continuous_midpoint=0.0, labels=dict(x="c", y="b", color="logit"),
+                title=f"Centred logits for a = {a_fixed}, every b and c")
+fig.layout.annotations[0].text, fig.layout.annotations[1].text = "the model", "the cos(w(a+b-c)) fit"
+fig
+
+# %% [markdown]
+# The two panels should look alike: a bright diagonal line where `c = a + b`, the right
+# answer, and the same ripples around it.
+#
+# ## 6. Which frequencies can the model live without?
+#
+# A story about a network is only as good as the experiment that could have broken it. You
+# already kept *only* the key frequencies. Now remove them instead: each key frequency on
+# its own, then all of them together — and, as a control, as many non-key frequencies.
+
+# %%
+non_key = [k for k in all_freqs if k not in key_freqs]
+results = {"original": fourier.evaluate_all_pairs(model, p)}
+results["only key frequencies"] = fourier.evaluate_all_pairs(model, p, ablate_frequencies(W_E, basis, non_key))
+for k in key_freqs:
+    results[f"without {k}"] = fourier.evaluate_all_pairs(model, p, ablate_frequencies(W_E, basis, [k]))
+results["without all key"] = fourier.evaluate_all_pairs(model, p, ablate_frequencies(W_E, basis, key_freqs))
+control = ranked[len(key_freqs) : 2 * len(key_freqs)]  # the next strongest, same number
+results["without the next strongest"] = fourier.evaluate_all_pairs(model, p, ablate_frequencies(W_E, basis, control))
+for name, r in results.items():
+    print(f"{name:>28}: accuracy {r['accuracy']:7.2%}   loss {r['loss']:.4f}")
+go.Figure(go.Bar(x=list(results), y=[r["accuracy"] for r in results.values()])).update_layout(
+    title="Ablating frequencies of the embedding", yaxis_title="accuracy on all pairs")
+
+# %% [markdown]
+# Read the numbers. Keeping only the nine key frequencies leaves the model working (99.95%).
+# Removing all nine halves its accuracy (54%), while removing the next nine strongest
+# frequencies costs almost nothing (99.8%): the key frequencies are the algorithm.
+#
+# But removing any **single** key frequency leaves accuracy at 100% — only the loss rises, two
+# to four times. Why? The logits are a sum of waves that all peak at `a + b`; with nine of
+# them the peak still wins when one wave is missing. (Even the fit above needed all nine to
+# explain two thirds of the logits.) This organism's solution is **redundant**: spread over
+# many frequencies, as models are before the clean-up phase ends. A model that has cleaned up
+# uses just a few frequencies, and then each one is essential. The next section trains one.
+#
+# ## 7. Watch a smaller model grok — and break it with one frequency
+#
+# A smaller instance — `p = 31`, `d_model = 32`, a larger learning rate — groks in a few
+# hundred steps, seconds on a CPU. `fourier.train_grokking` uses the organism's recipe
+# (1-layer GPT-2, ReLU MLP, AdamW with weight decay 1.0, full batch) and stops shortly after
+# test accuracy reaches 100%. Then we run the same analysis on it. Set `LIVE_RUN = False` to
+# skip it.
+
+# %%
+LIVE_RUN = True
+if LIVE_RUN:
+    run = fourier.train_grokking(p=31, steps=1500, seed=0)
+    print(f"train accuracy ≥ 99% at step {run.memorised_at()}; test accuracy ≥ 99% at step {run.grokked_at()}")
+    fourier.grokking_figure(run.history, title="A p = 31 model groks, live").show()
+else:
+    print("Skipping the live run.")
+
+# %% [markdown]
+# Its spectrum has a few clean spikes. Take the frequencies above a quarter of the tallest as
+# key, keep only them, then remove each one alone.
+
+# %%
+if LIVE_RUN:
+    small, small_p = wrap(run.model), run.p
+    small_basis = fourier_basis(small_p)
+    small_W_E = small.W_E[:small_p].detach()
+    small_norms = fourier.frequency_norms(project_onto_basis(small_W_E, small_basis))
+    small_key = key_frequencies(project_onto_basis(small_W_E, small_basis), int((small_norms > small_norms.max() / 4).sum()))
+    small_non_key = [k for k in range(1, small_p // 2 + 1) if k not in small_key]
+    print(f"key frequencies of the small model: {small_key}")
+    print(f"original: {fourier.evaluate_all_pairs(small, small_p)['accuracy']:.1%}")
+    only = fourier.evaluate_all_pairs(small, small_p, ablate_frequencies(small_W_E, small_basis, small_non_key))
+    print(f"only key frequencies: {only['accuracy']:.1%}")
+    for k in small_key:
+        r = fourier.evaluate_all_pairs(small, small_p, ablate_frequencies(small_W_E, small_basis, [k]))
+        print(f"without key frequency {k}: {r['accuracy']:.1%}")
+    plot.line(small_norms, x=list(range(1, small_p // 2 + 1)), title="The small model's embedding norm per frequency",
+              xlabel="frequency k", ylabel="norm").show()
+
+# %% [markdown]
+# Three frequencies, and each one is load-bearing: keep only them and the model still gets
+# 99.6% right; remove any one and accuracy falls to between 37% and 50%. Same architecture,
+# same recipe, same algorithm — a sparser version of it.
+
+# ## 8. Try it on GPT-2
+#
+# Do real language models use waves for numbers too? Zhou et al. (2024) found that the
+# embeddings of number tokens in pre-trained models have strong Fourier components with
+# periods 2, 5 and 10. GPT-2 has a single token for every number from 0 to 99 (with a leading
+# space); project those 100 embeddings onto a Fourier basis with `p = 100` (frequency `k`
+# means period `100 / k`).
+
+# %%
+if online():
+    gpt2 = load_model("gpt2", device=device)
+    ids = [gpt2.tokenizer.encode(f" {n}")[0] for n in range(100)]
+    gpt2_fourier = project_onto_basis(gpt2.W_E[ids].detach(), fourier.fourier_basis(100).to(device))
+    norms_100 = fourier.frequency_norms(gpt2_fourier)
+    top = fourier.key_frequencies(gpt2_fourier, 4)
+    print("GPT-2's strongest number frequencies:", {k: f"period {100 / k:g}" for k in top})
+    plot.line(norms_100, x=list(range(1, 51)), title="GPT-2 number embeddings: norm per frequency (p = 100)",
+              xlabel="frequency k (period 100/k)", ylabel="norm").show()
+else:
+    print("Offline: skipping GPT-2.")
+
+# %% [markdown]
+# ## Summary
+#
+# - The model memorised first and generalised more than a thousand steps later: grokking.
+# - Its embedding lives on a set of key frequencies: each number becomes points on circles.
+# - MLP neurons are 2-D waves in `(a, b)`.
+# - The logits are, to a good approximation, a sum of `cos(w(a + b − c))`, peaked at the answer.
+# - The key frequencies are the algorithm: keep only them and the model still works; remove
+#   them and it fails. Spread over many frequencies, the solution is redundant to losing one;
+#   a cleaned-up model with few frequencies is not.
+#
+# Chapter 6 trains probes and compares the circuits of two architectures.
