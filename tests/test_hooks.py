@@ -105,9 +105,15 @@ def test_weight_matrices_match_activations(hm, tokens):
     expected_dq = torch.einsum("bm,hmd->bhd", dx, hm.W_Q[0])
     if hm.cfg.has_pos_embed:  # no rotary: q is exactly linear
         torch.testing.assert_close(dq, expected_dq)
-    elif hm.cfg.architecture == "gpt_neox" and hm.model.config.rope_parameters.get("partial_rotary_factor", 1) < 1:
-        rotary = int(hm.cfg.d_head * hm.model.config.rope_parameters["partial_rotary_factor"])
+    elif hm.cfg.architecture == "gpt_neox" and _rotary_fraction(hm.model.config) < 1:
+        rotary = int(hm.cfg.d_head * _rotary_fraction(hm.model.config))
         torch.testing.assert_close(dq[..., rotary:], expected_dq[..., rotary:])
+
+
+def _rotary_fraction(config) -> float:
+    """NeoX's rotary fraction: `rope_parameters` in transformers 5, `rotary_pct` in 4.x."""
+    params = getattr(config, "rope_parameters", None) or {}
+    return params.get("partial_rotary_factor", getattr(config, "rotary_pct", 1.0))
 
 
 def test_zero_ablating_a_head_equals_zeroing_its_weights(hm, tokens):
