@@ -371,18 +371,23 @@ plot.line({"recomputed scale (nostalgebraist, tuned lens)": renorm_p.mean(1), "c
 # the first to read what a layer predicts, the second to split a prediction into parts.
 #
 # **Why TransformerLens's numbers can differ from ours.** By default `HookedTransformer`
-# does not run the Hugging Face weights as they are: it *folds* the LayerNorm weight `w` and
-# bias `b` into the next linear layer (`W_U ← diag(w) W_U`, `b_U ← b_U + b W_U`), *centres*
-# the weights that write into the residual stream (so every part already has mean 0), and
-# *centres* `W_U` (subtracts each row's mean over the vocabulary, which shifts every logit of a
-# position by the same amount). We work on the raw Hugging Face weights and apply the
-# LayerNorm's centring, cached scale, weight and bias ourselves. So:
-# - probabilities, logit *differences* and attributions to a logit difference agree (folding
-#   and centring are exact re-parametrisations, and a logit difference is unchanged by a shift
-#   shared by all logits);
-# - a single raw logit, or one part's attribution to a single logit, differs by that shift;
-# - TransformerLens's `apply_ln_to_stack` has no bias to add (it was folded into `b_U`), while
-#   ours lists the constant term separately;
+# does not run the Hugging Face weights as they are. It *folds* each LayerNorm's weight `w` and
+# bias `b` into the next linear layer (for the final one: `W_U ← diag(w) W_U`,
+# `b_U ← b_U + b W_U`); it *centres* the weights that write into the residual stream, so every
+# part already has mean 0; it *centres* `W_U` (subtracts each row's mean over the vocabulary,
+# which shifts all the logits of a position by the same amount); and it *folds the value
+# biases* into `b_O` (attention weights sum to 1, so a head's value bias adds the same
+# `b_V W_O` at every position: TransformerLens moves it into the block's bias). We run the raw
+# Hugging Face weights and apply the LayerNorm's centring, cached scale, weight and bias
+# ourselves. So:
+# - the model's probabilities and logit *differences* agree, and so do the attributions of
+#   embeddings, whole attention blocks and MLPs to a logit difference (every step above is an
+#   exact re-parametrisation, and a logit difference ignores a shift shared by all logits);
+# - a single raw logit, or an attribution to a single logit, differs by the `W_U` centring;
+# - a single *head's* attribution differs by its folded value bias (our heads keep it; the sum
+#   of a block's heads and its `b_O` agrees);
+# - TransformerLens's `apply_ln_to_stack` has no bias to add (it went into `b_U`); ours lists
+#   the constant term separately;
 # - and a logit lens built on `accumulated_resid(apply_ln=True)` uses the cached final scale,
 #   unlike the recomputed lens of 2.2, as we just saw.
 #
@@ -721,8 +726,10 @@ else:
 
 # %% [markdown]
 # On GPT-2 the head attributions do not sum to the whole logit difference — we passed only the
-# heads, not the embeddings, MLPs and biases — but the heads that stand out (9.9, 9.6, 10.0 in
-# Wang et al.'s IOI paper) are the name movers.
+# heads, not the embeddings, MLPs and biases. Look for the heads Wang et al. call *name movers*
+# (9.9, 9.6, 10.0) among the positive ones, and for their *negative* name movers (10.7, 11.10).
+# If you compare with a TransformerLens notebook, remember that our heads keep their value
+# biases.
 #
 # ## Summary
 #
@@ -731,8 +738,10 @@ else:
 # - For a whole stream, the LayerNorm recomputes its scale; for parts of one stream, use the
 #   cached scale, and the LayerNorm becomes linear: attributions then add up exactly.
 # - Direct logit attribution splits a logit difference over embeddings, heads, MLPs and a
-#   constant term; TransformerLens folds and centres weights, so single-logit numbers differ
-#   from ours, logit differences do not.
+#   constant term. TransformerLens folds and centres weights: its single-logit numbers and its
+#   per-head numbers (value biases) differ from ours; logit differences do not.
+# - In the toy model, the MLPs of the last two blocks get most of the direct credit for the
+#   indirect object; the heads that fetch the name act indirectly.
 # - The logit lens is poor in early layers; an affine translator per layer (the tuned lens)
 #   brings the KL to the final output down a long way, at the price of parameters to trust.
 #
