@@ -40,7 +40,10 @@ def test_ioi_data_roles_and_lengths():
     assert torch.equal(data.clean[b, data.pos["S1"]], data.s)
     assert torch.equal(data.clean[b, data.pos["S2"]], data.s)
     assert (data.pos["IO"] < data.pos["S1"]).all()  # io_first=True
-    assert not (data.corrupt == data.s[:, None]).any()  # ABC: the subject is gone
+    assert not (data.abc == data.s[:, None]).any()  # ABC: the subject is gone
+    differs = data.corrupt != data.clean  # name swap: only S2 changes, to the IO
+    assert torch.equal(differs.nonzero()[:, 1], data.pos["S2"])
+    assert torch.equal(data.corrupt[b, data.pos["S2"]], data.io)
     assert data.labels[int(data.pos["S2"][0])].startswith("S2")
 
 
@@ -106,7 +109,7 @@ def test_path_patching_equals_the_direct_path_by_hand():
     model, data, metric = setting()
     cfg = model.cfg
     receivers = [(2, 1)]
-    paths = P.path_patch(model, data.corrupt, data.clean, metric, receivers, "q", max_rows=10)
+    paths = P.path_patch(model, data.corrupt, data.clean, metric, receivers, "q", freeze_mlps=True, max_rows=10)
     assert torch.isnan(paths[2]).all() and not torch.isnan(paths[:2]).any()
     # by hand for sender 0.3: receiver's q from the corrupt residual plus the sender's change
     sender_l, sender_h = 0, 3
@@ -126,6 +129,17 @@ def test_path_patching_equals_the_direct_path_by_hand():
     with torch.no_grad():
         expected = metric(model.run_with_hooks(data.corrupt, fwd_hooks=[("blocks.2.attn.hook_q", set_q)]))
     assert paths[sender_l, sender_h].item() == pytest.approx(expected.item(), abs=1e-4)
+
+
+def test_path_patching_with_mlps_recomputed_differs_only_through_mlps():
+    model, data, metric = setting()
+    free = P.path_patch(model, data.corrupt, data.clean, metric, [(2, 1)], "k")
+    direct = P.path_patch(model, data.corrupt, data.clean, metric, [(2, 1)], "k", freeze_mlps=True)
+    assert free.shape == direct.shape == (model.cfg.n_layers, model.cfg.n_heads)
+    assert not torch.allclose(free[:2], direct[:2])
+    # a receiver whose input is patched from the base run itself changes nothing
+    same = P.path_patch(model, data.corrupt, data.corrupt, metric, [(2, 1)], "q")
+    torch.testing.assert_close(same[:2], torch.zeros(2, model.cfg.n_heads), atol=1e-5, rtol=0)
 
 
 def test_attribution_is_exact_for_a_linear_metric_of_the_last_residual():

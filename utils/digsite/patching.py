@@ -63,9 +63,14 @@ Head = tuple[int, int]  # (layer, head)
 
 @dataclass
 class IOIData:
-    """A batch of same-length IOI prompts and their ABC corruptions, tokenized.
+    """A batch of same-length IOI prompts and two corruptions of each, tokenized.
 
-    clean, corrupt: (batch, pos) token ids (BOS first), the same length.
+    clean: (batch, pos) token ids (BOS first).
+    corrupt: the **name-swap** corruption: the second mention of the subject (S2) replaced
+        by the indirect object ("..., Mary gave a drink to"), so the answer flips to the
+        subject and logit(IO) - logit(S) changes sign. Only position S2 differs.
+    abc: the ABC corruption from `ioi_prompts` ("When Mary and Nina went to the store, Ben
+        gave a drink to"): the subject's two mentions replaced by two other names.
     io, s: (batch,) ids of the indirect object (the answer) and of the subject.
     pos: role -> (batch,) position of that role in each prompt: "IO", "S1", "S2", "END".
     labels: one label per position for plots, with the roles filled in for prompt 0.
@@ -74,6 +79,7 @@ class IOIData:
     prompts: list[IOIPrompt]
     clean: Tensor
     corrupt: Tensor
+    abc: Tensor
     io: Tensor
     s: Tensor
     pos: dict[str, Tensor]
@@ -82,28 +88,36 @@ class IOIData:
 
 def ioi_data(model: HookedModel, n: int = 32, seed: int = 0, template: str = "when", split: str = "heldout",
              io_first: bool | None = True) -> IOIData:
-    """`n` IOI prompts of one template family, all the same token length, and their ABC corruptions.
+    """`n` IOI prompts of one template family, all the same token length, and their corruptions.
+
+    Works with any tokenizer: prompts whose names are not single tokens, or whose length
+    differs from the first prompt's, are passed over.
 
     io_first: True keeps only "A and B ..., B gave ... to" prompts with the IO named first
     (so every role sits at the same position in every prompt), False only S-first ones,
     None keeps both orders.
     """
+    tok = model.tokenizer
     prompts: list[IOIPrompt] = []
-    k = 0
+    length, k = None, 0
     while len(prompts) < n:
         for p in ioi_prompts(4 * n, seed=seed + 1000 * k, split=split, same_length=True, template=template):
-            words = model.to_str_tokens(p.text)
-            first = words.index(p.io) < words.index(p.s)
-            if io_first is None or first == io_first:
+            ids = model.to_tokens(p.text)[0].tolist()
+            io_id, s_id = (tok.encode(" " + name, add_special_tokens=False) for name in (p.io, p.s))
+            if len(io_id) != 1 or len(s_id) != 1 or io_id[0] not in ids or s_id[0] not in ids:
+                continue  # a name that is not one token (possible with BPE tokenizers)
+            first = ids.index(io_id[0]) < ids.index(s_id[0])
+            same_length = length is None or (len(ids) == length and model.to_tokens(p.corrupt_text).shape[1] == length)
+            if same_length and (io_first is None or first == io_first):
                 prompts.append(p)
+                length = len(ids)
             if len(prompts) == n:
                 break
         k += 1
     clean = model.to_tokens([p.text for p in prompts])
-    corrupt = model.to_tokens([p.corrupt_text for p in prompts])
-    if clean.shape != corrupt.shape:
-        raise ValueError("Clean and corrupt prompts tokenize to different lengths.")
-    tok = model.tokenizer
+    abc = model.to_tokens([p.corrupt_text for p in prompts])
+    if clean.shape != abc.shape:
+        raise ValueError("Clean and ABC prompts tokenize to different lengths.")
     io = torch.tensor([tok.encode(p.answer, add_special_tokens=False)[0] for p in prompts], device=clean.device)
     s = torch.tensor([tok.encode(" " + p.s, add_special_tokens=False)[0] for p in prompts], device=clean.device)
     first_io = (clean == io[:, None]).int().argmax(1)
@@ -112,11 +126,13 @@ def ioi_data(model: HookedModel, n: int = 32, seed: int = 0, template: str = "wh
     s2 = clean.shape[1] - 1 - s_hits.flip(1).int().argmax(1)
     end = torch.full_like(s1, clean.shape[1] - 1)
     pos = {"IO": first_io, "S1": s1, "S2": s2, "END": end}
+    corrupt = clean.clone()
+    corrupt[torch.arange(n), s2] = io
     labels = [f"{t} ({i})" for i, t in enumerate(model.to_str_tokens(clean[0]))]
     for role, where in pos.items():
         i = int(where[0])
         labels[i] = f"{role} ({i})"
-    return IOIData(prompts, clean, corrupt, io, s, pos, labels)
+    return IOIData(prompts, clean, corrupt, abc, io, s, pos, labels)
 
 
 def logit_diff(logits: Tensor, io: Tensor, s: Tensor) -> Tensor:
@@ -213,7 +229,7 @@ def patch_loop(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], p
 
 
 def patch_sweep(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], patches: Sequence[Patch],
-                metric: Metric, max_rows: int = 2048, reuse_prefix: bool = True, skip_noops: bool = True) -> Tensor:
+                metric: Metric, max_rows: int = 512, reuse_prefix: bool = True, skip_noops: bool = True) -> Tensor:
     """Many patches per forward pass; the same values as `patch_loop`. Returns (len(patches),).
 
     The base batch (n prompts) is repeated k times, patch-major, and row block i gets patch i
@@ -303,25 +319,26 @@ def head_sweep(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: 
 
 
 def path_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: Metric, receivers: Sequence[Head],
-               receiver_input: str = "q", max_rows: int = 2048) -> Tensor:
+               receiver_input: str = "q", freeze_mlps: bool = False, max_rows: int = 512) -> Tensor:
     """Path patching from every sender head to the receivers' `receiver_input` (q, k or v).
 
-    For each sender head (l, h) with l below the top receiver's layer: (1) run `base` with
-    the sender's z taken from the source run and every other head's z and every MLP's output
-    below the top receiver frozen to the base run, and record the receivers' inputs; (2) run
-    `base` again with only those receiver inputs replaced, everything else free. The metric
-    of (2) measures the direct path sender -> receivers. Returns (n_layers, n_heads), NaN for
-    heads that cannot send (at or above the top receiver's layer).
+    For each sender head (l, h) below the top receiver's layer: (1) run `base` with the
+    sender's z taken from the source run and every other head's z below the top receiver
+    frozen to the base run (MLPs recompute, as in Wang et al. 2022, unless `freeze_mlps`:
+    then only the direct path counts), and record the receivers' inputs; (2) run `base`
+    again with only those receiver inputs replaced, everything else free. The metric of (2)
+    measures the path sender -> receivers. Returns (n_layers, n_heads), NaN for heads that
+    cannot send (at or above the top receiver's layer).
     """
     if receiver_input not in ("q", "k", "v"):
         raise ValueError(f"receiver_input must be q, k or v, not {receiver_input!r}")
     cfg = model.cfg
     top = max(l for l, _ in receivers)
     z_names = [f"blocks.{l}.attn.hook_z" for l in range(top)]
-    mlp_names = [f"blocks.{l}.hook_mlp_out" for l in range(top)]
+    frozen_names = z_names + ([f"blocks.{l}.hook_mlp_out" for l in range(top)] if freeze_mlps else [])
     recv_names = sorted({f"blocks.{l}.attn.hook_{receiver_input}" for l, _ in receivers})
     source = _cache(model, source_tokens, z_names)
-    frozen = _cache(model, base, z_names + mlp_names)
+    frozen = _cache(model, base, frozen_names)
     senders = [(l, h) for l in range(top) for h in range(cfg.n_heads)]
     n = base.shape[0]
     out = torch.full((cfg.n_layers, cfg.n_heads), float("nan"))
@@ -334,10 +351,9 @@ def path_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: 
 
             def freeze(act: Tensor, hook: Hook, chunk=chunk, k=k) -> Tensor:
                 act = frozen[hook.name].repeat(k, *([1] * (act.ndim - 1))).to(act.dtype)
-                layer = hook.layer()
                 if hook.name.endswith("hook_z"):
                     for j, (l, h) in enumerate(chunk):
-                        if l == layer:
+                        if l == hook.layer():
                             act[j * n:(j + 1) * n, :, h] = source[hook.name][:, :, h]
                 return act
 
@@ -346,14 +362,13 @@ def path_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: 
             def record(act: Tensor, hook: Hook) -> None:
                 recorded[hook.name] = act.clone()
 
-            model.run_with_hooks(tokens, fwd_hooks=[(name, freeze) for name in z_names + mlp_names]
+            model.run_with_hooks(tokens, fwd_hooks=[(name, freeze) for name in frozen_names]
                                  + [(name, record) for name in recv_names])
 
             def replace(act: Tensor, hook: Hook) -> Tensor:
                 act = act.clone()
-                layer = hook.layer()
                 for l, h in receivers:
-                    if l == layer:
+                    if l == hook.layer():
                         act[:, :, h] = recorded[hook.name][:, :, h]
                 return act
 
