@@ -203,3 +203,16 @@ def test_head_roles_shapes_and_ranges():
     for v in roles.values():
         assert v.shape == (model.cfg.n_layers, model.cfg.n_heads)
         assert (v >= 0).all() and (v <= 1).all()
+
+
+@pytest.mark.parametrize("kind", ["zero", "mean", "resample"])
+def test_node_ablation_sweep_equals_the_loop_and_circuit_score(kind):
+    model, data, metric = setting()
+    values = P.ablation_values(model, data.clean, data.corrupt, kind)
+    nodes = P.all_nodes(model)
+    patches = [P.Patch(n.hook, () if n.head is None else (slice(None), n.head)) for n in nodes]
+    sweep = P.patch_sweep(model, data.clean, values, patches, metric, max_rows=9)
+    torch.testing.assert_close(sweep, P.patch_loop(model, data.clean, values, patches, metric), atol=1e-5, rtol=1e-5)
+    for node, value in zip(nodes[:6], sweep[:6]):
+        without = [n for n in nodes if n != node]
+        assert P.circuit_score(model, data.clean, values, without, metric) == pytest.approx(value.item(), abs=1e-5)
