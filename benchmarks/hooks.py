@@ -5,8 +5,8 @@
 For each model (the GPT-2-architecture organism `toylang` if bundled, else a small random
 GPT-2; and a random GPT-2-small-sized model), on the same weights and tokens, the median
 wall time of: the plain Hugging Face forward; digsite caching a few names (resid_post of
-every layer) and all names; TransformerLens `HookedTransformer.run_with_cache` on the same
-weights converted (unfolded), and nnsight saving the same module outputs, when installed
+every layer) and all names; TransformerLens's `TransformerBridge.run_with_cache` (v3+, wraps
+the same HF model, raw weights, eager attention), and nnsight saving the same module outputs, when installed
 (nnsight "all" saves every module input/output our names cover, but not q/k/v/pattern,
 which it cannot reach under SDPA). All under torch.no_grad(). Ratios are to the plain forward.
 """
@@ -14,8 +14,10 @@ which it cannot reach under SDPA). All under torch.no_grad(). Ratios are to the 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
+import tempfile
 import time
 from typing import Callable
 
@@ -26,15 +28,17 @@ from digsite.hooks import HookedModel
 from digsite.organisms import organism_names, organism_path
 
 
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of fn() in milliseconds, after two warm-up calls."""
-    fn(), fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def median_ms(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time (ms) of each run, timed round-robin so that load changes hit all alike."""
+    for fn in runs.values():  # warm-up
         fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def models() -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
@@ -48,7 +52,7 @@ def models() -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
         label = "random GPT-2 4x128"
     big = AutoModelForCausalLM.from_config(GPT2Config())  # GPT-2 small sizes, random weights
     pairs = []
-    for name, model, (batch, pos) in [(label, small, (16, 64)), ("random GPT-2 small (124M)", big, (4, 128))]:
+    for name, model, (batch, pos) in [(label, small, (16, 64)), ("random GPT-2 small (124M)", big, (2, 64))]:
         model.eval()
         tokens = torch.randint(0, model.config.vocab_size, (batch, min(pos, model.config.n_positions)))
         pairs.append((f"{name}, tokens {tuple(tokens.shape)}", model, tokens))
@@ -56,26 +60,21 @@ def models() -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
 
 
 def transformer_lens_runner(model: torch.nn.Module, tokens: torch.Tensor, few: list[str]):
-    """TransformerLens HookedTransformer on the same GPT-2 weights (no folding), or None."""
+    """TransformerLens's TransformerBridge (v3+) on a copy of the same HF model (raw weights), or None."""
     try:
-        from transformer_lens import HookedTransformer, HookedTransformerConfig
-        from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
+        from tokenizers import Tokenizer, models as tok_models
+        from transformer_lens.model_bridge import TransformerBridge
+        from transformers import PreTrainedTokenizerFast
     except ImportError:
         return None
-    c = model.config
-    cfg = HookedTransformerConfig(
-        n_layers=c.n_layer, d_model=c.n_embd, n_heads=c.n_head, d_head=c.n_embd // c.n_head,
-        d_mlp=4 * c.n_embd, d_vocab=c.vocab_size, n_ctx=c.n_positions, act_fn="gelu_new",
-        normalization_type="LN", eps=c.layer_norm_epsilon,
-    )
-    tl = HookedTransformer(cfg)
-    tl.load_and_process_state_dict(
-        convert_gpt2_weights(model, cfg), fold_ln=False, center_writing_weights=False, center_unembed=False
-    )
-    tl.eval()
+    folder = tempfile.mkdtemp()
+    model.config.save_pretrained(folder)  # the bridge reads the config from a name or folder
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(tok_models.WordLevel({"<unk>": 0}, unk_token="<unk>")))
+    # a copy: the bridge switches its model to eager attention, which would slow our baseline
+    bridge = TransformerBridge.boot_transformers(folder, hf_model=copy.deepcopy(model), tokenizer=tokenizer, device="cpu")
     return {
-        "all": lambda: tl.run_with_cache(tokens),
-        "few": lambda: tl.run_with_cache(tokens, names_filter=few),
+        "all": lambda: bridge.run_with_cache(tokens),
+        "few": lambda: bridge.run_with_cache(tokens, names_filter=few),
     }
 
 
@@ -109,7 +108,8 @@ def nnsight_runner(model: torch.nn.Module, tokens: torch.Tensor):
     return {"few": few, "all": every}
 
 
-def measure(repeats: int) -> list[dict]:
+def measure(repeats: int, report: Callable[[dict], None] = lambda row: None) -> list[dict]:
+    """One row per model: medians (ms) and ratios to the plain forward; `report` sees each row as it is done."""
     rows = []
     for label, model, tokens in models():
         hm = HookedModel(model)
@@ -123,10 +123,17 @@ def measure(repeats: int) -> list[dict]:
             if runner is not None:
                 runs[f"{peer} few"], runs[f"{peer} all"] = runner["few"], runner["all"]
         with torch.no_grad():
-            medians = {name: median_ms(fn, repeats) for name, fn in runs.items()}
+            medians = median_ms(runs, repeats)
         base = medians["HF forward"]
         rows.append({"model": label, "median_ms": medians, "ratio": {k: v / base for k, v in medians.items()}})
+        report(rows[-1])
     return rows
+
+
+def print_row(row: dict) -> None:
+    print(f"\n{row['model']}", flush=True)
+    for name, ms in row["median_ms"].items():
+        print(f"  {name:<22} {ms:9.2f} ms  {row['ratio'][name]:5.2f}x", flush=True)
 
 
 def main() -> None:
@@ -134,14 +141,10 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
-    rows = measure(args.repeats)
     if args.json:
-        print(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        print(f"\n{row['model']}")
-        for name, ms in row["median_ms"].items():
-            print(f"  {name:<22} {ms:9.2f} ms  {row['ratio'][name]:5.2f}x")
+        print(json.dumps(measure(args.repeats), indent=2))
+    else:
+        measure(args.repeats, report=print_row)
 
 
 if __name__ == "__main__":

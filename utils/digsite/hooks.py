@@ -103,8 +103,9 @@ def digsite_attention(
     q = hook("q", query.transpose(1, 2)).transpose(1, 2)
     k = hook("k", key.transpose(1, 2)).transpose(1, 2)
     v = hook("v", value.transpose(1, 2)).transpose(1, 2)
-    groups = q.shape[1] // k.shape[1]  # grouped-query attention shares each kv head
-    k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    groups = q.shape[1] // k.shape[1]
+    if groups > 1:  # grouped-query attention: each kv head serves `groups` query heads
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     scale = scaling if scaling is not None else q.shape[-1] ** -0.5
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale
     if attention_mask is not None:
