@@ -137,9 +137,7 @@ def first_top1_layer(ranks: Tensor) -> Tensor:
     """
     top1 = ranks == 0
     stays = top1.flip(0).cumprod(0).flip(0).bool()  # top-1 here and at every later entry
-    n = ranks.shape[0]
-    first = torch.where(stays.any(0), stays.float().argmax(0), torch.full_like(ranks[0], n))
-    return first
+    return torch.where(stays.any(0), stays.float().argmax(0), torch.full_like(ranks[0], ranks.shape[0]))
 
 
 # --- the tuned lens ---------------------------------------------------------------------
@@ -218,12 +216,12 @@ def train_tuned_lens(
 
     stack (n_layers + 1, n_positions, d_model) and final_logits (n_positions, d_vocab), e.g. from
     `collect_positions`. Loss: KL(final || tuned lens), summed over layers, averaged over a random
-    minibatch of positions. Adam; a tqdm progress bar unless progress=False. The model is not changed.
+    minibatch of positions (drawn with `seed`). Adam; a tqdm progress bar unless progress=False.
+    The model is not changed.
     """
     from tqdm.auto import tqdm
 
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     lens = TunedLens(model.cfg.n_layers, model.cfg.d_model).to(stack.device)
     opt = torch.optim.Adam(lens.parameters(), lr=lr)
     losses = []
@@ -240,7 +238,6 @@ def train_tuned_lens(
             bar.set_postfix(loss=f"{loss.item():.3f}")
     lens.eval()
     return lens, losses
-
 
 
 # --- looking at it ------------------------------------------------------------------------
