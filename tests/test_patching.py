@@ -90,7 +90,7 @@ def test_head_sweep_equals_the_loop(kind):
     cfg = model.cfg
     names = [f"blocks.{l}.attn.hook_{kind}" for l in range(cfg.n_layers)]
     source = P._cache(model, data.clean, names)
-    patches = [P._head_patch(model, l, h, kind) for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
+    patches = [P._head_patch(l, h, kind) for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
     loop = P.patch_loop(model, data.corrupt, source, patches, metric).reshape(cfg.n_layers, cfg.n_heads)
     sweep = P.head_sweep(model, data.corrupt, data.clean, metric, kind=kind, max_rows=12)
     torch.testing.assert_close(sweep, loop, atol=1e-5, rtol=1e-5)

@@ -240,9 +240,11 @@ def patch_sweep(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], 
     (its value is the base metric).
     """
     n = base.shape[0]
-    names = sorted({p.name for p in patches} | {f"blocks.{p.layer}.hook_resid_pre" for p in patches if p.layer > 0})
+    names = {p.name for p in patches}
+    if reuse_prefix:
+        names |= {f"blocks.{p.layer}.hook_resid_pre" for p in patches if p.layer > 0}
     with torch.no_grad():
-        base_logits, base_cache = model.run_with_cache(base, names_filter=names)
+        base_logits, base_cache = model.run_with_cache(base, names_filter=sorted(names))
         base_value = metric(base_logits).float().cpu()
     out = torch.full((len(patches),), float("nan"))
     todo = []
@@ -257,8 +259,9 @@ def patch_sweep(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], 
     with torch.no_grad():
         start = 0
         while start < len(todo):
-            layer = patches[todo[start]].layer
-            chunk = [i for i in todo[start:start + per_pass] if patches[i].layer == layer] if reuse_prefix else todo[start:start + per_pass]
+            chunk = todo[start:start + per_pass]
+            if reuse_prefix:  # one layer per pass, so that the pass can start at that layer
+                chunk = [i for i in chunk if patches[i].layer == patches[chunk[0]].layer]
             start += len(chunk)
             k = len(chunk)
             by_name: dict[str, list[tuple[int, tuple]]] = {}
@@ -296,11 +299,10 @@ def resid_sweep(model: HookedModel, base: Tensor, source_tokens: Tensor, metric:
     return patch_sweep(model, base, source, patches, metric, **kwargs).reshape(len(layers), base.shape[1])
 
 
-def _head_patch(model: HookedModel, layer: int, head: int, kind: str, pos: int | None = None) -> Patch:
+def _head_patch(layer: int, head: int, kind: str) -> Patch:
+    """Patch one head's `kind` (z, q, k, v or pattern) at every position."""
     name = f"blocks.{layer}.attn.hook_{kind}"
-    if kind == "pattern":  # (batch, head, q, k)
-        return Patch(name, (head,) if pos is None else (head, pos))
-    return Patch(name, (slice(None), head) if pos is None else (pos, head))
+    return Patch(name, (head,) if kind == "pattern" else (slice(None), head))  # pattern: (batch, head, q, k)
 
 
 def head_sweep(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: Metric, kind: str = "z",
@@ -311,7 +313,7 @@ def head_sweep(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: 
     cfg = model.cfg
     names = [f"blocks.{l}.attn.hook_{kind}" for l in range(cfg.n_layers)]
     source = _cache(model, source_tokens, names)
-    patches = [_head_patch(model, l, h, kind) for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
+    patches = [_head_patch(l, h, kind) for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
     return patch_sweep(model, base, source, patches, metric, **kwargs).reshape(cfg.n_layers, cfg.n_heads)
 
 
