@@ -72,8 +72,17 @@ def _offline_message(name: str) -> str:
 
 
 def _from_pretrained(source: str | Path, **kwargs) -> tuple[nn.Module, object]:
-    model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
+    """Load model and tokenizer without transformers' "Loading weights" bar (noise in every notebook)."""
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
     return model, tokenizer
 
 

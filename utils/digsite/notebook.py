@@ -18,14 +18,10 @@ def in_colab() -> bool:
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """The given device, else CUDA, then Apple MPS, then CPU."""
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """The given device, else CUDA, then Apple MPS, then CPU (as `load_model` picks)."""
+    from .models import default_device
+
+    return torch.device(device) if device is not None else default_device()
 
 
 def seed_everything(seed: int = 0) -> None:
