@@ -1,0 +1,707 @@
+# %% [markdown]
+# # Chapter 6 — Probes and comparing models
+#
+# Two questions every newcomer to interpretability wants to ask. First: *what does the model
+# know, and where?* A **linear probe** — a logistic regression trained on the residual stream —
+# answers "is this property linearly readable here?". Probes are cheap and seductive, so we
+# will also learn to distrust them: a probe can memorise, it can read a property the model
+# never uses, and its accuracy depends on *where* you put it. Second: *do different models
+# learn the same thing?* Our toy language was learned by two organisms with different
+# architectures (GPT-2 and Llama); we look for the same circuits in both and see what
+# transfers.
+#
+# **Goals**
+# - Read the residual stream at a chosen position at every layer, and train logistic-regression
+#   probes on it in plain PyTorch.
+# - Find where the model represents "what kind of thing is the subject?" (the is-a facts) and
+#   "is this statement true?" — a tiny deception-detection exercise.
+# - Catch a probe that memorises, with a **control task** and **selectivity** (Hewitt & Liang).
+# - Test a probe direction causally: ablate it and steer along it, against a random baseline.
+# - Compare the induction and indirect-object circuits of two architectures: where the heads
+#   are, how strong they are, and how alike they attend.
+#
+# **Prerequisites:** chapter 1 (hooks, `run_with_cache`, induction heads) and chapter 3
+# (activation patching, the logit difference). Logistic regression and cross-entropy.
+#
+# **Time:** about 2½ hours.
+#
+# **Readings**
+# - Alain & Bengio, [*Understanding intermediate layers using linear classifier probes*](https://arxiv.org/abs/1610.01644) (2016) —
+#   the linear probe.
+# - Hewitt & Liang, [*Designing and Interpreting Probes with Control Tasks*](https://arxiv.org/abs/1909.03368) (2019) —
+#   control tasks and selectivity.
+# - Belinkov, [*Probing Classifiers: Promises, Shortcomings, and Advances*](https://arxiv.org/abs/2102.12452) (2021) —
+#   what a probe can and cannot tell you.
+# - Marks & Tegmark, [*The Geometry of Truth: Emergent Linear Structure in Large Language Model Representations of True/False Datasets*](https://arxiv.org/abs/2310.06824) (2023) —
+#   truth probes, their generalisation across datasets, and causal interventions along them.
+# - Burns et al., [*Discovering Latent Knowledge in Language Models Without Supervision*](https://arxiv.org/abs/2212.03827) (2022) —
+#   finding a truth direction with no labels at all (contrast-consistent search).
+# - Olsson et al., [*In-context Learning and Induction Heads*](https://arxiv.org/abs/2209.11895) (2022) and
+#   Wang et al., [*Interpretability in the Wild*](https://arxiv.org/abs/2211.00593) (2022) — the two circuits we compare.
+# - Chughtai, Chan & Nanda, [*A Toy Model of Universality*](https://arxiv.org/abs/2302.03025) (2023) —
+#   do models trained on the same task learn the same algorithm?
+
+# %%
+from functools import partial
+
+import torch
+
+from digsite import induction, load_model, plot
+from digsite import probes as P
+from digsite.checks import ch06
+from digsite.notebook import online, setup
+from digsite.organisms import data
+
+device = setup(seed=0)
+if device.type == "cpu":
+    torch.set_num_threads(1)  # for 128-wide models and probes, one thread is several times faster than two
+model = load_model("toylang", device=device)
+n_layers = model.cfg.n_layers
+print(model)
+
+# %% [markdown]
+# ## 1. Where does the model keep "what kind of thing"?
+#
+# The toy language contains facts like "a cat is an animal" and "a harp is an instrument":
+# 75 subjects in 7 categories. To predict the category word, the model must recognise the
+# subject and move what it knows about it to the last position. Let us watch that happen with
+# probes.
+#
+# Each prompt is an is-a fact with its answer cut off, after a random sentence of the toy
+# language (so every subject is seen in several contexts). The subject is always two tokens
+# before the end: "... a **cat** is an".
+
+# %%
+isa = P.isa_prompts(n_contexts=4, seed=0)
+categories = sorted(data.CATEGORIES)
+isa_texts = [text for text, _, _ in isa]
+isa_subjects = [subject for _, subject, _ in isa]
+isa_y = torch.tensor([categories.index(cat) for _, _, cat in isa])
+isa_tokens = model.to_tokens(isa_texts)
+isa_last = P.last_positions(isa_tokens, model.tokenizer.pad_token_id)
+category_ids = model.to_tokens(categories, prepend_bos=False)[:, 0]
+
+rows = torch.arange(len(isa))
+with torch.no_grad():
+    isa_logits = model(isa_tokens)[rows, isa_last][:, category_ids]
+print(len(isa), "prompts, e.g.", repr(isa_texts[0]))
+print("categories:", categories)
+print(f"the model names the right category (among the 7) in {(isa_logits.argmax(-1).cpu() == isa_y).float().mean():.0%} of prompts")
+
+# %% [markdown]
+# ## Exercise 6.1 — the residual stream at one position, at every layer
+#
+# > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 10 minutes
+#
+# A probe reads one vector per example. We want the residual stream at a chosen position of
+# each prompt (the subject, or the last token), at every layer boundary: the input of each
+# block (`blocks.{l}.hook_resid_pre`; layer 0 is the embedding) and the output of the last
+# block (`blocks.{n_layers-1}.hook_resid_post`) — `n_layers + 1` vectors per prompt.
+#
+# Careful: the prompts have different lengths, so the batch is right-padded. "The last token"
+# is *not* column `-1` for the shorter prompts — that is padding.
+
+# %%
+def residuals_at(model, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """The residual stream at one position per prompt, at every layer boundary.
+
+    tokens: (batch, pos) token ids; positions: (batch,) the position to read in each prompt.
+    Returns (n_layers + 1, batch, d_model): index l < n_layers is blocks.l.hook_resid_pre,
+    index n_layers is the last block's hook_resid_post.
+    """
+    # BEGIN SOLUTION
+    L = model.cfg.n_layers
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
+    _, cache = model.run_with_cache(tokens, names_filter=names)
+    batch_rows = torch.arange(tokens.shape[0], device=tokens.device)
+    return torch.stack([cache[name][batch_rows, positions] for name in names])
+    # END SOLUTION
+
+
+ch06.check_residuals_at(residuals_at)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# `model.run_with_cache(tokens, names_filter=names)` caches only the names you list. Index each
+# cached `(batch, pos, d_model)` tensor with two index tensors, `cache[name][rows, positions]`
+# with `rows = torch.arange(batch)`, to get `(batch, d_model)`; then `torch.stack` the layers.
+# </details>
+#
+# Now collect the residuals at the **last token** (where the category must be predicted) and
+# at the **subject**, for all prompts.
+
+# %%
+X_last = residuals_at(model, isa_tokens, isa_last).cpu()
+X_subject = residuals_at(model, isa_tokens, isa_last - 2).cpu()
+print("X_last:", tuple(X_last.shape), " X_subject:", tuple(X_subject.shape), " (layer, prompt, d_model)")
+print("mean residual norm by layer:", [round(v, 1) for v in X_last.norm(dim=-1).mean(1).tolist()])
+
+# %% [markdown]
+# ## Exercise 6.2 — a logistic-regression probe in PyTorch
+#
+# > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 15 minutes
+#
+# A probe is a linear map `logits = X @ W + b` from the residual stream to the classes, trained
+# with cross-entropy: multinomial logistic regression. No scikit-learn needed — twenty lines of
+# PyTorch. Train full-batch with Adam from zero weights (so the result is deterministic), and
+# add a small L2 penalty `weight_decay * (W ** 2).sum()` so that the weights stay finite when
+# the classes are separable. Return a `P.LinearProbe(W, b)`: it has `.logits(X)`,
+# `.predict(X)`, `.accuracy(X, y)` and `.direction(cls)`.
+
+# %%
+def train_probe(
+    X: torch.Tensor, y: torch.Tensor, n_classes: int | None = None, steps: int = 300, lr: float = 0.01,
+    weight_decay: float = 1e-3,
+) -> P.LinearProbe:
+    """Multinomial logistic regression: full batch, Adam, from zero weights.
+
+    X: (n, d_model) features; y: (n,) labels in 0..n_classes-1 (default: y.max() + 1 classes).
+    Minimises cross_entropy(X @ W + b, y) + weight_decay * ||W||^2 for `steps` steps.
+    Returns LinearProbe(W (d_model, n_classes), b (n_classes,)).
+    """
+    # BEGIN SOLUTION
+    X = X.detach().float()
+    n_classes = int(y.max()) + 1 if n_classes is None else n_classes
+    W = torch.zeros(X.shape[1], n_classes, requires_grad=True)
+    b = torch.zeros(n_classes, requires_grad=True)
+    opt = torch.optim.Adam([W, b], lr=lr)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(X @ W + b, y) + weight_decay * W.pow(2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return P.LinearProbe(W.detach(), b.detach())
+    # END SOLUTION
+
+
+ch06.check_train_probe(train_probe)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# `W = torch.zeros(d, n_classes, requires_grad=True)`, the same for `b`; `opt = torch.optim.Adam([W, b], lr=lr)`;
+# then `steps` times: compute the loss with `torch.nn.functional.cross_entropy(X @ W + b, y)`
+# plus the penalty, `opt.zero_grad()`, `loss.backward()`, `opt.step()`. Return
+# `P.LinearProbe(W.detach(), b.detach())`.
+# </details>
+#
+# A first probe: hold out 30% of the prompts, train at the last token after block 1 (boundary
+# 2), and compare accuracy on the training and on the held-out prompts.
+
+# %%
+train_idx, test_idx = P.split_indices(len(isa), test_frac=0.3, seed=0)
+probe = train_probe(X_last[2, train_idx], isa_y[train_idx], len(categories))
+print(f"layer 2, last token: train accuracy {probe.accuracy(X_last[2, train_idx], isa_y[train_idx]):.2f}, "
+      f"held-out accuracy {probe.accuracy(X_last[2, test_idx], isa_y[test_idx]):.2f} (chance {1 / len(categories):.2f})")
+
+# %% [markdown]
+# ## 2. Is it the model, or the probe? Control tasks
+#
+# High accuracy says a property is *linearly decodable* — not that the model computed it.
+# Two traps:
+#
+# - **Accuracy on the training set.** A probe with 128 inputs and a few hundred examples can
+#   fit almost any labelling. Only held-out accuracy counts.
+# - **Memorisation through identity.** Our held-out prompts reuse the same 75 subjects in new
+#   contexts. A probe that can read *which word* the subject is can learn "cat → animal" as a
+#   lookup table, without the model representing categories at all.
+#
+# Hewitt & Liang's answer is a **control task**: give every word type a *random* label, train
+# the same probe on the same vectors, and score it on held-out examples. A control probe can
+# only succeed by memorising types, so its accuracy measures how much the probe can memorise
+# here. The **selectivity** is task accuracy minus control accuracy: high when the real labels
+# are far easier to read than arbitrary ones.
+#
+# ## Exercise 6.3 — control-task labels
+#
+# > Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
+#
+# One random label per distinct type, shared by all its examples, balanced over the types
+# (each label goes to the same number of types, ±1), drawn from a generator seeded by `seed`.
+
+# %%
+def control_labels(types: list[str], n_classes: int, seed: int = 0) -> torch.Tensor:
+    """A control task: every distinct type gets one random label, the same for all its examples.
+
+    types: one string per example (its subject word, say). Labels are balanced over the types
+    and depend on `seed`. Returns (n,) long.
+    """
+    # BEGIN SOLUTION
+    distinct = sorted(set(types))
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randperm(len(distinct), generator=g) % n_classes
+    label = {t: int(table[i]) for i, t in enumerate(distinct)}
+    return torch.tensor([label[t] for t in types], dtype=torch.long)
+    # END SOLUTION
+
+
+ch06.check_control_labels(control_labels)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# `sorted(set(types))` lists the types in a fixed order. `torch.randperm(n_types, generator=g) % n_classes`
+# is a balanced random labelling of them. Then map every example through a dict type → label.
+# </details>
+#
+# ## Exercise 6.4 — task accuracy, control accuracy and selectivity by layer
+#
+# > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵🔵 · about 15 minutes
+#
+# For every layer: train a task probe and a control probe on the training examples, score
+# both on the **held-out** examples, and return `{"task": (L,), "control": (L,), "selectivity": (L,)}`
+# with selectivity = task − control. Pass `**train_kwargs` on to `train_probe`.
+
+# %%
+def probe_scores(
+    X: torch.Tensor, y: torch.Tensor, y_control: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor,
+    **train_kwargs,
+) -> dict[str, torch.Tensor]:
+    """Held-out accuracy of a task probe and a control probe at every layer, and the selectivity.
+
+    X: (n_layers + 1, n, d_model); y, y_control: (n,) labels; train_idx, test_idx: (k,) indices.
+    Returns {"task": (L,), "control": (L,), "selectivity": (L,)}, selectivity = task - control.
+    """
+    # BEGIN SOLUTION
+    task, control = [], []
+    for layer in range(X.shape[0]):
+        Xtr, Xte = X[layer, train_idx], X[layer, test_idx]
+        task_probe = train_probe(Xtr, y[train_idx], int(y.max()) + 1, **train_kwargs)
+        control_probe = train_probe(Xtr, y_control[train_idx], int(y_control.max()) + 1, **train_kwargs)
+        task.append(task_probe.accuracy(Xte, y[test_idx]))
+        control.append(control_probe.accuracy(Xte, y_control[test_idx]))
+    task_t, control_t = torch.tensor(task), torch.tensor(control)
+    return {"task": task_t, "control": control_t, "selectivity": task_t - control_t}
+    # END SOLUTION
+
+
+ch06.check_probe_scores(probe_scores)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# Loop over `X.shape[0]` layers; `X[layer, train_idx]` is that layer's training matrix. Train with
+# `train_probe(Xtr, y[train_idx], ...)`, score with `probe.accuracy(X[layer, test_idx], y[test_idx])`.
+# Return tensors (`torch.tensor(list_of_floats)`).
+# </details>
+#
+# Now the real thing: is-a probes at the last token and at the subject, with control labels
+# drawn per subject word.
+
+# %%
+isa_control = control_labels(isa_subjects, len(categories), seed=0)
+isa_scores = {
+    "last token": probe_scores(X_last, isa_y, isa_control, train_idx, test_idx),
+    "subject": probe_scores(X_subject, isa_y, isa_control, train_idx, test_idx),
+}
+for where, s in isa_scores.items():
+    for key in ("task", "control", "selectivity"):
+        print(f"{where:>10} {key:>11}:", " ".join(f"{v:5.2f}" for v in s[key].tolist()))
+
+# %%
+plot.line(
+    {f"{where}: {key}": s[key] for where, s in isa_scores.items() for key in ("task", "control")},
+    x=list(range(n_layers + 1)), title="Is-a probes: held-out accuracy by layer (chance 0.14)",
+    xlabel="layer boundary (0 = embedding)", ylabel="accuracy",
+)
+
+# %% [markdown]
+# What to see:
+#
+# - **At the last token** the category is absent from the embedding (layer 0: only the article
+#   "a"/"an" is there, which separates animals and instruments from the rest — 0.33), arrives
+#   after block 0 (0.85) and is perfect from boundary 2 on. The control probe stays low until
+#   boundary 3, then climbs to 0.92 at the output: by then the last token also carries *which*
+#   subject it is. Selectivity peaks at boundary 2 (0.65) — the cleanest place to read the
+#   category — and falls to 0.08 at the end, where a lookup table works nearly as well.
+# - **At the subject** the task is trivially perfect at every layer (each subject is one token,
+#   and the embedding alone tells them apart), but the control probe reaches about 0.6 too:
+#   high accuracy there says little about what the model computed.
+#
+# The lesson of Hewitt & Liang: report probe accuracy *with* a control, and prefer the place
+# where selectivity is high.
+
+# %% [markdown]
+# ## 3. Can a probe tell true from false?
+#
+# Marks & Tegmark found that large models represent the truth of simple factual statements
+# along a linear direction, one that generalises across kinds of facts and that steers the
+# model's behaviour; Burns et al. found such a direction with no labels at all. Our toy model
+# only ever saw true facts in training, so a false statement ("a cat is a fruit") is simply
+# *surprising* to it. Is there a linearly readable "this is false" signal at the end of a
+# statement? A tiny deception-detection exercise: if the model "knows" a statement is false,
+# a probe on its activations should see it.
+#
+# Every fact appears true and with a random wrong object, after random context sentences;
+# we probe the statement's last token (the object), and the control task gives every
+# statement (as a string) a random label.
+
+# %%
+truth = P.truth_statements(n_contexts=5, seed=0)
+truth_tokens = model.to_tokens([text for text, _, _ in truth])
+truth_last = P.last_positions(truth_tokens, model.tokenizer.pad_token_id)
+truth_y = torch.tensor([int(is_true) for _, _, is_true in truth])
+truth_statements = [statement for _, statement, _ in truth]
+print(len(truth), "statements, e.g.", [t for t, _, _ in truth[:2]])
+
+X_truth = residuals_at(model, truth_tokens, truth_last).cpu()
+truth_control = control_labels(truth_statements, 2, seed=0)
+truth_train, truth_test = P.split_indices(len(truth), test_frac=0.3, seed=0)
+truth_scores = probe_scores(X_truth, truth_y, truth_control, truth_train, truth_test)
+for key in ("task", "control", "selectivity"):
+    print(f"truth {key:>11}:", " ".join(f"{v:5.2f}" for v in truth_scores[key].tolist()))
+
+# %%
+plot.line(
+    {key: truth_scores[key] for key in ("task", "control")}, x=list(range(n_layers + 1)),
+    title="True vs false statements: held-out probe accuracy by layer (chance 0.5)",
+    xlabel="layer boundary (0 = embedding)", ylabel="accuracy",
+)
+
+# %% [markdown]
+# What to see: at the embedding the probe is at chance (0.49 — the object word alone cannot
+# say whether the statement is true), and truth becomes readable only after the blocks have
+# combined subject and object: 0.74 after block 2, 0.75 at the output. The control probe,
+# which can only memorise statements, stays near 0.59 — so selectivity is about 0.15 at the
+# last two layers. A real but weak signal: this model was never trained to judge truth.
+#
+# Marks & Tegmark's strongest evidence was **generalisation**: a direction learned on one kind
+# of fact classifies another. Train on the is-a statements only and test on the city–country
+# statements ("Paris is in Spain"), which the probe never saw:
+
+# %%
+is_isa = torch.tensor([" is in " not in s for s in truth_statements])
+transfer = [
+    train_probe(X_truth[layer, is_isa], truth_y[is_isa]).accuracy(X_truth[layer, ~is_isa], truth_y[~is_isa])
+    for layer in range(n_layers + 1)
+]
+print("trained on is-a, tested on cities:", " ".join(f"{v:.2f}" for v in transfer))
+
+# %% [markdown]
+# Chance at the embedding and after block 0, then 0.76 at boundary 3 and 0.71 at the output:
+# the "false" signal learned on is-a facts partly carries over to facts about cities — a shared
+# direction, not a list of memorised statements. In a toy model it is fragile; in large models
+# it is much stronger, and Burns et al. show it can be found without labels, by asking that a
+# statement and its negation get opposite answers.
+
+# %% [markdown]
+# ## 4. Does the model *use* the probe's direction?
+#
+# A probe finds a direction that *correlates* with a property. The model may never read it. The
+# causal test: edit the residual stream along the direction and see whether the output
+# changes — compared with the same edit along a random direction.
+#
+# ## Exercise 6.5 — projecting a direction out
+#
+# > Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 5 minutes
+#
+# Probe weight vectors have arbitrary length. To remove the component of `resid` along
+# `direction`, normalise the direction first: `resid - (resid · d̂) d̂`.
+
+# %%
+def project_out(resid: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """resid with its component along `direction` removed.
+
+    resid: (..., d_model); direction: (d_model,), any length. Returns (..., d_model),
+    orthogonal to the direction.
+    """
+    # BEGIN SOLUTION
+    d = direction / direction.norm()
+    return resid - (resid @ d)[..., None] * d
+    # END SOLUTION
+
+
+ch06.check_project_out(project_out)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# `d = direction / direction.norm()`; the coefficient along it is `resid @ d` of shape `(...)`;
+# subtract `coefficient[..., None] * d`. Without normalising, you subtract `|direction|²` times
+# too much.
+# </details>
+#
+# ## Exercise 6.6 — a hook that ablates or steers along a direction
+#
+# > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 10 minutes
+#
+# Write a factory that returns a hook function for a residual-stream hook point. It edits only
+# the given position of each prompt: with `alpha=None` it projects the direction out; with a
+# number it adds `alpha * unit(direction)`. It returns the edited copy.
+
+# %%
+def direction_hook(direction: torch.Tensor, positions: torch.Tensor, alpha: float | None = None):
+    """A hook fn(resid (batch, pos, d_model), hook) -> edited resid, editing one position per prompt.
+
+    direction: (d_model,), any length; positions: (batch,). alpha None: project the direction
+    out; a number: add alpha * direction / |direction|. Other positions are untouched.
+    """
+    # BEGIN SOLUTION
+    d = direction / direction.norm()
+
+    def hook(resid: torch.Tensor, hook) -> torch.Tensor:
+        resid = resid.clone()
+        batch_rows = torch.arange(resid.shape[0], device=resid.device)
+        here = resid[batch_rows, positions]
+        dd = d.to(device=resid.device, dtype=resid.dtype)
+        resid[batch_rows, positions] = project_out(here, dd) if alpha is None else here + alpha * dd
+        return resid
+
+    return hook
+    # END SOLUTION
+
+
+ch06.check_direction_hook(direction_hook)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# Inside the hook: `resid = resid.clone()`, `rows = torch.arange(resid.shape[0])`, read
+# `here = resid[rows, positions]` (batch, d_model), write the edited version back into the same
+# place, return `resid`.
+# </details>
+#
+# **Ablation.** The is-a probe at boundary 3 (the input of the last block) reads the category
+# from a 6-dimensional subspace: the span of its 7 class directions (they sum to zero, so 6
+# dimensions). Project all of it out at the last token, one orthonormal direction at a time,
+# and see whether the model still names the right category. The baseline removes a random
+# 6-dimensional subspace.
+
+# %%
+ABLATE_LAYER = 3
+ablate_name = P.resid_names(n_layers)[ABLATE_LAYER]
+isa_probe = train_probe(X_last[ABLATE_LAYER], isa_y, len(categories))
+probe_basis, _ = torch.linalg.qr(isa_probe.W - isa_probe.W.mean(dim=1, keepdim=True))  # (d_model, 7); last column spurious
+random_basis, _ = torch.linalg.qr(torch.randn(model.cfg.d_model, 6, generator=torch.Generator().manual_seed(0)))
+
+
+def category_accuracy(fwd_hooks: list) -> float:
+    """Share of is-a prompts whose top category word (among the 7) is right, with the hooks active."""
+    with torch.no_grad():
+        logits = model.run_with_hooks(isa_tokens, fwd_hooks=fwd_hooks)[rows, isa_last][:, category_ids]
+    return (logits.argmax(-1).cpu() == isa_y).float().mean().item()
+
+
+def ablation_hooks(basis: torch.Tensor) -> list:
+    return [(ablate_name, direction_hook(basis[:, i].to(device), isa_last)) for i in range(6)]
+
+
+print(f"category accuracy: clean {category_accuracy([]):.2f}, "
+      f"probe subspace removed {category_accuracy(ablation_hooks(probe_basis)):.2f}, "
+      f"random subspace removed {category_accuracy(ablation_hooks(random_basis)):.2f}")
+
+# %% [markdown]
+# **Steering.** Now push the last token of every *non-animal* prompt along the probe's
+# "animal" direction, with growing strength `alpha`, and count how often the model switches to
+# " animal". The residual stream's norm there is about 11 (printed in section 1), so `alpha` is
+# in the same units.
+
+# %%
+animal = categories.index("animal")
+not_animal = isa_y != animal
+animal_direction = isa_probe.direction(animal)
+random_direction = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(1))
+alphas = [0, 2, 4, 6, 8, 10, 12]
+
+
+def share_called_animal(direction: torch.Tensor, alpha: float) -> float:
+    with torch.no_grad():
+        logits = model.run_with_hooks(
+            isa_tokens, fwd_hooks=[(ablate_name, direction_hook(direction.to(device), isa_last, alpha))]
+        )[rows, isa_last][:, category_ids]
+    return (logits.argmax(-1).cpu()[not_animal] == animal).float().mean().item()
+
+
+steering = {
+    "probe's animal direction": torch.tensor([share_called_animal(animal_direction, a) for a in alphas]),
+    "random direction": torch.tensor([share_called_animal(random_direction, a) for a in alphas]),
+}
+print({k: [round(v, 2) for v in s.tolist()] for k, s in steering.items()})
+plot.line(steering, x=alphas, title="Steering non-animals towards 'animal' at layer 3, last token",
+          xlabel="alpha (steering strength)", ylabel="share now answered ' animal'")
+
+# %% [markdown]
+# What to see: removing the probe's 6-dimensional subspace at one position drops category
+# accuracy from 1.00 to 0.21 (chance is 0.14), while removing a random one changes nothing
+# (1.00); and steering along the "animal" direction turns 56% of the non-animals into animals at
+# `alpha` = 6, 93% at 8 and all of them from 10, while a random direction of the same strength
+# moves at most 5%. Here the probe found
+# directions the model really reads. (Try the same with a single direction, or at layer 2: the
+# effect is much weaker — the category is spread over several directions and, earlier, still
+# sits at the subject too, where later attention can fetch it again.)
+
+# %% [markdown]
+# ## 5. The same circuit in two models
+#
+# `toylang-llama` learned the same toy language with a different architecture: rotary position
+# embeddings instead of learned ones, RMSNorm, a gated MLP. Same tokenizer, same data. Do the
+# two grow the same circuits? We compare three things: **induction heads** (chapter 1), the
+# **indirect-object** circuit (chapter 3), and how alike individual heads **attend**.
+
+# %%
+llama = load_model("toylang-llama", device=device)
+models = {"toylang (GPT-2)": model, "toylang-llama": llama}
+assert model.tokenizer.get_vocab() == llama.tokenizer.get_vocab()  # same tokens: patterns are comparable
+print(llama)
+
+SEG = 10
+rep_tokens = data.repeated_tokens(batch=16, seg_len=SEG, seed=0).to(device)
+induction_maps = {
+    name: induction.head_scores(m, rep_tokens, partial(induction.induction_score, seg_len=SEG)).cpu()
+    for name, m in models.items()
+}
+prev_maps = {name: induction.head_scores(m, rep_tokens, induction.previous_token_score).cpu() for name, m in models.items()}
+for name in models:
+    flat = induction_maps[name].flatten()
+    top = flat.topk(3)
+    print(f"{name:>16}: top induction heads",
+          ", ".join(f"{i // 4}.{i % 4} ({v:.2f})" for v, i in zip(top.values.tolist(), top.indices.tolist())),
+          f"| best previous-token head {prev_maps[name].argmax() // 4}.{prev_maps[name].argmax() % 4}"
+          f" ({prev_maps[name].max():.2f})")
+P.side_by_side(induction_maps, title="Induction score per head (layer x head)", colorbar="score")
+
+# %%
+P.side_by_side(prev_maps, title="Previous-token score per head", colorbar="score")
+
+# %% [markdown]
+# What to see: both models put their induction heads in **layer 2** — three in GPT-2 (2.0, 2.1,
+# 2.2, scores 0.78–0.87) and two in Llama (2.2 at 0.97, 2.0 at 0.89). The previous-token half of
+# the circuit differs: Llama has one crisp previous-token head in layer 1 (1.1, 0.97), GPT-2
+# has none scoring above 0.4 — with learned position embeddings it can spread "what came
+# before" over several heads and layers.
+#
+# **The indirect-object circuit.** We patch each head's output from a clean prompt ("When Mary
+# and John went to the store, John gave a drink to" → Mary) into a *flipped* one where the
+# second mention of the subject is replaced by the indirect object ("..., Mary gave a drink to"
+# → John), and measure how much of the clean logit difference each single head restores. We
+# also measure how much each head attends from the last token to the indirect object rather
+# than the subject (name movers score high).
+
+# %%
+ioi = data.ioi_prompts(40, seed=0, split="heldout", same_length=True, template="when")
+print(ioi[0].text, "->", ioi[0].answer, "|", P.flip_subject(ioi[0]), "->", " " + ioi[0].s)
+patch_maps, attention_maps = {}, {}
+for name, m in models.items():
+    clean, flipped, io_ids, s_ids = P.ioi_batch(m, ioi)
+    with torch.no_grad():
+        print(f"{name:>16}: logit difference clean {P.logit_diff(m(clean), io_ids, s_ids):.2f}, "
+              f"flipped {P.logit_diff(m(flipped), io_ids, s_ids):.2f}")
+    patch_maps[name] = P.head_patching_map(m, clean, flipped, io_ids, s_ids)
+    attention_maps[name] = P.ioi_attention_map(m, clean, io_ids, s_ids).cpu()
+    top = patch_maps[name].flatten().topk(3)
+    print(" " * 18 + "heads restoring the most:",
+          ", ".join(f"{i // 4}.{i % 4} ({v:.2f})" for v, i in zip(top.values.tolist(), top.indices.tolist())))
+P.side_by_side(patch_maps, title="Patching one head's output (clean -> flipped): share of logit difference restored")
+
+# %%
+P.side_by_side(attention_maps, title="Attention from the last token: to the indirect object minus to the subject")
+
+# %% [markdown]
+# What to see: the two models solve the task equally well (logit differences 10.5 and 12.0,
+# flipping to −10.3 and −12.0) but not in the same place. In GPT-2 a single head in the *first*
+# layer, 0.3, restores 0.94 of the logit difference on its own; it attends from the last token
+# almost only to the subject (−0.89): an early "which name was mentioned last" head whose output
+# later layers use to rule the subject out. In Llama no head does that alone: 1.1 (0.67) and
+# 2.1 (0.63) share the work, and the heads that attend to the subject (2.0 at −0.99, 2.3 at
+# −0.69) sit in layer 2 — 2.0 is also one of its induction heads.
+
+# %% [markdown]
+# ## Exercise 6.7 — how alike do two heads attend?
+#
+# > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
+#
+# Because the two models share a tokenizer, we can feed them the same tokens and compare their
+# attention patterns head by head. For each pair of heads (one from each model), take the
+# cosine similarity of their attention rows — each query's distribution over keys — and
+# average over the batch and over every query position but the first (position 0 can only
+# attend to itself, so every head agrees there).
+
+# %%
+def pattern_similarity(pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
+    """Mean cosine similarity of attention rows between every head of a and every head of b.
+
+    pa: (heads_a, batch, q_pos, k_pos), pb: (heads_b, batch, q_pos, k_pos), on the same tokens.
+    Query position 0 is left out. Returns (heads_a, heads_b).
+    """
+    # BEGIN SOLUTION
+    a = torch.nn.functional.normalize(pa[:, :, 1:].float(), dim=-1)
+    b = torch.nn.functional.normalize(pb[:, :, 1:].float(), dim=-1)
+    return torch.einsum("ibqk,jbqk->ij", a, b) / (a.shape[1] * a.shape[2])
+    # END SOLUTION
+
+
+ch06.check_pattern_similarity(pattern_similarity)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# Drop query 0 with `pa[:, :, 1:]`, normalise each row (the last dimension) with
+# `torch.nn.functional.normalize(..., dim=-1)`, then `torch.einsum("ibqk,jbqk->ij", a, b)` sums the
+# row cosines over batch and queries: divide by their number.
+# </details>
+#
+# On repeated random tokens, `P.all_patterns` gives every head's pattern (head index =
+# layer × 4 + head). Each GPT-2 head's best match in Llama:
+
+# %%
+heads = [f"{layer}.{h}" for layer in range(n_layers) for h in range(model.cfg.n_heads)]
+similarity = pattern_similarity(P.all_patterns(model, rep_tokens).cpu(), P.all_patterns(llama, rep_tokens).cpu())
+best = similarity.max(dim=1)
+for i in range(len(heads)):
+    print(f"GPT-2 {heads[i]} ~ Llama {heads[best.indices[i]]} (cosine {best.values[i]:.2f})", end="   " if i % 4 < 3 else "\n")
+plot.imshow(similarity, x=heads, y=heads, title="Attention-pattern similarity on repeated tokens",
+            xlabel="toylang-llama head", ylabel="toylang (GPT-2) head", diverging=False)
+
+# %% [markdown]
+# What to see: the GPT-2 induction heads 2.0–2.2 match Llama's induction heads 2.0 and 2.2
+# (cosine 0.87–0.92): on repeated text, the same job gives the same pattern. But a high cosine
+# is not proof of a shared role: some early heads match nearly as well (GPT-2 1.0 ~ Llama 1.0 at
+# 0.89) because on random tokens many heads attend in similar positional ways — to the first
+# token, or to the last few. Check the behavioural scores as well as the patterns.
+#
+# **What transfers and what does not.**
+#
+# - *Transfers:* induction heads, in the same layer, with nearly the same attention pattern;
+#   the is-a task is solved by both (every category right).
+# - *Does not:* head indices (nothing ties GPT-2's head 2.1 to Llama's 2.1 — compare by
+#   behaviour, never by index); the previous-token mechanism (one crisp head in Llama, diffuse
+#   in GPT-2); and the indirect-object circuit — in GPT-2 a single layer-0 head (0.3) restores
+#   almost all of the logit difference when patched, in Llama heads 1.1 and 2.1 share the work.
+#   The task is the same, the algorithm's layout is not.
+#
+# This is the "universality" question of Chughtai et al. (2023) in miniature: models trained on
+# the same data learn *some* of the same pieces, and which pieces is an empirical question —
+# one you can now answer with probes, patching and pattern comparisons.
+
+# %% [markdown]
+# ## 6. Try it on GPT-2
+#
+# Probes work on any model. Here is the truth probe on GPT-2 small, with the same statements
+# (GPT-2 splits words into several tokens, so we read the last token of each statement). This
+# needs a network (GPT-2 is downloaded once, ~500 MB) and is skipped offline. Marks & Tegmark
+# found truth directions mostly in larger models, so expect a modest score from GPT-2 small.
+
+# %%
+if online():
+    gpt2 = load_model("gpt2", device=device)
+    g_tokens = gpt2.to_tokens([text for text, _, _ in truth])
+    g_lengths = torch.tensor([len(gpt2.to_tokens(text)[0]) - 1 for text, _, _ in truth], device=device)
+    g_X = residuals_at(gpt2, g_tokens, g_lengths).cpu()
+    g_scores = probe_scores(g_X, truth_y, truth_control, truth_train, truth_test)
+    print("GPT-2 small, truth probe by layer:", " ".join(f"{v:.2f}" for v in g_scores["task"].tolist()))
+else:
+    print("Offline: skipping the GPT-2 truth probe.")
+
+# %% [markdown]
+# ## Summary
+#
+# - A linear probe is twenty lines of PyTorch; the care goes into *where* it reads (the subject
+#   or the last token tell different stories), *what* it is scored on (held-out examples), and
+#   *what it is compared with* (a control task; selectivity = task − control).
+# - The is-a category reaches the last token after block 0 and is best read at boundary 2;
+#   a truth signal exists in the toy model but is weak (about 0.75).
+# - Probe directions can be causal: removing the is-a subspace breaks the model's answer,
+#   steering along "animal" changes it, random directions do neither.
+# - Two architectures trained on the same language share induction heads (same layer, nearly
+#   the same patterns) but lay out the indirect-object circuit differently.

@@ -1,0 +1,143 @@
+"""Unit tests of digsite.probes: data, probes, control tasks, directions and model comparison."""
+
+from functools import lru_cache
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from digsite import probes as P
+from digsite.models import wrap
+from digsite.organisms import data as D
+from digsite.organisms.tokenizer import build_tokenizer
+
+
+@lru_cache(maxsize=1)
+def tiny():
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                     bos_token_id=D.BOS_ID, eos_token_id=D.BOS_ID, pad_token_id=D.PAD_ID)
+    return wrap(GPT2LMHeadModel(cfg).eval(), tok)
+
+
+def test_isa_prompts_end_with_subject_is_article():
+    prompts = P.isa_prompts(n_contexts=2, seed=0)
+    n_facts = sum(len(v) for v in D.CATEGORIES.values())
+    assert len(prompts) == 2 * n_facts
+    model = tiny()
+    tokens = model.to_tokens([t for t, _, _ in prompts[:20]])
+    last = P.last_positions(tokens, model.tokenizer.pad_token_id)
+    for row, (_, subject, category) in enumerate(prompts[:20]):
+        assert subject in D.CATEGORIES[category]
+        assert model.to_string(tokens[row, last[row] - 2 : last[row] - 1]) == subject
+    assert P.isa_prompts(2, 0) == prompts
+
+
+def test_truth_statements_pair_every_fact_with_a_false_one():
+    statements = P.truth_statements(n_contexts=1, seed=0)
+    assert len(statements) == 2 * len(D.fact_table())
+    true = {s for _, s, t in statements if t}
+    false = {s for _, s, t in statements if not t}
+    assert not true & false
+    assert all(text.endswith(s) for text, s, _ in statements)
+
+
+def test_residuals_at_reads_the_asked_position_at_every_boundary():
+    model = tiny()
+    tokens = model.to_tokens(["a cat is an animal", "Paris is in France"])
+    positions = torch.tensor([2, 1])
+    X = P.residuals_at(model, tokens, positions)
+    assert X.shape == (3, 2, 32)
+    _, cache = model.run_with_cache(tokens)
+    assert torch.allclose(X[0, 1], cache["blocks.0.hook_resid_pre"][1, 1])
+    assert torch.allclose(X[2, 0], cache["blocks.1.hook_resid_post"][0, 2])
+    assert P.last_positions(tokens, model.tokenizer.pad_token_id).tolist() == [5, 4]
+
+
+def test_train_probe_fits_separable_data_deterministically():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 8, generator=g)
+    y = (X[:, 0] - X[:, 1] > 0.5).long()
+    a, b = P.train_probe(X, y), P.train_probe(X, y)
+    assert torch.equal(a.W, b.W) and a.W.shape == (8, 2) and a.b.shape == (2,)
+    assert a.accuracy(X, y) > 0.95
+    d = a.direction(1)
+    assert torch.nn.functional.cosine_similarity(d, torch.tensor([1.0, -1, 0, 0, 0, 0, 0, 0]), dim=0) > 0.9
+
+
+def test_control_labels_one_balanced_label_per_type():
+    types = ["a", "b", "c", "a", "d", "b", "e", "f"]
+    labels = P.control_labels(types, 3, seed=0)
+    assert labels[0] == labels[3] and labels[1] == labels[5]
+    per_type = {t: int(label) for t, label in zip(types, labels)}
+    assert sorted(torch.bincount(torch.tensor(list(per_type.values())), minlength=3).tolist()) == [2, 2, 2]
+
+
+def test_split_indices_partition():
+    train, test = P.split_indices(10, 0.3, seed=0)
+    assert len(test) == 3 and sorted(train.tolist() + test.tolist()) == list(range(10))
+
+
+def test_probe_scores_selectivity_is_task_minus_control():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(2, 60, 6, generator=g)
+    y = (X[1, :, 0] > 0).long()
+    control = P.control_labels([str(i % 12) for i in range(60)], 2)
+    train, test = P.split_indices(60, 0.3)
+    s = P.probe_scores(X, y, control, train, test, steps=50, lr=0.05)
+    assert torch.allclose(s["selectivity"], s["task"] - s["control"])
+    assert s["task"][1] > s["task"][0]
+
+
+def test_project_out_and_direction_hook():
+    g = torch.Generator().manual_seed(0)
+    resid, d = torch.randn(2, 5, 8, generator=g), 3 * torch.randn(8, generator=g)
+    out = P.project_out(resid, d)
+    assert torch.allclose(out @ P.unit(d), torch.zeros(2, 5), atol=1e-5)
+    positions = torch.tensor([1, 4])
+    steered = P.direction_hook(d, positions, alpha=2.0)(resid, None)
+    diff = steered - resid
+    assert torch.allclose(diff[0, 1], 2 * P.unit(d)) and torch.allclose(diff[1, 4], 2 * P.unit(d))
+    assert diff.abs().sum() == pytest.approx(2 * (2 * P.unit(d)).abs().sum().item(), rel=1e-5)
+
+
+def test_intervene_with_alpha_zero_changes_nothing():
+    model = tiny()
+    tokens = model.to_tokens(["a cat is an animal", "a dog is an animal"])
+    positions = torch.tensor([3, 3])
+    with torch.no_grad():
+        clean = model(tokens)
+    assert torch.allclose(P.intervene(model, tokens, 1, torch.randn(32), positions, alpha=0.0), clean, atol=1e-5)
+    assert not torch.allclose(P.intervene(model, tokens, 1, torch.randn(32), positions, alpha=50.0), clean)
+
+
+def test_pattern_similarity_of_a_model_with_itself():
+    model = tiny()
+    tokens = D.repeated_tokens(2, 5, seed=0)
+    pats = P.all_patterns(model, tokens)
+    assert pats.shape == (4, 2, 11, 11)
+    sim = P.pattern_similarity(pats, pats)
+    assert torch.allclose(sim.diagonal(), torch.ones(4), atol=1e-5)
+    assert (sim <= 1 + 1e-5).all()
+
+
+def test_ioi_helpers():
+    model = tiny()
+    prompts = D.ioi_prompts(6, seed=0, same_length=True, template="when")
+    flipped = P.flip_subject(prompts[0])
+    assert flipped.endswith(f"{prompts[0].io} " + prompts[0].text.rpartition(f" {prompts[0].s} ")[2])
+    clean, corrupt, io, s = P.ioi_batch(model, prompts)
+    assert clean.shape == corrupt.shape and io.shape == s.shape == (6,)
+    assert ((clean != corrupt).sum(1) == 1).all()
+    patch = P.head_patching_map(model, clean, corrupt, io, s)
+    assert patch.shape == (2, 2) and torch.isfinite(patch).all()
+    attn = P.ioi_attention_map(model, clean, io, s)
+    assert attn.shape == (2, 2) and (attn.abs() <= 1).all()
+    with pytest.raises(ValueError, match="same token length"):
+        P.ioi_batch(model, D.ioi_prompts(6, seed=0))
+
+
+def test_side_by_side_shares_one_colour_scale():
+    fig = P.side_by_side({"a": torch.ones(2, 3), "b": -2 * torch.ones(2, 3)})
+    assert len(fig.data) == 2 and fig.data[0].zmax == fig.data[1].zmax == 2
