@@ -283,10 +283,11 @@ go.Figure(go.Bar(x=list(seconds.values()), y=list(seconds), orientation="h")).up
     title="60 residual-stream patches on 32 prompts (CPU time)", xaxis_title="seconds", yaxis=dict(autorange="reversed"))
 
 # %% [markdown]
-# The values are identical. Measured with `python benchmarks/patching.py` (median of 5, one
-# thread) on the course's 2-core CPU, the full sweep is 5.0× faster than the loop on 32 prompts
-# and 6.4× on 8. Batching alone gains nothing on a CPU (0.7×: a forward pass of 32 prompts is
-# already compute-bound, and bigger batches fit the cache worse); the speed-up comes from not
+# The values are identical. Measured with `python benchmarks/patching.py` (median of 7 runs, one
+# thread, CPU time) on the course's shared 2-core CPU, the full sweep is 7.1× faster than the
+# loop on 8 prompts and 4.4–5.9× on 32 (it varies from run to run on a busy machine). Batching
+# alone gains nothing on a CPU (0.7–1.0×: a forward pass of 32 prompts is already
+# compute-bound, and bigger batches fit the cache worse); the speed-up comes from not
 # recomputing what is already known. On a GPU it is the other way round: batching alone is the
 # big win, since one pass of a small model costs about the same for 32 rows as for 2,000.
 #

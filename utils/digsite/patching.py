@@ -229,7 +229,7 @@ def patch_loop(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], p
 
 
 def patch_sweep(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], patches: Sequence[Patch],
-                metric: Metric, max_rows: int = 512, reuse_prefix: bool = True, skip_noops: bool = True) -> Tensor:
+                metric: Metric, max_rows: int = 256, reuse_prefix: bool = True, skip_noops: bool = True) -> Tensor:
     """Many patches per forward pass; the same values as `patch_loop`. Returns (len(patches),).
 
     The base batch (n prompts) is repeated k times, patch-major, and row block i gets patch i
@@ -321,7 +321,7 @@ def head_sweep(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: 
 
 
 def path_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: Metric, receivers: Sequence[Head],
-               receiver_input: str = "q", freeze_mlps: bool = False, max_rows: int = 512) -> Tensor:
+               receiver_input: str = "q", freeze_mlps: bool = False, max_rows: int = 256) -> Tensor:
     """Path patching from every sender head to the receivers' `receiver_input` (q, k or v).
 
     For each sender head (l, h) below the top receiver's layer: (1) run `base` with the
