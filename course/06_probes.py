@@ -89,6 +89,10 @@ print("categories:", categories)
 print(f"the model names the right category (among the 7) in {(isa_logits.argmax(-1).cpu() == isa_y).float().mean():.0%} of prompts")
 
 # %% [markdown]
+# (If transformers warns about an `attention_mask`: the batch is padded on the *right* and
+# attention is causal, so no real token ever sees the padding — the warning is harmless here.)
+
+# %% [markdown]
 # ## Exercise 6.1 — the residual stream at one position, at every layer
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 10 minutes
@@ -484,6 +488,7 @@ def category_accuracy(fwd_hooks: list) -> float:
 
 
 def ablation_hooks(basis: torch.Tensor) -> list:
+    """Hooks projecting out the first 6 columns of basis (d_model, >= 6), orthonormal, at the last token."""
     return [(ablate_name, direction_hook(basis[:, i].to(device), isa_last)) for i in range(6)]
 
 
@@ -506,6 +511,7 @@ alphas = [0, 2, 4, 6, 8, 10, 12]
 
 
 def share_called_animal(direction: torch.Tensor, alpha: float) -> float:
+    """Share of non-animal prompts answered ' animal' after steering by alpha along direction (d_model,)."""
     with torch.no_grad():
         logits = model.run_with_hooks(
             isa_tokens, fwd_hooks=[(ablate_name, direction_hook(direction.to(device), isa_last, alpha))]
