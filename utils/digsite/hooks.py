@@ -30,6 +30,7 @@ from typing import Callable, Iterator, Sequence, Union
 
 import torch
 from torch import Tensor, nn
+from transformers import AttentionInterface
 
 from .adapters import Adapter, adapter_for, in_out_weight, model_config
 from .cache import ActivationCache
@@ -120,14 +121,7 @@ def digsite_attention(
     return z, pattern
 
 
-try:
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(ATTN_IMPLEMENTATION, digsite_attention)
-except ImportError:  # transformers < 4.50: the registry is a plain dict
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    ALL_ATTENTION_FUNCTIONS[ATTN_IMPLEMENTATION] = digsite_attention
+AttentionInterface.register(ATTN_IMPLEMENTATION, digsite_attention)
 try:  # transformers >= 4.53 builds the mask per attention implementation: ours wants eager's
     from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
