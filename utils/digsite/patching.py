@@ -107,13 +107,15 @@ def ioi_data(model: HookedModel, n: int = 32, seed: int = 0, template: str = "wh
             if len(io_id) != 1 or len(s_id) != 1 or io_id[0] not in ids or s_id[0] not in ids:
                 continue  # a name that is not one token (possible with BPE tokenizers)
             first = ids.index(io_id[0]) < ids.index(s_id[0])
-            same_length = length is None or (len(ids) == length and model.to_tokens(p.corrupt_text).shape[1] == length)
+            same_length = (length is None or len(ids) == length) and model.to_tokens(p.corrupt_text).shape[1] == len(ids)
             if same_length and (io_first is None or first == io_first):
                 prompts.append(p)
                 length = len(ids)
             if len(prompts) == n:
                 break
         k += 1
+        if k == 20 and len(prompts) < n:
+            raise ValueError(f"Found only {len(prompts)} of {n} usable prompts for this tokenizer and template.")
     clean = model.to_tokens([p.text for p in prompts])
     abc = model.to_tokens([p.corrupt_text for p in prompts])
     if clean.shape != abc.shape:
