@@ -34,6 +34,12 @@ def test_isa_prompts_end_with_subject_is_article():
     assert P.isa_prompts(2, 0) == prompts
 
 
+def test_kind_prompts_end_with_the_word():
+    prompts = P.kind_prompts(n_contexts=1, seed=0)
+    assert len(prompts) == sum(len(words) for words in P.KINDS.values())
+    assert all(text.endswith(" " + word) and word in P.KINDS[kind] for text, word, kind in prompts)
+
+
 def test_truth_statements_pair_every_fact_with_a_false_one():
     statements = P.truth_statements(n_contexts=1, seed=0)
     assert len(statements) == 2 * len(D.fact_table())

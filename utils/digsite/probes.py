@@ -1,7 +1,7 @@
 """Linear probes on the residual stream, control tasks, probe directions, and comparing two models.
 
 Probes (chapter 6):
-- `isa_prompts`, `truth_statements`: toy-language prompts with labels, each after a random sentence;
+- `isa_prompts`, `kind_prompts`, `truth_statements`: toy-language prompts with labels, each after a random sentence;
 - `residuals_at`: the residual stream at one position per prompt, at every layer boundary;
 - `train_probe` / `LinearProbe`: multinomial logistic regression trained in torch (no sklearn),
   on one CPU thread (`one_thread`);
@@ -78,6 +78,24 @@ def isa_prompts(n_contexts: int = 4, seed: int = 0) -> list[tuple[str, str, str]
     rng = random.Random(f"isa|{seed}")
     facts = [(s, o) for s, rel, o in D.fact_table() if rel == "is-a"]
     return [(f"{_context(rng)} {D.article(s)} {s} is {D.article(o)}", s, o) for _ in range(n_contexts) for s, o in facts]
+
+
+#: the kinds of thing a word can name, for `kind_prompts`: person, place or animal.
+KINDS: dict[str, list[str]] = {
+    "person": D.NAMES,
+    "place": D.PLACES + D.CITIES,
+    "animal": D.ANIMALS + D.BIRDS,
+}
+
+
+def kind_prompts(n_contexts: int = 3, seed: int = 0) -> list[tuple[str, str, str]]:
+    """Every person, place and animal word as the last token after a random sentence, n_contexts times.
+
+    Returns (text, word, kind) triples: ("The dog ran to the park. Mary", "Mary", "person"); the
+    word is always the last token. See `KINDS`.
+    """
+    rng = random.Random(f"kind|{seed}")
+    return [(f"{_context(rng)} {w}", w, kind) for _ in range(n_contexts) for kind, words in KINDS.items() for w in words]
 
 
 def truth_statements(n_contexts: int = 2, seed: int = 0) -> list[tuple[str, str, bool]]:
