@@ -118,7 +118,7 @@ def residuals_at(model, tokens: torch.Tensor, positions: torch.Tensor) -> torch.
     names = [f"blocks.{layer}.hook_resid_pre" for layer in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
     _, cache = model.run_with_cache(tokens, names_filter=names)
     batch_rows = torch.arange(tokens.shape[0], device=tokens.device)
-    return torch.stack([cache[name][batch_rows, positions] for name in names])
+    return torch.stack([cache[name][batch_rows, positions.to(tokens.device)] for name in names])
     # END SOLUTION
 
 
