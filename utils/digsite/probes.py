@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from . import patching
 from .hooks import Hook, HookedModel
 from .organisms import data as D
 from .organisms.data import IOIPrompt
@@ -343,9 +344,7 @@ def ioi_batch(model: HookedModel, prompts: Sequence[IOIPrompt]) -> tuple[Tensor,
 
 def logit_diff(logits: Tensor, io_ids: Tensor, s_ids: Tensor) -> Tensor:
     """Mean over the batch of logit(IO) - logit(S) at the final position. logits: (batch, pos, d_vocab) -> scalar."""
-    last = logits[:, -1]
-    rows = torch.arange(last.shape[0], device=last.device)
-    return (last[rows, io_ids] - last[rows, s_ids]).mean()
+    return patching.logit_diff(logits, io_ids, s_ids).mean()
 
 
 def head_patching_map(model: HookedModel, clean: Tensor, corrupt: Tensor, io_ids: Tensor, s_ids: Tensor) -> Tensor:
@@ -354,25 +353,17 @@ def head_patching_map(model: HookedModel, clean: Tensor, corrupt: Tensor, io_ids
     clean, corrupt: (batch, pos), e.g. from `ioi_batch`; io_ids, s_ids: (batch,).
     Returns (n_layers, n_heads): the fraction of the clean logit difference it restores,
     (LD_patched - LD_corrupt) / (LD_clean - LD_corrupt); 1 = this head alone restores it all.
+    Chapter 3's batched sweep (`digsite.patching.head_sweep`) does the work.
     """
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    names = [f"blocks.{layer}.attn.hook_z" for layer in range(n_layers)]
     with torch.no_grad():
-        clean_logits, cache = model.run_with_cache(clean, names_filter=names)
-        ld_clean = logit_diff(clean_logits, io_ids, s_ids)
+        ld_clean = logit_diff(model(clean), io_ids, s_ids)
         ld_corrupt = logit_diff(model(corrupt), io_ids, s_ids)
-        out = torch.zeros(n_layers, n_heads)
-        for layer, name in enumerate(names):
-            for head in range(n_heads):
 
-                def patch(z: Tensor, hook: Hook, head: int = head) -> Tensor:
-                    z = z.clone()
-                    z[:, :, head] = cache[hook.name][:, :, head]
-                    return z
+    def metric(logits: Tensor) -> Tensor:  # the sweep stacks k patched copies of the batch, patch-major
+        reps = logits.shape[0] // io_ids.shape[0]
+        return (logit_diff(logits, io_ids.repeat(reps), s_ids.repeat(reps)) - ld_corrupt) / (ld_clean - ld_corrupt)
 
-                patched = model.run_with_hooks(corrupt, fwd_hooks=[(name, patch)])
-                out[layer, head] = (logit_diff(patched, io_ids, s_ids) - ld_corrupt) / (ld_clean - ld_corrupt)
-    return out
+    return patching.head_sweep(model, corrupt, clean, metric, kind="z").cpu()
 
 
 def ioi_attention_map(model: HookedModel, clean: Tensor, io_ids: Tensor, s_ids: Tensor) -> Tensor:
