@@ -264,7 +264,9 @@ def resample_dead_latents(sae: SAE, x: Tensor, dead: Tensor, gen: torch.Generato
 
     x: (batch, d_in) a batch of activations; dead: (d_sae,) bool. New decoder rows are the
     normalised reconstruction errors of inputs drawn in proportion to their squared error;
-    the encoder rows copy them at a fifth of the mean alive encoder norm, biases reset to 0.
+    the encoder rows copy them, scaled to the mean alive encoder norm (a fifth of it for a ReLU
+    SAE, where any positive pre-activation fires; all of it for TopK, where a resampled latent
+    must compete for the top k), and their biases are reset to 0.
     Returns how many latents were resampled.
     """
     n = int(dead.sum())
@@ -276,7 +278,7 @@ def resample_dead_latents(sae: SAE, x: Tensor, dead: Tensor, gen: torch.Generato
     directions = normalize_rows(err[idx])
     alive_norm = sae.W_enc[:, ~dead].norm(dim=0).mean() if (~dead).any() else torch.tensor(1.0)
     sae.W_dec[dead] = directions
-    sae.W_enc[:, dead] = directions.T * alive_norm * 0.2
+    sae.W_enc[:, dead] = directions.T * alive_norm * (0.2 if sae.cfg.k is None else 1.0)
     sae.b_enc[dead] = 0.0
     return n
 
@@ -297,7 +299,7 @@ def train_sae(
     b_dec starts at the mean activation. The L1 coefficient ramps up linearly over the
     first `l1_warmup` fraction of steps; the learning rate decays linearly over the last 20%.
     With `resample_every`, latents that did not fire during the last `resample_every`
-    steps are resampled (only during the first half of training).
+    steps are resampled (during the first three quarters of training).
     """
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -318,7 +320,7 @@ def train_sae(
             opt.step()
             sched.step()
             fired |= (f > 0).any(0)
-            if resample_every and (step + 1) % resample_every == 0 and step < steps // 2:
+            if resample_every and (step + 1) % resample_every == 0 and step < 3 * steps // 4:
                 history["resampled"].append(resample_dead_latents(sae, x, ~fired, gen))
                 fired.zero_()
             history["loss"].append(loss.item())
@@ -580,7 +582,7 @@ def generate_steered(model, prompt: str, hook_name: str, direction: Tensor, alph
 # The command that trains the shipped SAE
 # --------------------------------------------------------------------------------------
 
-SHIPPED = dict(model="toylang", hook_name="blocks.2.hook_resid_pre", d_sae=1024, k=16, steps=1200, batch_size=1024,
+SHIPPED = dict(model="toylang", hook_name="blocks.2.hook_resid_pre", d_sae=512, k=24, steps=1200, batch_size=1024,
                lr=2e-3, n_docs=3000, seed=0, resample_every=200)
 
 

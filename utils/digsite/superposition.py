@@ -142,23 +142,29 @@ def plot_features_2d(W: Tensor, importance: Tensor | None = None, titles: Sequen
 
 
 def phase_diagram(
-    densities: Tensor, relative_importances: Tensor, steps: int = 2000, seed: int = 0, progress: bool = True
+    densities: Tensor, relative_importances: Tensor, steps: int = 2000, restarts: int = 3, seed: int = 0,
+    progress: bool = True,
 ) -> Tensor:
     """The phase change of Elhage et al. for 2 features in 1 hidden dimension, one instance per grid cell.
 
     Feature 0 has importance 1, feature 1 the relative importance r; both appear with the same
-    probability (the density, 1 - sparsity). densities: (n_d,), relative_importances: (n_r,).
-    Returns (n_r, n_d) codes: 0 = only feature 0 is represented, 1 = only feature 1,
-    2 = both, in superposition (antipodal).
+    probability (the density, 1 - sparsity). Each cell is trained `restarts` times from different
+    initialisations (all as instances of one batched model) and the run with the lowest loss
+    kept, since a single run can stop in a local minimum. densities: (n_d,),
+    relative_importances: (n_r,). Returns (n_r, n_d) codes: 0 = only feature 0 is represented,
+    1 = only feature 1, 2 = both, in superposition (antipodal).
     """
     n_d, n_r = len(densities), len(relative_importances)
-    dens = densities.repeat(n_r)  # instance i = (r index i // n_d, density index i % n_d)
-    rel = relative_importances.repeat_interleave(n_d)
-    prob = torch.stack([dens, dens], dim=1)
-    imp = torch.stack([torch.ones_like(rel), rel], dim=1)
-    model = ToyModel(n_d * n_r, 2, 1, prob, imp, seed=seed)
+    cells = n_d * n_r  # instance i = restart i // cells, r index (i % cells) // n_d, density index i % n_d
+    dens = densities.repeat(n_r).repeat(restarts)
+    rel = relative_importances.repeat_interleave(n_d).repeat(restarts)
+    model = ToyModel(cells * restarts, 2, 1, torch.stack([dens, dens], 1), torch.stack([torch.ones_like(rel), rel], 1), seed=seed)
     train_toy_model(model, steps=steps, batch_size=512, lr=2e-2, seed=seed, progress=progress)
-    return classify_two_features(model.W.detach()).reshape(n_r, n_d)
+    with torch.no_grad():
+        x = generate_batch(8192, model.feature_probability, torch.Generator().manual_seed(seed + 1))
+        loss = (model.importance * (model(x) - x) ** 2).mean(dim=(0, 2)).reshape(restarts, cells)
+    best = loss.argmin(0) * cells + torch.arange(cells)
+    return classify_two_features(model.W.detach()[best]).reshape(n_r, n_d)
 
 
 def classify_two_features(W: Tensor, threshold: float = 0.5) -> Tensor:

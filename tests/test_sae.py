@@ -1,0 +1,182 @@
+"""Sparse autoencoders: the model, metrics, training, dashboards, the browser, steering, the shipped SAE."""
+
+import json
+from functools import lru_cache
+
+import pytest
+import torch
+
+from digsite.sae import (
+    SAE,
+    SAE_DIR,
+    SAEConfig,
+    ce_losses,
+    dashboard_html,
+    dead_and_dense,
+    evaluate_sae,
+    explained_variance,
+    ioi_roles,
+    l0_per_token,
+    label_latents,
+    latent_browser,
+    latent_frequencies,
+    load_sae,
+    resample_dead_latents,
+    sae_card,
+    save_sae,
+    steering_hook,
+    token_labels,
+    top_activations,
+    topk_activation,
+    train_sae,
+)
+
+
+@lru_cache(maxsize=1)
+def _tiny():
+    """A random 2-layer GPT-2 with the toy-language tokenizer, hooked."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from digsite.hooks import HookedModel
+    from digsite.organisms.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=2, n_head=2, n_inner=32, bos_token_id=1)
+    return HookedModel(GPT2LMHeadModel(cfg).eval(), tok)
+
+
+def test_decoder_rows_have_unit_norm_and_shapes():
+    sae = SAE(SAEConfig(d_in=8, d_sae=32))
+    with torch.no_grad():
+        sae.W_dec.mul_(5)
+    assert torch.allclose(sae.W_dec_normalized.norm(dim=1), torch.ones(32))
+    f, x_hat = sae(torch.randn(3, 4, 8))
+    assert f.shape == (3, 4, 32) and x_hat.shape == (3, 4, 8) and (f >= 0).all()
+
+
+def test_topk_keeps_exactly_k_per_token():
+    f = topk_activation(torch.randn(10, 50) + 5, 7)
+    assert ((f != 0).sum(-1) == 7).all()
+    sae = SAE(SAEConfig(d_in=8, d_sae=32, k=4))
+    assert l0_per_token(sae(torch.randn(20, 8))[0]) <= 4
+
+
+def test_metrics_on_known_values():
+    f = torch.zeros(4, 10)
+    f[0, :3] = 1.0
+    f[1, 3] = 2.0
+    assert l0_per_token(f).item() == 1.0
+    freq = latent_frequencies(f)
+    assert freq[0].item() == 0.25 and freq[9].item() == 0.0
+    assert dead_and_dense(freq, dense_threshold=0.2) == pytest.approx((0.6, 0.4))
+    x = torch.randn(100, 6)
+    assert explained_variance(x, x).item() == 1.0
+    assert abs(explained_variance(x, x.mean(0, keepdim=True).expand_as(x)).item()) < 1e-6
+
+
+def test_training_reduces_loss_and_resampling_revives_dead_latents():
+    g = torch.Generator().manual_seed(0)
+    dirs = torch.randn(24, 8, generator=g)
+    codes = torch.rand(4000, 24, generator=g) * (torch.rand(4000, 24, generator=g) < 0.1)
+    acts = codes @ dirs
+    sae = SAE(SAEConfig(d_in=8, d_sae=32, k=4))
+    before = evaluate_sae(sae, acts)
+    history = train_sae(sae, acts, steps=300, batch_size=256, lr=3e-3, progress=False)
+    after = evaluate_sae(sae, acts)
+    assert after["mse"] < before["mse"] and after["explained_variance"] > 0.6
+    assert history["loss"][-1] < history["loss"][0]
+    dead = torch.zeros(32, dtype=torch.bool)
+    dead[:5] = True
+    w_before = sae.W_dec[:5].clone()
+    assert resample_dead_latents(sae, acts[:256], dead, g) == 5
+    assert not torch.allclose(sae.W_dec[:5], w_before) and torch.equal(sae.b_enc[:5], torch.zeros(5))
+
+
+def test_ce_losses_zero_ablation_is_the_floor_and_hooks_are_removed():
+    model = _tiny()
+    tokens = model.to_tokens(["Mary and John went to the store", "a cat is an animal and a dog is an"])[:, :7]
+    sae = SAE(SAEConfig(d_in=16, d_sae=32, k=4, hook_name="blocks.1.hook_resid_pre"))
+    clean, spliced, zero = ce_losses(model, sae, tokens, sae.cfg.hook_name)
+    assert clean != zero and clean != spliced
+    assert torch.allclose(model(tokens, return_type="loss"), torch.tensor(clean))
+
+
+def test_save_and_load_round_trip(tmp_path, monkeypatch):
+    sae = SAE(SAEConfig(d_in=8, d_sae=16, k=2, model_name="m", hook_name="h"), seed=3)
+    save_sae(sae, tmp_path / "x", {"metrics": {"l0": 2}})
+    monkeypatch.setattr("digsite.sae.SAE_DIR", tmp_path)
+    loaded = load_sae("x")
+    assert loaded.cfg == sae.cfg and torch.equal(loaded.W_dec, sae.W_dec)
+    assert sae_card("x")["metrics"] == {"l0": 2}
+    with pytest.raises(KeyError, match="Shipped: x"):
+        load_sae("nope")
+
+
+def test_ioi_roles_and_labels_follow_the_grammar():
+    words = "When Mary and John went to the store , John gave a drink to Mary .".split()
+    roles = ioi_roles(words)
+    assert roles[1] == "IO" and roles[3] == "S1" and roles[9] == "S2" and roles[13] == "END" and roles[14] == "IO answer"
+    labels = token_labels("a cat is an animal . three plus four is seven".split())
+    assert labels[1] == "animal (member)" and labels[4] == "category word" and labels[6] == "number" and labels[2] == "'is'"
+
+
+def test_label_latents_finds_a_pure_latent():
+    labels = [["name", "'the'", "name", "number"]] * 10
+    latents = torch.zeros(10, 4, 2)
+    latents[:, 0, 0] = latents[:, 2, 0] = 1.0  # latent 0 fires on names only
+    latents[:, :, 1] = 1.0  # latent 1 fires everywhere
+    found = label_latents(latents, labels, top_k=20, min_share=0.8)
+    assert found == [(0, "name", 1.0)]
+
+
+def test_top_activations_finds_the_position():
+    acts = torch.zeros(3, 5)
+    acts[2, 4], acts[0, 1] = 3.0, 2.0
+    seq, pos, val = top_activations(acts, 2)
+    assert seq.tolist() == [2, 0] and pos.tolist() == [4, 1] and val.tolist() == [3.0, 2.0]
+
+
+def test_latent_browser_redraws_when_the_index_changes():
+    model = _tiny()
+    tokens = model.to_tokens(["Mary and John went to the store , John gave a drink to Mary"] * 2)
+    latents = torch.rand(2, tokens.shape[1], 6)
+    browser = latent_browser(model, tokens, latents, torch.randn(6, 16), latent=0)
+    index, view = browser.children
+    first = view.value
+    assert "Latent 0" in first and "Promotes" in first
+    index.value = 3
+    assert "Latent 3" in view.value and view.value != first
+    assert "<script" not in view.value  # pure HTML: renders offline, in any widget
+    assert "Latent 5" in dashboard_html(model, tokens, latents, 5, torch.randn(6, 16))
+
+
+def test_steering_adds_a_unit_direction_everywhere():
+    d = torch.tensor([3.0, 4.0])
+    out = steering_hook(d, 10.0)(torch.zeros(1, 3, 2), None)
+    assert torch.allclose(out, torch.tensor([6.0, 8.0]).expand(1, 3, 2))
+
+
+# --- the shipped SAE ------------------------------------------------------------------------
+
+
+def test_shipped_sae_card_and_size():
+    card = sae_card("toylang")
+    assert card["config"]["model_name"] == "toylang" and card["command"].startswith("python -m digsite.sae train")
+    assert (SAE_DIR / "toylang.safetensors").stat().st_size < 3 * 2**20
+    json.dumps(card)
+
+
+def test_shipped_sae_meets_the_targets():
+    """The issue's targets, measured on fresh toy-language text: EV >= 0.85 at L0 <= 32, dead <= 10%, CE recovered >= 85%."""
+    from digsite import load_model
+    from digsite.sae import collect_activations, toylang_tokens
+
+    sae = load_sae("toylang")
+    model = load_model("toylang", device="cpu")
+    tokens = toylang_tokens(model, 300, seed=4_000_000)
+    m = evaluate_sae(sae, collect_activations(model, tokens, sae.cfg.hook_name), model, tokens)
+    assert m["l0"] <= 32
+    assert m["explained_variance"] >= 0.85
+    assert m["dead_fraction"] <= 0.10
+    assert m["ce_loss_recovered"] >= 0.85
