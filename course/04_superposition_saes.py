@@ -46,7 +46,7 @@ import torch
 from digsite import load_model, plot, sae, superposition
 from digsite.checks import ch04
 from digsite.notebook import online, setup
-from digsite.organisms.data import ioi_prompts
+from digsite.organisms.data import VEHICLES, ioi_prompts
 
 device = setup(seed=0)
 print("Running on", device)
@@ -532,8 +532,9 @@ print(f"small-SAE latent {candidate} has {int((cos[candidate] > 0.6).sum())} big
       [(int(i), round(float(cos[candidate, i]), 2)) for i in cos[candidate].topk(4).indices])
 
 # %% [markdown]
-# Most latents of the small SAE have a close twin in the big one; some map onto several — the
-# same concept carved more finely. Look at both with the dashboards below to see how they split.
+# Many latents of the small SAE have a recognisable counterpart in the big one (the median best
+# cosine is printed above), and some map onto several big-SAE latents at once: the same concept
+# carved more finely. Look at them with the dashboards below to see how they split.
 #
 # # Part 4 — What does a latent mean? Feature dashboards
 #
@@ -700,24 +701,31 @@ def steering_hook(direction: torch.Tensor, alpha: float):
 ch04.check_steering_hook(steering_hook)
 
 # %% [markdown]
-# We steer with the latent labelled as an animal (or the first category latent we found), at a
-# few strengths, from a prompt about a fruit.
+# Which latent? Let us find the one most selective for **vehicles**: the largest gap between its
+# firing rate on vehicle words ("car", "truck", …) and on every other token. Then steer three
+# prompts with it, at growing strengths α (for scale: a residual vector here has norm about 10).
 
 # %%
-steer_label = next((lab for lab in ["animal (member)", "fruit (member)", "number", "name"] if lab in by_label), None)
-steer_latent = by_label[steer_label] if steer_label else LATENT
+vehicle_ids = torch.tensor(model.tokenizer.convert_tokens_to_ids(VEHICLES))
+is_vehicle = torch.isin(eval_tokens, vehicle_ids)  # (seq, pos)
+fires = latents > 0
+selectivity = fires[is_vehicle].float().mean(0) - fires[~is_vehicle].float().mean(0)
+steer_latent = int(selectivity.argmax())
+print(f"latent {steer_latent} fires on {fires[is_vehicle][:, steer_latent].float().mean():.0%} of vehicle words "
+      f"and {fires[~is_vehicle][:, steer_latent].float().mean():.1%} of other tokens")
 direction = shipped.W_dec_normalized[steer_latent].detach()
-prompt = "a banana is a"
-print(f"steering with latent {steer_latent} ({steer_label}) at {HOOK}")
-for alpha in [0.0, 4.0, 8.0, 16.0]:
-    with model.hooks(fwd_hooks=[(HOOK, steering_hook(direction, alpha))]):
-        out = model.generate(prompt, max_new_tokens=8, do_sample=False)
-    print(f"alpha = {alpha:4}: {out}")
+for prompt in ["a car is a", "a horse is an", "Paris is in"]:
+    for alpha in [0.0, 4.0, 8.0, 12.0]:
+        with model.hooks(fwd_hooks=[(HOOK, steering_hook(direction, alpha))]):
+            out = model.generate(prompt, max_new_tokens=3, do_sample=False)
+        print(f"alpha = {alpha:4}: {out}")
 
 # %% [markdown]
-# At α = 0 the model says what it learned. As α grows, the latent's meaning leaks into the
-# continuation, until, at large α, the model is overwhelmed. Try other latents from the
-# browser, and another layer (you would need an SAE trained there).
+# At α = 0 the model says what it learned, and at α = 4 the nudge is still too weak to matter.
+# Around α = 8 the vehicle feature takes over — the model names vehicles where a category or a
+# country belonged — and at larger α it degenerates into repeating words the direction promotes.
+# Steering is a blunt causal test: it shows the direction *does* something vehicle-shaped, not
+# that the model uses it exactly this way. Try other latents from the browser.
 #
 # # Where next
 #
