@@ -11,7 +11,7 @@ activations (..., d_in), latents (..., d_sae).
 
 The shipped SAE for the toy-language model is trained with
 
-    python -m digsite.sae train            # writes organisms/weights/saes/toylang-*.safetensors + .json
+    python -m digsite.sae train            # writes organisms/weights/saes/toylang.safetensors + .json
 
 and loaded with `load_sae("toylang")`.
 """
