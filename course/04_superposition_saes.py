@@ -346,7 +346,7 @@ ch04.check_topk_activation(topk_activation)
 topk_sae = sae.SAE(sae.SAEConfig(d_in=128, d_sae=256, k=16, model_name="toylang", hook_name=HOOK), seed=0)
 t0 = time.time()
 topk_history = sae.train_sae(topk_sae, acts, steps=800, batch_size=1024, lr=2e-3, seed=0, resample_every=200)
-print(f"trained in {time.time() - t0:.0f} s")
+print(f"trained in {time.time() - t0:.0f} s; latents resampled at each check: {topk_history['resampled']}")
 plot.line({"ReLU + L1": torch.tensor(l1_history["mse"]), "TopK": torch.tensor(topk_history["mse"])},
           title="reconstruction MSE while training", xlabel="step", log_y=True)
 
@@ -514,7 +514,12 @@ px.histogram(x=log_freq.numpy(), nbins=50, title="shipped SAE: log10 firing freq
 # - **Resampling** (Bricken et al. 2023): every few hundred steps, re-initialise dead latents
 #   towards inputs the SAE currently reconstructs worst. `sae.resample_dead_latents` does a
 #   simple version; `train_sae(..., resample_every=...)` calls it during the first half of
-#   training. The TopK SAE above used it.
+#   training. The TopK SAE above had it switched on, but with 256 latents on our small language
+#   no latent went dead (the counts printed with its training are zeros). Dead latents come with
+#   bigger dictionaries and smaller k. Try it: train a 1,024-latent TopK SAE with k = 8, with and
+#   without `resample_every`, and compare the dead fractions. (For TopK, a resampled latent's
+#   encoder row must be strong enough to make it into the top k; `resample_dead_latents` sees to
+#   that.)
 # - **An auxiliary loss** (Gao et al. 2024, "AuxK"): let the top dead latents reconstruct the
 #   residual error, so they get gradient again.
 #
