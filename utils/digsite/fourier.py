@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from .threads import one_thread
+
 __all__ = [
     "fourier_basis",
     "basis_labels",
@@ -282,12 +284,8 @@ def train_grokking(
     Returns a GrokRun whose history has {"step", "train_loss", "test_loss", "train_acc",
     "test_acc"} every `log_every` steps.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small trains fastest on one thread (and 100x faster on a busy CPU)
-    try:
+    with one_thread():  # a model this small trains fastest on one thread (and 100x faster on a busy CPU)
         return _train_grokking(p, frac_train, steps, d_model, lr, weight_decay, seed, log_every, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train_grokking(p: int, frac_train: float, steps: int, d_model: int, lr: float, weight_decay: float, seed: int,

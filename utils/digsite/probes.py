@@ -4,7 +4,7 @@ Probes (chapter 6):
 - `isa_prompts`, `kind_prompts`, `truth_statements`: toy-language prompts with labels, each after a random sentence;
 - `residuals_at`: the residual stream at one position per prompt, at every layer boundary;
 - `train_probe` / `LinearProbe`: multinomial logistic regression trained in torch (no sklearn),
-  on one CPU thread (`one_thread`);
+  on one CPU thread (`digsite.threads.one_thread`);
 - `control_labels`, `split_indices`, `probe_scores`: accuracy by layer on held-out examples,
   a control task (Hewitt & Liang, 2019) and the selectivity task − control;
 - `unit`, `project_out`, `direction_hook`, `intervene`: ablating or steering along a probe direction.
@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import plotly.graph_objects as go
 import torch
@@ -34,6 +33,7 @@ from . import patching
 from .hooks import Hook, HookedModel
 from .organisms import data as D
 from .organisms.data import IOIPrompt
+from .threads import one_thread
 
 # --- residuals -----------------------------------------------------------------------------
 
@@ -117,21 +117,6 @@ def truth_statements(n_contexts: int = 2, seed: int = 0) -> list[tuple[str, str,
 
 
 # --- probes --------------------------------------------------------------------------------
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the block on one CPU thread, then restore the thread count.
-
-    For probe-sized matrices thread synchronisation costs more than it saves: with two threads a
-    probe trains several times slower than with one.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass

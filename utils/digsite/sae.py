@@ -22,7 +22,6 @@ import argparse
 import html
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -31,19 +30,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .threads import one_thread
+
 SAE_DIR = Path(__file__).parent / "organisms" / "weights" / "saes"
 
-
-@contextmanager
-def one_thread():
-    """Run torch on one CPU thread inside the block: these small matrices gain little from more
-    threads, and on a busy or 2-core machine (Colab) extra threads spin and slow everything down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 # --------------------------------------------------------------------------------------
 # The SAE

@@ -19,7 +19,7 @@ from plotly.subplots import make_subplots
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .sae import one_thread
+from .threads import one_thread
 
 
 def toy_forward(W: Tensor, b: Tensor, features: Tensor) -> Tensor:
