@@ -9,7 +9,7 @@
 # **Goals of this chapter**
 # - See the rhythm of an exercise: stub → check → hint → solution.
 # - Load one of the course's model organisms and ask it for a prediction.
-# - Look inside it once: an attention pattern, a plot, a slider.
+# - Look inside it once: an attention pattern, a plot, an explorer with a slider.
 # - Know how to switch device (CPU / GPU) and model (organism / GPT-2).
 #
 # **Prerequisites:** Python and a little PyTorch (tensors, indexing, `softmax`).
@@ -34,10 +34,9 @@
 # the CPU. Running it twice is harmless.
 
 # %%
-import ipywidgets as widgets
 import torch
 
-from digsite import load_model, plot
+from digsite import induction, load_model, plot
 from digsite.checks import ch00
 from digsite.notebook import online, setup
 
@@ -122,19 +121,19 @@ fig.update_traces(mode="lines+markers")
 # ## A first look inside
 #
 # `run_with_cache` runs the model once and keeps every intermediate activation, by name.
-# Here are the attention patterns of one layer: each head's row for a word shows where that
-# word looks. Hover over the tokens. Move the slider to change layer.
+# Here is the attention pattern of every head in layer 0: each row shows where that word
+# looks. Hover over the tokens.
 
 # %%
 logits, cache = model.run_with_cache(tokens)
-str_tokens = model.to_str_tokens(tokens)
+plot.attention_heads(cache["pattern", 0][0], model.to_str_tokens(tokens))
 
+# %% [markdown]
+# The same view as an explorer: move the slider to change layer, or type your own sentence
+# (press Enter) and watch the patterns change.
 
-def show_layer(layer: int = 0):
-    return plot.attention_heads(cache["pattern", layer][0], str_tokens)
-
-
-widgets.interact(show_layer, layer=widgets.IntSlider(min=0, max=model.cfg.n_layers - 1, value=0));
+# %%
+induction.attention_explorer(model, prompt, layer=1)
 
 # %% [markdown]
 # ## Switching device and model
