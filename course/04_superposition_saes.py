@@ -40,7 +40,6 @@
 # %%
 import time
 
-import plotly.express as px
 import torch
 
 from digsite import load_model, plot, sae, superposition
@@ -503,8 +502,8 @@ print(f"\nshipped SAE, CE: clean {clean:.3f}, SAE spliced {spliced:.3f}, zero-ab
 with torch.no_grad():
     shipped_latents = shipped(eval_acts)[0]  # (tokens, d_sae)
 log_freq = latent_frequencies(shipped_latents).clamp_min(1e-6).log10()
-px.histogram(x=log_freq.numpy(), nbins=50, title="shipped SAE: log10 firing frequency of each latent",
-             labels={"x": "log10(fraction of tokens)"}).update_layout(height=300)
+plot.histogram(log_freq, nbins=50, title="shipped SAE: log10 firing frequency of each latent",
+               xlabel="log10(fraction of tokens)", ylabel="latents").update_layout(height=300)
 
 # %% [markdown]
 # ### Dead latents, and how to revive them

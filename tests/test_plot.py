@@ -31,3 +31,8 @@ def test_attention_heads_renders_inline_and_checks_tokens():
 def test_online_is_false_when_hub_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert online() is False
+
+
+def test_histogram_without_pandas():
+    fig = plot.histogram(torch.tensor([1.0, 2.0, 2.0]), nbins=2, xlabel="x")
+    assert list(fig.data[0].x) == [1.0, 2.0, 2.0] and fig.layout.xaxis.title.text == "x"

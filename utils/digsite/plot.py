@@ -91,6 +91,12 @@ def scatter(
     return fig
 
 
+def histogram(values: torch.Tensor, nbins: int = 40, title: str = "", xlabel: str = "", ylabel: str = "count") -> go.Figure:
+    """A histogram of any tensor's values (flattened), without pandas."""
+    fig = go.Figure(go.Histogram(x=_np(values).ravel(), nbinsx=nbins))
+    return fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, showlegend=False)
+
+
 def attention_heads(pattern: torch.Tensor, str_tokens: Sequence[str], head_names: Sequence[str] | None = None):
     """circuitsvis's per-head attention viewer. pattern: (head, q_pos, k_pos) for one prompt.
 

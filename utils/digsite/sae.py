@@ -468,12 +468,12 @@ def label_latents(
 
 def activation_histogram(latent_acts: Tensor, latent: int):
     """A plotly histogram of one latent's non-zero activations; latent_acts: any shape."""
-    import plotly.express as px
+    from .plot import histogram
 
-    nz = latent_acts[latent_acts > 0].flatten().cpu().numpy()
     density = latent_acts.gt(0).float().mean().item()
-    fig = px.histogram(x=nz, nbins=40, title=f"Latent {latent}: activations when firing (density {density:.2%})")
-    return fig.update_layout(xaxis_title="activation", yaxis_title="tokens", height=280, showlegend=False)
+    fig = histogram(latent_acts[latent_acts > 0], title=f"Latent {latent}: activations when firing (density {density:.2%})",
+                    xlabel="activation", ylabel="tokens")
+    return fig.update_layout(height=280)
 
 
 def top_contexts_figure(model, tokens: Tensor, latent_acts: Tensor, k: int = 5, window: int = 12):
