@@ -105,17 +105,25 @@ def test_solution_notebook_renders_in_a_real_browser(jupyterlab):
         page.on("pageerror", lambda err: errors.append(str(err)))
         page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-        page.wait_for_function("document.querySelector('.jp-Notebook-ExecutionIndicator[data-status=\"idle\"]') !== null"
-                               " || document.querySelector('.jp-KernelStatus') !== null", timeout=120_000)
+        # The kernel must be up and idle before Run All, or the first cells may be skipped.
+        page.wait_for_function(
+            "[...document.querySelectorAll('.jp-StatusBar-TextItem')].some(e => /\\|\\s*Idle/.test(e.textContent))",
+            timeout=120_000,
+        )
         page.click(".lm-MenuBar-itemLabel:text-is('Run')")
         page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
         n_code = page.locator(".jp-CodeCell").count()
         # Done when every code cell has a numbered prompt ("[3]:"), none pending ("[*]:").
-        page.wait_for_function(
-            """n => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent);
-                      return p.length === n && p.every(t => /\\[\\d+\\]/.test(t)); }""",
-            arg=n_code, timeout=300_000,
-        )
+        try:
+            page.wait_for_function(
+                """n => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent);
+                          return p.length === n && p.every(t => /\\[\\d+\\]/.test(t)); }""",
+                arg=n_code, timeout=240_000,
+            )
+        finally:
+            page.screenshot(path=str(shots / "after_run_all.png"))
+            prompts = page.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
+            print("prompts:", prompts, "code cells:", n_code)
         page.wait_for_timeout(3000)  # let React (circuitsvis) and plotly finish drawing
         for name, selector in (("circuitsvis", "[id^='circuits-vis-']"), ("plotly", ".js-plotly-plot")):
             page.locator(selector).first.scroll_into_view_if_needed()
