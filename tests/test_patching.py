@@ -6,27 +6,12 @@ import pytest
 import torch
 
 from digsite import patching as P
-from digsite.hooks import HookedModel
-
-
-@lru_cache(maxsize=1)
-def tiny() -> HookedModel:
-    """A seeded random 3-layer GPT-2 with the toy-language tokenizer."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from digsite.models import wrap
-    from digsite.organisms.tokenizer import build_tokenizer
-
-    torch.manual_seed(0)
-    tok = build_tokenizer()
-    config = GPT2Config(vocab_size=len(tok), n_positions=32, n_embd=32, n_layer=3, n_head=4, n_inner=64,
-                        initializer_range=0.2, bos_token_id=1, eos_token_id=1)
-    return wrap(GPT2LMHeadModel(config).eval(), tok)
+from digsite.checks.ch03 import tiny_model  # the same seeded model the chapter's checks use
 
 
 @lru_cache(maxsize=1)
 def setting():
-    model = tiny()
+    model = tiny_model()
     data = P.ioi_data(model, 5)
     metric, clean_ld, corrupt_ld = P.ioi_metric(model, data)
     return model, data, metric

@@ -22,7 +22,7 @@ from .core import CheckFailed, assert_close, exercise_check, run_learner
 
 
 @lru_cache(maxsize=1)
-def _tiny() -> HookedModel:
+def tiny_model() -> HookedModel:
     """A seeded random 3-layer, 4-head, 32-wide GPT-2 speaking the toy language."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -39,7 +39,7 @@ def _tiny() -> HookedModel:
 @lru_cache(maxsize=1)
 def _tiny_ioi():
     """(model, data, metric) for 4 IOI prompts on the tiny model."""
-    model = _tiny()
+    model = tiny_model()
     data = ioi_data(model, 4, seed=3)
     metric, _, _ = ioi_metric(model, data)
     return model, data, metric
