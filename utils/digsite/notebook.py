@@ -54,15 +54,8 @@ def setup(seed: int = 0, device: str | torch.device | None = None) -> torch.devi
     return pick_device(device)
 
 
-def online(timeout: float = 1.0) -> bool:
-    """True when the Hugging Face hub is reachable (and HF_HUB_OFFLINE is not set): gates "try it on GPT-2" cells."""
-    import os
-    import socket
+def online(timeout: float = 1.5) -> bool:
+    """True when the Hugging Face hub really answers (the same probe `load_model` uses): gates "try it on GPT-2" cells."""
+    from .models import hub_reachable
 
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+    return hub_reachable(timeout)
