@@ -7,7 +7,9 @@ denoising sweep over blocks.{l}.hook_resid_pre for every layer and position (4 x
 patches): `patch_loop` (one forward pass per patch, the loop a learner writes first)
 against `patch_sweep` with each of its savings switched on in turn: batching alone (many
 patches per pass), + reusing the corrupt run below the patched layer, + skipping patches
-that change nothing (positions before the first token that differs). Reports median wall
+that change nothing (positions before the first token that differs), + running only the
+positions from the first change on (the corrupt run's keys and values for the positions
+before, as a key-value cache). Reports median wall
 times (after warm-up), the speed-up over the loop and the largest difference from the
 loop's values (they must agree to float precision).
 
@@ -42,9 +44,10 @@ def median_ms(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
 
 
 VARIANTS = {
-    "batched only": dict(reuse_prefix=False, skip_noops=False),
-    "+ prefix reuse": dict(reuse_prefix=True, skip_noops=False),
-    "+ skip no-op patches (default)": dict(reuse_prefix=True, skip_noops=True),
+    "batched only": dict(reuse_prefix=False, skip_noops=False, reuse_positions=False),
+    "+ layer prefix reuse": dict(reuse_prefix=True, skip_noops=False, reuse_positions=False),
+    "+ skip no-op patches": dict(reuse_prefix=True, skip_noops=True, reuse_positions=False),
+    "+ position prefix reuse (default)": dict(reuse_prefix=True, skip_noops=True, reuse_positions=True),
 }
 
 
@@ -88,7 +91,7 @@ def main() -> None:
         print(f"\n{r['prompts']} prompts: one patch per forward: wall {loop['wall_ms']:.0f} ms, CPU {loop['cpu_ms']:.0f} ms")
         for label in VARIANTS:
             v = r[label]
-            print(f"  {label:32s} wall {v['wall_ms']:7.0f} ms ({v['speedup_wall']:4.1f}x)  "
+            print(f"  {label:36s} wall {v['wall_ms']:7.0f} ms ({v['speedup_wall']:4.1f}x)  "
                   f"CPU {v['cpu_ms']:6.0f} ms ({v['speedup_cpu']:4.1f}x)  max |diff| {v['max_abs_diff']:.1e}")
 
 

@@ -94,6 +94,22 @@ def test_attention_internals_reproduce_attention(hm, tokens):
         torch.testing.assert_close(cache["attn_out", l], attn_out)
 
 
+def test_hooked_attention_masks_as_every_transformers_version_asks():
+    """5.x passes a full additive causal mask; 4.4x passes none (SDPA's is_causal) or a padding-only one."""
+    torch.manual_seed(0)
+    module = torch.nn.Module().eval()
+    q, k, v = (torch.randn(2, 4, 6, 8) for _ in range(3))
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
+    full = torch.zeros(6, 6).masked_fill(torch.ones(6, 6, dtype=torch.bool).triu(1), torch.finfo(torch.float32).min)
+    for mask in (full.expand(2, 1, 6, 6), None, torch.zeros(2, 1, 1, 6)):
+        z, pattern = hooks_module.digsite_attention(module, q, k, v, mask)
+        torch.testing.assert_close(z, expected)
+        assert pattern[..., 0, 1:].abs().max() == 0  # the first query sees only itself
+    # with cached keys (query positions 4, 5 of 6) the causal mask is offset
+    z, _ = hooks_module.digsite_attention(module, q[:, :, 4:], k, v, None)
+    torch.testing.assert_close(z, expected[:, 4:])
+
+
 def test_weight_matrices_match_activations(hm, tokens):
     """Differences between positions cancel biases: v_i - v_j == (x_i - x_j) @ W_V."""
     _, cache = hm.run_with_cache(tokens)

@@ -1,11 +1,14 @@
 """digsite.patching: the batched sweep equals the one-at-a-time loop; path and attribution patching; circuits."""
 
+import itertools
 from functools import lru_cache
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM, GPTNeoXConfig, LlamaConfig
 
 from digsite import patching as P
+from digsite import wrap
 from digsite.checks.ch03 import tiny_model  # the same seeded model the chapter's checks use
 
 
@@ -53,11 +56,52 @@ def test_batched_resid_sweep_equals_the_loop(max_rows):
     torch.testing.assert_close(sweep.flatten(), loop, atol=1e-5, rtol=1e-5)
 
 
-def test_each_saving_alone_gives_the_same_answer():
+@pytest.mark.parametrize("kind", ["resid_pre", "z", "k", "pattern"])
+def test_every_combination_of_savings_gives_the_same_answer(kind):
     model, data, metric = setting()
-    full = P.resid_sweep(model, data.corrupt, data.clean, metric)
-    for kwargs in ({"reuse_prefix": False}, {"skip_noops": False}, {"reuse_prefix": False, "skip_noops": False}):
-        torch.testing.assert_close(P.resid_sweep(model, data.corrupt, data.clean, metric, **kwargs), full,
+    sweep = P.resid_sweep if kind == "resid_pre" else lambda *args, **kw: P.head_sweep(*args, kind=kind, **kw)
+    full = sweep(model, data.corrupt, data.clean, metric, reuse_prefix=False, skip_noops=False, reuse_positions=False)
+    for flags in itertools.product([False, True], repeat=3):
+        kwargs = dict(zip(["reuse_prefix", "skip_noops", "reuse_positions"], flags))
+        torch.testing.assert_close(sweep(model, data.corrupt, data.clean, metric, max_rows=10, **kwargs), full,
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_position_reuse_runs_only_the_positions_from_the_first_change(monkeypatch):
+    model, data, metric = setting()
+    starts = []
+    run_from = P._run_from
+    monkeypatch.setattr(P, "_run_from", lambda model, tokens, p0, *rest: starts.append(p0) or run_from(model, tokens, p0, *rest))
+    P.resid_sweep(model, data.corrupt, data.clean, metric)
+    s2 = int(data.pos["S2"][0])  # the only token that differs
+    assert (data.pos["S2"] == s2).all() and starts and min(starts) == s2
+
+
+@pytest.mark.parametrize("config", [
+    LlamaConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                intermediate_size=48, vocab_size=40, max_position_embeddings=32),
+    GPTNeoXConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=48, vocab_size=40,
+                  max_position_embeddings=32, rotary_pct=0.25),
+], ids=["llama_gqa", "neox"])
+def test_sweeps_equal_the_loop_on_rotary_models(config):
+    """Rotary positions and grouped key-value heads survive the key-value prefix."""
+    torch.manual_seed(0)
+    model = wrap(AutoModelForCausalLM.from_config(config).eval())
+    base = torch.randint(0, 40, (3, 9))
+    source_tokens = base.clone()
+    source_tokens[:, 4] = (base[:, 4] + 1) % 40
+    metric = lambda logits: logits[:, -1, 0].mean()
+    for kind in ("resid_pre", "k", "v", "pattern"):
+        if kind == "resid_pre":
+            names = [f"blocks.{l}.hook_resid_pre" for l in range(2)]
+            patches = [P.Patch(n, (p,)) for n in names for p in range(9)]
+        else:
+            heads = model.cfg.n_kv_heads if kind in "kv" else model.cfg.n_heads
+            names = [f"blocks.{l}.attn.hook_{kind}" for l in range(2)]
+            patches = [P._head_patch(l, h, kind) for l in range(2) for h in range(heads)]
+        source = P._cache(model, source_tokens, names)
+        loop = P.patch_loop(model, base, source, patches, metric)
+        torch.testing.assert_close(P.patch_sweep(model, base, source, patches, metric, max_rows=6), loop,
                                    atol=1e-5, rtol=1e-5)
 
 

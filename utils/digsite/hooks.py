@@ -30,7 +30,6 @@ from typing import Callable, Iterator, Sequence, Union
 
 import torch
 from torch import Tensor, nn
-from transformers import AttentionInterface
 
 from .adapters import Adapter, adapter_for, in_out_weight, model_config
 from .cache import ActivationCache
@@ -107,13 +106,18 @@ def digsite_attention(
     if groups > 1:  # grouped-query attention: each kv head serves `groups` query heads
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     scale = scaling if scaling is not None else q.shape[-1] ** -0.5
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
+    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale)  # in place: no second (…, q_pos, k_pos) buffer
+    q_len, k_len = scores.shape[-2:]
+    if (attention_mask is None or attention_mask.shape[-2] == 1) and q_len > 1 and getattr(module, "is_causal", True):
+        # transformers 4.4x leaves causality to SDPA's is_causal or gives a padding-only mask
+        causal = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril_(k_len - q_len)
+        scores.masked_fill_(~causal, torch.finfo(scores.dtype).min)
     if attention_mask is not None:
         mask = attention_mask[..., : k.shape[-2]]
         if mask.dtype == torch.bool:
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
         else:
-            scores = scores + mask
+            scores.add_(mask)
     scores = hook("attn_scores", scores)
     pattern = hook("pattern", torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype))
     weights = nn.functional.dropout(pattern, p=dropout, training=module.training)
@@ -121,7 +125,14 @@ def digsite_attention(
     return z, pattern
 
 
-AttentionInterface.register(ATTN_IMPLEMENTATION, digsite_attention)
+try:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTN_IMPLEMENTATION, digsite_attention)
+except ImportError:  # transformers < 4.50: the registry is a plain dict
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    ALL_ATTENTION_FUNCTIONS[ATTN_IMPLEMENTATION] = digsite_attention
 try:  # transformers >= 4.53 builds the mask per attention implementation: ours wants eager's
     from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
@@ -136,9 +147,11 @@ except ImportError:  # older versions give any non-SDPA/flash implementation an 
 def norm_scale(x: Tensor, eps: float, normalization: str) -> Tensor:
     """The norm's divisor for x (batch, pos, d_model) -> (batch, pos, 1), TransformerLens's hook_scale."""
     y = x.float()
-    if normalization == "LN":
-        y = y - y.mean(-1, keepdim=True)
-    return (y.pow(2).mean(-1, keepdim=True) + eps).sqrt().to(x.dtype)
+    if normalization == "LN":  # one reduction each, no (batch, pos, d_model) temporaries
+        mean_square = torch.var(y, dim=-1, keepdim=True, correction=0)
+    else:
+        mean_square = torch.linalg.vector_norm(y, dim=-1, keepdim=True).square_().div_(y.shape[-1])
+    return mean_square.add_(eps).sqrt_().to(x.dtype)
 
 
 def apply_norm(x: Tensor, scale: Tensor, norm: nn.Module, normalization: str) -> Tensor:

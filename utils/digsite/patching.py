@@ -14,8 +14,8 @@ so both directions use the same code.
 
 - data and metric: `IOIData`, `ioi_data`, `logit_diff`, `ioi_metric`;
 - the batched engine: `Patch`, `patch_sweep` (many patches per forward pass; reuses the
-  base run's residual stream below the first patched layer and skips patches that change
-  nothing) and `patch_loop` (one patch per forward pass, the reference it must equal);
+  base run's residual stream below the first patched layer and its keys and values before the
+  first changed position, and skips patches that change nothing) and `patch_loop` (one patch per forward pass, the reference it must equal);
 - sweeps: `resid_sweep` (layer x position), `head_sweep` (layer x head, for z, q, k, v or
   the pattern), `path_patch` (sender head -> receivers' q, k or v);
 - `attribution_patch` (the gradient approximation, one backward for every site);
@@ -25,12 +25,14 @@ so both directions use the same code.
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
+from transformers import DynamicCache
 
 from .hooks import Hook, HookedModel
 from .organisms.data import IOIPrompt, ioi_prompts
@@ -203,6 +205,11 @@ def _blocks_from(model: HookedModel, start: int) -> Iterator[None]:
         setattr(parent, attr, original)
 
 
+def _position_axis(name: str) -> int:
+    """The position axis of an activation, batch first: 2 (the query) for patterns and scores, else 1."""
+    return 2 if name.endswith(("hook_pattern", "hook_attn_scores")) else 1
+
+
 def _patch_hook(entries: list[tuple[int, tuple]], source: Tensor, n: int) -> Callable[[Tensor, Hook], Tensor]:
     """A hook that patches `source[:, *idx]` into rows i*n..(i+1)*n of the activation for each (i, idx)."""
 
@@ -213,6 +220,93 @@ def _patch_hook(entries: list[tuple[int, tuple]], source: Tensor, n: int) -> Cal
         return act
 
     return hook
+
+
+def _patched(base_act: Tensor, source: Tensor, index: tuple) -> Tensor:
+    """The base activation (batch, ...) with one patch applied."""
+    out = base_act.clone()
+    out[(slice(None), *index)] = source[(slice(None), *index)].to(out.dtype)
+    return out
+
+
+def _first_change(patched: Tensor, base_act: Tensor, name: str) -> int | None:
+    """The first position a patch changes at its site, None if it changes nothing."""
+    changed = (patched != base_act).movedim(_position_axis(name), 0).flatten(1).any(1).nonzero()
+    return int(changed[0]) if len(changed) else None
+
+
+def _rows_hook(entries: list[tuple[int, Tensor]], n: int) -> Callable[[Tensor, Hook], Tensor]:
+    """A hook that sets rows j*n..(j+1)*n to a full patched activation, cut to the positions this pass runs."""
+
+    def hook(act: Tensor, hook: Hook) -> Tensor:
+        act = act.clone()
+        axis = _position_axis(hook.name)
+        for j, full in entries:  # a pass from position p0 sees the last (pos - p0) positions
+            act[j * n:(j + 1) * n] = full.narrow(axis, full.shape[axis] - act.shape[axis], act.shape[axis]).to(act.dtype)
+        return act
+
+    return hook
+
+
+@dataclass(frozen=True)
+class _KeysValues:
+    """The base run's keys and values, per layer (batch, kv_head, pos, d_head).
+
+    `by_position`: the model reads its cache by the block's place in the block list (GPT-2 in
+    transformers 4.4x, which uses tuples), not by the block's layer index.
+    """
+
+    layers: list[tuple[Tensor, Tensor]]
+    by_position: bool
+
+    @classmethod
+    def from_output(cls, cache) -> "_KeysValues":
+        layers = getattr(cache, "layers", None)  # transformers >= 4.56; before, a tuple or an indexable cache
+        if layers is not None:
+            return cls([(layer.keys, layer.values) for layer in layers], False)
+        return cls([tuple(cache[l][:2]) for l in range(len(cache))], isinstance(cache, tuple))
+
+    def prefix(self, p0: int, k: int, first_block: int):
+        """A cache of positions < p0, repeated k times, for a pass that starts at `first_block`."""
+        cut = [(keys[:, :, :p0].repeat(k, 1, 1, 1), values[:, :, :p0].repeat(k, 1, 1, 1)) for keys, values in self.layers]
+        if self.by_position:
+            return tuple(cut[first_block:])
+        cache = DynamicCache()
+        for l, (keys, values) in enumerate(cut):
+            cache.update(keys, values, l)
+        return cache
+
+
+def _run_from(model: HookedModel, tokens: Tensor, p0: int, first_block: int, keys_values: _KeysValues | None) -> Tensor:
+    """Logits (batch, pos - p0, d_vocab) for positions p0.. of `tokens`, the positions before from the base run."""
+    if p0 == 0:
+        return model(tokens)
+    k = tokens.shape[0] // keys_values.layers[0][0].shape[0]
+    positions = torch.arange(p0, tokens.shape[1], device=tokens.device).expand(tokens.shape[0], -1)
+    # transformers 5 calls the key-value cache argument `cache`, 4.x `past_key_values`
+    cache_argument = "cache" if "cache" in inspect.signature(model.model.forward).parameters else "past_key_values"
+    return model.model(input_ids=tokens[:, p0:], position_ids=positions, use_cache=True,
+                       **{cache_argument: keys_values.prefix(p0, k, first_block)}).logits
+
+
+def _base_run(model: HookedModel, base: Tensor, names: Sequence[str], keys_values: bool
+              ) -> tuple[Tensor, dict[str, Tensor], _KeysValues | None]:
+    """The base run: logits, the named activations and (if asked) every layer's keys and values.
+
+    Keys and values come from the model's own cache, so the attention implementation (and the
+    activations, to the last bit) stay those of a plain run.
+    """
+    store: dict[str, Tensor] = {}
+
+    def save(act: Tensor, hook: Hook) -> None:
+        store[hook.name] = act
+
+    with torch.no_grad(), model.hooks([(name, save) for name in names]):
+        out = model.model(input_ids=base, use_cache=keys_values)
+    if not keys_values:
+        return out.logits, store, None
+    cache = out["cache"] if "cache" in out else out["past_key_values"]  # transformers 5 / 4.x names
+    return out.logits, store, _KeysValues.from_output(cache)
 
 
 def patch_loop(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], patches: Sequence[Patch],
@@ -231,32 +325,38 @@ def patch_loop(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], p
 
 
 def patch_sweep(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], patches: Sequence[Patch],
-                metric: Metric, max_rows: int = 256, reuse_prefix: bool = True, skip_noops: bool = True) -> Tensor:
+                metric: Metric, max_rows: int = 256, reuse_prefix: bool = True, skip_noops: bool = True,
+                reuse_positions: bool = True) -> Tensor:
     """Many patches per forward pass; the same values as `patch_loop`. Returns (len(patches),).
 
     The base batch (n prompts) is repeated k times, patch-major, and row block i gets patch i
-    (k * n <= max_rows rows per pass). Two exact savings: with `reuse_prefix` a pass whose
-    patches all sit in block l or above starts at block l from the base run's cached
-    residual stream (the blocks below would compute exactly that); with `skip_noops` a patch
-    whose source equals the base activation at its site for every prompt is not run at all
-    (its value is the base metric).
+    (k * n <= max_rows rows per pass). Three exact savings, all from the base run's cache:
+    - `reuse_prefix`: a pass whose patches all sit in block l or above starts at block l from
+      the base run's residual stream (the blocks below would compute exactly that);
+    - `skip_noops`: a patch that leaves its site equal to the base run's, for every prompt,
+      is not run at all (its value is the base metric);
+    - `reuse_positions`: attention is causal, so a patch whose first change is at position p
+      leaves positions < p as in the base run: the pass runs positions p.. only, with the base
+      run's keys and values for the positions before (a key-value cache).
     """
-    n = base.shape[0]
+    n, n_pos = base.shape
     names = {p.name for p in patches}
     if reuse_prefix:
         names |= {f"blocks.{p.layer}.hook_resid_pre" for p in patches if p.layer > 0}
-    with torch.no_grad():
-        base_logits, base_cache = model.run_with_cache(base, names_filter=sorted(names))
-        base_value = metric(base_logits).float().cpu()
+    base_logits, base_cache, keys_values = _base_run(model, base, sorted(names), reuse_positions)
+    base_value = metric(base_logits).float().cpu()
     out = torch.full((len(patches),), float("nan"))
-    todo = []
+    start_pos: dict[int, int] = {}
     for i, p in enumerate(patches):
-        here = (slice(None), *p.index)
-        if skip_noops and torch.equal(source[p.name][here].expand_as(base_cache[p.name][here]), base_cache[p.name][here]):
-            out[i] = base_value
-        else:
-            todo.append(i)
-    todo.sort(key=lambda i: patches[i].layer)  # stable: passes of one layer where possible
+        first = 0
+        if skip_noops or reuse_positions:
+            first = _first_change(_patched(base_cache[p.name], source[p.name], p.index), base_cache[p.name], p.name)
+            if first is None and skip_noops:
+                out[i] = base_value
+                continue
+        start_pos[i] = first if (reuse_positions and first is not None) else 0
+    # stable: passes of one layer, and within it of nearby start positions, where possible
+    todo = sorted(start_pos, key=lambda i: (patches[i].layer, start_pos[i]))
     per_pass = max(1, max_rows // n)
     with torch.no_grad():
         start = 0
@@ -266,19 +366,28 @@ def patch_sweep(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], 
                 chunk = [i for i in chunk if patches[i].layer == patches[chunk[0]].layer]
             start += len(chunk)
             k = len(chunk)
-            by_name: dict[str, list[tuple[int, tuple]]] = {}
-            for j, i in enumerate(chunk):
-                by_name.setdefault(patches[i].name, []).append((j, patches[i].index))
+            p0 = min(start_pos[i] for i in chunk)
             first = min(patches[i].layer for i in chunk) if reuse_prefix else 0
             hooks = []
             if first > 0:
-                resid = base_cache[f"blocks.{first}.hook_resid_pre"].repeat(k, 1, 1)
+                resid = base_cache[f"blocks.{first}.hook_resid_pre"][:, p0:].repeat(k, 1, 1)
                 hooks.append((f"blocks.{first}.hook_resid_pre", lambda act, hook, r=resid: r.to(act.dtype)))
-            hooks += [(name, _patch_hook(entries, source[name], n)) for name, entries in by_name.items()]
-            with _blocks_from(model, first):
-                logits = model.run_with_hooks(base.repeat(k, 1), fwd_hooks=hooks)
+            by_name: dict[str, list] = {}
             for j, i in enumerate(chunk):
-                out[i] = metric(logits[j * n:(j + 1) * n]).float().cpu()
+                by_name.setdefault(patches[i].name, []).append((j, patches[i]))
+            for name, entries in by_name.items():
+                if p0 > 0:  # patched activations cut to the positions run
+                    full = [(j, _patched(base_cache[name], source[name], p.index)) for j, p in entries]
+                    hooks.append((name, _rows_hook(full, n)))
+                else:
+                    hooks.append((name, _patch_hook([(j, p.index) for j, p in entries], source[name], n)))
+            with _blocks_from(model, first), model.hooks(hooks):
+                logits = _run_from(model, base.repeat(k, 1), p0, first, keys_values)
+            for j, i in enumerate(chunk):
+                rows = logits[j * n:(j + 1) * n]
+                if p0 > 0:
+                    rows = torch.cat([base_logits[:, :p0], rows], dim=1)
+                out[i] = metric(rows).float().cpu()
     return out
 
 
