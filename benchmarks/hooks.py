@@ -1,6 +1,6 @@
 """How much caching costs: digsite's run_with_cache against a plain forward pass and its peers.
 
-    python benchmarks/hooks.py [--json] [--repeats N]
+    python benchmarks/hooks.py [--json] [--repeats N] [--keep-freed-memory]
 
 For each model (the GPT-2-architecture organism `toylang` if bundled, else a small random
 GPT-2; and a random GPT-2-small-sized model), on the same weights and tokens, the median
@@ -8,13 +8,16 @@ wall time of: the plain Hugging Face forward; digsite caching a few names (resid
 every layer) and all names; TransformerLens's `TransformerBridge.run_with_cache` (v3+, wraps
 the same HF model, raw weights, eager attention), and nnsight saving the same module outputs, when installed
 (nnsight "all" saves every module input/output our names cover, but not q/k/v/pattern,
-which it cannot reach under SDPA). All under torch.no_grad(). Ratios are to the plain forward.
+which it cannot reach under SDPA; "digsite nnsight's set" caches those same activations, the
+like-for-like comparison). All under torch.no_grad(). Ratios are to the plain forward.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
+import ctypes.util
 import json
 import statistics
 import tempfile
@@ -108,6 +111,12 @@ def nnsight_runner(model: torch.nn.Module, tokens: torch.Tensor):
     return {"few": few, "all": every}
 
 
+# What nnsight's "all" saves (module inputs and outputs, no attention internals), as hook names
+MODULE_LEVEL = lambda name: name == "ln_final.hook_normalized" or name.split(".", 2)[-1] in (
+    "hook_resid_pre", "ln1.hook_normalized", "attn.hook_z", "hook_attn_out", "hook_resid_mid",
+    "ln2.hook_normalized", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post")
+
+
 def measure(repeats: int, report: Callable[[dict], None] = lambda row: None) -> list[dict]:
     """One row per model: medians (ms) and ratios to the plain forward; `report` sees each row as it is done."""
     rows = []
@@ -118,6 +127,7 @@ def measure(repeats: int, report: Callable[[dict], None] = lambda row: None) -> 
             "HF forward": lambda: model(tokens),
             "digsite few": lambda: hm.run_with_cache(tokens, few),
             "digsite all": lambda: hm.run_with_cache(tokens),
+            "digsite nnsight's set": lambda: hm.run_with_cache(tokens, MODULE_LEVEL),
         }
         for peer, runner in [("TransformerLens", transformer_lens_runner(model, tokens, few)), ("nnsight", nnsight_runner(model, tokens))]:
             if runner is not None:
@@ -133,14 +143,31 @@ def measure(repeats: int, report: Callable[[dict], None] = lambda row: None) -> 
 def print_row(row: dict) -> None:
     print(f"\n{row['model']}", flush=True)
     for name, ms in row["median_ms"].items():
-        print(f"  {name:<22} {ms:9.2f} ms  {row['ratio'][name]:5.2f}x", flush=True)
+        print(f"  {name:<24} {ms:9.2f} ms  {row['ratio'][name]:5.2f}x", flush=True)
+
+
+def keep_freed_memory() -> None:
+    """Tell glibc's malloc to keep freed memory for reuse instead of handing it back to the kernel.
+
+    A cache of every name holds tens of MB; by default that memory goes back to the kernel
+    when the cache is dropped, and the next run gets fresh pages the kernel must zero. This
+    shows how much of the caching cost is that (glibc only; a diagnosis, not a setting the
+    package makes).
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    if not (libc.mallopt(m_trim_threshold, 1 << 30) and libc.mallopt(m_mmap_threshold, 1 << 30)):
+        raise SystemExit("mallopt failed: --keep-freed-memory needs glibc")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--keep-freed-memory", action="store_true", help="glibc keeps freed memory (see keep_freed_memory)")
     args = parser.parse_args()
+    if args.keep_freed_memory:
+        keep_freed_memory()
     if args.json:
         print(json.dumps(measure(args.repeats), indent=2))
     else:
