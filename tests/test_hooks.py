@@ -297,4 +297,8 @@ def test_text_in_and_out():
     logits, cache = hm.run_with_cache(["the cat", "the cat sat on"], "blocks.0.hook_resid_post")
     assert logits.shape == (2, 5, VOCAB) and list(cache) == ["blocks.0.hook_resid_post"]
     assert hm("the cat sat", return_type="loss").ndim == 0
-    assert isinstance(hm.generate("the cat", max_new_tokens=2, do_sample=False), str)
+    # padding is left out of a batch's loss: the mean over both texts' real next-token losses
+    short, long = hm("the cat", return_type="loss"), hm("the cat sat on", return_type="loss")
+    torch.testing.assert_close(hm(["the cat", "the cat sat on"], return_type="loss"), (2 * short + 4 * long) / 6)
+    text = hm.generate("the cat", max_new_tokens=2, do_sample=False)
+    assert isinstance(text, str) and text.startswith("the cat") and "<bos>" not in text

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from digsite import induction as I
+from digsite.checks.core import seeded_gpt2
 from digsite.hooks import Hook, HookedModel
 
 SEG = 5
@@ -15,12 +16,8 @@ SEG = 5
 @lru_cache(maxsize=1)
 def tiny() -> HookedModel:
     """A seeded random 2-layer GPT-2 with a word-level-like tokenizer-free setup."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=30, n_positions=32, n_embd=32, n_layer=2, n_head=4, n_inner=64,
-                        initializer_range=0.2, bos_token_id=1, eos_token_id=1)
-    return HookedModel(GPT2LMHeadModel(config).eval())
+    return seeded_gpt2(vocab_size=30, n_positions=32, n_embd=32, n_layer=2, n_head=4, n_inner=64,
+                       initializer_range=0.2, bos_token_id=1, eos_token_id=1)
 
 
 def repeated(batch: int = 3, seg_len: int = SEG) -> torch.Tensor:

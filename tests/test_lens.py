@@ -4,28 +4,25 @@ import pytest
 import torch
 
 from digsite import lens
+from digsite.checks.core import seeded_gpt2
 
 
 @pytest.fixture(scope="module")
 def model():
     """A seeded random 2-layer GPT-2 with the toy-language tokenizer (no trained weights needed)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from digsite.models import wrap
     from digsite.organisms.tokenizer import build_tokenizer
 
     tok = build_tokenizer()
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=2, n_head=2,
+    model = seeded_gpt2(tok, vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=2, n_head=2,
                         bos_token_id=tok.bos_token_id, eos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id)
-    hf = GPT2LMHeadModel(config).eval()
+    hf = model.model
     with torch.no_grad():  # a visible final-LayerNorm bias, larger logits, blocks that change the stream
         hf.transformer.ln_f.bias.normal_(0, 0.5)
         hf.transformer.wte.weight.normal_(0, 1)
         for block in hf.transformer.h:
             block.attn.c_proj.weight.mul_(30)
             block.mlp.c_proj.weight.mul_(30)
-    return wrap(hf, tok)
+    return model
 
 
 PROMPTS = ["When Mary and John went to the store, John gave a drink to", "a cat is an"]

@@ -486,21 +486,31 @@ class HookedModel:
         return next(self.model.parameters()).device
 
     def __call__(self, tokens: TokensLike, return_type: str = "logits", **forward_kwargs) -> Tensor:
-        """Logits (batch, pos, d_vocab), or with return_type="loss" the mean next-token loss."""
+        """Logits (batch, pos, d_vocab), or with return_type="loss" the mean next-token loss.
+
+        For texts of different lengths the loss leaves out the right padding; token tensors
+        are taken as they are, every position counted.
+        """
+        if return_type not in ("logits", "loss"):
+            raise ValueError(f"return_type must be 'logits' or 'loss', not {return_type!r}")
         ids = self.input_ids(tokens)
         logits = self.model(input_ids=ids, use_cache=False, **forward_kwargs).logits
         if return_type == "logits":
             return logits
-        if return_type == "loss":
-            return nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
-        raise ValueError(f"return_type must be 'logits' or 'loss', not {return_type!r}")
+        losses = nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
+        if isinstance(tokens, Tensor):
+            return losses.mean()
+        lengths = torch.tensor([len(row) for row in self._token_rows(tokens, prepend_bos=True)], device=ids.device)
+        return losses[torch.arange(ids.shape[1] - 1, device=ids.device) < (lengths[:, None] - 1)].mean()
 
     def generate(self, tokens: TokensLike, max_new_tokens: int = 20, **kwargs) -> Union[str, Tensor]:
-        """Hugging Face `generate`; a string prompt gives the decoded string back."""
+        """Hugging Face `generate`; a string prompt gives the decoded string back (special tokens left out)."""
         ids = self.input_ids(tokens)
         kwargs.setdefault("pad_token_id", self._pad_id())
         out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, **kwargs)
-        return self.to_string(out[0]) if isinstance(tokens, str) else out
+        if isinstance(tokens, str):  # the text, without BOS or padding
+            return self._need_tokenizer().decode(out[0].tolist(), skip_special_tokens=True)
+        return out
 
     # --- tokens ----------------------------------------------------------------------------
 
@@ -523,11 +533,8 @@ class HookedModel:
             return ids.to(self.device, torch.long)
         return self.to_tokens(tokens)
 
-    def to_tokens(self, text: Union[str, Sequence[str]], prepend_bos: bool = True) -> Tensor:
-        """Token ids (batch, pos) for a text or a list of texts, right-padded; BOS first by default.
-
-        Right padding leaves every real token's logits unchanged (attention is causal).
-        """
+    def _token_rows(self, text: Union[str, Sequence[str]], prepend_bos: bool) -> list[list[int]]:
+        """Token ids of each text, unpadded."""
         tok = self._need_tokenizer()
         texts = [text] if isinstance(text, str) else list(text)
         rows = [tok.encode(t, add_special_tokens=False) for t in texts]
@@ -536,6 +543,14 @@ class HookedModel:
             if bos is None:
                 raise ValueError("This tokenizer has no BOS (or EOS) token: use prepend_bos=False.")
             rows = [[bos, *row] for row in rows]
+        return rows
+
+    def to_tokens(self, text: Union[str, Sequence[str]], prepend_bos: bool = True) -> Tensor:
+        """Token ids (batch, pos) for a text or a list of texts, right-padded; BOS first by default.
+
+        Right padding leaves every real token's logits unchanged (attention is causal).
+        """
+        rows = self._token_rows(text, prepend_bos)
         width = max(len(row) for row in rows)
         pad = self._pad_id()
         ids = [row + [pad] * (width - len(row)) for row in rows]

@@ -20,27 +20,21 @@ from ..induction import (
     per_token_loss,
     previous_token_score,
 )
-from .core import CheckFailed, assert_close, exercise_check, run_learner
+from .core import CheckFailed, assert_close, exercise_check, run_learner, seeded_gpt2
 
 # --- shared inputs ---------------------------------------------------------------------------
 
 
 @lru_cache(maxsize=1)
-def _tiny_gpt2() -> nn.Module:
-    """A 2-layer, 4-head, 32-wide GPT-2 with random weights (seeded), large enough init that every part matters."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=40, n_positions=32, n_embd=32, n_layer=2, n_head=4, n_inner=64,
-        initializer_range=0.2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1, eos_token_id=1,
-    )
-    return GPT2LMHeadModel(config).eval()
-
-
-@lru_cache(maxsize=1)
 def _tiny_hooked() -> HookedModel:
-    return HookedModel(_tiny_gpt2())
+    """A 2-layer, 4-head, 32-wide GPT-2 with random weights (seeded), large enough init that every part matters."""
+    return seeded_gpt2(vocab_size=40, n_positions=32, n_embd=32, n_layer=2, n_head=4, n_inner=64,
+                       initializer_range=0.2, bos_token_id=1, eos_token_id=1)
+
+
+def _tiny_gpt2() -> nn.Module:
+    """The same model, unwrapped (the exercises that add PyTorch hooks by hand)."""
+    return _tiny_hooked().model
 
 
 def _tiny_tokens(batch: int = 3, seg_len: int = 6, seed: int = 0) -> Tensor:

@@ -12,7 +12,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor, nn
 
-from .core import CheckFailed, assert_close, exercise_check, run_learner
+from .core import CheckFailed, assert_close, exercise_check, run_learner, seeded_gpt2
 
 N_LAYERS, N_HEADS, D_MODEL, D_VOCAB, N_CTX = 2, 2, 16, 23, 16
 
@@ -20,16 +20,9 @@ N_LAYERS, N_HEADS, D_MODEL, D_VOCAB, N_CTX = 2, 2, 16, 23, 16
 @lru_cache(maxsize=1)
 def tiny_model():
     """A seeded random 2-layer GPT-2, wrapped with hooks; LayerNorm weights and biases randomised."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from ..models import wrap
-
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=D_VOCAB, n_positions=N_CTX, n_embd=D_MODEL, n_layer=N_LAYERS, n_head=N_HEADS,
-        tie_word_embeddings=False, bos_token_id=1, eos_token_id=1, pad_token_id=0,
-    )
-    model = GPT2LMHeadModel(config).eval()
+    hooked = seeded_gpt2(vocab_size=D_VOCAB, n_positions=N_CTX, n_embd=D_MODEL, n_layer=N_LAYERS, n_head=N_HEADS,
+                         tie_word_embeddings=False, bos_token_id=1, eos_token_id=1, pad_token_id=0)
+    model = hooked.model
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for module in model.modules():
@@ -41,7 +34,7 @@ def tiny_model():
         model.lm_head.weight.normal_(0, 1, generator=gen)  # untied and larger, so logits differ visibly
     for p in model.parameters():
         p.requires_grad_(False)
-    return wrap(model)
+    return hooked
 
 
 @lru_cache(maxsize=1)

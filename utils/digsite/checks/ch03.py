@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..hooks import Hook, HookedModel
 from ..patching import Node, ioi_data, ioi_metric
-from .core import CheckFailed, assert_close, exercise_check, run_learner
+from .core import CheckFailed, assert_close, exercise_check, run_learner, seeded_gpt2
 
 # --- shared inputs ---------------------------------------------------------------------------
 
@@ -24,16 +24,11 @@ from .core import CheckFailed, assert_close, exercise_check, run_learner
 @lru_cache(maxsize=1)
 def tiny_model() -> HookedModel:
     """A seeded random 3-layer, 4-head, 32-wide GPT-2 speaking the toy language."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from ..models import wrap
     from ..organisms.tokenizer import build_tokenizer
 
-    torch.manual_seed(0)
     tok = build_tokenizer()
-    config = GPT2Config(vocab_size=len(tok), n_positions=32, n_embd=32, n_layer=3, n_head=4, n_inner=64,
-                        initializer_range=0.2, bos_token_id=1, eos_token_id=1)
-    return wrap(GPT2LMHeadModel(config).eval(), tok)
+    return seeded_gpt2(tok, vocab_size=len(tok), n_positions=32, n_embd=32, n_layer=3, n_head=4, n_inner=64,
+                       initializer_range=0.2, bos_token_id=1, eos_token_id=1)
 
 
 @lru_cache(maxsize=1)

@@ -21,7 +21,7 @@ from ..sae import top_activations as top_activations_ref
 from ..sae import topk_activation as topk_activation_ref
 from ..superposition import feature_dimensionality as feature_dimensionality_ref
 from ..superposition import toy_forward as toy_forward_ref
-from .core import CheckFailed, assert_close, exercise_check, run_learner
+from .core import CheckFailed, assert_close, exercise_check, run_learner, seeded_gpt2
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -366,14 +366,8 @@ def check_latent_frequencies(latent_frequencies) -> None:
 @lru_cache(maxsize=1)
 def _tiny_model_and_sae():
     """A 2-layer, 32-wide random GPT-2 (hooked) and a random TopK SAE on its layer-1 residual stream."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from ..hooks import HookedModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=40, n_positions=32, n_embd=32, n_layer=2, n_head=4, n_inner=64,
-                        initializer_range=0.2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1)
-    model = HookedModel(GPT2LMHeadModel(config).eval())
+    model = seeded_gpt2(vocab_size=40, n_positions=32, n_embd=32, n_layer=2, n_head=4, n_inner=64,
+                        initializer_range=0.2, bos_token_id=1)
     sae = SAE(SAEConfig(d_in=32, d_sae=64, k=8, hook_name="blocks.1.hook_resid_pre"), seed=0).eval()
     tokens = torch.cat([torch.ones(4, 1, dtype=torch.long), torch.randint(3, 40, (4, 15), generator=_gen(10))], dim=1)
     return model, sae, tokens

@@ -13,7 +13,7 @@ from functools import lru_cache
 import torch
 
 from .. import fourier
-from .core import CheckFailed, assert_close, exercise_check, run_learner
+from .core import CheckFailed, assert_close, exercise_check, run_learner, seeded_gpt2
 
 # --- 5.1 the Fourier basis ---------------------------------------------------------------
 
@@ -149,15 +149,8 @@ def check_key_frequencies(key_frequencies) -> None:
 @lru_cache(maxsize=1)
 def _tiny_modadd_model(p: int = 7):
     """A random-init 1-layer GPT-2 with the organism's layout (vocab p + 1), wrapped with hooks."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from ..models import wrap
-
-    torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=p + 1, n_positions=3, n_embd=16, n_layer=1, n_head=2, n_inner=24,
-                     activation_function="relu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                     bos_token_id=None, eos_token_id=None, pad_token_id=None)
-    return wrap(GPT2LMHeadModel(cfg).eval())
+    return seeded_gpt2(vocab_size=p + 1, n_positions=3, n_embd=16, n_layer=1, n_head=2, n_inner=24,
+                       activation_function="relu", bos_token_id=None, eos_token_id=None, pad_token_id=None)
 
 
 def neuron_acts_reference(model, p: int) -> torch.Tensor:

@@ -14,23 +14,18 @@ import torch.nn.functional as F
 
 from .. import probes as P
 from ..hooks import Hook
-from .core import CheckFailed, assert_close, exercise_check, run_learner
+from .core import CheckFailed, assert_close, exercise_check, run_learner, seeded_gpt2
 
 
 @lru_cache(maxsize=1)
 def _tiny_model():
     """A 2-layer, 32-wide GPT-2 with random weights and the toy-language tokenizer."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from ..models import wrap
     from ..organisms.data import BOS_ID, PAD_ID
     from ..organisms.tokenizer import build_tokenizer
 
     tok = build_tokenizer()
-    torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=32, n_embd=32, n_layer=2, n_head=2, bos_token_id=BOS_ID,
-                     eos_token_id=BOS_ID, pad_token_id=PAD_ID)
-    return wrap(GPT2LMHeadModel(cfg).eval(), tok)
+    return seeded_gpt2(tok, vocab_size=len(tok), n_positions=32, n_embd=32, n_layer=2, n_head=2, bos_token_id=BOS_ID,
+                       eos_token_id=BOS_ID, pad_token_id=PAD_ID)
 
 
 # --- 6.1 residuals at a position ---------------------------------------------------------------

@@ -147,3 +147,17 @@ def assert_close(got: Any, expected: Any, what: str = "the result", atol: float 
         return
     if got != expected:
         raise CheckFailed(f"{what}: expected {expected!r}, got {got!r}.")
+
+
+def seeded_gpt2(tokenizer=None, seed: int = 0, **config: Any):
+    """A small GPT-2 with random weights drawn from `seed` (eval mode, no dropout), hooked: the checks' test models.
+
+    `config` is passed to `GPT2Config` (sizes, vocabulary, initializer_range, token ids).
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from ..models import wrap
+
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **config)).eval()
+    return wrap(model, tokenizer)
