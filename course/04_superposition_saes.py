@@ -754,7 +754,8 @@ if online():
     texts = [" ".join(p.text + p.answer + "." for p in ioi_prompts(8, seed=s)) for s in range(40)]
     gpt2_tokens = gpt2.to_tokens(texts)[:, :64]
     gpt2_acts = sae.collect_activations(gpt2, gpt2_tokens, "blocks.6.hook_resid_pre")
-    gpt2_sae = sae.SAE(sae.SAEConfig(d_in=768, d_sae=3072, k=32, hook_name="blocks.6.hook_resid_pre"))
+    d_model = gpt2.cfg.d_model  # 768 for GPT-2 small
+    gpt2_sae = sae.SAE(sae.SAEConfig(d_in=d_model, d_sae=4 * d_model, k=32, hook_name="blocks.6.hook_resid_pre"))
     sae.train_sae(gpt2_sae, gpt2_acts, steps=300, batch_size=256)
     print(sae.evaluate_sae(gpt2_sae, gpt2_acts, gpt2, gpt2_tokens))
 else:

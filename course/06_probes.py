@@ -723,9 +723,12 @@ plot.imshow(similarity, x=heads, y=heads, title="Attention-pattern similarity on
 # %%
 if online():
     gpt2 = load_model("gpt2", device=device)
-    g_tokens = gpt2.to_tokens([text for text, _, _ in truth])
-    g_lengths = torch.tensor([len(gpt2.to_tokens(text)[0]) - 1 for text, _, _ in truth], device=device)
-    g_X = residuals_at(gpt2, g_tokens, g_lengths).cpu()
+    g_last = torch.tensor([len(gpt2.to_tokens(text)[0]) - 1 for text, _, _ in truth])
+    g_X = []
+    for start in range(0, len(truth), 64):  # 64 statements at a time, each batch only as wide as it needs
+        texts = [text for text, _, _ in truth[start:start + 64]]
+        g_X.append(residuals_at(gpt2, gpt2.to_tokens(texts), g_last[start:start + 64].to(device)).cpu())
+    g_X = torch.cat(g_X, dim=1)
     g_scores = probe_scores(g_X, truth_y, truth_control, truth_train, truth_test)
     print("GPT-2 small, truth probe by layer:", " ".join(f"{v:.2f}" for v in g_scores["task"].tolist()))
 else:
