@@ -290,8 +290,8 @@ go.Figure(go.Bar(x=list(seconds.values()), y=list(seconds), orientation="h")).up
 
 # %% [markdown]
 # The values are identical. Measured with `python benchmarks/patching.py` (median of 7 runs, one
-# thread) on the course's 2-core CPU, the full sweep is about 9× faster than the loop, on 8
-# prompts and on 32. Batching alone gains nothing on a CPU (0.8–1.2×: a forward pass of 32
+# thread) on the course's 2-core CPU, the full sweep is about 10× faster than the loop on 8
+# prompts and about 9× on 32. Batching alone gains nothing on a CPU (0.8–1.2×: a forward pass of 32
 # prompts already keeps the core busy); the speed-up comes from not recomputing what is
 # already known. Skipping patches that change nothing takes it to 5–7×, and running only the
 # positions from S2 on roughly halves what is left. On a GPU, where a pass of a small model
