@@ -111,10 +111,11 @@ def nnsight_runner(model: torch.nn.Module, tokens: torch.Tensor):
     return {"few": few, "all": every}
 
 
-# What nnsight's "all" saves (module inputs and outputs, no attention internals), as hook names
-MODULE_LEVEL = lambda name: name == "ln_final.hook_normalized" or name.split(".", 2)[-1] in (
-    "hook_resid_pre", "ln1.hook_normalized", "attn.hook_z", "hook_attn_out", "hook_resid_mid",
-    "ln2.hook_normalized", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post")
+def MODULE_LEVEL(name: str) -> bool:
+    """The hook names of what nnsight's "all" saves: module inputs and outputs, no attention internals."""
+    return name == "ln_final.hook_normalized" or name.split(".", 2)[-1] in (
+        "hook_resid_pre", "ln1.hook_normalized", "attn.hook_z", "hook_attn_out", "hook_resid_mid",
+        "ln2.hook_normalized", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post")
 
 
 def measure(repeats: int, report: Callable[[dict], None] = lambda row: None) -> list[dict]:

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-__all__ = ["CheckFailed", "Check", "REGISTRY", "RESULTS", "exercise_check", "assert_close", "run_learner"]
+if TYPE_CHECKING:
+    from ..hooks import HookedModel
+
+__all__ = ["CheckFailed", "Check", "REGISTRY", "RESULTS", "exercise_check", "assert_close", "run_learner", "seeded_gpt2"]
 
 
 class CheckFailed(AssertionError):
@@ -149,7 +152,7 @@ def assert_close(got: Any, expected: Any, what: str = "the result", atol: float 
         raise CheckFailed(f"{what}: expected {expected!r}, got {got!r}.")
 
 
-def seeded_gpt2(tokenizer=None, seed: int = 0, **config: Any):
+def seeded_gpt2(tokenizer=None, seed: int = 0, **config: Any) -> HookedModel:
     """A small GPT-2 with random weights drawn from `seed` (eval mode, no dropout), hooked: the checks' test models.
 
     `config` is passed to `GPT2Config` (sizes, vocabulary, initializer_range, token ids).
