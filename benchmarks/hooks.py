@@ -20,6 +20,7 @@ import ctypes
 import ctypes.util
 import json
 import statistics
+import sys
 import tempfile
 import time
 from typing import Callable
@@ -68,7 +69,8 @@ def transformer_lens_runner(model: torch.nn.Module, tokens: torch.Tensor, few: l
         from tokenizers import Tokenizer, models as tok_models
         from transformer_lens.model_bridge import TransformerBridge
         from transformers import PreTrainedTokenizerFast
-    except ImportError:
+    except ImportError as error:
+        print(f"TransformerLens not measured: {error}", file=sys.stderr)
         return None
     folder = tempfile.mkdtemp()
     model.config.save_pretrained(folder)  # the bridge reads the config from a name or folder
@@ -85,7 +87,8 @@ def nnsight_runner(model: torch.nn.Module, tokens: torch.Tensor):
     """nnsight saving block outputs (few) and every module output digsite's names cover (all), or None."""
     try:
         from nnsight import NNsight
-    except ImportError:
+    except ImportError as error:
+        print(f"nnsight not measured: {error}", file=sys.stderr)
         return None
     wrapped = NNsight(model)
     blocks = wrapped.transformer.h
