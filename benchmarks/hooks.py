@@ -114,7 +114,7 @@ def nnsight_runner(model: torch.nn.Module, tokens: torch.Tensor):
     return {"few": few, "all": every}
 
 
-def MODULE_LEVEL(name: str) -> bool:
+def module_level(name: str) -> bool:
     """The hook names of what nnsight's "all" saves: module inputs and outputs, no attention internals."""
     return name == "ln_final.hook_normalized" or name.split(".", 2)[-1] in (
         "hook_resid_pre", "ln1.hook_normalized", "attn.hook_z", "hook_attn_out", "hook_resid_mid",
@@ -131,7 +131,7 @@ def measure(repeats: int, report: Callable[[dict], None] = lambda row: None) -> 
             "HF forward": lambda: model(tokens),
             "digsite few": lambda: hm.run_with_cache(tokens, few),
             "digsite all": lambda: hm.run_with_cache(tokens),
-            "digsite nnsight's set": lambda: hm.run_with_cache(tokens, MODULE_LEVEL),
+            "digsite nnsight's set": lambda: hm.run_with_cache(tokens, module_level),
         }
         for peer, runner in [("TransformerLens", transformer_lens_runner(model, tokens, few)), ("nnsight", nnsight_runner(model, tokens))]:
             if runner is not None:

@@ -4,8 +4,8 @@ Offline (CI, a laptop on a train) `online()` is False and those cells print a li
 so nbval never runs them. Here each solution notebook runs with `online()` True and
 `load_model("gpt2")` answering with a randomly initialised GPT-2 with GPT-2 small's 12 layers
 and 12 heads (narrower, d_model 192, to keep this quick) and a byte-level BPE tokenizer
-trained on the toy language, saved to a local folder. Every call, shape and hook name in those cells is exercised; only
-their numbers mean nothing.
+trained on the toy language, saved to a local folder. Every call, shape and hook name in
+those cells is exercised; only their numbers mean nothing.
 """
 
 from __future__ import annotations

@@ -493,14 +493,15 @@ class HookedModel:
         """
         if return_type not in ("logits", "loss"):
             raise ValueError(f"return_type must be 'logits' or 'loss', not {return_type!r}")
-        ids = self.input_ids(tokens)
+        rows = None if isinstance(tokens, Tensor) else self._token_rows(tokens, prepend_bos=True)
+        ids = self.input_ids(tokens) if rows is None else self._padded(rows)
         logits = self.model(input_ids=ids, use_cache=False, **forward_kwargs).logits
         if return_type == "logits":
             return logits
         losses = nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
-        if isinstance(tokens, Tensor):
+        if rows is None:
             return losses.mean()
-        lengths = torch.tensor([len(row) for row in self._token_rows(tokens, prepend_bos=True)], device=ids.device)
+        lengths = torch.tensor([len(row) for row in rows], device=ids.device)
         return losses[torch.arange(ids.shape[1] - 1, device=ids.device) < (lengths[:, None] - 1)].mean()
 
     def generate(self, tokens: TokensLike, max_new_tokens: int = 20, **kwargs) -> Union[str, Tensor]:
@@ -550,7 +551,10 @@ class HookedModel:
 
         Right padding leaves every real token's logits unchanged (attention is causal).
         """
-        rows = self._token_rows(text, prepend_bos)
+        return self._padded(self._token_rows(text, prepend_bos))
+
+    def _padded(self, rows: list[list[int]]) -> Tensor:
+        """Rows of token ids, right-padded to one width: (batch, pos) on the model's device."""
         width = max(len(row) for row in rows)
         pad = self._pad_id()
         ids = [row + [pad] * (width - len(row)) for row in rows]

@@ -14,8 +14,9 @@ so both directions use the same code.
 
 - data and metric: `IOIData`, `ioi_data`, `logit_diff`, `ioi_metric`;
 - the batched engine: `Patch`, `patch_sweep` (many patches per forward pass; reuses the
-  base run's residual stream below the first patched layer and its keys and values before the
-  first changed position, and skips patches that change nothing) and `patch_loop` (one patch per forward pass, the reference it must equal);
+  base run's residual stream below the first patched layer and its keys and values before
+  the first changed position, and skips patches that change nothing) and `patch_loop` (one
+  patch per forward pass, the reference it must equal);
 - sweeps: `resid_sweep` (layer x position), `head_sweep` (layer x head, for z, q, k, v or
   the pattern), `path_patch` (sender head -> receivers' q, k or v);
 - `attribution_patch` (the gradient approximation, one backward for every site);
@@ -339,7 +340,7 @@ def patch_sweep(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], 
       leaves positions < p as in the base run: the pass runs positions p.. only, with the base
       run's keys and values for the positions before (a key-value cache).
     """
-    n, n_pos = base.shape
+    n = base.shape[0]
     names = {p.name for p in patches}
     if reuse_prefix:
         names |= {f"blocks.{p.layer}.hook_resid_pre" for p in patches if p.layer > 0}
