@@ -8,6 +8,14 @@ that raises NotImplementedError. Both notebooks get the same header: an
 "Open in Colab" badge and a setup cell that installs the course in Colab only.
 The repository's address lives in one place: `[project.urls]` in pyproject.toml.
 
+Numbers the prose quotes about a result are *claims*, written once in the markdown as
+`{{claim:NAME=VALUE}}` (rendered as VALUE). VALUE is a number as the prose shows it
+("0.91", "9×", "41%"), optionally with an explicit tolerance ("0.91±0.02", shown as
+"0.91"), or a range ("5–12", with an en dash). The build collects every claim into
+`utils/digsite/claims.json`; a solution cell measures it with
+`digsite.claims.claim("NAME", value)`, which fails under the test suite when the
+measured value no longer rounds to what the prose says (see `digsite.claims`).
+
     python course/build.py            # write chapters/ and solutions/
     python course/build.py --check    # exit 1 if any committed notebook is stale
 """
@@ -28,6 +36,9 @@ FIX_COMMAND = "python course/build.py"
 
 STUB = 'raise NotImplementedError("Your turn: write this, then run the check below.")'
 CELL_MARKER = re.compile(r"^# %%(?P<kind> \[markdown\])?\s*$")
+CLAIM = re.compile(r"\{\{claim:(?P<name>[A-Za-z0-9_.]+)=(?P<spec>[^}]+)\}\}")
+NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?")
+CLAIMS_FILE = "utils/digsite/claims.json"
 
 
 def repository() -> str:
@@ -36,26 +47,64 @@ def repository() -> str:
     return urls["Repository"].removeprefix("https://github.com/").rstrip("/")
 
 
-def parse(source: str) -> list[tuple[str, str]]:
-    """Split a percent-format source into (cell_type, text) pairs."""
-    cells: list[tuple[str, list[str]]] = []
-    for line in source.splitlines():
+def parse(source: str) -> list[tuple[str, str, int]]:
+    """Split a percent-format source into (cell_type, text, line of the text's first line) triples."""
+    cells: list[tuple[str, list[str], int]] = []
+    for number, line in enumerate(source.splitlines(), start=1):
         marker = CELL_MARKER.match(line)
         if marker:
-            cells.append(("markdown" if marker["kind"] else "code", []))
+            cells.append(("markdown" if marker["kind"] else "code", [], number + 1))
         elif cells:
             cells[-1][1].append(line)
         elif line.strip() and not line.startswith("#"):
             raise ValueError(f"Text before the first cell marker: {line!r}")
     parsed = []
-    for kind, lines in cells:
+    for kind, lines, first in cells:
         if kind == "markdown":
             bad = [ln for ln in lines if ln and not ln.startswith("#")]
             if bad:
                 raise ValueError(f"Markdown lines must start with '#': {bad[0]!r}")
             lines = [ln[2:] if ln.startswith("# ") else ln[1:] for ln in lines]
-        parsed.append((kind, "\n".join(lines).strip("\n")))
+        while lines and not lines[0].strip("\n"):
+            lines, first = lines[1:], first + 1
+        parsed.append((kind, "\n".join(lines).strip("\n"), first))
     return parsed
+
+
+def claim_bounds(spec: str) -> tuple[str, float, float]:
+    """The text a claim shows and the interval a measurement must fall in.
+
+    "0.91" -> ("0.91", 0.905, 0.915): the measured value must round to the quoted one.
+    "0.91±0.02" -> ("0.91", 0.89, 0.93). "5–12" -> ("5–12", 5, 12).
+    """
+    shown, _, tol = spec.partition("±")
+    numbers = [float(n.replace(",", "")) for n in NUMBER.findall(shown)]
+    if "–" in shown and len(numbers) == 2:
+        return shown, min(numbers), max(numbers)
+    if len(numbers) != 1:
+        raise ValueError(f"A claim's value must be one number or a range a–b (en dash), got {spec!r}.")
+    if tol:
+        half = float(tol.strip().rstrip("%"))
+    else:
+        digits = NUMBER.findall(shown)[0].replace(",", "")
+        decimals = len(digits.partition(".")[2])
+        half = 0.5 * 10.0**-decimals
+    return shown, numbers[0] - half * (1 + 1e-9), numbers[0] + half * (1 + 1e-9)
+
+
+def render_claims(text: str, source: str, first_line: int, found: dict[str, dict]) -> str:
+    """Replace every `{{claim:NAME=VALUE}}` by the value's text; record each claim in `found`."""
+
+    def one(match: re.Match) -> str:
+        name = match["name"]
+        if name in found:
+            raise ValueError(f"{source}: the claim {name!r} is quoted twice (first at {found[name]['where']}).")
+        shown, low, high = claim_bounds(match["spec"])
+        line = first_line + text[: match.start()].count("\n")
+        found[name] = {"quoted": shown, "low": low, "high": high, "where": f"{source}:{line}"}
+        return shown
+
+    return CLAIM.sub(one, text)
 
 
 def strip_solutions(code: str) -> str:
@@ -128,9 +177,14 @@ def notebook(cells: list[tuple[str, str]], stem: str) -> str:
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
 
 
-def build(source: Path) -> dict[str, str]:
-    """Map each generated notebook's path (relative to the repo) to its text."""
-    cells = parse(source.read_text())
+def build(source: Path, claims: dict[str, dict] | None = None) -> dict[str, str]:
+    """Map each generated notebook's path (relative to the repo) to its text; collect claims into `claims`."""
+    found = {} if claims is None else claims
+    rel = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
+    cells = [
+        (kind, render_claims(text, str(rel), first, found) if kind == "markdown" else text)
+        for kind, text, first in parse(source.read_text())
+    ]
     stem = source.stem
     exercise = [(k, strip_solutions(t) if k == "code" else t) for k, t in cells]
     solution = [(k, drop_markers(t) if k == "code" else t) for k, t in cells]
@@ -138,6 +192,14 @@ def build(source: Path) -> dict[str, str]:
         f"chapters/{stem}.ipynb": notebook(header(stem, "chapters") + exercise, stem),
         f"solutions/{stem}.ipynb": notebook(header(stem, "solutions") + solution, stem),
     }
+
+
+def generate() -> dict[str, str]:
+    """Every generated file (both notebooks of each chapter, and the claims manifest) and its text."""
+    claims: dict[str, dict] = {}
+    expected = {path: text for src in sources() for path, text in build(src, claims).items()}
+    expected[CLAIMS_FILE] = json.dumps(dict(sorted(claims.items())), indent=1, ensure_ascii=False) + "\n"
+    return expected
 
 
 def sources() -> list[Path]:
@@ -150,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only report notebooks that differ from their source")
     parser.add_argument("--root", type=Path, default=ROOT, help="where chapters/ and solutions/ live")
     args = parser.parse_args(argv)
-    expected = {path: text for src in sources() for path, text in build(src).items()}
+    expected = generate()
     stale = []
     for rel, text in expected.items():
         target = args.root / rel
