@@ -53,6 +53,7 @@ def test_a_cached_hub_model_loads_without_the_network(monkeypatch):
         return AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=30)), None
 
     monkeypatch.setattr(models, "_from_pretrained", from_cache)
+    monkeypatch.setattr(models.AutoConfig, "from_pretrained", lambda source, **kw: GPT2Config())
     monkeypatch.setattr(models, "hub_reachable", lambda: pytest.fail("probed the network for a cached model"))
     hm = load_model("gpt2", device="cpu")
     assert calls == [{"local_files_only": True}] and not hm.model.training
@@ -73,7 +74,7 @@ def test_load_a_local_folder_with_device_and_dtype(tmp_path):
 
 
 def test_wrap_keeps_the_model_and_tokenizer():
-    model = AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=30))
+    model = AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=30)).eval()
     hm = wrap(model)
     assert hm.model is model and hm.tokenizer is None
     with pytest.raises(ValueError, match="without a tokenizer"):
@@ -91,3 +92,135 @@ def test_bundled_organisms_load_and_hook(name):
     # Caching every name switches attention to eager (SDPA gives no pattern): float-level differences only.
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(cache.accumulated_resid(apply_ln=True)[-1] @ hm.W_U + hm.b_U, logits, atol=1e-4, rtol=1e-4)
+
+
+def _word_tokenizer(words: list[str]):
+    from tokenizers import Tokenizer, models as tok_models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(tok_models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=words[0]))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=raw, bos_token=words[0])
+
+
+def _tiny_checkpoint(folder, vocab_size: int = 3, tokenizer: bool = True) -> None:
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=vocab_size, bos_token_id=0, eos_token_id=0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    if tokenizer:
+        _word_tokenizer(["<bos>", "a", "b"]).save_pretrained(folder)
+
+
+def test_wrap_puts_a_training_model_in_eval_mode_with_a_warning():
+    model = AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=30, resid_pdrop=0.5))
+    model.train()
+    with pytest.warns(UserWarning, match="training mode"):
+        hm = wrap(model)
+    assert not hm.model.training
+    tokens = torch.tensor([[1, 2, 3, 4]])
+    torch.testing.assert_close(hm.run_with_cache(tokens)[0], hm.run_with_cache(tokens)[0])
+
+
+def test_a_missing_local_path_says_so():
+    with pytest.raises(FileNotFoundError, match="There is no folder './no/such/checkpoint'"):
+        load_model("./no/such/checkpoint")
+
+
+def test_a_folder_without_tokenizer_files_is_an_error(tmp_path):
+    _tiny_checkpoint(tmp_path, tokenizer=False)
+    with pytest.raises(FileNotFoundError, match="no tokenizer files"):
+        load_model(str(tmp_path), device="cpu")
+
+
+def test_a_tokenizer_that_does_not_fit_the_vocabulary_is_an_error(tmp_path):
+    _tiny_checkpoint(tmp_path, vocab_size=30)  # a 3-word tokenizer for 30 embedding rows
+    with pytest.raises(ValueError, match="3 tokens but the model's embedding has 30 rows"):
+        load_model(str(tmp_path), device="cpu")
+
+
+def test_an_unsupported_architecture_is_refused_from_its_config_alone(tmp_path):
+    from transformers import OPTConfig
+
+    OPTConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2, ffn_dim=32, vocab_size=30).save_pretrained(
+        tmp_path
+    )  # a config and nothing else: refused before any weights are looked for
+    with pytest.raises(models.UnsupportedModelError, match="'opt' model.*Supported model_types: .*gpt2"):
+        load_model(str(tmp_path))
+
+
+def _stalling_server():
+    """A local endpoint that answers `HEAD /` at once and stalls on every other request."""
+    import http.server
+    import threading
+
+    release = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):  # noqa: N802 (the http.server API)
+            if self.path != "/":
+                release.wait(5)
+            self.send_response(200)
+            self.end_headers()
+
+        do_GET = do_HEAD  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, release
+
+
+def test_a_hub_that_answers_the_root_but_stalls_is_not_called_reachable(monkeypatch):
+    server, release = _stalling_server()
+    try:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        start = time.perf_counter()
+        assert not hub_reachable(timeout=0.5)
+        assert time.perf_counter() - start < 3
+    finally:
+        release.set()
+        server.shutdown()
+
+
+def test_a_stalled_download_fails_at_its_deadline_saying_what_was_tried():
+    start = time.perf_counter()
+    with pytest.raises(models.HubTimeoutError, match="Downloading 'x/y' did not finish within 0 s.*stalled"):
+        models._with_deadline(lambda: time.sleep(3), 0.3, "Downloading 'x/y'")
+    assert time.perf_counter() - start < 2
+    with pytest.raises(KeyError):  # an error inside the work reaches the caller unchanged
+        models._with_deadline(lambda: {}["missing"], 5, "work")
+
+
+@pytest.fixture
+def shipped_copy(tmp_path, monkeypatch):
+    """A private copy of the bundled organisms folder holding only `induction`, as if shipped."""
+    import shutil
+
+    from digsite import organisms
+
+    shutil.copytree(organisms.organism_path("induction"), tmp_path / "induction")
+    monkeypatch.setattr(organisms, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(models, "_VERIFIED", set())
+    return tmp_path / "induction"
+
+
+def test_shipped_weights_are_verified_once_and_copied_into_memory(shipped_copy, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    hashed = []
+    real_sha = models._sha256_of
+    monkeypatch.setattr(models, "_sha256_of", lambda path: hashed.append(path) or real_sha(path))
+    hm = load_model("induction", device="cpu")
+    load_model("induction", device="cpu")
+    assert len(hashed) == 1  # once per file per process
+    tokens = torch.tensor([[0, 5, 6, 7, 5, 6, 7]])
+    before = hm.run_with_cache(tokens)[0]
+    weights = shipped_copy / "model.safetensors"
+    zeros = {k: torch.zeros_like(v) for k, v in load_file(weights).items()}
+    save_file(zeros, weights)  # the file changes under a loaded model
+    torch.testing.assert_close(hm.run_with_cache(tokens)[0], before)  # not memory-mapped
+    with pytest.raises(models.CorruptWeightsError, match="not the file that was shipped"):
+        load_model("induction", device="cpu")
