@@ -6,12 +6,11 @@ import time
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, GPT2Config
-
 from digsite import models
 from digsite.hooks import HookedModel
 from digsite.models import OfflineError, hub_reachable, load_model, wrap
 from digsite.organisms import organism_names
+from transformers import AutoModelForCausalLM, GPT2Config
 
 
 def test_default_device_order(monkeypatch):
@@ -60,7 +59,8 @@ def test_a_cached_hub_model_loads_without_the_network(monkeypatch):
 
 
 def test_load_a_local_folder_with_device_and_dtype(tmp_path):
-    from tokenizers import Tokenizer, models as tok_models, pre_tokenizers
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers import models as tok_models
     from transformers import PreTrainedTokenizerFast
 
     raw = Tokenizer(tok_models.WordLevel({"<bos>": 0, "a": 1, "b": 2}, unk_token="<bos>"))
@@ -95,7 +95,8 @@ def test_bundled_organisms_load_and_hook(name):
 
 
 def _word_tokenizer(words: list[str]):
-    from tokenizers import Tokenizer, models as tok_models, pre_tokenizers
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers import models as tok_models
     from transformers import PreTrainedTokenizerFast
 
     raw = Tokenizer(tok_models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=words[0]))
@@ -155,13 +156,13 @@ def _stalling_server():
     release = threading.Event()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_HEAD(self):  # noqa: N802 (the http.server API)
+        def do_HEAD(self):
             if self.path != "/":
                 release.wait(5)
             self.send_response(200)
             self.end_headers()
 
-        do_GET = do_HEAD  # noqa: N815
+        do_GET = do_HEAD
 
         def log_message(self, *args):
             pass

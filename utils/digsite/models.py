@@ -23,8 +23,9 @@ import threading
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -108,12 +109,12 @@ def _offline_message(name: str) -> str:
 def _with_deadline(work: Callable[[], _T], seconds: float, what: str) -> _T:
     """Run `work` in a daemon thread; raise HubTimeoutError naming `what` if it is not done in `seconds`."""
     result: list[Any] = []
-    error: list[BaseException] = []
+    error: list[Exception] = []
 
     def run() -> None:
         try:
             result.append(work())
-        except BaseException as err:  # handed to the caller's thread
+        except Exception as err:  # noqa: BLE001 (handed to the caller's thread, unchanged)
             error.append(err)
 
     thread = threading.Thread(target=run, daemon=True)

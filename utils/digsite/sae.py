@@ -42,11 +42,12 @@ SAE_DIR = Path(__file__).parent / "organisms" / "weights" / "saes"
 
 @dataclass
 class SAEConfig:
-    """What an SAE is: sizes, activation (k=None: ReLU + L1; else TopK), and where it reads from."""
+    """What an SAE is: sizes, activation (k=None: ReLU + L1; else TopK; or JumpReLU), and where it reads from."""
 
     d_in: int
     d_sae: int
     k: int | None = None
+    jumprelu: bool = False
     l1_coeff: float = 0.0
     model_name: str = ""
     hook_name: str = ""
@@ -78,6 +79,10 @@ class SAE(nn.Module):
         self.W_enc = nn.Parameter(W_dec.T.clone())
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
+        if cfg.jumprelu:
+            if cfg.k is not None:
+                raise ValueError("An SAE is JumpReLU or TopK, not both: set k=None for JumpReLU.")
+            self.threshold = nn.Parameter(torch.zeros(cfg.d_sae))
 
     @property
     def W_dec_normalized(self) -> Tensor:
@@ -91,6 +96,8 @@ class SAE(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         """(..., d_in) -> latent activations (..., d_sae), non-negative and sparse."""
         pre = self.pre_acts(x)
+        if self.cfg.jumprelu:  # a latent fires only above its own threshold, and then with its full value
+            return torch.relu(pre) * (pre > self.threshold)
         return torch.relu(pre) if self.cfg.k is None else topk_activation(pre, self.cfg.k)
 
     def decode(self, f: Tensor) -> Tensor:
