@@ -26,17 +26,16 @@ so both directions use the same code.
 
 from __future__ import annotations
 
-import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
-from transformers import DynamicCache
 
 from .hooks import Hook, HookedModel
 from .organisms.data import IOIPrompt, ioi_prompts
+from .transformers_compat import KeysValues, forward_with_cache, kv_cache_from_output
 
 __all__ = [
     "IOIData",
@@ -249,49 +248,18 @@ def _rows_hook(entries: list[tuple[int, Tensor]], n: int) -> Callable[[Tensor, H
     return hook
 
 
-@dataclass(frozen=True)
-class _KeysValues:
-    """The base run's keys and values, per layer (batch, kv_head, pos, d_head).
-
-    `by_position`: the model reads its cache by the block's place in the block list (GPT-2 in
-    transformers 4.4x, which uses tuples), not by the block's layer index.
-    """
-
-    layers: list[tuple[Tensor, Tensor]]
-    by_position: bool
-
-    @classmethod
-    def from_output(cls, cache) -> "_KeysValues":
-        layers = getattr(cache, "layers", None)  # transformers >= 4.56; before, a tuple or an indexable cache
-        if layers is not None:
-            return cls([(layer.keys, layer.values) for layer in layers], False)
-        return cls([tuple(cache[l][:2]) for l in range(len(cache))], isinstance(cache, tuple))
-
-    def prefix(self, p0: int, k: int, first_block: int):
-        """A cache of positions < p0, repeated k times, for a pass that starts at `first_block`."""
-        cut = [(keys[:, :, :p0].repeat(k, 1, 1, 1), values[:, :, :p0].repeat(k, 1, 1, 1)) for keys, values in self.layers]
-        if self.by_position:
-            return tuple(cut[first_block:])
-        cache = DynamicCache()
-        for l, (keys, values) in enumerate(cut):
-            cache.update(keys, values, l)
-        return cache
-
-
-def _run_from(model: HookedModel, tokens: Tensor, p0: int, first_block: int, keys_values: _KeysValues | None) -> Tensor:
+def _run_from(model: HookedModel, tokens: Tensor, p0: int, first_block: int, keys_values: KeysValues | None) -> Tensor:
     """Logits (batch, pos - p0, d_vocab) for positions p0.. of `tokens`, the positions before from the base run."""
     if p0 == 0:
         return model(tokens)
     k = tokens.shape[0] // keys_values.layers[0][0].shape[0]
     positions = torch.arange(p0, tokens.shape[1], device=tokens.device).expand(tokens.shape[0], -1)
-    # transformers 5 calls the key-value cache argument `cache`, 4.x `past_key_values`
-    cache_argument = "cache" if "cache" in inspect.signature(model.model.forward).parameters else "past_key_values"
-    return model.model(input_ids=tokens[:, p0:], position_ids=positions, use_cache=True,
-                       **{cache_argument: keys_values.prefix(p0, k, first_block)}).logits
+    return forward_with_cache(model.model, keys_values.prefix(p0, k, first_block), input_ids=tokens[:, p0:],
+                              position_ids=positions).logits
 
 
 def _base_run(model: HookedModel, base: Tensor, names: Sequence[str], keys_values: bool
-              ) -> tuple[Tensor, dict[str, Tensor], _KeysValues | None]:
+              ) -> tuple[Tensor, dict[str, Tensor], KeysValues | None]:
     """The base run: logits, the named activations and (if asked) every layer's keys and values.
 
     Keys and values come from the model's own cache, so the attention implementation (and the
@@ -306,8 +274,7 @@ def _base_run(model: HookedModel, base: Tensor, names: Sequence[str], keys_value
         out = model.model(input_ids=base, use_cache=keys_values)
     if not keys_values:
         return out.logits, store, None
-    cache = out["cache"] if "cache" in out else out["past_key_values"]  # transformers 5 / 4.x names
-    return out.logits, store, _KeysValues.from_output(cache)
+    return out.logits, store, kv_cache_from_output(out)
 
 
 def patch_loop(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], patches: Sequence[Patch],

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .norms import direction_through_norm
 from .threads import one_thread
 
 SAE_DIR = Path(__file__).parent / "organisms" / "weights" / "saes"
@@ -369,16 +370,14 @@ def top_activations(latent_acts: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor
     return flat // latent_acts.shape[1], flat % latent_acts.shape[1], values
 
 
-def logit_effects(direction: Tensor, W_U: Tensor, ln_weight: Tensor | None = None) -> Tensor:
-    """How a residual direction (d_model,) moves every logit (d_vocab,), through the final LayerNorm.
+def logit_effects(direction: Tensor, W_U: Tensor, ln_weight: Tensor | None = None, normalization: str = "LN") -> Tensor:
+    """How a residual direction (d_model,) moves every logit (d_vocab,), through the final norm.
 
-    The LayerNorm centres the vector and multiplies it by its weight (its scale is a positive
-    number common to all logits, left out); W_U: (d_model, d_vocab).
+    A LayerNorm ("LN") centres the vector, an RMSNorm ("RMS", pass `model.cfg.normalization_type`)
+    does not; both multiply it by their weight (the scale is a positive number common to all
+    logits, left out). W_U: (d_model, d_vocab).
     """
-    d = direction - direction.mean()
-    if ln_weight is not None:
-        d = d * ln_weight
-    return d @ W_U
+    return direction_through_norm(direction, normalization, ln_weight) @ W_U
 
 
 def word_categories() -> dict[str, str]:
@@ -516,7 +515,7 @@ def dashboard_html(model, tokens: Tensor, latents: Tensor, latent: int, W_dec: T
         lo = max(1, p - 10)
         rows.append(f"<li>{v:.2f}: {_html_context(model.to_str_tokens(tokens[s, lo:p + 2]), acts[s, lo:p + 2], vmax)}</li>")
     ln = model.norm_module(None)
-    effects = logit_effects(W_dec[latent], model.W_U, getattr(ln, "weight", None)).detach()
+    effects = logit_effects(W_dec[latent], model.W_U, getattr(ln, "weight", None), model.cfg.normalization_type).detach()
     up = effects.topk(n_logits)
     down = (-effects).topk(n_logits)
 
