@@ -129,11 +129,11 @@ class ActivationCache:
     def __repr__(self) -> str:
         return f"ActivationCache({len(self.store)} names: {', '.join(list(self.store)[:4])}{', ...' if len(self.store) > 4 else ''})"
 
-    def to(self, device: Union[str, torch.device]) -> "ActivationCache":
+    def to(self, device: Union[str, torch.device]) -> ActivationCache:
         """A copy with every tensor on `device`."""
         return ActivationCache({k: v.to(device) for k, v in self.store.items()}, self.model, self.has_batch_dim)
 
-    def remove_batch_dim(self) -> "ActivationCache":
+    def remove_batch_dim(self) -> ActivationCache:
         """A copy without the batch dim (the batch must have size 1)."""
         if not self.has_batch_dim:
             return self

@@ -50,6 +50,7 @@ from .transformers_compat import (
     use_attention,
 )
 from .weights import Weights
+
 NamesFilter = Union[None, str, Sequence[str], Callable[[str], bool]]
 
 
@@ -114,7 +115,7 @@ _REPLACED_SCALES: dict[nn.Module, tuple[Tensor, Tensor]] = {}
 class _HookSet:
     """The PyTorch hooks behind one `HookedModel.hooks()` context, and how to remove them."""
 
-    def __init__(self, owner: "HookedModel", fwd: dict[str, list[HookFn]], bwd: dict[str, list[HookFn]],
+    def __init__(self, owner: HookedModel, fwd: dict[str, list[HookFn]], bwd: dict[str, list[HookFn]],
                  grad_path: Sequence[str] = ()):
         self.owner, self.fwd, self.bwd = owner, fwd, bwd
         self.grad_path = set(bwd) | set(grad_path)  # computed values that must stay on the gradient path
@@ -370,7 +371,7 @@ class HookedModel(Tokenization, Weights):
         self,
         fwd_hooks: Sequence[tuple[Union[str, Callable[[str], bool]], HookFn]] = (),
         bwd_hooks: Sequence[tuple[Union[str, Callable[[str], bool]], HookFn]] = (),
-    ) -> Iterator["HookedModel"]:
+    ) -> Iterator[HookedModel]:
         """Add hooks for the duration of a `with` block; all are removed on exit, even after an error.
 
         Each hook is (name or filter, fn); fn(activation, hook) may return a replacement of the

@@ -62,7 +62,7 @@ def stack_labels(n_layers: int) -> list[str]:
     return [f"{l}_pre" for l in range(n_layers)] + ["final_post"]
 
 
-def prompt_batch(model: "HookedModel", texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+def prompt_batch(model: HookedModel, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
     """Tokens (batch, pos), right-padded with BOS first, and each prompt's last real position (batch,).
 
     The last position is where the model predicts the next token; with right padding it is
@@ -74,7 +74,7 @@ def prompt_batch(model: "HookedModel", texts: Sequence[str]) -> tuple[Tensor, Te
     return tokens, torch.tensor(lengths, device=tokens.device) - 1
 
 
-def resid_stack(model: "HookedModel", tokens: Tensor) -> tuple[Tensor, Tensor]:
+def resid_stack(model: HookedModel, tokens: Tensor) -> tuple[Tensor, Tensor]:
     """The residual stream before every block and after the last: (n_layers + 1, batch, pos, d_model).
 
     Also returns the model's logits (batch, pos, d_vocab).
@@ -87,12 +87,12 @@ def resid_stack(model: "HookedModel", tokens: Tensor) -> tuple[Tensor, Tensor]:
 # --- decoding ------------------------------------------------------------------------------
 
 
-def unembed(model: "HookedModel", x: Tensor) -> Tensor:
+def unembed(model: HookedModel, x: Tensor) -> Tensor:
     """x (..., d_model) @ W_U + b_U -> logits (..., d_vocab)."""
     return x @ model.W_U + model.b_U
 
 
-def logit_lens(model: "HookedModel", stack: Tensor) -> Tensor:
+def logit_lens(model: HookedModel, stack: Tensor) -> Tensor:
     """The logit lens: each entry through the model's final norm, then the unembedding.
 
     stack (layer, ..., d_model) -> logits (layer, ..., d_vocab). The norm recomputes each
@@ -169,7 +169,7 @@ class TunedLens(nn.Module):
         """Translated stack: (n_layers + 1, ..., d_model) -> the same shape (the last entry as it is)."""
         return torch.cat([self.translate(stack[:-1]), stack[-1:]])
 
-    def logits(self, model: "HookedModel", stack: Tensor) -> Tensor:
+    def logits(self, model: HookedModel, stack: Tensor) -> Tensor:
         """The tuned lens: translate, then the logit lens. (layer, ..., d_model) -> (layer, ..., d_vocab)."""
         return logit_lens(model, self(stack))
 
@@ -187,7 +187,7 @@ def _frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def collect_positions(model: "HookedModel", texts: Sequence[str], batch_size: int = 64) -> tuple[Tensor, Tensor]:
+def collect_positions(model: HookedModel, texts: Sequence[str], batch_size: int = 64) -> tuple[Tensor, Tensor]:
     """The stack and the model's logits at every real (non-padding) position of `texts`.
 
     Returns stack (n_layers + 1, n_positions, d_model) and final_logits (n_positions, d_vocab).
@@ -203,7 +203,7 @@ def collect_positions(model: "HookedModel", texts: Sequence[str], batch_size: in
 
 
 def train_tuned_lens(
-    model: "HookedModel",
+    model: HookedModel,
     stack: Tensor,
     final_logits: Tensor,
     steps: int = 200,
@@ -243,13 +243,13 @@ def train_tuned_lens(
 # --- looking at it ------------------------------------------------------------------------
 
 
-def _layer_logits(model: "HookedModel", h: Tensor, layer: int, lens: TunedLens | None) -> Tensor:
+def _layer_logits(model: HookedModel, h: Tensor, layer: int, lens: TunedLens | None) -> Tensor:
     """Decode one stack entry h (..., d_model) read at `layer`: (..., d_vocab)."""
     return logit_lens(model, h if lens is None else lens.translate_layer(h, layer))
 
 
 def top_tokens(
-    model: "HookedModel", prompt: str, layer: int, k: int = 5, lens: TunedLens | None = None, pos: int = -1
+    model: HookedModel, prompt: str, layer: int, k: int = 5, lens: TunedLens | None = None, pos: int = -1
 ) -> list[tuple[str, float]]:
     """The k most likely next tokens (token, probability) at position `pos` of `prompt`, read at stack entry `layer`.
 
@@ -262,7 +262,7 @@ def top_tokens(
     return [(model.to_string(i[None]), v.item()) for v, i in zip(values, ids)]
 
 
-def lens_figure(model: "HookedModel", prompt: str, lens: TunedLens | None = None, title: str | None = None) -> go.Figure:
+def lens_figure(model: HookedModel, prompt: str, lens: TunedLens | None = None, title: str | None = None) -> go.Figure:
     """Heatmap of the top next-token prediction at every stack entry (rows) and position (columns).
 
     Each cell shows the top token's text, coloured by its probability; hover for the probability.
@@ -296,7 +296,7 @@ class LensExplorer:
     Display it by leaving it as a cell's last expression.
     """
 
-    def __init__(self, model: "HookedModel", prompt: str, k: int = 5, tuned: TunedLens | None = None):
+    def __init__(self, model: HookedModel, prompt: str, k: int = 5, tuned: TunedLens | None = None):
         import ipywidgets as widgets
 
         self.model, self.k, self.tuned = model, k, tuned
@@ -345,6 +345,6 @@ class LensExplorer:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
-def lens_explorer(model: "HookedModel", prompt: str, k: int = 5, tuned: TunedLens | None = None) -> LensExplorer:
+def lens_explorer(model: HookedModel, prompt: str, k: int = 5, tuned: TunedLens | None = None) -> LensExplorer:
     """An interactive lens explorer for `prompt` (see `LensExplorer`); pass `tuned` to offer the tuned lens."""
     return LensExplorer(model, prompt, k=k, tuned=tuned)

@@ -440,13 +440,13 @@ def path_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: 
 
             recorded: dict[str, Tensor] = {}
 
-            def record(act: Tensor, hook: Hook) -> None:
+            def record(act: Tensor, hook: Hook, recorded: dict[str, Tensor] = recorded) -> None:
                 recorded[hook.name] = act.clone()
 
             model.run_with_hooks(tokens, fwd_hooks=[(name, freeze) for name in frozen_names]
                                  + [(name, record) for name in recv_names])
 
-            def replace(act: Tensor, hook: Hook) -> Tensor:
+            def replace(act: Tensor, hook: Hook, recorded: dict[str, Tensor] = recorded) -> Tensor:
                 act = act.clone()
                 for l, h in receivers:
                     if l == hook.layer():

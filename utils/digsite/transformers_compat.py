@@ -145,7 +145,7 @@ class KeysValues:
     by_position: bool
 
     @classmethod
-    def from_cache(cls, cache) -> "KeysValues":
+    def from_cache(cls, cache) -> KeysValues:
         """From the cache object a forward with use_cache=True returned, whatever its release's format."""
         layers = getattr(cache, "layers", None)  # transformers >= 4.56; before, a tuple or an indexable cache
         if layers is not None:
