@@ -35,7 +35,7 @@ from functools import partial
 
 import torch
 
-from digsite import induction, load_model, plot
+from digsite import induction, load_model, plot, widgets
 from digsite.checks import ch01
 from digsite.hooks import Hook, HookedModel
 from digsite.notebook import online, setup
@@ -482,7 +482,7 @@ print("induction heads:", ", ".join(f"{l}.{h} ({ind_scores[l, h]:.2f})" for l, h
 # or a phrase with one word changed the second time.
 
 # %%
-induction.attention_explorer(model, "the red cat saw a green owl near the river , the red cat saw a green owl near the river", layer=1)
+widgets.attention_explorer(model, "the red cat saw a green owl near the river , the red cat saw a green owl near the river", layer=1)
 
 # %% [markdown]
 # ## 5. Break something specific

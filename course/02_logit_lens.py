@@ -36,7 +36,7 @@
 # %%
 import torch
 
-from digsite import lens, load_model, plot
+from digsite import lens, load_model, plot, widgets
 from digsite.checks import ch02
 from digsite.notebook import online, setup
 from digsite.organisms import data
@@ -700,7 +700,7 @@ for name, (texts, answers) in tasks.items():
 # (Widgets need a live kernel: on GitHub you will see a placeholder.)
 
 # %%
-explorer = lens.lens_explorer(model, "three plus four is", k=5, tuned=tuned)
+explorer = widgets.lens_explorer(model, "three plus four is", k=5, tuned=tuned)
 explorer
 
 # %% [markdown]

@@ -9,8 +9,8 @@
   h -> h + A h + b (A, b initialised to zero, so an untrained tuned lens *is* the logit lens),
   trained to minimise KL(final output || lens output).
 - `kl_to_final` measures how far each layer's lens is from the model's output.
-- `lens_figure` draws the top token per layer and position; `lens_explorer` is an ipywidgets
-  explorer (a prompt box and a layer slider) built from the same functions.
+- `lens_figure` draws the top token per layer and position; `digsite.widgets.lens_explorer` is
+  an ipywidgets explorer (a prompt box and a layer slider) built from the same functions.
 
 Shapes: a "stack" is (layer, ..., d_model) with n_layers + 1 entries: resid_pre of every
 block, then the final resid_post (labels "0_pre" ... "final_post", as in the cache).
@@ -18,7 +18,6 @@ block, then the final resid_post (labels "0_pre" ... "final_post", as in the cac
 
 from __future__ import annotations
 
-import html
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -44,8 +43,7 @@ __all__ = [
     "train_tuned_lens",
     "top_tokens",
     "lens_figure",
-    "LensExplorer",
-    "lens_explorer",
+    "layer_logits",
 ]
 
 
@@ -243,7 +241,7 @@ def train_tuned_lens(
 # --- looking at it ------------------------------------------------------------------------
 
 
-def _layer_logits(model: HookedModel, h: Tensor, layer: int, lens: TunedLens | None) -> Tensor:
+def layer_logits(model: HookedModel, h: Tensor, layer: int, lens: TunedLens | None) -> Tensor:
     """Decode one stack entry h (..., d_model) read at `layer`: (..., d_vocab)."""
     return logit_lens(model, h if lens is None else lens.translate_layer(h, layer))
 
@@ -257,7 +255,7 @@ def top_tokens(
     """
     stack, _ = resid_stack(model, model.to_tokens(prompt))
     with torch.no_grad():
-        probs = _layer_logits(model, stack[layer, 0, pos], layer, lens).softmax(-1)
+        probs = layer_logits(model, stack[layer, 0, pos], layer, lens).softmax(-1)
     values, ids = probs.topk(k)
     return [(model.to_string(i[None]), v.item()) for v, i in zip(values, ids)]
 
@@ -286,65 +284,3 @@ def lens_figure(model: HookedModel, prompt: str, lens: TunedLens | None = None, 
     fig.update_layout(title=title or f"Top prediction by layer ({name})", xaxis_title="position", yaxis_title="layer")
     fig.update_yaxes(autorange="reversed")
     return fig
-
-
-class LensExplorer:
-    """An interactive lens: a prompt box, a layer slider and a lens choice over a table of top-k tokens.
-
-    The widgets are attributes (`prompt`, `layer`, `lens`, `table`), so code can drive it as a
-    person would: set `explorer.layer.value = 2` and `explorer.table.value` is the new HTML.
-    Display it by leaving it as a cell's last expression.
-    """
-
-    def __init__(self, model: HookedModel, prompt: str, k: int = 5, tuned: TunedLens | None = None):
-        import ipywidgets as widgets
-
-        self.model, self.k, self.tuned = model, k, tuned
-        n = model.cfg.n_layers
-        self.prompt = widgets.Text(value=prompt, description="prompt", continuous_update=False,
-                                   layout=widgets.Layout(width="90%"))
-        self.layer = widgets.IntSlider(value=n, min=0, max=n, description="layer", continuous_update=True)
-        options = ["logit lens"] + (["tuned lens"] if tuned is not None else [])
-        self.lens = widgets.ToggleButtons(options=options, value="logit lens", description="lens")
-        self.table = widgets.HTML()
-        self._stack: Tensor | None = None
-        for w in (self.prompt, self.layer, self.lens):
-            w.observe(self._refresh, names="value")
-        self.widget = widgets.VBox([self.prompt, self.layer, self.lens, self.table])
-        self._refresh({"owner": self.prompt})
-
-    def _refresh(self, change: dict) -> None:
-        if change.get("owner") is self.prompt or self._stack is None:
-            self._tokens = self.model.to_str_tokens(self.prompt.value)
-            self._stack, _ = resid_stack(self.model, self.model.to_tokens(self.prompt.value))
-        self.table.value = self.render()
-
-    def predictions(self) -> list[list[tuple[str, float]]]:
-        """At the chosen layer and lens: the top-k (token, probability) for every position of the prompt."""
-        lens = self.tuned if self.lens.value == "tuned lens" else None
-        with torch.no_grad():
-            layer = self.layer.value
-            probs = _layer_logits(self.model, self._stack[layer, 0], layer, lens).softmax(-1)  # (pos, d_vocab)
-        values, ids = probs.topk(self.k, dim=-1)
-        return [[(self.model.to_string(i[None]), v.item()) for v, i in zip(vs, is_)] for vs, is_ in zip(values, ids)]
-
-    def render(self) -> str:
-        """The HTML table: one row per position (the input token, then its top-k next tokens)."""
-        label = stack_labels(self.model.cfg.n_layers)[self.layer.value]
-        rows = []
-        for token, preds in zip(self._tokens, self.predictions()):
-            cells = "".join(
-                f"<td style='background: rgba(31,119,180,{p:.2f}); padding: 2px 6px'>{html.escape(t)} {p:.2f}</td>"
-                for t, p in preds
-            )
-            rows.append(f"<tr><th style='text-align: right; padding-right: 8px'>{html.escape(token)}</th>{cells}</tr>")
-        head = f"<caption>{self.lens.value} at {label}: top-{self.k} next tokens after each input token</caption>"
-        return f"<table>{head}{''.join(rows)}</table>"
-
-    def _repr_mimebundle_(self, **kwargs) -> dict:
-        return self.widget._repr_mimebundle_(**kwargs)
-
-
-def lens_explorer(model: HookedModel, prompt: str, k: int = 5, tuned: TunedLens | None = None) -> LensExplorer:
-    """An interactive lens explorer for `prompt` (see `LensExplorer`); pass `tuned` to offer the tuned lens."""
-    return LensExplorer(model, prompt, k=k, tuned=tuned)

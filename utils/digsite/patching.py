@@ -12,7 +12,8 @@ clean prompt and patches in corrupt (or mean, or zero) activations: a site whose
 the metric is necessary. Every sweep below takes a `base` run and a `source` of activations,
 so both directions use the same code.
 
-- data and metric: `IOIData`, `ioi_data`, `logit_diff`, `ioi_metric`;
+- data and metric: `IOIData`, `ioi_data`, `ioi_tokens`, `logit_diff` (per prompt), `ioi_metric`,
+  `normalized_logit_diff`;
 - the batched engine: `Patch`, `patch_sweep` (many patches per forward pass; reuses the
   base run's residual stream below the first patched layer and its keys and values before
   the first changed position, and skips patches that change nothing) and `patch_loop` (one
@@ -40,8 +41,10 @@ from .transformers_compat import KeysValues, forward_with_cache, kv_cache_from_o
 __all__ = [
     "IOIData",
     "ioi_data",
+    "ioi_tokens",
     "logit_diff",
     "ioi_metric",
+    "normalized_logit_diff",
     "Patch",
     "patch_sweep",
     "patch_loop",
@@ -118,25 +121,44 @@ def ioi_data(model: HookedModel, n: int = 32, seed: int = 0, template: str = "wh
         k += 1
         if k == 20 and len(prompts) < n:
             raise ValueError(f"Found only {len(prompts)} of {n} usable prompts for this tokenizer and template.")
-    clean = model.to_tokens([p.text for p in prompts])
+    clean, corrupt, io, s = ioi_tokens(model, prompts)
     abc = model.to_tokens([p.corrupt_text for p in prompts])
     if clean.shape != abc.shape:
         raise ValueError("Clean and ABC prompts tokenize to different lengths.")
-    io = torch.tensor([tok.encode(p.answer, add_special_tokens=False)[0] for p in prompts], device=clean.device)
-    s = torch.tensor([tok.encode(" " + p.s, add_special_tokens=False)[0] for p in prompts], device=clean.device)
     first_io = (clean == io[:, None]).int().argmax(1)
     s_hits = clean == s[:, None]
     s1 = s_hits.int().argmax(1)
-    s2 = clean.shape[1] - 1 - s_hits.flip(1).int().argmax(1)
     end = torch.full_like(s1, clean.shape[1] - 1)
-    pos = {"IO": first_io, "S1": s1, "S2": s2, "END": end}
-    corrupt = clean.clone()
-    corrupt[torch.arange(n), s2] = io
+    pos = {"IO": first_io, "S1": s1, "S2": _second_mention(clean, s), "END": end}
     labels = [f"{t} ({i})" for i, t in enumerate(model.to_str_tokens(clean[0]))]
     for role, where in pos.items():
         i = int(where[0])
         labels[i] = f"{role} ({i})"
     return IOIData(prompts, clean, corrupt, abc, io, s, pos, labels)
+
+
+def _second_mention(clean: Tensor, s: Tensor) -> Tensor:
+    """(batch,) position of the subject's last mention (S2) in each prompt."""
+    return clean.shape[1] - 1 - (clean == s[:, None]).flip(1).int().argmax(1)
+
+
+def ioi_tokens(model: HookedModel, prompts: Sequence[IOIPrompt]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(clean, corrupt, io, s) for IOI prompts of one token length: the name-swap corruption, in tokens.
+
+    clean, corrupt: (batch, pos), corrupt with the subject's second mention (S2) replaced by the
+    indirect object, so the answer flips to the subject; io, s: (batch,) ids of the indirect
+    object (the answer) and of the subject. The prompts must tokenize to one length, unpadded.
+    """
+    tok = model.tokenizer
+    clean = model.to_tokens([p.text for p in prompts])
+    lengths = {len(tok.encode(p.text, add_special_tokens=False)) for p in prompts}
+    if len(lengths) != 1:
+        raise ValueError("IOI prompts must all have the same token length: use ioi_prompts(..., same_length=True, template=...).")
+    io = torch.tensor([tok.encode(p.answer, add_special_tokens=False)[0] for p in prompts], device=clean.device)
+    s = torch.tensor([tok.encode(" " + p.s, add_special_tokens=False)[0] for p in prompts], device=clean.device)
+    corrupt = clean.clone()
+    corrupt[torch.arange(len(prompts)), _second_mention(clean, s)] = io
+    return clean, corrupt, io, s
 
 
 def logit_diff(logits: Tensor, io: Tensor, s: Tensor) -> Tensor:
@@ -155,13 +177,19 @@ def ioi_metric(model: HookedModel, data: IOIData) -> tuple[Metric, float, float]
     0 on the corrupt run. logits: (batch, pos, d_vocab) for the prompts of `data`, in order;
     a batch that repeats them (k copies, patch-major) is averaged the same way.
     """
+    return normalized_logit_diff(model, data.clean, data.corrupt, data.io, data.s)
+
+
+def normalized_logit_diff(model: HookedModel, clean: Tensor, corrupt: Tensor, io: Tensor, s: Tensor
+                          ) -> tuple[Metric, float, float]:
+    """`ioi_metric` for any clean / corrupt token batches (batch, pos) and answers io, s (batch,)."""
     with torch.no_grad():
-        clean_ld = logit_diff(model(data.clean), data.io, data.s).mean().item()
-        corrupt_ld = logit_diff(model(data.corrupt), data.io, data.s).mean().item()
+        clean_ld = logit_diff(model(clean), io, s).mean().item()
+        corrupt_ld = logit_diff(model(corrupt), io, s).mean().item()
 
     def metric(logits: Tensor) -> Tensor:
-        reps = logits.shape[0] // data.io.shape[0]
-        ld = logit_diff(logits, data.io.repeat(reps), data.s.repeat(reps)).mean()
+        reps = logits.shape[0] // io.shape[0]
+        ld = logit_diff(logits, io.repeat(reps), s.repeat(reps)).mean()
         return (ld - corrupt_ld) / (clean_ld - corrupt_ld)
 
     return metric, clean_ld, corrupt_ld
