@@ -461,7 +461,7 @@ ch04.check_ce_loss_recovered(ce_loss_recovered)
 # </details>
 #
 # Now the scorecard of both SAEs, and of the **shipped** SAE (`sae.load_sae("toylang")`: 512
-# latents, TopK with k = 24, trained longer on more text by `python -m digsite.sae train`), all
+# latents, TopK with k = 24, trained longer on more text by `python -m digsite.organisms train sae-toylang`), all
 # on held-out documents.
 
 # %%
