@@ -67,7 +67,15 @@ def build_gpt2_stand_in(root: str | Path) -> Path:
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=192, bos_token_id=0, eos_token_id=0))
     torch.random.set_rng_state(generator_state)
     folder = Path(root) / "gpt2"
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar in the test log
+    try:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
     (folder / MARKER).write_text(json.dumps({"stands_in_for": "gpt2", "weights": "random (seed 0)", "d_model": 192}))
     return Path(root)
