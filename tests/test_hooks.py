@@ -225,7 +225,10 @@ def test_gradients_by_name(hm, tokens):
         return logits[0, -1, target]
 
     names = ["ln_final.hook_normalized", "ln_final.hook_out", "blocks.1.hook_resid_pre"]
+    names += ["hook_embed", "hook_pos_embed"] if hm.cfg.has_pos_embed else []
     value, cache, grads = hm.run_with_cache_and_grads(tokens, metric, names)
+    if hm.cfg.has_pos_embed:  # both are added into resid_pre 0, so they get the same gradient
+        torch.testing.assert_close(grads["hook_pos_embed"], grads["hook_embed"])
     expected = torch.zeros_like(cache["ln_final.hook_out"])
     expected[0, -1] = hm.W_U[:, target]
     torch.testing.assert_close(grads["ln_final.hook_out"], expected)

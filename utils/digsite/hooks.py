@@ -257,7 +257,7 @@ class _HookSet:
         """hook_pos_embed as (batch, pos, d_model); the model adds it to the token embedding either way."""
         expanded = y.expand(self.batch, *y.shape[1:]) if y.shape[0] == 1 else y
         new = self.run(site.name, expanded)
-        return y if new is expanded else new
+        return y if new is expanded and site.name not in self.grad_path else new
 
     def _result(self, site: Site, o_proj: nn.Module, z: Tensor, y: Tensor) -> Tensor:
         z = z.unflatten(-1, (self.owner.cfg.n_heads, -1))
