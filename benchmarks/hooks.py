@@ -66,7 +66,8 @@ def models() -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
 def transformer_lens_runner(model: torch.nn.Module, tokens: torch.Tensor, few: list[str]):
     """TransformerLens's TransformerBridge (v3+) on a copy of the same HF model (raw weights), or None."""
     try:
-        from tokenizers import Tokenizer, models as tok_models
+        from tokenizers import Tokenizer
+        from tokenizers import models as tok_models
         from transformer_lens.model_bridge import TransformerBridge
         from transformers import PreTrainedTokenizerFast
     except ImportError as error:
@@ -116,23 +117,30 @@ def nnsight_runner(model: torch.nn.Module, tokens: torch.Tensor):
 
 def module_level(name: str) -> bool:
     """The hook names of what nnsight's "all" saves: module inputs and outputs, no attention internals."""
-    return name == "ln_final.hook_normalized" or name.split(".", 2)[-1] in (
-        "hook_resid_pre", "ln1.hook_normalized", "attn.hook_z", "hook_attn_out", "hook_resid_mid",
-        "ln2.hook_normalized", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post")
+    return name == "ln_final.hook_out" or name.split(".", 2)[-1] in (
+        "hook_resid_pre", "ln1.hook_out", "attn.hook_z", "hook_attn_out", "hook_resid_mid",
+        "ln2.hook_out", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post")
 
 
-def measure(repeats: int, report: Callable[[dict], None] = lambda row: None) -> list[dict]:
-    """One row per model: medians (ms) and ratios to the plain forward; `report` sees each row as it is done."""
+def digsite_runs(model: torch.nn.Module, tokens: torch.Tensor) -> dict[str, Callable[[], object]]:
+    """The plain forward and digsite's three ways of caching, on one model and batch."""
+    hm = HookedModel(model)
+    few = [f"blocks.{l}.hook_resid_post" for l in range(hm.cfg.n_layers)]
+    return {
+        "HF forward": lambda: model(tokens),
+        "digsite few": lambda: hm.run_with_cache(tokens, few),
+        "digsite all": lambda: hm.run_with_cache(tokens),
+        "digsite nnsight's set": lambda: hm.run_with_cache(tokens, module_level),
+    }
+
+
+def measure(repeats: int, report: Callable[[dict], None] = lambda row: None,
+            pairs: list[tuple[str, torch.nn.Module, torch.Tensor]] | None = None) -> list[dict]:
+    """One row per model (default `models()`): medians (ms) and ratios to the plain forward; `report` sees each row."""
     rows = []
-    for label, model, tokens in models():
-        hm = HookedModel(model)
-        few = [f"blocks.{l}.hook_resid_post" for l in range(hm.cfg.n_layers)]
-        runs: dict[str, Callable[[], object]] = {
-            "HF forward": lambda: model(tokens),
-            "digsite few": lambda: hm.run_with_cache(tokens, few),
-            "digsite all": lambda: hm.run_with_cache(tokens),
-            "digsite nnsight's set": lambda: hm.run_with_cache(tokens, module_level),
-        }
+    for label, model, tokens in pairs if pairs is not None else models():
+        runs = digsite_runs(model, tokens)
+        few = [f"blocks.{l}.hook_resid_post" for l in range(model.config.n_layer)]
         for peer, runner in [("TransformerLens", transformer_lens_runner(model, tokens, few)), ("nnsight", nnsight_runner(model, tokens))]:
             if runner is not None:
                 runs[f"{peer} few"], runs[f"{peer} all"] = runner["few"], runner["all"]

@@ -66,7 +66,7 @@ def run(n_prompts: int, repeats: int) -> dict:
     result["loop"] = {"wall_ms": loop_wall, "cpu_ms": loop_cpu}
     for label, kwargs in VARIANTS.items():
         values = P.patch_sweep(model, data.corrupt, source, patches, metric, **kwargs)
-        wall, cpu = median_ms(lambda: P.patch_sweep(model, data.corrupt, source, patches, metric, **kwargs), repeats)
+        wall, cpu = median_ms(lambda kwargs=kwargs: P.patch_sweep(model, data.corrupt, source, patches, metric, **kwargs), repeats)
         result[label] = {"wall_ms": wall, "cpu_ms": cpu, "speedup_wall": loop_wall / wall, "speedup_cpu": loop_cpu / cpu,
                          "max_abs_diff": float((values - reference).abs().max())}
     return result

@@ -36,7 +36,7 @@
 # %%
 import torch
 
-from digsite import induction, load_model, plot
+from digsite import load_model, plot, widgets
 from digsite.checks import ch00
 from digsite.notebook import online, setup
 
@@ -133,7 +133,7 @@ plot.attention_heads(cache["pattern", 0][0], model.to_str_tokens(tokens))
 # (press Enter) and watch the patterns change.
 
 # %%
-induction.attention_explorer(model, prompt, layer=1)
+widgets.attention_explorer(model, prompt, layer=1)
 
 # %% [markdown]
 # ## Switching device and model

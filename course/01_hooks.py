@@ -35,7 +35,7 @@ from functools import partial
 
 import torch
 
-from digsite import induction, load_model, plot
+from digsite import induction, load_model, plot, widgets
 from digsite.checks import ch01
 from digsite.hooks import Hook, HookedModel
 from digsite.notebook import online, setup
@@ -54,7 +54,7 @@ print("Running on", device)
 # the final LayerNorm and the unembedding `W_U` turn it into logits.
 #
 # ```
-#  logits = ln_final(x) @ W_U                    ← ln_final.hook_normalized
+#  logits = ln_final(x) @ W_U                    ← ln_final.hook_out
 #    ▲
 #    │  x  (batch, pos, d_model)                   ← blocks.1.hook_resid_post
 #    ├──(+)◄── MLP(ln2(x))                         ← blocks.1.hook_mlp_out
@@ -67,7 +67,9 @@ print("Running on", device)
 # ```
 #
 # The names on the right are **hook points**: places where we can read or change an
-# activation. They follow TransformerLens's vocabulary, so what you learn here carries over.
+# activation. They follow TransformerLens's vocabulary, so what you learn here carries over:
+# `ln1.hook_normalized` is the norm's value *before* its weight and bias, as there; we add
+# `ln1.hook_out` for the norm's output after them, what the attention actually reads.
 # Let us load the toy-language organism (4 layers, GPT-2 architecture, a word-level vocabulary)
 # and look at its names.
 
@@ -480,7 +482,7 @@ print("induction heads:", ", ".join(f"{l}.{h} ({ind_scores[l, h]:.2f})" for l, h
 # or a phrase with one word changed the second time.
 
 # %%
-induction.attention_explorer(model, "the red cat saw a green owl near the river , the red cat saw a green owl near the river", layer=1)
+widgets.attention_explorer(model, "the red cat saw a green owl near the river , the red cat saw a green owl near the river", layer=1)
 
 # %% [markdown]
 # ## 5. Break something specific

@@ -36,7 +36,7 @@
 # %%
 import torch
 
-from digsite import lens, load_model, plot
+from digsite import lens, load_model, plot, widgets
 from digsite.checks import ch02
 from digsite.notebook import online, setup
 from digsite.organisms import data
@@ -233,7 +233,7 @@ for name, (p, r) in lens_results.items():
 
 # %%
 # NBVAL_CHECK_OUTPUT
-for name, (p, r) in lens_results.items():
+for name, (_, r) in lens_results.items():
     print(f"{name}: the answer first becomes top-1 (and stays) at {labels[int(lens.first_top1_layer(r).median())]}")
 
 # %%
@@ -344,8 +344,8 @@ with torch.no_grad():
     cached_sum = apply_ln_to_stack(parts, cache, model).sum(0) + ln_final.bias
     renormalised_sum = (ln_final(parts) - ln_final.bias).sum(0) + ln_final.bias
 print(part_labels)
-print("cached scale:     max |sum - ln_final output| =", f"{(cached_sum - cache['ln_final.hook_normalized']).abs().max():.1e}")
-print("re-normalised:    max |sum - ln_final output| =", f"{(renormalised_sum - cache['ln_final.hook_normalized']).abs().max():.1e}")
+print("cached scale:     max |sum - ln_final output| =", f"{(cached_sum - cache['ln_final.hook_out']).abs().max():.1e}")
+print("re-normalised:    max |sum - ln_final output| =", f"{(renormalised_sum - cache['ln_final.hook_out']).abs().max():.1e}")
 
 # %% [markdown]
 # ### Two logit lenses
@@ -410,8 +410,8 @@ plot.line({"recomputed scale (nostalgebraist, tuned lens)": renorm_p.mean(1), "c
 # (batch, pos, head, d_head), `model.W_O` (layer, head, d_head, d_model) and `model.b_O`
 # (layer, d_model). Build the full list of parts, in this order: `hook_embed`, `hook_pos_embed`,
 # then for every block each head's output, the block's `b_O`, its `hook_mlp_out`. They must sum
-# to the final residual stream. (`hook_pos_embed` has batch size 1 — `expand_as` helps, and so
-# does it for the bias.)
+# to the final residual stream. (The bias `b_O[l]` has no batch or position dims — `expand_as`
+# helps.)
 
 # %%
 def decompose_by_head(cache, model) -> torch.Tensor:
@@ -423,7 +423,7 @@ def decompose_by_head(cache, model) -> torch.Tensor:
     """
     # BEGIN SOLUTION
     embed = cache["hook_embed"]
-    out = [embed, cache["hook_pos_embed"].expand_as(embed)]
+    out = [embed, cache["hook_pos_embed"]]
     for l in range(model.cfg.n_layers):
         heads = torch.einsum("bphd,hdm->hbpm", cache[f"blocks.{l}.attn.hook_z"], model.W_O[l])
         out += [*heads, model.b_O[l].expand_as(embed), cache[f"blocks.{l}.hook_mlp_out"]]
@@ -700,7 +700,7 @@ for name, (texts, answers) in tasks.items():
 # (Widgets need a live kernel: on GitHub you will see a placeholder.)
 
 # %%
-explorer = lens.lens_explorer(model, "three plus four is", k=5, tuned=tuned)
+explorer = widgets.lens_explorer(model, "three plus four is", k=5, tuned=tuned)
 explorer
 
 # %% [markdown]

@@ -42,7 +42,7 @@ import time
 
 import torch
 
-from digsite import load_model, plot, sae, superposition
+from digsite import load_model, plot, sae, superposition, widgets
 from digsite.checks import ch04
 from digsite.notebook import online, setup
 from digsite.organisms.data import VEHICLES, ioi_prompts
@@ -461,7 +461,7 @@ ch04.check_ce_loss_recovered(ce_loss_recovered)
 # </details>
 #
 # Now the scorecard of both SAEs, and of the **shipped** SAE (`sae.load_sae("toylang")`: 512
-# latents, TopK with k = 24, trained longer on more text by `python -m digsite.sae train`), all
+# latents, TopK with k = 24, trained longer on more text by `python -m digsite.organisms train sae-toylang`), all
 # on held-out documents.
 
 # %%
@@ -630,12 +630,12 @@ for label, ids in [("promotes", effects.topk(10).indices), ("suppresses", (-effe
 # %% [markdown]
 # ### A latent browser
 #
-# `sae.latent_browser` puts it together: type a latent index and its dashboard (top contexts,
+# `widgets.latent_browser` puts it together: type a latent index and its dashboard (top contexts,
 # density, promoted and suppressed tokens) redraws. It is plain HTML, so it works offline and in
 # Colab. Page through twenty latents and, for each, write down a label in plain words.
 
 # %%
-sae.latent_browser(model, eval_tokens, latents, shipped.W_dec_normalized.detach(), latent=LATENT)
+widgets.latent_browser(model, eval_tokens, latents, shipped.W_dec_normalized.detach(), latent=LATENT)
 
 # %% [markdown]
 # ### Checking labels against the ground truth

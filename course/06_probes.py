@@ -51,6 +51,7 @@ from digsite import probes as P
 from digsite.checks import ch06
 from digsite.notebook import online, setup
 from digsite.organisms import data
+from digsite.patching import logit_diff
 
 device = setup(seed=0)
 if device.type == "cpu":
@@ -623,8 +624,8 @@ patch_maps, attention_maps = {}, {}
 for name, m in models.items():
     clean, flipped, io_ids, s_ids = P.ioi_batch(m, ioi)
     with torch.no_grad():
-        print(f"{name:>16}: logit difference clean {P.logit_diff(m(clean), io_ids, s_ids):.2f}, "
-              f"flipped {P.logit_diff(m(flipped), io_ids, s_ids):.2f}")
+        print(f"{name:>16}: logit difference clean {logit_diff(m(clean), io_ids, s_ids).mean():.2f}, "
+              f"flipped {logit_diff(m(flipped), io_ids, s_ids).mean():.2f}")
     patch_maps[name] = P.head_patching_map(m, clean, flipped, io_ids, s_ids)
     attention_maps[name] = P.ioi_attention_map(m, clean, io_ids, s_ids).cpu()
     top = patch_maps[name].flatten().topk(3)

@@ -52,7 +52,7 @@ def test_final_norm_on_parts_adds_up_to_the_model_output(run):
     hm, _, logits, cache = run
     parts = cache.decompose_resid(apply_ln=True, pos_slice=-1)
     normalized = parts.sum(0) + final_bias(hm)
-    torch.testing.assert_close(normalized, cache["ln_final.hook_normalized"][:, -1])
+    torch.testing.assert_close(normalized, cache["ln_final.hook_out"][:, -1])
     torch.testing.assert_close(normalized @ hm.W_U + hm.b_U, logits[:, -1])
 
 
@@ -65,7 +65,7 @@ def test_accumulated_resid_is_the_logit_lens(run):
     torch.testing.assert_close(cache.accumulated_resid(pos_slice=[0, 2])[1], cache["resid_pre", 1][:, [0, 2]])
     # up to layer 1: through that block's ln1, with its cached scale
     up_to_1 = cache.accumulated_resid(layer=1, apply_ln=True)
-    torch.testing.assert_close(up_to_1[-1], cache["blocks.1.ln1.hook_normalized"])
+    torch.testing.assert_close(up_to_1[-1], cache["blocks.1.ln1.hook_out"])
     _, mid_labels = cache.accumulated_resid(layer=1, incl_mid=True, return_labels=True)
     assert mid_labels == (["0_pre", "1_pre"] if hm.cfg.parallel_attn_mlp else ["0_pre", "0_mid", "1_pre"])
 

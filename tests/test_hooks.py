@@ -15,9 +15,9 @@ from transformers import (
     Qwen2Config,
 )
 
-from digsite import hooks as hooks_module
+from digsite import transformers_compat as compat
 from digsite.adapters import in_out_weight
-from digsite.hooks import HookedModel, HookError
+from digsite.hooks import Hook, HookedModel, HookError
 
 VOCAB = 61
 SMALL = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=48, vocab_size=VOCAB, max_position_embeddings=64)
@@ -58,7 +58,7 @@ def assert_no_hooks(hm: HookedModel, impl: str = "sdpa") -> None:
         for registered in (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks):
             assert not [fn for fn in registered.values() if fn.__module__.startswith("digsite")]
     assert hm.model.config._attn_implementation == impl
-    assert not hooks_module._ATTN_CALLBACKS
+    assert not compat._ATTN_CALLBACKS
 
 
 def test_resid_post_matches_hidden_states_and_logits_unchanged(hm, tokens):
@@ -69,8 +69,8 @@ def test_resid_post_matches_hidden_states_and_logits_unchanged(hm, tokens):
     n = hm.cfg.n_layers
     for l in range(n - 1):
         torch.testing.assert_close(cache["resid_post", l], out.hidden_states[l + 1])
-    # Hugging Face's last hidden state is after the final norm
-    torch.testing.assert_close(cache["ln_final.hook_normalized"], out.hidden_states[n])
+    # Hugging Face's last hidden state is after the final norm (its weight and bias included)
+    torch.testing.assert_close(cache["ln_final.hook_out"], out.hidden_states[n])
     torch.testing.assert_close(cache["resid_pre", 0], out.hidden_states[0])
     assert_no_hooks(hm)
 
@@ -102,18 +102,18 @@ def test_hooked_attention_masks_as_every_transformers_version_asks():
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
     full = torch.zeros(6, 6).masked_fill(torch.ones(6, 6, dtype=torch.bool).triu(1), torch.finfo(torch.float32).min)
     for mask in (full.expand(2, 1, 6, 6), None, torch.zeros(2, 1, 1, 6)):
-        z, pattern = hooks_module.digsite_attention(module, q, k, v, mask)
+        z, pattern = compat.digsite_attention(module, q, k, v, mask)
         torch.testing.assert_close(z, expected)
         assert pattern[..., 0, 1:].abs().max() == 0  # the first query sees only itself
     # with cached keys (query positions 4, 5 of 6) the causal mask is offset
-    z, _ = hooks_module.digsite_attention(module, q[:, :, 4:], k, v, None)
+    z, _ = compat.digsite_attention(module, q[:, :, 4:], k, v, None)
     torch.testing.assert_close(z, expected[:, 4:])
 
 
 def test_weight_matrices_match_activations(hm, tokens):
     """Differences between positions cancel biases: v_i - v_j == (x_i - x_j) @ W_V."""
     _, cache = hm.run_with_cache(tokens)
-    x = cache["blocks.0.ln1.hook_normalized"]
+    x = cache["blocks.0.ln1.hook_out"]
     dx = x[:, 1] - x[:, 0]
     dv = cache["v", 0][:, 1] - cache["v", 0][:, 0]
     torch.testing.assert_close(dv, torch.einsum("bm,hmd->bhd", dx, hm.W_V[0]))
@@ -186,11 +186,36 @@ def test_scale_is_transformer_lens_divisor_and_replaceable(hm, tokens):
         x = x - x.mean(-1, keepdim=True)
     assert scale.shape == (*tokens.shape, 1)
     torch.testing.assert_close(scale, (x.pow(2).mean(-1, keepdim=True) + hm.cfg.eps).sqrt())
+    torch.testing.assert_close(cache["normalized", 0, "ln1"], x / scale)  # before weight and bias, as in TransformerLens
     ln1 = hm.norm_module(0, "ln1")
     bias = ln1.bias if getattr(ln1, "bias", None) is not None else 0
+    _, before = hm.run_with_cache(tokens, ["blocks.0.ln1.hook_out"])
     with hm.hooks([("blocks.0.ln1.hook_scale", lambda s, hook: 2 * s)]):
-        _, doubled = hm.run_with_cache(tokens, ["blocks.0.ln1.hook_normalized"])
-    torch.testing.assert_close(doubled["normalized", 0, "ln1"], (cache["normalized", 0, "ln1"] - bias) / 2 + bias)
+        _, doubled = hm.run_with_cache(tokens, ["blocks.0.ln1.hook_normalized", "blocks.0.ln1.hook_out"])
+    torch.testing.assert_close(doubled["normalized", 0, "ln1"], cache["normalized", 0, "ln1"] / 2)
+    torch.testing.assert_close(doubled["out", 0, "ln1"], (before["out", 0, "ln1"] - bias) / 2 + bias)
+
+
+def test_normalized_is_before_weight_and_bias_and_replaceable(hm, tokens):
+    ln1 = hm.norm_module(0, "ln1")
+    bias = ln1.bias if getattr(ln1, "bias", None) is not None else 0
+    _, cache = hm.run_with_cache(tokens, ["blocks.0.ln1.hook_normalized", "blocks.0.ln1.hook_out"])
+    torch.testing.assert_close(cache["out", 0, "ln1"], cache["normalized", 0, "ln1"] * ln1.weight + bias)
+    with hm.hooks([("blocks.0.ln1.hook_normalized", lambda n, hook: -n)]):
+        _, flipped = hm.run_with_cache(tokens, ["blocks.0.ln1.hook_out"])
+    torch.testing.assert_close(flipped["out", 0, "ln1"], -cache["normalized", 0, "ln1"] * ln1.weight + bias)
+
+
+def test_pos_embed_has_the_batch_dim_and_scores_are_minus_inf_where_masked(hm, tokens):
+    _, cache = hm.run_with_cache(tokens, ["hook_embed", "blocks.0.attn.hook_attn_scores"] + (["hook_pos_embed"] if hm.cfg.has_pos_embed else []))
+    if hm.cfg.has_pos_embed:
+        assert cache["hook_pos_embed"].shape == cache["hook_embed"].shape == (*tokens.shape, hm.cfg.d_model)
+        with hm.hooks([("hook_pos_embed", lambda p, hook: p * 0)]):
+            _, zeroed = hm.run_with_cache(tokens, ["blocks.0.hook_resid_pre"])
+        torch.testing.assert_close(zeroed["resid_pre", 0], cache["hook_embed"])
+    scores = cache["attn_scores", 0]
+    above = torch.ones(tokens.shape[1], tokens.shape[1], dtype=torch.bool).triu(1)
+    assert torch.isneginf(scores[..., above]).all() and torch.isfinite(scores[..., ~above]).all()
 
 
 def test_gradients_by_name(hm, tokens):
@@ -199,10 +224,15 @@ def test_gradients_by_name(hm, tokens):
     def metric(logits):
         return logits[0, -1, target]
 
-    value, cache, grads = hm.run_with_cache_and_grads(tokens, metric, ["ln_final.hook_normalized", "blocks.1.hook_resid_pre"])
-    expected = torch.zeros_like(cache["ln_final.hook_normalized"])
+    names = ["ln_final.hook_normalized", "ln_final.hook_out", "blocks.1.hook_resid_pre"]
+    names += ["hook_embed", "hook_pos_embed"] if hm.cfg.has_pos_embed else []
+    value, cache, grads = hm.run_with_cache_and_grads(tokens, metric, names)
+    if hm.cfg.has_pos_embed:  # both are added into resid_pre 0, so they get the same gradient
+        torch.testing.assert_close(grads["hook_pos_embed"], grads["hook_embed"])
+    expected = torch.zeros_like(cache["ln_final.hook_out"])
     expected[0, -1] = hm.W_U[:, target]
-    torch.testing.assert_close(grads["ln_final.hook_normalized"], expected)
+    torch.testing.assert_close(grads["ln_final.hook_out"], expected)
+    torch.testing.assert_close(grads["ln_final.hook_normalized"], expected * hm.norm_module(None).weight)
     assert all(p.grad is None for p in hm.model.parameters())
     seen = {}
 
@@ -252,7 +282,7 @@ def test_hook_object_and_nested_contexts(hm, tokens):
             _, cache = hm.run_with_cache(tokens, ["blocks.0.hook_attn_out", "hook_embed"])
     assert layers == list(range(hm.cfg.n_layers))
     assert cache["attn_out", 0].abs().max() == 0  # the outer ablation is seen by the inner cache
-    assert hooks_module.Hook("hook_embed").layer() is None
+    assert Hook("hook_embed").layer() is None
     assert_no_hooks(hm)
 
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from digsite import induction as I
+from digsite import widgets
 from digsite.checks.core import seeded_gpt2
 from digsite.hooks import Hook, HookedModel
 
@@ -125,7 +126,7 @@ class WordTokenizer:
         return " ".join(f"w{i}" for i in ids)
 
 
-def _html(explorer: I.AttentionExplorer) -> str:
+def _html(explorer: widgets.AttentionExplorer) -> str:
     outputs = explorer.output.outputs
     assert len(outputs) == 1
     return outputs[0]["data"]["text/html"]
@@ -133,7 +134,7 @@ def _html(explorer: I.AttentionExplorer) -> str:
 
 def test_attention_explorer_redraws_when_the_layer_or_prompt_changes():
     model = HookedModel(tiny().model, WordTokenizer())
-    explorer = I.attention_explorer(model, "a b c a b c")
+    explorer = widgets.attention_explorer(model, "a b c a b c")
     first = _html(explorer)
     assert "L0H0" in first and "L1H0" not in first
     assert explorer.summary.value.startswith("previous-token score: L0H0")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from digsite import lens
+from digsite import lens, widgets
 from digsite.checks.core import seeded_gpt2
 
 
@@ -112,7 +112,7 @@ def test_lens_explorer_updates_when_the_slider_or_the_prompt_changes(model):
     tuned = lens.TunedLens(2, 16)
     with torch.no_grad():
         tuned.translators[0].weight.normal_(0, 1)
-    explorer = lens.lens_explorer(model, PROMPTS[1], k=3, tuned=tuned)
+    explorer = widgets.lens_explorer(model, PROMPTS[1], k=3, tuned=tuned)
     assert explorer.layer.max == 2 and explorer.layer.value == 2
     at_output = explorer.table.value
     assert "final_post" in at_output and at_output.count("<tr>") == 5
@@ -130,5 +130,5 @@ def test_lens_explorer_updates_when_the_slider_or_the_prompt_changes(model):
 
 
 def test_lens_explorer_without_a_tuned_lens_offers_only_the_logit_lens(model):
-    explorer = lens.lens_explorer(model, PROMPTS[1])
+    explorer = widgets.lens_explorer(model, PROMPTS[1])
     assert list(explorer.lens.options) == ["logit lens"]

@@ -6,30 +6,28 @@ from functools import lru_cache
 import pytest
 import torch
 
+from digsite.latents import dashboard_html, label_latents, steering_hook, top_activations
+from digsite.organisms.labels import ioi_roles, token_labels
 from digsite.sae import (
     SAE,
     SAE_DIR,
     SAEConfig,
-    ce_losses,
-    dashboard_html,
-    dead_and_dense,
-    evaluate_sae,
-    explained_variance,
-    ioi_roles,
-    l0_per_token,
-    label_latents,
-    latent_browser,
-    latent_frequencies,
     load_sae,
     resample_dead_latents,
     sae_card,
     save_sae,
-    steering_hook,
-    token_labels,
-    top_activations,
     topk_activation,
     train_sae,
 )
+from digsite.sae_eval import (
+    ce_losses,
+    dead_and_dense,
+    evaluate_sae,
+    explained_variance,
+    l0_per_token,
+    latent_frequencies,
+)
+from digsite.widgets import latent_browser
 
 
 @lru_cache(maxsize=1)
@@ -162,7 +160,8 @@ def test_steering_adds_a_unit_direction_everywhere():
 
 def test_shipped_sae_card_and_size():
     card = sae_card("toylang")
-    assert card["config"]["model_name"] == "toylang" and card["command"].startswith("python -m digsite.sae train")
+    assert card["config"]["model_name"] == "toylang"
+    assert card["command"].startswith("python -m digsite.organisms train sae-toylang")
     assert (SAE_DIR / "toylang.safetensors").stat().st_size < 3 * 2**20
     json.dumps(card)
 
@@ -180,3 +179,15 @@ def test_shipped_sae_meets_the_targets():
     assert m["explained_variance"] >= 0.85
     assert m["dead_fraction"] <= 0.10
     assert m["ce_loss_recovered"] >= 0.85
+
+
+def test_the_organisms_command_trains_the_sae(tmp_path, capsys):
+    """One training command for everything shipped: `python -m digsite.organisms train sae-toylang --quick`."""
+    from digsite.organisms.__main__ import main
+    from digsite.organisms.sae_recipe import SAE_RECIPES
+
+    assert main(["train", "sae-toylang", "--quick", "--out", str(tmp_path)]) == 0
+    card = json.loads((tmp_path / "toylang.json").read_text())
+    assert card["command"].endswith("--quick") and card["recipe"]["d_sae"] == SAE_RECIPES["sae-toylang"].quick().d_sae
+    assert {"explained_variance", "l0", "ce_loss_recovered"} <= set(card["metrics"])
+    assert (tmp_path / "toylang.safetensors").exists()

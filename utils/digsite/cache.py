@@ -8,19 +8,23 @@ default HookedTransformer), so the final norm is applied to a stack of residual-
 pieces with the scale cached during the forward pass. With that scale fixed the norm is
 linear in its input, so attributions add up exactly to the model's own logits:
     normalized = sum_i (centre(piece_i) / scale) * weight + bias
-("centre" only for LayerNorm; RMSNorm only divides). Hence the numbers can differ from
-TransformerLens's, whose folded weights move the norm's weight and centring into W_U.
+("centre" only for LayerNorm; RMSNorm only divides; the arithmetic is `digsite.norms`).
+Hence the numbers can differ from TransformerLens's, whose folded weights move the norm's
+weight and centring into W_U.
+
+The cache needs only a little of the model that made it (`CacheModel`): its sizes, W_U, the
+per-head W_O, the norm modules and the tokenizer. Any object with those works.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Union
+from typing import Iterator, Protocol, Union
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from .hooks import HookedModel
+from .adapters import ModelConfig
+from .norms import normalize_stack
 
 PosSlice = Union[None, int, slice, list, Tensor]
 
@@ -33,7 +37,7 @@ _ALIASES = {"attn": "pattern", "attn_logits": "attn_scores", "rot_q": "q", "rot_
 def get_act_name(name: str, layer: int | None = None, sub: str | None = None, n_layers: int | None = None) -> str:
     """Full hook name from TransformerLens shorthand: ("pattern", 0) -> "blocks.0.attn.hook_pattern".
 
-    sub picks the norm for "scale" / "normalized" ("ln1", "ln2"; no layer: the final norm).
+    sub picks the norm for "scale" / "normalized" / "out" ("ln1", "ln2"; no layer: the final norm).
     A negative layer counts from the end when n_layers is given.
     """
     name = _ALIASES.get(name, name)
@@ -41,7 +45,7 @@ def get_act_name(name: str, layer: int | None = None, sub: str | None = None, n_
         layer += n_layers
     if name in ("embed", "pos_embed"):
         return f"hook_{name}"
-    if name in ("scale", "normalized"):
+    if name in ("scale", "normalized", "out"):
         return f"ln_final.hook_{name}" if layer is None else f"blocks.{layer}.{sub or 'ln1'}.hook_{name}"
     if layer is None:
         raise KeyError(f"{name!r} needs a layer, e.g. cache[{name!r}, 0]")
@@ -52,6 +56,20 @@ def get_act_name(name: str, layer: int | None = None, sub: str | None = None, n_
     if name in _MLP:
         return f"blocks.{layer}.mlp.hook_{name}"
     raise KeyError(f"Unknown shorthand {name!r}; use a full hook name or one of {', '.join(_BLOCK + _ATTN + _MLP)}")
+
+
+class CacheModel(Protocol):
+    """What an `ActivationCache` reads from the model that made it (a `HookedModel` has all of it)."""
+
+    cfg: ModelConfig
+    tokenizer: object
+
+    @property
+    def W_U(self) -> Tensor: ...
+
+    def W_O_layer(self, layer: int) -> Tensor: ...
+
+    def norm_module(self, layer: int | None = None, which: str = "ln1") -> nn.Module: ...
 
 
 def slice_pos(x: Tensor, pos_slice: PosSlice, dim: int = -2) -> Tensor:
@@ -68,7 +86,7 @@ class ActivationCache:
     Shapes below are with a batch dim; after `remove_batch_dim()` drop `batch`.
     """
 
-    def __init__(self, store: dict[str, Tensor], model: "HookedModel", has_batch_dim: bool = True):
+    def __init__(self, store: dict[str, Tensor], model: CacheModel, has_batch_dim: bool = True):
         self.store = store
         self.model = model
         self.has_batch_dim = has_batch_dim
@@ -111,11 +129,11 @@ class ActivationCache:
     def __repr__(self) -> str:
         return f"ActivationCache({len(self.store)} names: {', '.join(list(self.store)[:4])}{', ...' if len(self.store) > 4 else ''})"
 
-    def to(self, device: Union[str, torch.device]) -> "ActivationCache":
+    def to(self, device: Union[str, torch.device]) -> ActivationCache:
         """A copy with every tensor on `device`."""
         return ActivationCache({k: v.to(device) for k, v in self.store.items()}, self.model, self.has_batch_dim)
 
-    def remove_batch_dim(self) -> "ActivationCache":
+    def remove_batch_dim(self) -> ActivationCache:
         """A copy without the batch dim (the batch must have size 1)."""
         if not self.has_batch_dim:
             return self
@@ -186,7 +204,7 @@ class ActivationCache:
         if mlp_input and layer < cfg.n_layers and not cfg.parallel_attn_mlp:
             parts.append(self["attn_out", layer])
             labels.append(f"{layer}_attn_out")
-        stack = slice_pos(torch.stack(torch.broadcast_tensors(*parts)), pos_slice)  # pos_embed has batch 1
+        stack = slice_pos(torch.stack(parts), pos_slice)
         if apply_ln:
             ln_layer = layer if layer < cfg.n_layers else None
             stack = self.apply_ln_to_stack(stack, ln_layer, mlp_input=mlp_input, pos_slice=pos_slice)
@@ -242,13 +260,7 @@ class ActivationCache:
         else:
             which = "ln2" if mlp_input and not cfg.parallel_attn_mlp else "ln1"
             scale, norm = self["scale", layer, which], self.model.norm_module(layer, which)
-        scale = slice_pos(scale, pos_slice)
-        x = stack.float()
-        if cfg.normalization_type == "LN":
-            x = x - x.mean(-1, keepdim=True)
-        x = (x / scale.to(x.device).float()).to(stack.dtype) * norm.weight.to(stack.device)
-        bias = getattr(norm, "bias", None)
-        return x + bias.to(stack.device) if add_bias and bias is not None else x
+        return normalize_stack(stack, slice_pos(scale, pos_slice), norm, cfg.normalization_type, add_bias)
 
     def logit_attrs(
         self,

@@ -290,8 +290,9 @@ def train_grokking(
 
 def _train_grokking(p: int, frac_train: float, steps: int, d_model: int, lr: float, weight_decay: float, seed: int,
                     log_every: int, progress: bool) -> GrokRun:
-    from tqdm.auto import tqdm
     from transformers import GPT2Config, GPT2LMHeadModel
+
+    from .organisms.train import train_full_batch
 
     torch.manual_seed(seed)
     tokens, labels = all_pairs(p)
@@ -305,34 +306,7 @@ def _train_grokking(p: int, frac_train: float, steps: int, d_model: int, lr: flo
     )
     model = GPT2LMHeadModel(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
-    xtr, ytr, xte, yte = tokens[train_idx], labels[train_idx], tokens[test_idx], labels[test_idx]
-    history: list[dict] = []
-    stop = steps
-    bar = tqdm(range(steps), desc=f"grokking p={p}", disable=not progress, mininterval=0.5)
-    for step in bar:
-        model.train()
-        logits = model(input_ids=xtr).logits[:, -1]
-        loss = F.cross_entropy(logits, ytr)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % log_every == 0 or step == steps - 1:
-            model.eval()
-            with torch.no_grad():
-                test_logits = model(input_ids=xte).logits[:, -1]
-            rec = {
-                "step": step,
-                "train_loss": loss.item(),
-                "test_loss": F.cross_entropy(test_logits, yte).item(),
-                "train_acc": (logits.argmax(-1) == ytr).float().mean().item(),
-                "test_acc": (test_logits.argmax(-1) == yte).float().mean().item(),
-            }
-            history.append(rec)
-            bar.set_postfix(train=f"{rec['train_acc']:.2f}", test=f"{rec['test_acc']:.2f}")
-            if rec["test_acc"] == 1.0 and stop == steps:
-                stop = step + max(100, step // 4)
-        if step >= stop:
-            break
-    bar.close()
-    model.eval()
+    data = tokens[train_idx], labels[train_idx], tokens[test_idx], labels[test_idx]
+    history, _ = train_full_batch(model, data, opt, steps, log_every, grokked=1.0,
+                                  extra_steps=lambda step: max(100, step // 4), desc=f"grokking p={p}", progress=progress)
     return GrokRun(model, p, train_idx, test_idx, history)

@@ -1,21 +1,29 @@
-"""Hook points with TransformerLens names on an unconverted Hugging Face causal LM.
+"""The hook engine: TransformerLens-named hook points on an unconverted Hugging Face causal LM.
 
 `HookedModel` wraps a Hugging Face model (weights untouched, no LayerNorm folding) and
 exposes named hook points: `run_with_cache` records activations, `run_with_hooks` lets a
 hook function read or replace them (ablation, patching, steering), and the `hooks()`
 context manager removes every PyTorch hook it added when it exits, exceptions included.
+Its tokenization (`digsite.tokens`) and weight accessors (`digsite.weights`) are mixins;
+norm arithmetic is `digsite.norms`; the hooked attention and every transformers-version
+shim are `digsite.transformers_compat`.
 
-How a name reaches the model (see `Site.kind`):
-- residual stream, attn_out, mlp_out, MLP pre/post, embeddings, norms: ordinary PyTorch
-  forward hooks / forward-pre-hooks on the module the adapter names;
+Names mean what they mean in TransformerLens. How each reaches the model (see `Site.kind`):
+- residual stream, attn_out, mlp_out, MLP pre/post, hook_embed: ordinary PyTorch forward
+  hooks / forward-pre-hooks on the module the adapter names;
+- hook_pos_embed: the position embedding, (batch, pos, d_model) as in TransformerLens
+  (the module itself returns one row for the whole batch);
 - hook_z: the input of the attention output projection (works under SDPA/flash);
 - hook_q/k/v/attn_scores/pattern: only while one of them is hooked, the model's attention
-  implementation is switched to `digsite_attention` (eager attention with hook points),
-  then restored. q and k are seen *after* rotary embeddings (TransformerLens's
-  hook_rot_q / hook_rot_k); with grouped-query attention k and v have n_kv_heads heads.
-- hook_scale: computed from the norm's input, as TransformerLens defines it: the divisor
-  sqrt(mean(x_centred**2) + eps) for LayerNorm, sqrt(mean(x**2) + eps) for RMSNorm,
-  shape (batch, pos, 1). Replacing it re-computes the norm's output with the new scale.
+  implementation is switched to `digsite_attention` (eager attention with hook points,
+  masked scores -inf), then restored. q and k are seen *after* rotary embeddings
+  (TransformerLens's hook_rot_q / hook_rot_k); with grouped-query attention k and v have
+  n_kv_heads heads.
+- ln1/ln2/ln_final.hook_scale: the divisor sqrt(mean(centre(x)**2) + eps), (batch, pos, 1);
+  hook_normalized: centre(x) / scale, the value BEFORE the norm's weight and bias;
+  hook_out (not a TransformerLens name): the norm module's output, after weight and bias —
+  what the attention, the MLP or the unembedding reads. Replacing the scale or the
+  normalized value re-computes the norm's output from it.
 - hook_result: per-head outputs z_h @ W_O[h] (no bias), computed only when named.
 """
 
@@ -24,20 +32,25 @@ from __future__ import annotations
 import difflib
 import re
 from collections import defaultdict
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
-from .adapters import Adapter, adapter_for, in_out_weight, model_config
+from .adapters import Adapter, adapter_for, model_config
 from .cache import ActivationCache
+from .norms import affine, apply_norm, norm_scale, normalize
+from .tokens import Tokenization, TokensLike
+from .transformers_compat import (
+    ATTENTION_KINDS,
+    add_attention_callback,
+    remove_attention_callback,
+    use_attention,
+)
+from .weights import Weights
 
-ATTN_IMPLEMENTATION = "digsite_eager"
-ATTENTION_KINDS = ("q", "k", "v", "attn_scores", "pattern")
-
-TokensLike = Union[str, Sequence[str], Tensor]
 NamesFilter = Union[None, str, Sequence[str], Callable[[str], bool]]
 
 
@@ -66,101 +79,8 @@ class Site:
 
     name: str
     module: nn.Module
-    kind: str  # "out" | "in" | "resid_mid" | "z" | "scale" | "result" | "attn"
+    kind: str  # "out" | "in" | "resid_mid" | "z" | "scale" | "normalized" | "pos_embed" | "result" | "attn"
     layer: int | None
-
-
-# --- attention with hook points ---------------------------------------------------------
-
-_ATTN_CALLBACKS: dict[nn.Module, list[Callable[[str, Tensor], Tensor]]] = {}
-
-
-def digsite_attention(
-    module: nn.Module,
-    query: Tensor,
-    key: Tensor,
-    value: Tensor,
-    attention_mask: Tensor | None,
-    scaling: float | None = None,
-    dropout: float = 0.0,
-    **kwargs,
-) -> tuple[Tensor, Tensor]:
-    """Eager attention that passes q, k, v, scores and pattern through the active hooks.
-
-    query (batch, head, q_pos, d_head), key/value (batch, kv_head, k_pos, d_head), the mask
-    additive (batch, 1, q_pos, k_pos). Returns z (batch, q_pos, head, d_head) and the pattern,
-    as every Hugging Face attention function does.
-    """
-    callbacks = _ATTN_CALLBACKS.get(module, ())
-
-    def hook(kind: str, x: Tensor) -> Tensor:
-        for callback in callbacks:
-            x = callback(kind, x)
-        return x
-
-    # hooks see (batch, pos, head, d_head), the TransformerLens layout
-    q = hook("q", query.transpose(1, 2)).transpose(1, 2)
-    k = hook("k", key.transpose(1, 2)).transpose(1, 2)
-    v = hook("v", value.transpose(1, 2)).transpose(1, 2)
-    groups = q.shape[1] // k.shape[1]
-    if groups > 1:  # grouped-query attention: each kv head serves `groups` query heads
-        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-    scale = scaling if scaling is not None else q.shape[-1] ** -0.5
-    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale)  # in place: no second (…, q_pos, k_pos) buffer
-    q_len, k_len = scores.shape[-2:]
-    if (attention_mask is None or attention_mask.shape[-2] == 1) and q_len > 1 and getattr(module, "is_causal", True):
-        # transformers 4.4x leaves causality to SDPA's is_causal or gives a padding-only mask
-        causal = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril_(k_len - q_len)
-        scores.masked_fill_(~causal, torch.finfo(scores.dtype).min)
-    if attention_mask is not None:
-        mask = attention_mask[..., : k.shape[-2]]
-        if mask.dtype == torch.bool:
-            scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
-        else:
-            scores.add_(mask)
-    scores = hook("attn_scores", scores)
-    pattern = hook("pattern", torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype))
-    weights = nn.functional.dropout(pattern, p=dropout, training=module.training)
-    z = torch.matmul(weights, v).transpose(1, 2).contiguous()
-    return z, pattern
-
-
-try:
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(ATTN_IMPLEMENTATION, digsite_attention)
-except ImportError:  # transformers < 4.50: the registry is a plain dict
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    ALL_ATTENTION_FUNCTIONS[ATTN_IMPLEMENTATION] = digsite_attention
-try:  # transformers >= 4.53 builds the mask per attention implementation: ours wants eager's
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
-
-    AttentionMaskInterface.register(ATTN_IMPLEMENTATION, eager_mask)
-except ImportError:  # older versions give any non-SDPA/flash implementation an eager mask
-    pass
-
-
-# --- norms -----------------------------------------------------------------------------
-
-
-def norm_scale(x: Tensor, eps: float, normalization: str) -> Tensor:
-    """The norm's divisor for x (batch, pos, d_model) -> (batch, pos, 1), TransformerLens's hook_scale."""
-    y = x.float()
-    if normalization == "LN":  # (torch.var is several times slower on CPU)
-        mean_square = (y - y.mean(-1, keepdim=True)).pow_(2).mean(-1, keepdim=True)
-    else:
-        mean_square = torch.linalg.vector_norm(y, dim=-1, keepdim=True).square_().div_(y.shape[-1])
-    return mean_square.add_(eps).sqrt_().to(x.dtype)
-
-
-def apply_norm(x: Tensor, scale: Tensor, norm: nn.Module, normalization: str) -> Tensor:
-    """The norm's output for input x (…, d_model) divided by a given scale (…, 1)."""
-    y = x.float()
-    if normalization == "LN":
-        y = y - y.mean(-1, keepdim=True)
-    y = (y / scale.float()).to(x.dtype) * norm.weight
-    return y + norm.bias if getattr(norm, "bias", None) is not None else y
 
 
 # --- helpers for PyTorch hook signatures ------------------------------------------------
@@ -184,18 +104,27 @@ def _with_first_output(output, x: Tensor):
     return (x, *output[1:]) if isinstance(output, tuple) else x
 
 
+# norm module -> (its input, the scale a hook replaced for it) in the current forward pass, so
+# that hook_normalized of another, nested `hooks()` context sees the replaced scale too
+_REPLACED_SCALES: dict[nn.Module, tuple[Tensor, Tensor]] = {}
+
+
 # --- one set of active hooks --------------------------------------------------------------
 
 
 class _HookSet:
     """The PyTorch hooks behind one `HookedModel.hooks()` context, and how to remove them."""
 
-    def __init__(self, owner: "HookedModel", fwd: dict[str, list[HookFn]], bwd: dict[str, list[HookFn]]):
+    def __init__(self, owner: HookedModel, fwd: dict[str, list[HookFn]], bwd: dict[str, list[HookFn]],
+                 grad_path: Sequence[str] = ()):
         self.owner, self.fwd, self.bwd = owner, fwd, bwd
+        self.grad_path = set(bwd) | set(grad_path)  # computed values that must stay on the gradient path
         self.handles: list = []
         self.attn_modules: list[nn.Module] = []
         self.mid_delta: dict[int, Tensor] = {}  # resid_mid replacements, re-added to resid_post
-        self.saved_attn_impl: str | None = None
+        self.batch = 1  # the current forward's batch size, read from the token embedding for hook_pos_embed
+        self.attention = ExitStack()
+        self.replaced_scales: list[nn.Module] = []
         self.hook_objects = {name: Hook(name) for name in {*fwd, *bwd}}  # made once, not per call
 
     def run(self, name: str, x: Tensor) -> Tensor:
@@ -232,29 +161,31 @@ class _HookSet:
             if site.kind == "resid_mid":  # before any other hook sees the block's output
                 block = owner._blocks[site.layer]
                 self.handles.append(block.register_forward_hook(self._mid_fix(site.layer), prepend=True))
+            if site.kind == "pos_embed":  # the token embedding runs first and knows the batch size
+                embed = owner.model.get_input_embeddings()
+                self.handles.append(embed.register_forward_hook(self._record_batch, prepend=True))
         for module, sites in pre.items():
             self.handles.append(module.register_forward_pre_hook(self._pre_hook(sites), with_kwargs=True))
         for module, sites in post.items():
             self.handles.append(module.register_forward_hook(self._post_hook(sites), with_kwargs=True))
         for module, layer in attn_layers.items():
-            _ATTN_CALLBACKS.setdefault(module, []).append(self._attn_callback(layer))
+            add_attention_callback(module, self._attn_callback(layer))
             self.attn_modules.append(module)
         if attn_layers:
-            config = owner.model.config
-            self.saved_attn_impl = config._attn_implementation
-            config._attn_implementation = ATTN_IMPLEMENTATION
+            self.attention.enter_context(use_attention(owner.model))
 
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
         for module in self.attn_modules:
-            callbacks = _ATTN_CALLBACKS[module]
-            callbacks.pop()
-            if not callbacks:
-                del _ATTN_CALLBACKS[module]
-        if self.attn_modules:
-            self.owner.model.config._attn_implementation = self.saved_attn_impl
+            remove_attention_callback(module)
+        self.attention.close()
+        for norm in self.replaced_scales:
+            _REPLACED_SCALES.pop(norm, None)
         self.handles, self.attn_modules, self.mid_delta = [], [], {}
+
+    def _record_batch(self, module, args, output) -> None:
+        self.batch = output.shape[0]
 
     def _pre_hook(self, sites: list[Site]):
         def hook(module, args, kwargs):
@@ -274,11 +205,16 @@ class _HookSet:
     def _post_hook(self, sites: list[Site]):
         def hook(module, args, kwargs, output):
             y = original = _first_output(output)
+            scale = None  # a norm's scale, once its hook_scale ran (replaced or not)
             for site in sites:
                 if site.kind == "out":
                     y = self.run(site.name, y)
                 elif site.kind == "scale":
-                    y = self._scale(site, module, _first_input(args, kwargs), y)
+                    scale, y = self._scale(site, module, _first_input(args, kwargs), y)
+                elif site.kind == "normalized":
+                    y = self._normalized(site, module, _first_input(args, kwargs), scale, y)
+                elif site.kind == "pos_embed":
+                    y = self._pos_embed(site, y)
                 elif site.kind == "result":
                     y = self._result(site, module, _first_input(args, kwargs), y)
             return None if y is original else _with_first_output(output, y)
@@ -294,11 +230,34 @@ class _HookSet:
 
         return hook
 
-    def _scale(self, site: Site, norm: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    def _scale(self, site: Site, norm: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The (possibly replaced) scale, and the norm's output (re-computed if the scale was replaced)."""
         cfg = self.owner.cfg
         scale = norm_scale(x, cfg.eps, cfg.normalization_type)
         new = self.run(site.name, scale)
-        return y if new is scale else apply_norm(x, new, norm, cfg.normalization_type)
+        if new is scale:
+            return scale, y
+        _REPLACED_SCALES[norm] = (x, new)
+        self.replaced_scales.append(norm)
+        return new, apply_norm(x, new, norm, cfg.normalization_type)
+
+    def _normalized(self, site: Site, norm: nn.Module, x: Tensor, scale: Tensor | None, y: Tensor) -> Tensor:
+        """hook_normalized: centre(x) / scale, before weight and bias; a replacement goes through weight and bias."""
+        cfg = self.owner.cfg
+        if scale is None:
+            replaced = _REPLACED_SCALES.get(norm)
+            scale = replaced[1] if replaced is not None and replaced[0] is x else norm_scale(x, cfg.eps, cfg.normalization_type)
+        normalized = normalize(x, scale, cfg.normalization_type)
+        new = self.run(site.name, normalized)
+        if new is normalized and not (site.name in self.grad_path and torch.is_grad_enabled()):
+            return y  # untouched: keep the model's own output, to the last bit
+        return affine(new, norm)
+
+    def _pos_embed(self, site: Site, y: Tensor) -> Tensor:
+        """hook_pos_embed as (batch, pos, d_model); the model adds it to the token embedding either way."""
+        expanded = y.expand(self.batch, *y.shape[1:]) if y.shape[0] == 1 else y
+        new = self.run(site.name, expanded)
+        return y if new is expanded and site.name not in self.grad_path else new
 
     def _result(self, site: Site, o_proj: nn.Module, z: Tensor, y: Tensor) -> Tensor:
         z = z.unflatten(-1, (self.owner.cfg.n_heads, -1))
@@ -326,7 +285,7 @@ def _get(root: nn.Module, path: str) -> nn.Module:
     return root.get_submodule(path)
 
 
-class HookedModel:
+class HookedModel(Tokenization, Weights):
     """A Hugging Face causal LM with TransformerLens-named hook points (build with `wrap`)."""
 
     def __init__(self, model: nn.Module, tokenizer=None):
@@ -343,7 +302,7 @@ class HookedModel:
         a, cfg = self.adapter, self.cfg
         sites: list[Site] = [Site("hook_embed", self.model.get_input_embeddings(), "out", None)]
         if a.pos_embed:
-            sites.append(Site("hook_pos_embed", _get(self.model, a.pos_embed), "out", None))
+            sites.append(Site("hook_pos_embed", _get(self.model, a.pos_embed), "pos_embed", None))
         for l, block in enumerate(self._blocks):
             p = f"blocks.{l}."
             ln1, attn, ln2 = _get(block, a.ln1), _get(block, a.attn), _get(block, a.ln2)
@@ -351,7 +310,8 @@ class HookedModel:
             sites += [
                 Site(p + "hook_resid_pre", block, "in", l),
                 Site(p + "ln1.hook_scale", ln1, "scale", l),
-                Site(p + "ln1.hook_normalized", ln1, "out", l),
+                Site(p + "ln1.hook_normalized", ln1, "normalized", l),
+                Site(p + "ln1.hook_out", ln1, "out", l),
                 *(Site(p + f"attn.hook_{kind}", attn, "attn", l) for kind in ATTENTION_KINDS),
                 Site(p + "attn.hook_z", o_proj, "z", l),
                 Site(p + "attn.hook_result", o_proj, "result", l),
@@ -361,7 +321,8 @@ class HookedModel:
                 sites.append(Site(p + "hook_resid_mid", ln2, "resid_mid", l))
             sites += [
                 Site(p + "ln2.hook_scale", ln2, "scale", l),
-                Site(p + "ln2.hook_normalized", ln2, "out", l),
+                Site(p + "ln2.hook_normalized", ln2, "normalized", l),
+                Site(p + "ln2.hook_out", ln2, "out", l),
                 Site(p + "mlp.hook_pre", _get(block, a.mlp_in), "out", l),
             ]
             if a.mlp_in_linear:
@@ -372,7 +333,11 @@ class HookedModel:
                 Site(p + "hook_resid_post", block, "out", l),
             ]
         ln_final = _get(self.model, a.ln_final)
-        sites += [Site("ln_final.hook_scale", ln_final, "scale", None), Site("ln_final.hook_normalized", ln_final, "out", None)]
+        sites += [
+            Site("ln_final.hook_scale", ln_final, "scale", None),
+            Site("ln_final.hook_normalized", ln_final, "normalized", None),
+            Site("ln_final.hook_out", ln_final, "out", None),
+        ]
         return {s.name: s for s in sites}
 
     # --- hooks ------------------------------------------------------------------------
@@ -406,20 +371,26 @@ class HookedModel:
         self,
         fwd_hooks: Sequence[tuple[Union[str, Callable[[str], bool]], HookFn]] = (),
         bwd_hooks: Sequence[tuple[Union[str, Callable[[str], bool]], HookFn]] = (),
-    ) -> Iterator["HookedModel"]:
+    ) -> Iterator[HookedModel]:
         """Add hooks for the duration of a `with` block; all are removed on exit, even after an error.
 
         Each hook is (name or filter, fn); fn(activation, hook) may return a replacement of the
         same shape. Backward hooks get the gradient of the activation and may return a new one.
         """
+        with self._hooks(fwd_hooks, bwd_hooks):
+            yield self
+
+    @contextmanager
+    def _hooks(self, fwd_hooks, bwd_hooks, grad_path: Sequence[str] = ()) -> Iterator[None]:
+        """`hooks`, keeping the names in grad_path on the gradient path (for `run_with_cache_and_grads`)."""
         bwd = self._group(bwd_hooks)
         scale_grads = [n for n in bwd if n.endswith("hook_scale")]
         if scale_grads:
             raise HookError(f"Backward hooks on hook_scale are not supported: {scale_grads[0]!r}.")
-        hook_set = _HookSet(self, self._group(fwd_hooks), bwd)
+        hook_set = _HookSet(self, self._group(fwd_hooks), bwd, grad_path)
         try:
             hook_set.install()
-            yield self
+            yield
         finally:
             hook_set.remove()
 
@@ -471,8 +442,8 @@ class HookedModel:
         def keep(x: Tensor, hook: Hook) -> None:
             acts[hook.name] = x
 
-        with torch.enable_grad():
-            value = metric(self.run_with_hooks(tokens, [(n, keep) for n in names]))
+        with torch.enable_grad(), self._hooks([(n, keep) for n in names], (), grad_path=names):
+            value = metric(self(tokens))
             wanted = [n for n in names if n in acts and acts[n].requires_grad]
             grads = torch.autograd.grad(value, [acts[n] for n in wanted], allow_unused=True)
         grad_store = {n: g for n, g in zip(wanted, grads) if g is not None}
@@ -512,137 +483,6 @@ class HookedModel:
         if isinstance(tokens, str):  # the text, without BOS or padding
             return self._need_tokenizer().decode(out[0].tolist(), skip_special_tokens=True)
         return out
-
-    # --- tokens ----------------------------------------------------------------------------
-
-    def _need_tokenizer(self):
-        if self.tokenizer is None:
-            raise ValueError("This model was wrapped without a tokenizer: pass token ids, or wrap(model, tokenizer).")
-        return self.tokenizer
-
-    def _pad_id(self) -> int:
-        tok = self._need_tokenizer()
-        for token_id in (tok.pad_token_id, tok.eos_token_id, tok.bos_token_id):
-            if token_id is not None:
-                return token_id
-        return 0
-
-    def input_ids(self, tokens: TokensLike) -> Tensor:
-        """Token ids (batch, pos) on the model's device, from text, texts, or a 1-D/2-D tensor."""
-        if isinstance(tokens, Tensor):
-            ids = tokens if tokens.ndim == 2 else tokens.reshape(1, -1)
-            return ids.to(self.device, torch.long)
-        return self.to_tokens(tokens)
-
-    def _token_rows(self, text: Union[str, Sequence[str]], prepend_bos: bool) -> list[list[int]]:
-        """Token ids of each text, unpadded."""
-        tok = self._need_tokenizer()
-        texts = [text] if isinstance(text, str) else list(text)
-        rows = [tok.encode(t, add_special_tokens=False) for t in texts]
-        if prepend_bos:
-            bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-            if bos is None:
-                raise ValueError("This tokenizer has no BOS (or EOS) token: use prepend_bos=False.")
-            rows = [[bos, *row] for row in rows]
-        return rows
-
-    def to_tokens(self, text: Union[str, Sequence[str]], prepend_bos: bool = True) -> Tensor:
-        """Token ids (batch, pos) for a text or a list of texts, right-padded; BOS first by default.
-
-        Right padding leaves every real token's logits unchanged (attention is causal).
-        """
-        return self._padded(self._token_rows(text, prepend_bos))
-
-    def _padded(self, rows: list[list[int]]) -> Tensor:
-        """Rows of token ids, right-padded to one width: (batch, pos) on the model's device."""
-        width = max(len(row) for row in rows)
-        pad = self._pad_id()
-        ids = [row + [pad] * (width - len(row)) for row in rows]
-        return torch.tensor(ids, dtype=torch.long, device=self.device)
-
-    def to_str_tokens(self, tokens: Union[str, Tensor], prepend_bos: bool = True) -> list[str]:
-        """Each token of one sequence as its own string (text or a 1-D / (1, pos) tensor)."""
-        ids = self.to_tokens(tokens, prepend_bos)[0] if isinstance(tokens, str) else tokens.reshape(-1)
-        tok = self._need_tokenizer()
-        return [tok.decode([i]) for i in ids.tolist()]
-
-    def to_string(self, tokens: Union[int, Tensor]) -> Union[str, list[str]]:
-        """Decode a token id, (pos,) to a string, or (batch, pos) to a list of strings."""
-        tok = self._need_tokenizer()
-        if isinstance(tokens, int) or tokens.ndim == 0:
-            return tok.decode([int(tokens)])
-        if tokens.ndim == 1:
-            return tok.decode(tokens.tolist())
-        return [tok.decode(row) for row in tokens.tolist()]
-
-    # --- weights (raw Hugging Face weights, nothing folded) ------------------------------
-
-    @property
-    def W_E(self) -> Tensor:
-        """Token embedding (d_vocab, d_model)."""
-        return self.model.get_input_embeddings().weight
-
-    @property
-    def W_pos(self) -> Tensor:
-        """Learned position embedding (n_ctx, d_model); rotary models have none."""
-        if not self.adapter.pos_embed:
-            raise AttributeError(f"{self.cfg.architecture} uses rotary embeddings: there is no W_pos.")
-        return _get(self.model, self.adapter.pos_embed).weight
-
-    @property
-    def W_U(self) -> Tensor:
-        """Unembedding (d_model, d_vocab)."""
-        return self.model.get_output_embeddings().weight.T
-
-    @property
-    def b_U(self) -> Tensor:
-        """Unembedding bias (d_vocab,), zeros when the model has none."""
-        bias = self.model.get_output_embeddings().bias
-        return bias if bias is not None else torch.zeros(self.cfg.d_vocab, device=self.device, dtype=self.W_U.dtype)
-
-    def _qkv(self, i: int) -> Tensor:
-        cfg = self.cfg
-        return torch.stack(
-            [self.adapter.qkv(_get(b, self.adapter.attn), cfg.n_heads, cfg.n_kv_heads)[i] for b in self._blocks]
-        )
-
-    @property
-    def W_Q(self) -> Tensor:
-        """Query weights (n_layers, n_heads, d_model, d_head), before rotary."""
-        return self._qkv(0)
-
-    @property
-    def W_K(self) -> Tensor:
-        """Key weights (n_layers, n_kv_heads, d_model, d_head), before rotary."""
-        return self._qkv(1)
-
-    @property
-    def W_V(self) -> Tensor:
-        """Value weights (n_layers, n_kv_heads, d_model, d_head)."""
-        return self._qkv(2)
-
-    def W_O_layer(self, layer: int) -> Tensor:
-        """One block's output weights per head (n_heads, d_head, d_model)."""
-        cfg = self.cfg
-        return in_out_weight(_get(self._blocks[layer], self.adapter.o_proj)).reshape(cfg.n_heads, cfg.d_head, cfg.d_model)
-
-    @property
-    def W_O(self) -> Tensor:
-        """Output weights per head (n_layers, n_heads, d_head, d_model): result_h = z_h @ W_O[l, h]."""
-        return torch.stack([self.W_O_layer(l) for l in range(self.cfg.n_layers)])
-
-    @property
-    def b_O(self) -> Tensor:
-        """Attention output bias (n_layers, d_model), zeros where there is none."""
-        biases = [getattr(_get(b, self.adapter.o_proj), "bias", None) for b in self._blocks]
-        zeros = torch.zeros(self.cfg.d_model, device=self.device, dtype=self.W_E.dtype)
-        return torch.stack([b if b is not None else zeros for b in biases])
-
-    def norm_module(self, layer: int | None = None, which: str = "ln1") -> nn.Module:
-        """The final norm (layer None) or a block's ln1 / ln2 module."""
-        if layer is None:
-            return _get(self.model, self.adapter.ln_final)
-        return _get(self._blocks[layer], self.adapter.ln1 if which == "ln1" else self.adapter.ln2)
 
     def __repr__(self) -> str:
         c = self.cfg

@@ -9,8 +9,9 @@ repeat, positions seg_len+1..2*seg_len the second.
   and `head_scores` to compute one of them for every head of a model;
 - next-token loss per position: `per_token_loss`;
 - head ablation: `head_ablation_hook`, `ablation_hooks`, `mean_z`, `ablated_loss`;
-- K-composition between heads: `composition_score`, `k_composition_scores`;
-- `attention_explorer(model, text)`: an ipywidgets viewer of every head's pattern.
+- K-composition between heads: `composition_score`, `k_composition_scores`.
+
+The interactive viewer of every head's pattern is `digsite.widgets.attention_explorer`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable, Sequence
 
-import ipywidgets as widgets
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -37,8 +37,6 @@ __all__ = [
     "ablated_loss",
     "composition_score",
     "k_composition_scores",
-    "AttentionExplorer",
-    "attention_explorer",
 ]
 
 Head = tuple[int, int]  # (layer, head)
@@ -186,54 +184,3 @@ def k_composition_scores(model: HookedModel, src_layer: int, dst_layer: int) -> 
         W_OV = model.W_V[src_layer] @ model.W_O[src_layer]  # (n_src, d_model, d_model)
         W_QK = model.W_Q[dst_layer] @ model.W_K[dst_layer].transpose(-1, -2)  # (n_dst, d_model, d_model)
         return composition_score(W_OV[:, None], W_QK[None].transpose(-1, -2))
-
-
-# --- widget ---------------------------------------------------------------------------------
-
-def _render_layer(model: HookedModel, text: str, layer: int):
-    """The circuitsvis figure of one layer's heads for `text`, and a one-line summary."""
-    from .plot import attention_heads
-
-    tokens = model.to_tokens(text)
-    _, cache = model.run_with_cache(tokens, names_filter=[f"blocks.{layer}.attn.hook_pattern"])
-    pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0]  # (head, q, k)
-    prev = previous_token_score(pattern[None])
-    names = [f"L{layer}H{h}" for h in range(pattern.shape[0])]
-    summary = "previous-token score: " + ", ".join(f"{n} {s:.2f}" for n, s in zip(names, prev.tolist()))
-    return attention_heads(pattern, model.to_str_tokens(tokens), names), summary
-
-
-class AttentionExplorer(widgets.VBox):
-    """A layer picker and a prompt box over circuitsvis's view of every head of that layer.
-
-    `layer` (an IntSlider) and `prompt` (a Text box) are the controls; `output` (an Output
-    widget) holds the figure and `summary` (a Label) each head's previous-token score. Changing
-    either control redraws; `render()` does it by hand.
-    """
-
-    def __init__(self, model: HookedModel, text: str, layer: int = 0):
-        self.model = model
-        self.layer = widgets.IntSlider(value=layer, min=0, max=model.cfg.n_layers - 1, description="layer")
-        self.prompt = widgets.Text(value=text, description="prompt", continuous_update=False,
-                                   layout=widgets.Layout(width="90%"))
-        self.summary = widgets.Label()
-        self.output = widgets.Output()
-        super().__init__([widgets.HBox([self.layer, self.prompt]), self.summary, self.output])
-        self.layer.observe(self._changed, names="value")
-        self.prompt.observe(self._changed, names="value")
-        self.render()
-
-    def _changed(self, change: dict) -> None:
-        self.render()
-
-    def render(self) -> None:
-        """Redraw the figure for the current layer and prompt."""
-        figure, summary = _render_layer(self.model, self.prompt.value, self.layer.value)
-        self.summary.value = summary
-        self.output.outputs = ()
-        self.output.append_display_data(figure)
-
-
-def attention_explorer(model: HookedModel, text: str, layer: int = 0) -> AttentionExplorer:
-    """An interactive viewer of every head's attention pattern on `text`: pick a layer, edit the prompt."""
-    return AttentionExplorer(model, text, layer)

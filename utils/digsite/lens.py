@@ -9,8 +9,8 @@
   h -> h + A h + b (A, b initialised to zero, so an untrained tuned lens *is* the logit lens),
   trained to minimise KL(final output || lens output).
 - `kl_to_final` measures how far each layer's lens is from the model's output.
-- `lens_figure` draws the top token per layer and position; `lens_explorer` is an ipywidgets
-  explorer (a prompt box and a layer slider) built from the same functions.
+- `lens_figure` draws the top token per layer and position; `digsite.widgets.lens_explorer` is
+  an ipywidgets explorer (a prompt box and a layer slider) built from the same functions.
 
 Shapes: a "stack" is (layer, ..., d_model) with n_layers + 1 entries: resid_pre of every
 block, then the final resid_post (labels "0_pre" ... "final_post", as in the cache).
@@ -18,7 +18,6 @@ block, then the final resid_post (labels "0_pre" ... "final_post", as in the cac
 
 from __future__ import annotations
 
-import html
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -44,8 +43,7 @@ __all__ = [
     "train_tuned_lens",
     "top_tokens",
     "lens_figure",
-    "LensExplorer",
-    "lens_explorer",
+    "layer_logits",
 ]
 
 
@@ -62,7 +60,7 @@ def stack_labels(n_layers: int) -> list[str]:
     return [f"{l}_pre" for l in range(n_layers)] + ["final_post"]
 
 
-def prompt_batch(model: "HookedModel", texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+def prompt_batch(model: HookedModel, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
     """Tokens (batch, pos), right-padded with BOS first, and each prompt's last real position (batch,).
 
     The last position is where the model predicts the next token; with right padding it is
@@ -74,7 +72,7 @@ def prompt_batch(model: "HookedModel", texts: Sequence[str]) -> tuple[Tensor, Te
     return tokens, torch.tensor(lengths, device=tokens.device) - 1
 
 
-def resid_stack(model: "HookedModel", tokens: Tensor) -> tuple[Tensor, Tensor]:
+def resid_stack(model: HookedModel, tokens: Tensor) -> tuple[Tensor, Tensor]:
     """The residual stream before every block and after the last: (n_layers + 1, batch, pos, d_model).
 
     Also returns the model's logits (batch, pos, d_vocab).
@@ -87,12 +85,12 @@ def resid_stack(model: "HookedModel", tokens: Tensor) -> tuple[Tensor, Tensor]:
 # --- decoding ------------------------------------------------------------------------------
 
 
-def unembed(model: "HookedModel", x: Tensor) -> Tensor:
+def unembed(model: HookedModel, x: Tensor) -> Tensor:
     """x (..., d_model) @ W_U + b_U -> logits (..., d_vocab)."""
     return x @ model.W_U + model.b_U
 
 
-def logit_lens(model: "HookedModel", stack: Tensor) -> Tensor:
+def logit_lens(model: HookedModel, stack: Tensor) -> Tensor:
     """The logit lens: each entry through the model's final norm, then the unembedding.
 
     stack (layer, ..., d_model) -> logits (layer, ..., d_vocab). The norm recomputes each
@@ -169,7 +167,7 @@ class TunedLens(nn.Module):
         """Translated stack: (n_layers + 1, ..., d_model) -> the same shape (the last entry as it is)."""
         return torch.cat([self.translate(stack[:-1]), stack[-1:]])
 
-    def logits(self, model: "HookedModel", stack: Tensor) -> Tensor:
+    def logits(self, model: HookedModel, stack: Tensor) -> Tensor:
         """The tuned lens: translate, then the logit lens. (layer, ..., d_model) -> (layer, ..., d_vocab)."""
         return logit_lens(model, self(stack))
 
@@ -187,7 +185,7 @@ def _frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def collect_positions(model: "HookedModel", texts: Sequence[str], batch_size: int = 64) -> tuple[Tensor, Tensor]:
+def collect_positions(model: HookedModel, texts: Sequence[str], batch_size: int = 64) -> tuple[Tensor, Tensor]:
     """The stack and the model's logits at every real (non-padding) position of `texts`.
 
     Returns stack (n_layers + 1, n_positions, d_model) and final_logits (n_positions, d_vocab).
@@ -203,7 +201,7 @@ def collect_positions(model: "HookedModel", texts: Sequence[str], batch_size: in
 
 
 def train_tuned_lens(
-    model: "HookedModel",
+    model: HookedModel,
     stack: Tensor,
     final_logits: Tensor,
     steps: int = 200,
@@ -243,13 +241,13 @@ def train_tuned_lens(
 # --- looking at it ------------------------------------------------------------------------
 
 
-def _layer_logits(model: "HookedModel", h: Tensor, layer: int, lens: TunedLens | None) -> Tensor:
+def layer_logits(model: HookedModel, h: Tensor, layer: int, lens: TunedLens | None) -> Tensor:
     """Decode one stack entry h (..., d_model) read at `layer`: (..., d_vocab)."""
     return logit_lens(model, h if lens is None else lens.translate_layer(h, layer))
 
 
 def top_tokens(
-    model: "HookedModel", prompt: str, layer: int, k: int = 5, lens: TunedLens | None = None, pos: int = -1
+    model: HookedModel, prompt: str, layer: int, k: int = 5, lens: TunedLens | None = None, pos: int = -1
 ) -> list[tuple[str, float]]:
     """The k most likely next tokens (token, probability) at position `pos` of `prompt`, read at stack entry `layer`.
 
@@ -257,12 +255,12 @@ def top_tokens(
     """
     stack, _ = resid_stack(model, model.to_tokens(prompt))
     with torch.no_grad():
-        probs = _layer_logits(model, stack[layer, 0, pos], layer, lens).softmax(-1)
+        probs = layer_logits(model, stack[layer, 0, pos], layer, lens).softmax(-1)
     values, ids = probs.topk(k)
     return [(model.to_string(i[None]), v.item()) for v, i in zip(values, ids)]
 
 
-def lens_figure(model: "HookedModel", prompt: str, lens: TunedLens | None = None, title: str | None = None) -> go.Figure:
+def lens_figure(model: HookedModel, prompt: str, lens: TunedLens | None = None, title: str | None = None) -> go.Figure:
     """Heatmap of the top next-token prediction at every stack entry (rows) and position (columns).
 
     Each cell shows the top token's text, coloured by its probability; hover for the probability.
@@ -286,65 +284,3 @@ def lens_figure(model: "HookedModel", prompt: str, lens: TunedLens | None = None
     fig.update_layout(title=title or f"Top prediction by layer ({name})", xaxis_title="position", yaxis_title="layer")
     fig.update_yaxes(autorange="reversed")
     return fig
-
-
-class LensExplorer:
-    """An interactive lens: a prompt box, a layer slider and a lens choice over a table of top-k tokens.
-
-    The widgets are attributes (`prompt`, `layer`, `lens`, `table`), so code can drive it as a
-    person would: set `explorer.layer.value = 2` and `explorer.table.value` is the new HTML.
-    Display it by leaving it as a cell's last expression.
-    """
-
-    def __init__(self, model: "HookedModel", prompt: str, k: int = 5, tuned: TunedLens | None = None):
-        import ipywidgets as widgets
-
-        self.model, self.k, self.tuned = model, k, tuned
-        n = model.cfg.n_layers
-        self.prompt = widgets.Text(value=prompt, description="prompt", continuous_update=False,
-                                   layout=widgets.Layout(width="90%"))
-        self.layer = widgets.IntSlider(value=n, min=0, max=n, description="layer", continuous_update=True)
-        options = ["logit lens"] + (["tuned lens"] if tuned is not None else [])
-        self.lens = widgets.ToggleButtons(options=options, value="logit lens", description="lens")
-        self.table = widgets.HTML()
-        self._stack: Tensor | None = None
-        for w in (self.prompt, self.layer, self.lens):
-            w.observe(self._refresh, names="value")
-        self.widget = widgets.VBox([self.prompt, self.layer, self.lens, self.table])
-        self._refresh({"owner": self.prompt})
-
-    def _refresh(self, change: dict) -> None:
-        if change.get("owner") is self.prompt or self._stack is None:
-            self._tokens = self.model.to_str_tokens(self.prompt.value)
-            self._stack, _ = resid_stack(self.model, self.model.to_tokens(self.prompt.value))
-        self.table.value = self.render()
-
-    def predictions(self) -> list[list[tuple[str, float]]]:
-        """At the chosen layer and lens: the top-k (token, probability) for every position of the prompt."""
-        lens = self.tuned if self.lens.value == "tuned lens" else None
-        with torch.no_grad():
-            layer = self.layer.value
-            probs = _layer_logits(self.model, self._stack[layer, 0], layer, lens).softmax(-1)  # (pos, d_vocab)
-        values, ids = probs.topk(self.k, dim=-1)
-        return [[(self.model.to_string(i[None]), v.item()) for v, i in zip(vs, is_)] for vs, is_ in zip(values, ids)]
-
-    def render(self) -> str:
-        """The HTML table: one row per position (the input token, then its top-k next tokens)."""
-        label = stack_labels(self.model.cfg.n_layers)[self.layer.value]
-        rows = []
-        for token, preds in zip(self._tokens, self.predictions()):
-            cells = "".join(
-                f"<td style='background: rgba(31,119,180,{p:.2f}); padding: 2px 6px'>{html.escape(t)} {p:.2f}</td>"
-                for t, p in preds
-            )
-            rows.append(f"<tr><th style='text-align: right; padding-right: 8px'>{html.escape(token)}</th>{cells}</tr>")
-        head = f"<caption>{self.lens.value} at {label}: top-{self.k} next tokens after each input token</caption>"
-        return f"<table>{head}{''.join(rows)}</table>"
-
-    def _repr_mimebundle_(self, **kwargs) -> dict:
-        return self.widget._repr_mimebundle_(**kwargs)
-
-
-def lens_explorer(model: "HookedModel", prompt: str, k: int = 5, tuned: TunedLens | None = None) -> LensExplorer:
-    """An interactive lens explorer for `prompt` (see `LensExplorer`); pass `tuned` to offer the tuned lens."""
-    return LensExplorer(model, prompt, k=k, tuned=tuned)

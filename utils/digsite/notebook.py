@@ -55,7 +55,11 @@ def setup(seed: int = 0, device: str | torch.device | None = None) -> torch.devi
 
 
 def online(timeout: float = 1.5) -> bool:
-    """True when the Hugging Face hub really answers (the same probe `load_model` uses): gates "try it on GPT-2" cells."""
-    from .models import hub_reachable
+    """True when the Hugging Face hub really answers (the same probe `load_model` uses): gates "try it on GPT-2" cells.
 
-    return hub_reachable(timeout)
+    Also True under the test suite's stand-in switch (`digsite.stand_ins`), which makes those cells run offline.
+    """
+    from .models import hub_reachable
+    from .stand_ins import switch_on
+
+    return switch_on() or hub_reachable(timeout)

@@ -12,7 +12,8 @@ clean prompt and patches in corrupt (or mean, or zero) activations: a site whose
 the metric is necessary. Every sweep below takes a `base` run and a `source` of activations,
 so both directions use the same code.
 
-- data and metric: `IOIData`, `ioi_data`, `logit_diff`, `ioi_metric`;
+- data and metric: `IOIData`, `ioi_data`, `ioi_tokens`, `logit_diff` (per prompt), `ioi_metric`,
+  `normalized_logit_diff`;
 - the batched engine: `Patch`, `patch_sweep` (many patches per forward pass; reuses the
   base run's residual stream below the first patched layer and its keys and values before
   the first changed position, and skips patches that change nothing) and `patch_loop` (one
@@ -26,23 +27,24 @@ so both directions use the same code.
 
 from __future__ import annotations
 
-import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
-from transformers import DynamicCache
 
 from .hooks import Hook, HookedModel
 from .organisms.data import IOIPrompt, ioi_prompts
+from .transformers_compat import KeysValues, forward_with_cache, kv_cache_from_output
 
 __all__ = [
     "IOIData",
     "ioi_data",
+    "ioi_tokens",
     "logit_diff",
     "ioi_metric",
+    "normalized_logit_diff",
     "Patch",
     "patch_sweep",
     "patch_loop",
@@ -119,25 +121,44 @@ def ioi_data(model: HookedModel, n: int = 32, seed: int = 0, template: str = "wh
         k += 1
         if k == 20 and len(prompts) < n:
             raise ValueError(f"Found only {len(prompts)} of {n} usable prompts for this tokenizer and template.")
-    clean = model.to_tokens([p.text for p in prompts])
+    clean, corrupt, io, s = ioi_tokens(model, prompts)
     abc = model.to_tokens([p.corrupt_text for p in prompts])
     if clean.shape != abc.shape:
         raise ValueError("Clean and ABC prompts tokenize to different lengths.")
-    io = torch.tensor([tok.encode(p.answer, add_special_tokens=False)[0] for p in prompts], device=clean.device)
-    s = torch.tensor([tok.encode(" " + p.s, add_special_tokens=False)[0] for p in prompts], device=clean.device)
     first_io = (clean == io[:, None]).int().argmax(1)
     s_hits = clean == s[:, None]
     s1 = s_hits.int().argmax(1)
-    s2 = clean.shape[1] - 1 - s_hits.flip(1).int().argmax(1)
     end = torch.full_like(s1, clean.shape[1] - 1)
-    pos = {"IO": first_io, "S1": s1, "S2": s2, "END": end}
-    corrupt = clean.clone()
-    corrupt[torch.arange(n), s2] = io
+    pos = {"IO": first_io, "S1": s1, "S2": _second_mention(clean, s), "END": end}
     labels = [f"{t} ({i})" for i, t in enumerate(model.to_str_tokens(clean[0]))]
     for role, where in pos.items():
         i = int(where[0])
         labels[i] = f"{role} ({i})"
     return IOIData(prompts, clean, corrupt, abc, io, s, pos, labels)
+
+
+def _second_mention(clean: Tensor, s: Tensor) -> Tensor:
+    """(batch,) position of the subject's last mention (S2) in each prompt."""
+    return clean.shape[1] - 1 - (clean == s[:, None]).flip(1).int().argmax(1)
+
+
+def ioi_tokens(model: HookedModel, prompts: Sequence[IOIPrompt]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(clean, corrupt, io, s) for IOI prompts of one token length: the name-swap corruption, in tokens.
+
+    clean, corrupt: (batch, pos), corrupt with the subject's second mention (S2) replaced by the
+    indirect object, so the answer flips to the subject; io, s: (batch,) ids of the indirect
+    object (the answer) and of the subject. The prompts must tokenize to one length, unpadded.
+    """
+    tok = model.tokenizer
+    clean = model.to_tokens([p.text for p in prompts])
+    lengths = {len(tok.encode(p.text, add_special_tokens=False)) for p in prompts}
+    if len(lengths) != 1:
+        raise ValueError("IOI prompts must all have the same token length: use ioi_prompts(..., same_length=True, template=...).")
+    io = torch.tensor([tok.encode(p.answer, add_special_tokens=False)[0] for p in prompts], device=clean.device)
+    s = torch.tensor([tok.encode(" " + p.s, add_special_tokens=False)[0] for p in prompts], device=clean.device)
+    corrupt = clean.clone()
+    corrupt[torch.arange(len(prompts)), _second_mention(clean, s)] = io
+    return clean, corrupt, io, s
 
 
 def logit_diff(logits: Tensor, io: Tensor, s: Tensor) -> Tensor:
@@ -156,13 +177,19 @@ def ioi_metric(model: HookedModel, data: IOIData) -> tuple[Metric, float, float]
     0 on the corrupt run. logits: (batch, pos, d_vocab) for the prompts of `data`, in order;
     a batch that repeats them (k copies, patch-major) is averaged the same way.
     """
+    return normalized_logit_diff(model, data.clean, data.corrupt, data.io, data.s)
+
+
+def normalized_logit_diff(model: HookedModel, clean: Tensor, corrupt: Tensor, io: Tensor, s: Tensor
+                          ) -> tuple[Metric, float, float]:
+    """`ioi_metric` for any clean / corrupt token batches (batch, pos) and answers io, s (batch,)."""
     with torch.no_grad():
-        clean_ld = logit_diff(model(data.clean), data.io, data.s).mean().item()
-        corrupt_ld = logit_diff(model(data.corrupt), data.io, data.s).mean().item()
+        clean_ld = logit_diff(model(clean), io, s).mean().item()
+        corrupt_ld = logit_diff(model(corrupt), io, s).mean().item()
 
     def metric(logits: Tensor) -> Tensor:
-        reps = logits.shape[0] // data.io.shape[0]
-        ld = logit_diff(logits, data.io.repeat(reps), data.s.repeat(reps)).mean()
+        reps = logits.shape[0] // io.shape[0]
+        ld = logit_diff(logits, io.repeat(reps), s.repeat(reps)).mean()
         return (ld - corrupt_ld) / (clean_ld - corrupt_ld)
 
     return metric, clean_ld, corrupt_ld
@@ -249,49 +276,18 @@ def _rows_hook(entries: list[tuple[int, Tensor]], n: int) -> Callable[[Tensor, H
     return hook
 
 
-@dataclass(frozen=True)
-class _KeysValues:
-    """The base run's keys and values, per layer (batch, kv_head, pos, d_head).
-
-    `by_position`: the model reads its cache by the block's place in the block list (GPT-2 in
-    transformers 4.4x, which uses tuples), not by the block's layer index.
-    """
-
-    layers: list[tuple[Tensor, Tensor]]
-    by_position: bool
-
-    @classmethod
-    def from_output(cls, cache) -> "_KeysValues":
-        layers = getattr(cache, "layers", None)  # transformers >= 4.56; before, a tuple or an indexable cache
-        if layers is not None:
-            return cls([(layer.keys, layer.values) for layer in layers], False)
-        return cls([tuple(cache[l][:2]) for l in range(len(cache))], isinstance(cache, tuple))
-
-    def prefix(self, p0: int, k: int, first_block: int):
-        """A cache of positions < p0, repeated k times, for a pass that starts at `first_block`."""
-        cut = [(keys[:, :, :p0].repeat(k, 1, 1, 1), values[:, :, :p0].repeat(k, 1, 1, 1)) for keys, values in self.layers]
-        if self.by_position:
-            return tuple(cut[first_block:])
-        cache = DynamicCache()
-        for l, (keys, values) in enumerate(cut):
-            cache.update(keys, values, l)
-        return cache
-
-
-def _run_from(model: HookedModel, tokens: Tensor, p0: int, first_block: int, keys_values: _KeysValues | None) -> Tensor:
+def _run_from(model: HookedModel, tokens: Tensor, p0: int, first_block: int, keys_values: KeysValues | None) -> Tensor:
     """Logits (batch, pos - p0, d_vocab) for positions p0.. of `tokens`, the positions before from the base run."""
     if p0 == 0:
         return model(tokens)
     k = tokens.shape[0] // keys_values.layers[0][0].shape[0]
     positions = torch.arange(p0, tokens.shape[1], device=tokens.device).expand(tokens.shape[0], -1)
-    # transformers 5 calls the key-value cache argument `cache`, 4.x `past_key_values`
-    cache_argument = "cache" if "cache" in inspect.signature(model.model.forward).parameters else "past_key_values"
-    return model.model(input_ids=tokens[:, p0:], position_ids=positions, use_cache=True,
-                       **{cache_argument: keys_values.prefix(p0, k, first_block)}).logits
+    return forward_with_cache(model.model, keys_values.prefix(p0, k, first_block), input_ids=tokens[:, p0:],
+                              position_ids=positions).logits
 
 
 def _base_run(model: HookedModel, base: Tensor, names: Sequence[str], keys_values: bool
-              ) -> tuple[Tensor, dict[str, Tensor], _KeysValues | None]:
+              ) -> tuple[Tensor, dict[str, Tensor], KeysValues | None]:
     """The base run: logits, the named activations and (if asked) every layer's keys and values.
 
     Keys and values come from the model's own cache, so the attention implementation (and the
@@ -306,8 +302,7 @@ def _base_run(model: HookedModel, base: Tensor, names: Sequence[str], keys_value
         out = model.model(input_ids=base, use_cache=keys_values)
     if not keys_values:
         return out.logits, store, None
-    cache = out["cache"] if "cache" in out else out["past_key_values"]  # transformers 5 / 4.x names
-    return out.logits, store, _KeysValues.from_output(cache)
+    return out.logits, store, kv_cache_from_output(out)
 
 
 def patch_loop(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], patches: Sequence[Patch],
@@ -473,13 +468,13 @@ def path_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: 
 
             recorded: dict[str, Tensor] = {}
 
-            def record(act: Tensor, hook: Hook) -> None:
+            def record(act: Tensor, hook: Hook, recorded: dict[str, Tensor] = recorded) -> None:
                 recorded[hook.name] = act.clone()
 
             model.run_with_hooks(tokens, fwd_hooks=[(name, freeze) for name in frozen_names]
                                  + [(name, record) for name in recv_names])
 
-            def replace(act: Tensor, hook: Hook) -> Tensor:
+            def replace(act: Tensor, hook: Hook, recorded: dict[str, Tensor] = recorded) -> Tensor:
                 act = act.clone()
                 for l, h in receivers:
                     if l == hook.layer():

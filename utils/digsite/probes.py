@@ -12,8 +12,8 @@ Probes (chapter 6):
 Comparing models:
 - `all_patterns` and `pattern_similarity`: every head's attention pattern on the same tokens,
   and how alike two sets of heads attend;
-- `flip_subject`, `ioi_batch`, `logit_diff`, `head_patching_map`, `ioi_attention_map`: where the
-  indirect-object circuit lives in a model;
+- `flip_subject`, `ioi_batch`, `head_patching_map`, `ioi_attention_map`: where the indirect-object
+  circuit lives in a model (on chapter 3's data, metric and sweep: `digsite.patching`);
 - `side_by_side`: one heatmap per model, on a shared colour scale.
 """
 
@@ -31,16 +31,12 @@ from torch import Tensor
 
 from . import patching
 from .hooks import Hook, HookedModel
+from .lens import resid_names
 from .organisms import data as D
 from .organisms.data import IOIPrompt
 from .threads import one_thread
 
 # --- residuals -----------------------------------------------------------------------------
-
-
-def resid_names(n_layers: int) -> list[str]:
-    """Hook names of the n_layers + 1 layer boundaries: every block's resid_pre, then the last resid_post."""
-    return [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
 
 
 def last_positions(tokens: Tensor, pad_id: int) -> Tensor:
@@ -318,18 +314,9 @@ def ioi_batch(model: HookedModel, prompts: Sequence[IOIPrompt]) -> tuple[Tensor,
 
     clean, flipped: (batch, pos) token ids of the prompts and of `flip_subject` of them (whose
     answer is the subject); io_ids, s_ids: (batch,) ids of the indirect object and the subject.
+    Chapter 3's name-swap corruption (`digsite.patching.ioi_tokens`).
     """
-    clean, flipped = model.to_tokens([p.text for p in prompts]), model.to_tokens([flip_subject(p) for p in prompts])
-    if clean.shape != flipped.shape or (clean == model.tokenizer.pad_token_id).any():
-        raise ValueError("IOI prompts must all have the same token length: use ioi_prompts(..., same_length=True, template=...).")
-    io = model.to_tokens([p.io for p in prompts], prepend_bos=False)[:, 0]
-    s = model.to_tokens([p.s for p in prompts], prepend_bos=False)[:, 0]
-    return clean, flipped, io, s
-
-
-def logit_diff(logits: Tensor, io_ids: Tensor, s_ids: Tensor) -> Tensor:
-    """Mean over the batch of logit(IO) - logit(S) at the final position. logits: (batch, pos, d_vocab) -> scalar."""
-    return patching.logit_diff(logits, io_ids, s_ids).mean()
+    return patching.ioi_tokens(model, prompts)
 
 
 def head_patching_map(model: HookedModel, clean: Tensor, corrupt: Tensor, io_ids: Tensor, s_ids: Tensor) -> Tensor:
@@ -340,14 +327,7 @@ def head_patching_map(model: HookedModel, clean: Tensor, corrupt: Tensor, io_ids
     (LD_patched - LD_corrupt) / (LD_clean - LD_corrupt); 1 = this head alone restores it all.
     Chapter 3's batched sweep (`digsite.patching.head_sweep`) does the work.
     """
-    with torch.no_grad():
-        ld_clean = logit_diff(model(clean), io_ids, s_ids)
-        ld_corrupt = logit_diff(model(corrupt), io_ids, s_ids)
-
-    def metric(logits: Tensor) -> Tensor:  # the sweep stacks k patched copies of the batch, patch-major
-        reps = logits.shape[0] // io_ids.shape[0]
-        return (logit_diff(logits, io_ids.repeat(reps), s_ids.repeat(reps)) - ld_corrupt) / (ld_clean - ld_corrupt)
-
+    metric, _, _ = patching.normalized_logit_diff(model, clean, corrupt, io_ids, s_ids)
     return patching.head_sweep(model, corrupt, clean, metric, kind="z").cpu()
 
 

@@ -223,7 +223,7 @@ def check_apply_ln_to_stack(apply_ln_to_stack) -> None:
     got = run_learner(apply_ln_to_stack, pieces.clone(), cache, model)
     assert_close(got, apply_ln_to_stack_reference(pieces, cache, model), what="the normalised pieces")
     total = got.sum(0) + model.norm_module(None).bias
-    assert_close(total, cache["ln_final.hook_normalized"], what="sum of your pieces + the LayerNorm bias vs ln_final's output")
+    assert_close(total, cache["ln_final.hook_out"], what="sum of your pieces + the LayerNorm bias vs ln_final's output")
 
 
 # --- 2.5 every head's contribution -------------------------------------------------------------

@@ -2,6 +2,7 @@
 
     python -m digsite.organisms list
     python -m digsite.organisms train NAME [--out DIR] [--steps N] [--seed S] [--quick] [--threads T]
+        NAME: an organism, or a shipped SAE (`sae-toylang`, recipes in sae_recipe.py)
     python -m digsite.organisms evaluate [NAME ...] [--path DIR] [--json]
 
 ``train`` writes a Hugging Face checkpoint (default: runs/NAME under the current folder;
@@ -42,9 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
     if a.cmd == "train":
+        from .sae_recipe import SAE_RECIPES, train_sae_recipe
         from .train import train
         torch.set_num_threads(a.threads)
-        out = train(a.name, a.out or Path("runs") / a.name, steps=a.steps, seed=a.seed, quick=a.quick)
+        trainer = train_sae_recipe if a.name in SAE_RECIPES else train
+        out = trainer(a.name, a.out or Path("runs") / a.name, steps=a.steps, seed=a.seed, quick=a.quick)
         print(f"saved {out}")
         return 0
     from .evaluate import evaluate

@@ -249,14 +249,36 @@ def _lm_train(model: PreTrainedModel, recipe: Recipe, steps: int, get_batch: Cal
     return hist
 
 
-def _modadd_train(model: PreTrainedModel, recipe: Recipe, steps: int, seed: int, frac: float
-                  ) -> tuple[list[dict[str, float]], int]:
-    xtr, ytr, xte, yte = D.modadd_dataset(MODADD_P, frac, seed=0)
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe.warmup, steps, constant=True))
+def train_full_batch(
+    model: PreTrainedModel,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    opt: torch.optim.Optimizer,
+    steps: int,
+    log_every: int,
+    grokked: float,
+    extra_steps: Callable[[int], int],
+    sched: torch.optim.lr_scheduler.LRScheduler | None = None,
+    digits: int | None = None,
+    desc: str = "grokking",
+    progress: bool = True,
+    print_every: int | None = None,
+) -> tuple[list[dict[str, float]], int]:
+    """The one grokking loop: full-batch training on (a b =) -> label at the last position, with curves.
+
+    data: (train inputs (N, 3), train labels (N,), test inputs, test labels). Logs step, train/test
+    loss and accuracy every `log_every` steps and at the last step (rounded to `digits` if given);
+    once test accuracy reaches `grokked`, trains `extra_steps(step)` more steps (capped at
+    `steps`) to clean up, then stops. Returns (history, steps run). Used by the `modadd`
+    organism's recipe and by chapter 5's live run (`digsite.fourier.train_grokking`).
+    """
+    xtr, ytr, xte, yte = data
+
+    def rounded(x: float) -> float:
+        return round(x, digits) if digits is not None else x
+
     hist: list[dict[str, float]] = []
     grokked_at = None
-    bar = tqdm(range(steps), desc="train modadd", mininterval=5)
+    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=0.5 if print_every is None else 5)
     last = steps - 1
     for step in bar:
         model.train()
@@ -265,28 +287,39 @@ def _modadd_train(model: PreTrainedModel, recipe: Recipe, steps: int, seed: int,
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
-        if step % 25 == 0 or step == last:
+        if sched is not None:
+            sched.step()
+        if step % log_every == 0 or step == last:
             model.eval()
             with torch.no_grad():
                 tl = model(input_ids=xte).logits[:, -1]
                 rec = {
-                    "step": step, "train_loss": round(loss.item(), 5),
-                    "test_loss": round(F.cross_entropy(tl, yte).item(), 5),
-                    "train_acc": round((logits.argmax(-1) == ytr).float().mean().item(), 5),
-                    "test_acc": round((tl.argmax(-1) == yte).float().mean().item(), 5),
+                    "step": step, "train_loss": rounded(loss.item()),
+                    "test_loss": rounded(F.cross_entropy(tl, yte).item()),
+                    "train_acc": rounded((logits.argmax(-1) == ytr).float().mean().item()),
+                    "test_acc": rounded((tl.argmax(-1) == yte).float().mean().item()),
                 }
             hist.append(rec)
-            bar.set_postfix(train=rec["train_acc"], test=rec["test_acc"])
-            if step % 250 == 0:
+            bar.set_postfix(train=f"{rec['train_acc']:.2f}", test=f"{rec['test_acc']:.2f}")
+            if print_every and step % print_every == 0:
                 print(json.dumps(rec), flush=True)
-            if grokked_at is None and rec["test_acc"] >= 0.999:
+            if grokked_at is None and rec["test_acc"] >= grokked:
                 grokked_at = step
-                last = min(steps - 1, step + max(500, step // 10))  # a little more training to clean up
+                last = min(steps - 1, step + extra_steps(step))
         if step >= last:
             break
+    bar.close()
     model.eval()
     return hist, step + 1
+
+
+def _modadd_train(model: PreTrainedModel, recipe: Recipe, steps: int, seed: int, frac: float
+                  ) -> tuple[list[dict[str, float]], int]:
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe.warmup, steps, constant=True))
+    return train_full_batch(model, D.modadd_dataset(MODADD_P, frac, seed=0), opt, steps, log_every=25, grokked=0.999,
+                            extra_steps=lambda step: max(500, step // 10), sched=sched, digits=5, desc="train modadd",
+                            print_every=250)
 
 
 def train(name: str, out: str | Path, steps: int | None = None, seed: int = 0, quick: bool = False,

@@ -1,0 +1,174 @@
+"""Everything that depends on the transformers release: the hooked attention and every version shim.
+
+Supporting a new transformers release should touch this file only. It holds:
+
+- `digsite_attention`, an eager attention function with hook points for q, k, v, the scores
+  and the pattern, registered with transformers' attention registry under
+  `ATTN_IMPLEMENTATION` (and given eager's mask builder where transformers builds masks per
+  implementation). `attention_callbacks(module)` is where the hook engine plugs in;
+  `use_attention(model)` switches a model to it for the duration of a `with` block.
+- the key-value cache, whose format and argument name changed across releases:
+  `KeysValues` (the base run's keys and values, and a prefix of them as the model wants it),
+  `kv_cache_from_output` and `forward_with_cache`.
+
+Supported: transformers 4.49 to 5.x (tests/compat.py lists the releases CI runs).
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+from transformers import DynamicCache
+
+ATTN_IMPLEMENTATION = "digsite_eager"
+ATTENTION_KINDS = ("q", "k", "v", "attn_scores", "pattern")
+
+AttentionCallback = Callable[[str, Tensor], Tensor]
+
+# attention module -> the callbacks of the hook sets that hook it, innermost last
+_ATTN_CALLBACKS: dict[nn.Module, list[AttentionCallback]] = {}
+
+
+def add_attention_callback(module: nn.Module, callback: AttentionCallback) -> None:
+    """Route this attention module's q, k, v, scores and pattern through callback(kind, x) -> x."""
+    _ATTN_CALLBACKS.setdefault(module, []).append(callback)
+
+
+def remove_attention_callback(module: nn.Module) -> None:
+    """Undo the latest `add_attention_callback` on this module."""
+    callbacks = _ATTN_CALLBACKS[module]
+    callbacks.pop()
+    if not callbacks:
+        del _ATTN_CALLBACKS[module]
+
+
+def digsite_attention(
+    module: nn.Module,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[Tensor, Tensor]:
+    """Eager attention that passes q, k, v, scores and pattern through the active hooks.
+
+    query (batch, head, q_pos, d_head), key/value (batch, kv_head, k_pos, d_head), the mask
+    additive (batch, 1, q_pos, k_pos) or boolean. Returns z (batch, q_pos, head, d_head) and
+    the pattern, as every Hugging Face attention function does. Masked scores are -inf, as in
+    TransformerLens; a query row with every key masked (padding) gets an all-zero pattern.
+    """
+    callbacks = _ATTN_CALLBACKS.get(module, ())
+
+    def hook(kind: str, x: Tensor) -> Tensor:
+        for callback in callbacks:
+            x = callback(kind, x)
+        return x
+
+    # hooks see (batch, pos, head, d_head), the TransformerLens layout
+    q = hook("q", query.transpose(1, 2)).transpose(1, 2)
+    k = hook("k", key.transpose(1, 2)).transpose(1, 2)
+    v = hook("v", value.transpose(1, 2)).transpose(1, 2)
+    groups = q.shape[1] // k.shape[1]
+    if groups > 1:  # grouped-query attention: each kv head serves `groups` query heads
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    scale = scaling if scaling is not None else q.shape[-1] ** -0.5
+    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale)  # in place: no second (…, q_pos, k_pos) buffer
+    q_len, k_len = scores.shape[-2:]
+    if (attention_mask is None or attention_mask.shape[-2] == 1) and q_len > 1 and getattr(module, "is_causal", True):
+        # transformers 4.4x leaves causality to SDPA's is_causal or gives a padding-only mask
+        causal = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril_(k_len - q_len)
+        scores.masked_fill_(~causal, float("-inf"))
+    padded = False
+    if attention_mask is not None:
+        mask = attention_mask[..., : k.shape[-2]]
+        if mask.dtype != torch.bool:  # additive: 0 where allowed, the dtype's lowest value where masked
+            mask = mask > torch.finfo(mask.dtype).min / 2
+        scores.masked_fill_(~mask, float("-inf"))
+        padded = True
+    scores = hook("attn_scores", scores)
+    pattern = torch.softmax(scores, dim=-1, dtype=torch.float32)
+    if padded:  # a query that may attend to nothing (left padding) gets zeros, not NaN
+        pattern = pattern.nan_to_num(0.0)
+    pattern = hook("pattern", pattern.to(q.dtype))
+    weights = nn.functional.dropout(pattern, p=dropout, training=module.training)
+    z = torch.matmul(weights, v).transpose(1, 2).contiguous()
+    return z, pattern
+
+
+try:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTN_IMPLEMENTATION, digsite_attention)
+except ImportError:  # transformers < 4.50: the registry is a plain dict
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    ALL_ATTENTION_FUNCTIONS[ATTN_IMPLEMENTATION] = digsite_attention
+try:  # transformers >= 4.53 builds the mask per attention implementation: ours wants eager's
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionMaskInterface.register(ATTN_IMPLEMENTATION, eager_mask)
+except ImportError:  # older versions give any non-SDPA/flash implementation an eager mask
+    pass
+
+
+@contextmanager
+def use_attention(model: nn.Module) -> Iterator[None]:
+    """Run `model` with `digsite_attention` inside the block; its own implementation is restored after."""
+    config = model.config
+    saved = config._attn_implementation
+    config._attn_implementation = ATTN_IMPLEMENTATION
+    try:
+        yield
+    finally:
+        config._attn_implementation = saved
+
+
+# --- the key-value cache ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeysValues:
+    """A run's keys and values, per layer (batch, kv_head, pos, d_head).
+
+    `by_position`: the model reads its cache by the block's place in the block list (GPT-2 in
+    transformers 4.4x, which uses tuples), not by the block's layer index.
+    """
+
+    layers: list[tuple[Tensor, Tensor]]
+    by_position: bool
+
+    @classmethod
+    def from_cache(cls, cache) -> KeysValues:
+        """From the cache object a forward with use_cache=True returned, whatever its release's format."""
+        layers = getattr(cache, "layers", None)  # transformers >= 4.56; before, a tuple or an indexable cache
+        if layers is not None:
+            return cls([(layer.keys, layer.values) for layer in layers], False)
+        return cls([tuple(cache[l][:2]) for l in range(len(cache))], isinstance(cache, tuple))
+
+    def prefix(self, p0: int, k: int, first_block: int):
+        """A cache of positions < p0, repeated k times, for a pass that starts at `first_block`."""
+        cut = [(keys[:, :, :p0].repeat(k, 1, 1, 1), values[:, :, :p0].repeat(k, 1, 1, 1)) for keys, values in self.layers]
+        if self.by_position:
+            return tuple(cut[first_block:])
+        cache = DynamicCache()
+        for l, (keys, values) in enumerate(cut):
+            cache.update(keys, values, l)
+        return cache
+
+
+def kv_cache_from_output(output) -> KeysValues:
+    """The keys and values of a model output computed with use_cache=True (transformers 5 / 4.x names)."""
+    return KeysValues.from_cache(output["cache"] if "cache" in output else output["past_key_values"])
+
+
+def forward_with_cache(model: nn.Module, cache, **kwargs):
+    """model(**kwargs) with a key-value cache: transformers 5 calls the argument `cache`, 4.x `past_key_values`."""
+    argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return model(use_cache=True, **{argument: cache}, **kwargs)
