@@ -6,9 +6,10 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import save_file
+
 from digsite.sae import SAE, SAEConfig, load_sae
 from digsite.saelens import load_saelens, save_saelens
-from safetensors.torch import save_file
 
 D_IN, D_SAE = 12, 40
 
