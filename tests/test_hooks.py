@@ -332,3 +332,35 @@ def test_text_in_and_out():
     torch.testing.assert_close(hm(["the cat", "the cat sat on"], return_type="loss"), (2 * short + 4 * long) / 6)
     text = hm.generate("the cat", max_new_tokens=2, do_sample=False)
     assert isinstance(text, str) and text.startswith("the cat") and "<bos>" not in text
+
+
+def test_a_hook_returning_the_wrong_dtype_is_named():
+    from digsite.hooks import HookError
+
+    hm = _tiny_gpt2_for_contexts()
+    with pytest.raises(HookError, match=r"Hook on 'blocks.0.hook_resid_pre' returned a torch.float64 tensor"):
+        hm.run_with_hooks(torch.tensor([[1, 2, 3]]), [("blocks.0.hook_resid_pre", lambda x, hook: x.double())])
+
+
+def _tiny_gpt2_for_contexts():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from digsite.models import wrap
+
+    torch.manual_seed(0)
+    return wrap(GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=20)).eval())
+
+
+def test_hook_contexts_closed_out_of_order_restore_the_attention_implementation():
+    hm = _tiny_gpt2_for_contexts()
+    original = hm.model.config._attn_implementation
+    seen = []
+    first = hm.hooks([("blocks.0.attn.hook_pattern", lambda x, hook: None)])
+    second = hm.hooks([("blocks.1.attn.hook_pattern", lambda x, hook: seen.append(hook.name))])
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first one closes while the second is still open
+    hm(torch.tensor([[1, 2, 3]]))
+    assert seen == ["blocks.1.attn.hook_pattern"]  # the open context's attention hook still runs
+    second.__exit__(None, None, None)
+    assert hm.model.config._attn_implementation == original

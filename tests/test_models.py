@@ -236,3 +236,31 @@ def test_shipped_weights_are_verified_once_and_copied_into_memory(shipped_copy, 
     torch.testing.assert_close(hm.run_with_cache(tokens)[0], before)  # not memory-mapped
     with pytest.raises(models.CorruptWeightsError, match="not the file that was shipped"):
         load_model("induction", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def toylang():
+    return load_model("toylang", device="cpu")
+
+
+def test_the_loss_leaves_out_padding_for_texts_and_masked_token_ids(toylang):
+    short, long = "the cat is an animal", "when mary and john went to the store , john gave a drink to mary"
+    alone = toylang(short, return_type="loss").item()
+    rows = toylang._token_rows([short, long], prepend_bos=True)
+    for left in (False, True):
+        ids, mask = toylang._padded(rows, left=left), toylang._padding_mask(rows, left=left)
+        both = toylang(ids, return_type="loss", attention_mask=mask).item()
+        per_text = [toylang(t, return_type="loss").item() for t in (short, long)]
+        n = [len(r) - 1 for r in rows]
+        torch.testing.assert_close(both, (per_text[0] * n[0] + per_text[1] * n[1]) / sum(n), atol=1e-4, rtol=1e-4)
+        unmasked = toylang(ids, return_type="loss").item()
+        assert abs(unmasked - both) > 0.01  # counting the padding would have given another number
+    torch.testing.assert_close(toylang([short], return_type="loss").item(), alone)
+
+
+def test_batched_generation_continues_each_prompt_not_its_padding(toylang):
+    prompts = ["the cat is an", "when mary and john went to the store , john gave a drink to"]
+    together = toylang.generate(prompts, max_new_tokens=2, do_sample=False)
+    alone = [toylang.generate(p, max_new_tokens=2, do_sample=False) for p in prompts]
+    assert together == alone
+    assert all("<pad>" not in text for text in together)

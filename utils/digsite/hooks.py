@@ -136,6 +136,11 @@ class _HookSet:
                 if not isinstance(out, Tensor) or out.shape != x.shape:
                     got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
                     raise HookError(f"Hook on {name!r} returned {got}; expected a tensor of shape {tuple(x.shape)}.")
+                if out.dtype != x.dtype or out.device != x.device:
+                    raise HookError(
+                        f"Hook on {name!r} returned a {out.dtype} tensor on {out.device}; the model runs in {x.dtype} "
+                        f"on {x.device}. Return `new.to(x.dtype)` (or .to(x)) from the hook."
+                    )
                 x = out
         for fn in self.bwd.get(name, ()):
             if not torch.is_grad_enabled():
@@ -459,30 +464,59 @@ class HookedModel(Tokenization, Weights):
     def __call__(self, tokens: TokensLike, return_type: str = "logits", **forward_kwargs) -> Tensor:
         """Logits (batch, pos, d_vocab), or with return_type="loss" the mean next-token loss.
 
-        For texts of different lengths the loss leaves out the right padding; token tensors
-        are taken as they are, every position counted.
+        Texts of different lengths are right-padded and the loss leaves the padding out. Token
+        tensors count every position, unless an `attention_mask` (batch, pos) comes with them:
+        then only predictions from a real token of a real token count, and with left padding
+        the positions are counted from each row's first real token, as `generate` does.
         """
         if return_type not in ("logits", "loss"):
             raise ValueError(f"return_type must be 'logits' or 'loss', not {return_type!r}")
-        rows = None if isinstance(tokens, Tensor) else self._token_rows(tokens, prepend_bos=True)
-        ids = self.input_ids(tokens) if rows is None else self._padded(rows)
+        if isinstance(tokens, Tensor):
+            ids = self.input_ids(tokens)
+            mask = forward_kwargs.get("attention_mask")
+        else:
+            rows = self._token_rows(tokens, prepend_bos=True)
+            ids, mask = self._padded(rows), self._padding_mask(rows)
+            if forward_kwargs.get("attention_mask") is not None:
+                raise ValueError("Pass an attention_mask with token ids, not with texts (texts bring their own).")
+        if mask is not None and bool(mask.all()):  # nothing is padding: the plain causal run
+            forward_kwargs.pop("attention_mask", None)
+            mask = None
+        if mask is not None:
+            mask = mask.to(ids.device).reshape(ids.shape)
+            forward_kwargs["attention_mask"] = mask
+            if "position_ids" not in forward_kwargs and bool((mask[:, 0] == 0).any()):  # left padding
+                forward_kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp_min(0)
         logits = self.model(input_ids=ids, use_cache=False, **forward_kwargs).logits
         if return_type == "logits":
             return logits
         losses = nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
-        if rows is None:
+        if mask is None:
             return losses.mean()
-        lengths = torch.tensor([len(row) for row in rows], device=ids.device)
-        return losses[torch.arange(ids.shape[1] - 1, device=ids.device) < (lengths[:, None] - 1)].mean()
+        counted = mask[:, :-1].bool() & mask[:, 1:].bool()
+        return losses[counted].mean()
 
-    def generate(self, tokens: TokensLike, max_new_tokens: int = 20, **kwargs) -> Union[str, Tensor]:
-        """Hugging Face `generate`; a string prompt gives the decoded string back (special tokens left out)."""
-        ids = self.input_ids(tokens)
+    def generate(self, tokens: TokensLike, max_new_tokens: int = 20, **kwargs) -> Union[str, list[str], Tensor]:
+        """Hugging Face `generate`: text in, text out (special tokens left out); token ids in, ids out.
+
+        A list of texts of different lengths is left-padded with an attention mask, so each
+        prompt continues from its own last word, never from padding. With token ids, pass
+        `attention_mask` for padded rows (every position counts otherwise).
+        """
         kwargs.setdefault("pad_token_id", self._pad_id())
-        out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, **kwargs)
-        if isinstance(tokens, str):  # the text, without BOS or padding
-            return self._need_tokenizer().decode(out[0].tolist(), skip_special_tokens=True)
-        return out
+        if isinstance(tokens, Tensor):
+            ids = self.input_ids(tokens)
+            mask = kwargs.pop("attention_mask", None)
+            mask = torch.ones_like(ids) if mask is None else mask.to(ids.device).reshape(ids.shape)
+        else:
+            rows = self._token_rows(tokens, prepend_bos=True)
+            ids, mask = self._padded(rows, left=True), self._padding_mask(rows, left=True)
+        out = self.model.generate(ids, attention_mask=mask, max_new_tokens=max_new_tokens, **kwargs)
+        if isinstance(tokens, Tensor):
+            return out
+        texts = [self._need_tokenizer().decode(row[ids.shape[1] - len(r) :], skip_special_tokens=True)
+                 for row, r in zip(out.tolist(), rows)]
+        return texts[0] if isinstance(tokens, str) else texts
 
     def __repr__(self) -> str:
         c = self.cfg

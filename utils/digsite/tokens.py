@@ -59,12 +59,23 @@ class Tokenization:
         """
         return self._padded(self._token_rows(text, prepend_bos))
 
-    def _padded(self, rows: list[list[int]]) -> Tensor:
-        """Rows of token ids, right-padded to one width: (batch, pos) on the model's device."""
+    def _padded(self, rows: list[list[int]], left: bool = False) -> Tensor:
+        """Rows of token ids padded to one width (on the right, or on the left): (batch, pos) on the model's device."""
         width = max(len(row) for row in rows)
         pad = self._pad_id()
-        ids = [row + [pad] * (width - len(row)) for row in rows]
+        ids = [[pad] * (width - len(row)) + row if left else row + [pad] * (width - len(row)) for row in rows]
         return torch.tensor(ids, dtype=torch.long, device=self.device)
+
+    def _padding_mask(self, rows: list[list[int]], left: bool = False) -> Tensor:
+        """1 at each real token of `_padded(rows, left)`, 0 at padding: (batch, pos) on the model's device."""
+        width = max(len(row) for row in rows)
+        mask = torch.zeros(len(rows), width, dtype=torch.long, device=self.device)
+        for i, row in enumerate(rows):
+            if left:
+                mask[i, width - len(row) :] = 1
+            else:
+                mask[i, : len(row)] = 1
+        return mask
 
     def to_str_tokens(self, tokens: Union[str, Tensor], prepend_bos: bool = True) -> list[str]:
         """Each token of one sequence as its own string (text or a 1-D / (1, pos) tensor)."""

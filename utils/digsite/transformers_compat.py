@@ -118,16 +118,30 @@ except ImportError:  # older versions give any non-SDPA/flash implementation an 
     pass
 
 
+#: Per model config: (how many `use_attention` blocks are open, the implementation before the first).
+_ATTENTION_USERS: dict[int, tuple[int, str]] = {}
+
+
 @contextmanager
 def use_attention(model: nn.Module) -> Iterator[None]:
-    """Run `model` with `digsite_attention` inside the block; its own implementation is restored after."""
+    """Run `model` with `digsite_attention` inside the block; its own implementation is restored after.
+
+    Blocks may nest and close in any order (two `hooks()` contexts left out of order): the
+    model's own implementation comes back when the last open block closes, not before.
+    """
     config = model.config
-    saved = config._attn_implementation
+    key = id(config)
+    users, original = _ATTENTION_USERS.get(key, (0, config._attn_implementation))
+    _ATTENTION_USERS[key] = (users + 1, original)
     config._attn_implementation = ATTN_IMPLEMENTATION
     try:
         yield
     finally:
-        config._attn_implementation = saved
+        users, original = _ATTENTION_USERS.pop(key)
+        if users > 1:
+            _ATTENTION_USERS[key] = (users - 1, original)
+        else:
+            config._attn_implementation = original
 
 
 # --- the key-value cache ----------------------------------------------------------------
