@@ -33,10 +33,24 @@ def fake_colab(monkeypatch):
     return colab
 
 
+class _FakePip:
+    """Stands in for subprocess.Popen: records the command, prints one line, succeeds."""
+
+    def __init__(self, calls, cmd, **kwargs):
+        calls.append((cmd, kwargs))
+        self.stdout, self.returncode = iter(["Successfully installed digsite\n"]), 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 @pytest.fixture
 def recorded_runs(monkeypatch):
     calls = []
-    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)))
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, **kw: _FakePip(calls, cmd, **kw))
     monkeypatch.setenv("DIGSITE_KEEP_GOING", "")  # exercise notebooks' setup cells set it: restored afterwards
     monkeypatch.delenv("DIGSITE_KEEP_GOING")
     return calls
@@ -53,7 +67,23 @@ def test_setup_cell_in_colab_installs_the_course_from_the_repository(path, fake_
     assert cmd[:4] == [sys.executable, "-m", "pip", "install"]
     assert cmd[-1] == f"digsite @ git+{repo_url}"
     assert not {"-q", "--quiet"} & set(cmd), "pip's progress must show"
-    assert kwargs.get("check") is True
+    assert kwargs.get("stdout") is subprocess.PIPE and kwargs.get("stderr") is subprocess.STDOUT
+
+
+def test_setup_cell_in_colab_prints_pips_messages_and_stops_when_pip_fails(fake_colab, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, **kw: _FakePip(calls, cmd, **kw))
+    exec(_setup_cell(NOTEBOOKS[-1]), {})
+    assert "Successfully installed digsite" in capsys.readouterr().out
+
+    class FailingPip(_FakePip):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.returncode = 1
+
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, **kw: FailingPip(calls, cmd, **kw))
+    with pytest.raises(RuntimeError, match="Installing the course failed"):
+        exec(_setup_cell(NOTEBOOKS[-1]), {})
 
 
 @pytest.mark.parametrize("version, enabled", [("7.7.1", False), ("8.1.5", True)])

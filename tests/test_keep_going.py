@@ -41,7 +41,7 @@ def test_on_a_failing_check_prints_its_verdict_and_lends_the_reference(capsys):
 
     keep_going()
     namespace = {"fn": fn, "CHECK": CHECK}
-    exec("CHECK(fn)", namespace)  # as in a notebook cell: the learner's function is a global there
+    exec("CHECK(fn)", namespace)  # noqa: S102 -- as in a notebook cell: the learner's function is a global there
     err = capsys.readouterr().err
     assert err.startswith("\u274c check_demo: `fn` is not implemented yet") and "keep_going is on" in err
     assert "`fn` is the course's solution" in err
@@ -55,7 +55,7 @@ def test_on_a_failing_check_prints_its_verdict_and_lends_the_reference(capsys):
 def test_a_function_not_bound_under_its_name_is_left_alone(capsys):
     keep_going()
     namespace = {"CHECK": CHECK}
-    exec("CHECK(lambda: None)", namespace)
+    exec("CHECK(lambda: None)", namespace)  # noqa: S102
     err = capsys.readouterr().err
     assert "keep_going is on" in err and "solution" not in err and set(namespace) == {"CHECK", "__builtins__"}
 
