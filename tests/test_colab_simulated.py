@@ -139,7 +139,7 @@ def test_chapter_0_runs_in_a_simulated_colab(tmp_path):
     assert run.returncode == 0, f"chapter 0 failed in the simulated Colab:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
 
     cells = json.loads((tmp_path / "out.ipynb").read_text())["cells"]
-    setup_output = "".join(o.get("text", "") for o in cells[1]["outputs"] if o["output_type"] == "stream")
+    setup_output = "".join("".join(o["text"]) for o in cells[1]["outputs"] if o["output_type"] == "stream")
     assert "Successfully installed" in setup_output and "digsite" in setup_output, setup_output[-2000:]
     # Only what Colab lacks was installed: every package Colab had keeps its version; no JupyterLab.
     changed = {name: (before[name], after.get(name)) for name in before if after.get(name) != before[name]}
