@@ -95,3 +95,9 @@ def test_dry_run_on_this_machine_installs_nothing(tmp_path):
     ).stdout
     assert "1/3" in out and "2/3" in out and "3/3" in out and "dry run" in out
     assert not (tmp_path / "venv").exists()
+
+
+def test_readme_first_command_installs_then_launches():
+    readme = (ROOT / "README.md").read_text()
+    first = readme.split("```bash\n", 1)[1].split("\n```", 1)[0]
+    assert first == "python3 install.py && .venv/bin/python -m digsite.lab"
