@@ -58,8 +58,8 @@ def choose_torch(choice: str, system: str, gpu: bool) -> tuple[str, str | None]:
     if system != "Linux":
         return f"PyPI's build, the right one on {system}", None
     if gpu:
-        return "the CUDA build from PyPI (an NVIDIA GPU is present); about 3 GB to download", None
-    return "the CPU build (no NVIDIA GPU found); about 200 MB to download instead of 3 GB", CPU_INDEX
+        return "the CUDA build from PyPI (an NVIDIA GPU is present); about 2.7 GB to download", None
+    return "the CPU build (no NVIDIA GPU found); about 200 MB to download instead of 2.7 GB", CPU_INDEX
 
 
 def venv_python(venv: Path) -> Path:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"2/3 PyTorch: {why}. After the download pip unpacks it for a minute without a word.", flush=True)
         run([str(python), "-m", "pip", "install", torch_requirement(), *(["--index-url", index] if index else [])], args.dry_run)
 
-    print('3/3 The course and JupyterLab: pip install -e ".[lab]" (about 150 MB).', flush=True)
+    print('3/3 The course and JupyterLab: pip install -e ".[lab]" (about 110 MB to download).', flush=True)
     run([str(python), "-m", "pip", "install", "-e", f"{ROOT}[lab]"], args.dry_run)
 
     minutes, seconds = divmod(round(time.monotonic() - started), 60)

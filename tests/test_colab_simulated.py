@@ -66,9 +66,17 @@ def colab_environment() -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "digsite" / "colab-sim" / key
     python, record = cache / "bin" / "python", cache / "colab-packages.json"
     if record.exists():
-        if _installed(python) == json.loads(record.read_text()):
+        expected, now = json.loads(record.read_text()), _installed(python)
+        if now != expected:  # an interrupted run left something behind: put Colab's versions back
+            differ = {name: (expected.get(name), now.get(name)) for name in set(expected) | set(now) if expected.get(name) != now.get(name)}
+            print(f"Restoring the cached simulated Colab (was, now): {differ}")
+            if extra := sorted(set(now) - set(expected)):
+                _run([str(python), "-m", "pip", "uninstall", "-y", *extra])
+            _run([str(python), "-m", "pip", "install", "--progress-bar", "off", "-r", str(VERSIONS)])
+            now = _installed(python)
+        if now == expected:
             return python
-        print("The cached simulated Colab was changed (an interrupted run?): rebuilding it.")
+        print("Could not restore the cached simulated Colab: rebuilding it.")
     shutil.rmtree(cache, ignore_errors=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
     print(f"Building the simulated Colab in {cache} (a few GB, minutes; cached afterwards).")
