@@ -35,7 +35,7 @@ def has_nvidia_gpu() -> bool:
     if smi is None:
         return False
     try:
-        listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30)
+        listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return listed.returncode == 0 and "GPU" in listed.stdout
@@ -73,7 +73,7 @@ def run(cmd: list[str], dry_run: bool) -> None:
 
 
 def has_torch(python: Path) -> bool:
-    return python.exists() and subprocess.run([str(python), "-c", "import torch"], capture_output=True).returncode == 0
+    return python.exists() and subprocess.run([str(python), "-c", "import torch"], capture_output=True, check=False).returncode == 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch", choices=("auto", "cpu", "pypi"), default="auto", help="which torch build (default: auto)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     args = parser.parse_args(argv)
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 -- this runs under any python3, before anything is installed
         raise SystemExit(f"The course needs Python 3.10 or newer; this is {platform.python_version()}.")
 
     started = time.monotonic()

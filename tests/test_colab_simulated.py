@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -39,7 +38,7 @@ def _python_313() -> str | None:
     candidates = [shutil.which("python3.13"), *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.13*/bin/python3.13")))]
     for candidate in filter(None, candidates):
         probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 13), sys.executable)"],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, check=False)
         if probe.returncode == 0 and probe.stdout.startswith("True"):
             return probe.stdout.split(maxsplit=1)[1].strip()
     return None
@@ -51,11 +50,18 @@ if PYTHON is None and os.environ.get("CI"):
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(PYTHON is None, reason="needs Python 3.13 (Colab's)")]
 
 
+def _colab_env(**extra: str) -> dict[str, str]:
+    """This process's environment without what would leak the test's own packages into the simulated Colab."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    return {**env, "PIP_DISABLE_PIP_VERSION_CHECK": "1", **extra}
+
+
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, text=True, **kw)
+    return subprocess.run(cmd, check=True, text=True, env=_colab_env(), **kw)
 
 
 def _installed(python: Path) -> dict[str, str]:
+    """Every distribution the simulated Colab's Python sees, by normalised name."""
     out = _run([str(python), "-m", "pip", "list", "--format=json"], capture_output=True).stdout
     return {d["name"].lower().replace("_", "-"): d["version"] for d in json.loads(out)}
 
@@ -132,18 +138,17 @@ def test_chapter_0_runs_in_a_simulated_colab(tmp_path):
     (tmp_path / "in.ipynb").write_text(json.dumps(nb))
     _fake_colab(tmp_path / "fake")
     (tmp_path / "runner.py").write_text(RUNNER)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env.update(PYTHONPATH=str(tmp_path / "fake"), HF_HUB_OFFLINE="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env = _colab_env(PYTHONPATH=str(tmp_path / "fake"), HF_HUB_OFFLINE="1")
     try:
         run = subprocess.run(
             [str(python), str(tmp_path / "runner.py"), str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb")],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False,
         )
         after = _installed(python)
     finally:
         added = set(_installed(python)) - set(before)
         if added:  # leave the cached Colab as Colab ships it
-            subprocess.run([str(python), "-m", "pip", "uninstall", "-y", *sorted(added)], capture_output=True)
+            subprocess.run([str(python), "-m", "pip", "uninstall", "-y", *sorted(added)], capture_output=True, env=_colab_env(), check=False)
     assert run.returncode == 0, f"chapter 0 failed in the simulated Colab:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
 
     cells = json.loads((tmp_path / "out.ipynb").read_text())["cells"]
