@@ -9,9 +9,10 @@ install of this checkout. The test then checks that the cell showed pip's progre
 only what Colab lacks (no torch, transformers, ipywidgets or JupyterLab change), and that the
 widget and figures came out.
 
-Building the environment downloads about 3 GB (PyPI's torch is the CUDA build) and takes 5–15
-minutes; it is kept in ~/.cache/digsite/colab-sim/ and reused while Python and the versions stay
-the same, so later runs take about a minute. Marked slow: `pytest -m "not slow"` leaves it out.
+Building the environment downloads about 3 GB (PyPI's torch is the CUDA build) and took 12 and
+18 minutes on a busy 2-core machine; it is kept in ~/.cache/digsite/colab-sim/ and reused while
+Python and the versions stay the same (a later run took 1 min 49 s there). Marked slow:
+`pytest -m "not slow"` leaves it out.
 """
 
 from __future__ import annotations
