@@ -134,26 +134,61 @@ def drop_markers(code: str) -> str:
 
 
 def header(stem: str, folder: str) -> list[tuple[str, str]]:
-    """The badge and Colab setup cell that open every notebook."""
+    """What opens every notebook: the Colab and Binder badges, then the setup cell.
+
+    Exercise notebooks also say what Run All does there and how to run past an unfinished
+    exercise (`keep_going`, switched in their setup cell, off by default).
+    """
     repo = repository()
-    badge = (
+    path = f"{folder}/{stem}.ipynb"
+    badges = (
         f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-        f"(https://colab.research.google.com/github/{repo}/blob/main/{folder}/{stem}.ipynb)"
+        f"(https://colab.research.google.com/github/{repo}/blob/main/{path}) "
+        f"[![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/{repo}/main?urlpath=lab/tree/{path})"
     )
-    setup = "\n".join(
-        [
-            "# Setup: in Colab this installs the course package; on your own machine it does nothing.",
-            "import sys",
+    exercises = folder == "chapters"
+    if exercises:
+        badges += "\n\n" + RUNNING_AN_EXERCISE_NOTEBOOK.format(solution=f"solutions/{stem}.ipynb")
+    setup = [
+        "# Setup. In Colab this installs the course package (about a minute); on your own machine it installs nothing.",
+        "import sys",
+        "",
+        'if "google.colab" in sys.modules:',
+        "    import subprocess",
+        "",
+        "    # pip's messages appear as they come. Colab's own torch, transformers and ipywidgets stay as they are.",
+        f'    pip = [sys.executable, "-m", "pip", "install", "digsite @ git+https://github.com/{repo}"]',
+        "    with subprocess.Popen(pip, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as install:",
+        "        for line in install.stdout:",
+        '            print(line, end="")',
+        "    if install.returncode:",
+        '        raise RuntimeError("Installing the course failed: pip says why above.")',
+        "    import ipywidgets",
+        "",
+        "    if int(ipywidgets.__version__.split(\".\")[0]) >= 8:  # Colab draws ipywidgets 8 only with its own widget manager",
+        "        from google.colab import output",
+        "",
+        "        output.enable_custom_widget_manager()",
+    ]
+    if exercises:
+        setup += [
             "",
-            'if "google.colab" in sys.modules:',
-            "    import subprocess",
+            "from digsite.notebook import keep_going",
             "",
-            "    subprocess.run(",
-            f'        [sys.executable, "-m", "pip", "install", "-q", "digsite @ git+https://github.com/{repo}"], check=True',
-            "    )",
+            "keep_going(False)  # True: Run All carries on past an unfinished exercise (see above)",
         ]
-    )
-    return [("markdown", badge), ("code", setup)]
+    return [("markdown", badges), ("code", "\n".join(setup))]
+
+
+RUNNING_AN_EXERCISE_NOTEBOOK = """\
+**Running this notebook.** Run the cells in order (Shift+Enter). Each exercise is a function for \
+you to write; the check right after it answers ✅, or ❌ with what is wrong. *Run All* stops at \
+the first exercise you have not finished, on its ❌: that is expected. To look at the whole \
+notebook first (its figures and explorers), change `keep_going(False)` to `keep_going(True)` in the \
+setup cell below and Run All again: a failing check then prints its ❌ and the run carries on, with \
+the course's solution standing in for your unfinished function (it says so) until you re-run your \
+own cell. The figures you then see come from the solution, not from your code. The completed \
+notebook is `{solution}`."""
 
 
 def notebook(cells: list[tuple[str, str]], stem: str) -> str:

@@ -12,7 +12,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 def test_environment_yml_installs_the_package_and_lists_no_dependencies_of_its_own():
     text = (ROOT / "environment.yml").read_text()
     entries = re.findall(r"^\s*-\s+(\S.*)$", text, flags=re.M)
-    assert entries == ["conda-forge", "python=3.11", "pip", "pip:", "-e ."], entries
+    assert entries == ["conda-forge", "python=3.11", "pip", "pip:", "-e .[lab]"], entries
     minimum = PYPROJECT["project"]["requires-python"].removeprefix(">=")
     assert tuple(map(int, "3.11".split("."))) >= tuple(map(int, minimum.split(".")))
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 
@@ -52,6 +53,26 @@ def setup(seed: int = 0, device: str | torch.device | None = None) -> torch.devi
     force_inline_circuitsvis()
     torch.set_grad_enabled(True)
     return pick_device(device)
+
+
+#: Set to "1" (by `keep_going()` or in the environment) to make failing checks warn instead of stop.
+KEEP_GOING_VARIABLE = "DIGSITE_KEEP_GOING"
+
+
+def keep_going(on: bool = True) -> None:
+    """Let "Run All" carry on past an unfinished exercise: a failing check prints its ❌ instead of stopping.
+
+    Off by default. While it is on, a failing check also puts the course's reference solution
+    in place of the learner's function (under the same name, and it says so), so the cells that
+    use that function run too; re-running the exercise cell brings the learner's own back.
+    Also settable for a whole session with the environment variable DIGSITE_KEEP_GOING=1.
+    """
+    os.environ[KEEP_GOING_VARIABLE] = "1" if on else "0"
+
+
+def keeping_going() -> bool:
+    """True when failing checks should warn instead of raising (see `keep_going`)."""
+    return os.environ.get(KEEP_GOING_VARIABLE) == "1"
 
 
 def online(timeout: float = 1.5) -> bool:
