@@ -24,10 +24,10 @@ import os
 import shutil
 import subprocess
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = Path(__file__).with_name("colab_versions.txt")
