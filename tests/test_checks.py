@@ -1,4 +1,11 @@
-"""Every registered exercise check accepts its solution, rejects the stub and every wrong answer."""
+"""Every registered exercise check accepts its solution, rejects the stub, and names every wrong answer.
+
+Beyond that, generic tests prove the isolation rules hold for every check: a learner's function
+that edits a tensor input in place, changes a model's weights or leaves a hook behind is caught
+and told so, and the shared models are restored for the next check.
+"""
+
+import re
 
 import pytest
 import torch
@@ -21,6 +28,7 @@ def test_there_are_checks():
 def test_check_accepts_reference(name, capsys):
     REGISTRY[name](REGISTRY[name].reference)
     assert "passed" in capsys.readouterr().out
+    assert REGISTRY[name].cases >= 2, f"{name} runs the learner's function on only {REGISTRY[name].cases} case(s)"
 
 
 @pytest.mark.parametrize("name", CHECKS)
@@ -30,9 +38,15 @@ def test_check_rejects_stub(name):
 
 
 @pytest.mark.parametrize("name,label", WRONG)
-def test_check_rejects_wrong_answer(name, label):
-    with pytest.raises(CheckFailed):
+def test_check_names_wrong_answer(name, label):
+    """A registered wrong answer, submitted as a learner's, fails and its verdict names the misconception."""
+    with pytest.raises(CheckFailed, match=re.escape(label)):
         REGISTRY[name](REGISTRY[name].wrong_answers[label])
+
+
+@pytest.mark.parametrize("label", sorted({label for _, label in WRONG}))
+def test_wrong_answer_wording_is_a_sentence(label):
+    assert label[0].isupper() and label.rstrip().endswith((".", "?", "!", ")")), f"not a sentence: {label!r}"
 
 
 def test_registering_without_wrong_answers_is_refused():

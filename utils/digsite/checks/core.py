@@ -263,16 +263,33 @@ def _shared_in(x: Any, found: dict[int, Any], depth: int = 0) -> None:
         _shared_in(item, found, depth + 1)
 
 
-def _copy(x: Any, shared: dict[int, Any]) -> Any:
-    """A deep copy of x that shares (never copies) the models and tokenizers in `shared`."""
-    memo: dict[int, Any] = dict(shared)
-    for m in shared.values():
-        if isinstance(m, nn.Module):
-            for sub in m.modules():
-                memo[id(sub)] = sub
-            for t in (*m.parameters(), *m.buffers()):
-                memo[id(t)] = t
-    return copy.deepcopy(x, memo)
+def _copy(x: Any, shared: dict[int, Any], memo: dict[int, Any] | None = None) -> Any:
+    """A deep copy of x that shares (never copies) the models and tokenizers in `shared`.
+
+    Tensors are copied detached (a leaf keeps its requires_grad); containers and plain objects
+    (caches, dataclasses) are copied member by member.
+    """
+    memo = {} if memo is None else memo
+    if id(x) in shared:
+        return x
+    if id(x) in memo:
+        return memo[id(x)]
+    if isinstance(x, torch.Tensor):
+        out = x.detach().clone().requires_grad_(x.requires_grad and x.is_leaf and x.is_floating_point())
+    elif isinstance(x, (list, tuple)):
+        items = [_copy(item, shared, memo) for item in x]
+        out = type(x)(*items) if hasattr(x, "_fields") else type(x)(items)
+    elif isinstance(x, dict):
+        out = type(x)((k, _copy(v, shared, memo)) for k, v in x.items())
+    elif isinstance(x, (str, int, float, bool, type(None))) or callable(x) or not hasattr(x, "__dict__"):
+        out = x
+    else:
+        out = copy.copy(x)
+        memo[id(x)] = out
+        for k, v in vars(x).items():
+            object.__setattr__(out, k, _copy(v, shared, memo))
+    memo[id(x)] = out
+    return out
 
 
 def _differs(before: Any, after: Any, path: str, depth: int = 0) -> str | None:
