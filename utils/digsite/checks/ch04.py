@@ -191,7 +191,7 @@ def _loss_l1_weights(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
 
 
 def _loss_l1_mean_over_latents(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
-    _, x_hat = sae_forward(x, W_enc, b_enc, W_dec, b_dec)
+    f, x_hat = sae_forward(x, W_enc, b_enc, W_dec, b_dec)
     return (x_hat - x).pow(2).mean() + l1_coeff * f.abs().mean()
 
 
