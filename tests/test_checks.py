@@ -9,11 +9,11 @@ import re
 
 import pytest
 import torch
-
 from digsite.checks import REGISTRY, CheckFailed, assert_close, exercise_check
 
 CHECKS = sorted(REGISTRY)
 WRONG = [(name, label) for name in CHECKS for label in REGISTRY[name].wrong_answers]
+WRONG_IDS = [f"{name}-{i}" for name in CHECKS for i in range(len(REGISTRY[name].wrong_answers))]
 
 
 def _stub(*args, **kwargs):
@@ -37,16 +37,16 @@ def test_check_rejects_stub(name):
         REGISTRY[name](_stub)
 
 
-@pytest.mark.parametrize("name,label", WRONG)
+@pytest.mark.parametrize("name,label", WRONG, ids=WRONG_IDS)
 def test_check_names_wrong_answer(name, label):
     """A registered wrong answer, submitted as a learner's, fails and its verdict names the misconception."""
     with pytest.raises(CheckFailed, match=re.escape(label)):
         REGISTRY[name](REGISTRY[name].wrong_answers[label])
 
 
-@pytest.mark.parametrize("label", sorted({label for _, label in WRONG}))
+@pytest.mark.parametrize("label", [label for _, label in WRONG], ids=WRONG_IDS)
 def test_wrong_answer_wording_is_a_sentence(label):
-    assert label[0].isupper() and label.rstrip().endswith((".", "?", "!", ")")), f"not a sentence: {label!r}"
+    assert len(label) > 30 and label.rstrip().endswith("."), f"not a learner-facing sentence: {label!r}"
 
 
 def test_registering_without_wrong_answers_is_refused():

@@ -80,7 +80,6 @@ def check_toy_forward(fn) -> None:
         verify(fn, W, b, x, what=f"the toy model's output (batch {batch}, inst {inst}, feat {feat})")
 
 
-
 # --- 4.2 feature dimensionality -------------------------------------------------------------
 
 
@@ -118,7 +117,6 @@ def check_feature_dimensionality(fn) -> None:
     verify(fn, torch.randn(4, 3, 6, generator=g) * 2, what="D (inst, feat) on random W (4 instances)")
     verify(fn, torch.tensor([[[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]]]), what="D for an antipodal pair + a dedicated feature")
     verify(fn, torch.randn(1, 5, 2, generator=g) * 0.3, what="D (inst, feat) on small random W (1 instance, 5 hidden)")
-
 
 
 # --- 4.3 the SAE forward pass ---------------------------------------------------------------
@@ -170,7 +168,6 @@ def check_sae_forward(fn) -> None:
            why=why)
 
 
-
 # --- 4.4 the loss ---------------------------------------------------------------------------
 
 
@@ -210,7 +207,6 @@ def check_sae_loss(fn) -> None:
            why="Return a scalar tensor: training calls .backward() on it.")
     verify(fn, torch.randn(1, 5, generator=_gen(6)), *_sae_params(7, d_in=5, d_sae=3), 1.7,
            what="the loss with l1_coeff=1.7 (1 token)", why="Return a scalar tensor: training calls .backward() on it.")
-
 
 
 # --- 4.5 TopK -------------------------------------------------------------------------------
@@ -260,7 +256,6 @@ def check_topk_activation(fn) -> None:
     verify(fn, torch.randn(5, 12, generator=g) - 2.0, 4, what="TopK with k=4 when most pre-activations are negative")
 
 
-
 # --- 4.6 L0 ---------------------------------------------------------------------------------
 
 
@@ -297,7 +292,6 @@ def check_l0(fn) -> None:
     why = "Return a scalar tensor: later cells log and compare it."
     verify(fn, _sparse_latents(7, (50, 40), 0.1), what="L0 of latents of shape (50, 40)", why=why)
     verify(fn, _sparse_latents(8, (1, 6, 9), 0.4), what="L0 of latents of shape (1, 6, 9)", why=why)
-
 
 
 # --- 4.7 explained variance -----------------------------------------------------------------
@@ -338,7 +332,6 @@ def check_explained_variance(fn) -> None:
     verify(fn, y, 2 * torch.randn(5, 3, generator=g), what="explained variance of a bad reconstruction (negative), (5, 3)")
 
 
-
 # --- 4.8 latent frequencies -----------------------------------------------------------------
 
 
@@ -373,7 +366,6 @@ def check_latent_frequencies(fn) -> None:
     verify(fn, _sparse_latents(10, (3, 7), 0.5), what="firing frequencies (d_sae,) over 3 tokens")
 
 
-
 # --- 4.9 CE loss recovered ------------------------------------------------------------------
 
 
@@ -395,17 +387,6 @@ def _ce_splice_bos_too(model, sae, tokens, hook_name):
     return (zero - spliced) / (zero - clean)
 
 
-@exercise_check(
-    reference=ce_loss_recovered,
-    wrong_answers={
-        (
-            "Your score has no floor: compare with zero-ablation, (CE_zero - CE_sae) / (CE_zero - "
-            "CE_clean)."
-        ): _ce_no_baseline,
-        "You measured the relative increase of the loss; the score uses zero-ablation as its floor.": _ce_increase,
-        "You also replaced the BOS position; leave position 0 alone in both interventions.": _ce_splice_bos_too,
-    },
-)
 @lru_cache(maxsize=2)
 def _tiny_model_and_sae(n_layer: int = 2):
     """A random GPT-2 (hooked; 2 layers, or 12), a random TopK SAE on one of its residual streams, tokens."""
@@ -419,13 +400,23 @@ def _tiny_model_and_sae(n_layer: int = 2):
     return model, sae, tokens
 
 
+@exercise_check(
+    reference=ce_loss_recovered,
+    wrong_answers={
+        (
+            "Your score has no floor: compare with zero-ablation, (CE_zero - CE_sae) / (CE_zero - "
+            "CE_clean)."
+        ): _ce_no_baseline,
+        "You measured the relative increase of the loss; the score uses zero-ablation as its floor.": _ce_increase,
+        "You also replaced the BOS position; leave position 0 alone in both interventions.": _ce_splice_bos_too,
+    },
+)
 def check_ce_loss_recovered(fn) -> None:
     """Your `ce_loss_recovered(model, sae, tokens, hook_name)` must use zero-ablation as the floor, BOS kept."""
     for n in (2, 12):
         model, sae, tokens = _tiny_model_and_sae(n)
         verify(fn, model, sae, tokens, sae.cfg.hook_name, what=f"CE loss recovered at {sae.cfg.hook_name} ({n} layers)",
                atol=1e-3, rtol=1e-3)
-
 
 
 # --- 4.10 top-activating contexts -----------------------------------------------------------
@@ -471,7 +462,6 @@ def check_top_activations(fn) -> None:
     verify(fn, torch.rand(2, 11, generator=g), 3, what="(seq, pos, values) of the top 3 in (2, 11)", why=why)
 
 
-
 # --- 4.11 logit effects ---------------------------------------------------------------------
 
 
@@ -505,7 +495,6 @@ def check_logit_effects(fn) -> None:
            what="the logit effect of a direction (d_model 8, d_vocab 20)")
     verify(fn, torch.randn(5, generator=g) - 2.0, torch.randn(5, 3, generator=g), torch.randn(5, generator=g),
            what="the logit effect of a direction (d_model 5, d_vocab 3, signed LN weights)")
-
 
 
 # --- 4.12 steering --------------------------------------------------------------------------

@@ -75,7 +75,6 @@ def check_fourier_basis(fn) -> None:
         verify(fn, p, what=f"fourier_basis({p})", atol=1e-5)
 
 
-
 # --- 5.2 projecting the embedding ---------------------------------------------------------
 
 
@@ -109,7 +108,6 @@ def check_project_onto_basis(fn) -> None:
         verify(fn, torch.randn(p, d, generator=gen), fourier_basis(p), what=f"W ({p}, {d}) in the Fourier basis")
 
 
-
 # --- 5.3 key frequencies --------------------------------------------------------------------
 
 
@@ -128,6 +126,17 @@ def _key_freqs_rows(W_fourier: torch.Tensor, n: int) -> list[int]:
     return sorted({(int(r) + 1) // 2 for r in rows})
 
 
+def _spectrum(p: int, d: int, strong: dict[int, tuple[float, float]], seed: int) -> torch.Tensor:
+    """Fourier coefficients (p, d): small noise, a large constant, and (cos, sin) strengths per frequency."""
+    gen = torch.Generator().manual_seed(seed)
+    W = 0.05 * torch.randn(p, d, generator=gen)
+    W[0] += 3.0  # a big constant term: not a frequency
+    for k, (cos, sin) in strong.items():
+        W[2 * k - 1] += cos * torch.randn(d, generator=gen)
+        W[2 * k] += sin * torch.randn(d, generator=gen)
+    return W
+
+
 @exercise_check(
     reference=key_frequencies,
     wrong_answers={
@@ -142,25 +151,13 @@ def _key_freqs_rows(W_fourier: torch.Tensor, n: int) -> list[int]:
         ): _key_freqs_rows,
     },
 )
-def _spectrum(p: int, d: int, strong: dict[int, tuple[float, float]], seed: int) -> torch.Tensor:
-    """Fourier coefficients (p, d): small noise, a large constant, and (cos, sin) strengths per frequency."""
-    gen = torch.Generator().manual_seed(seed)
-    W = 0.05 * torch.randn(p, d, generator=gen)
-    W[0] += 3.0  # a big constant term: not a frequency
-    for k, (cos, sin) in strong.items():
-        W[2 * k - 1] += cos * torch.randn(d, generator=gen)
-        W[2 * k] += sin * torch.randn(d, generator=gen)
-    return W
-
-
 def check_key_frequencies(fn) -> None:
     """`key_frequencies(W_fourier, n)` must return the n frequencies of largest cos+sin norm, sorted."""
     why = "Return a list of ints: later cells loop over the frequencies."
-    W = _spectrum(13, 16, {2: (1.0, 1.0), 5: (0.0, 1.6), 6: (0.9, 0.9)}, seed=3)
-    verify(fn, W, 3, what="key_frequencies(W, n=3) with strong frequencies 2, 5 (sin only), 6", why=why)
+    W = _spectrum(13, 16, {2: (1.0, 1.0), 3: (0.5, 0.0), 5: (0.0, 1.6), 6: (0.9, 0.9)}, seed=3)
+    verify(fn, W, 3, what="key_frequencies(W, n=3) with strong frequencies 2, 5 (sin only), 6 and a weaker 3 (cos only)", why=why)
     W = _spectrum(11, 5, {1: (1.2, 0.0), 4: (0.7, 0.7)}, seed=4)
     verify(fn, W, 2, what="key_frequencies(W, n=2) with strong frequencies 1 (cos only), 4", why=why)
-
 
 
 # --- 5.4 neuron activations over (a, b) ----------------------------------------------------
@@ -205,7 +202,6 @@ def check_neuron_acts(fn) -> None:
         verify(fn, _tiny_modadd_model(p), p, what=f"neuron activations of a tiny random model (p = {p})")
 
 
-
 # --- 5.5 the 2-D Fourier transform ---------------------------------------------------------
 
 
@@ -235,7 +231,6 @@ def check_fourier_2d(fn) -> None:
     for p, n in ((13, 5), (7, 1)):
         verify(fn, torch.randn(p, p, n, generator=gen), fourier_basis(p),
                what=f"the 2-D Fourier transform of random ({p}, {p}, {n}) activations")
-
 
 
 # --- 5.6 the logit terms cos(w(a + b - c)) --------------------------------------------------
@@ -279,7 +274,6 @@ def check_cos_logit_terms(fn) -> None:
     """`cos_logit_terms(p, freqs)` must return cos(2 pi k (a + b - c) / p), shape (len(freqs), p, p, p)."""
     for p, freqs in ((7, [1, 3]), (13, [2, 5, 6])):
         verify(fn, p, freqs, what=f"cos_logit_terms({p}, {freqs})", atol=1e-5)
-
 
 
 # --- 5.7 ablating frequencies --------------------------------------------------------------

@@ -75,7 +75,6 @@ def check_residuals_at(fn) -> None:
     verify(fn, model, model.to_tokens(["the owl is a bird"]), torch.tensor([3]), what="the residuals at position 3 (12 layers, batch 1)")
 
 
-
 # --- 6.2 training a probe ----------------------------------------------------------------------
 
 
@@ -89,15 +88,15 @@ def _probe_data(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, to
 
 
 def _probe_no_bias(X, y, n_classes=None, steps=300, lr=0.01, weight_decay=1e-3):
-    probe = train_probe(X, y, n_classes, steps, lr, weight_decay)
-    W = torch.zeros(X.shape[1], probe.W.shape[1], requires_grad=True)
+    n_classes = int(y.max()) + 1 if n_classes is None else n_classes
+    W = torch.zeros(X.shape[1], n_classes, requires_grad=True)
     opt = torch.optim.Adam([W], lr=lr)
     for _ in range(steps):
         loss = F.cross_entropy(X @ W, y) + weight_decay * W.pow(2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return P.LinearProbe(W.detach(), torch.zeros(probe.W.shape[1]))
+    return P.LinearProbe(W.detach(), torch.zeros(n_classes))
 
 
 def _probe_mse(X, y, n_classes=None, steps=300, lr=0.01, weight_decay=1e-3):
@@ -117,6 +116,13 @@ def _probe_shuffled_rows(X, y, n_classes=None, steps=300, lr=0.01, weight_decay=
     return train_probe(X, y.flip(0), n_classes, steps, lr, weight_decay)
 
 
+def _probe_params(probe) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(probe, P.LinearProbe):
+        raise CheckFailed(f"train_probe should return a LinearProbe(W, b), got {type(probe).__name__}: later cells call "
+                          "its .accuracy and .logits.", kind="type")
+    return probe.W, probe.b
+
+
 @exercise_check(
     reference=train_probe,
     wrong_answers={
@@ -128,22 +134,15 @@ def _probe_shuffled_rows(X, y, n_classes=None, steps=300, lr=0.01, weight_decay=
         "Your labels are out of step with the rows of X: row i must be trained on y[i].": _probe_shuffled_rows,
     },
 )
-def _probe_params(probe) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(probe, P.LinearProbe):
-        raise CheckFailed(f"train_probe should return a LinearProbe(W, b), got {type(probe).__name__}: later cells call "
-                          "its .accuracy and .logits.", kind="type")
-    return probe.W, probe.b
-
-
 def check_train_probe(fn) -> None:
     """`train_probe(X, y, n_classes, steps, lr, weight_decay)` must learn the reference's weights (deterministic Adam)."""
     Xtr, ytr, _, _ = _probe_data(0)
     with torch.enable_grad(), P.one_thread():
-        verify(fn, Xtr[:120, :8], ytr[:120], 3, use=_probe_params, what="the learned (W, b), defaults", atol=1e-3, rtol=1e-3)
+        verify(fn, Xtr[:120, :8], ytr[:120], 3, 30, use=_probe_params, what="the learned (W, b) with n_classes=3, steps=30",
+               atol=1e-3, rtol=1e-3)
         X, y = Xtr[120:160, :5], ytr[120:160] % 2
-        verify(fn, X, y, None, 60, 0.05, 0.01, use=_probe_params,
-               what="the learned (W, b) with n_classes=None, steps=60, lr=0.05, weight_decay=0.01", atol=1e-3, rtol=1e-3)
-
+        verify(fn, X, y, None, 20, 0.05, 0.01, use=_probe_params,
+               what="the learned (W, b) with n_classes=None, steps=20, lr=0.05, weight_decay=0.01", atol=1e-3, rtol=1e-3)
 
 
 # --- 6.3 control labels ------------------------------------------------------------------------
@@ -166,20 +165,6 @@ def _control_unbalanced(types, n_classes, seed=0):
     return torch.tensor([int(table[distinct.index(t)]) for t in types])
 
 
-@exercise_check(
-    reference=control_labels,
-    wrong_answers={
-        (
-            "You drew a fresh label for every example; each distinct TYPE gets one label, shared by all "
-            "its examples."
-        ): _control_per_example,
-        "Your labels do not change with `seed`: draw them with a generator seeded by it.": _control_ignores_seed,
-        (
-            "Your labels are not balanced: each of the n_classes labels should go to about the same "
-            "number of types."
-        ): _control_unbalanced,
-    },
-)
 def _control_contract(types: list[str], n_classes: int, differ_from: torch.Tensor | None = None):
     """A compare(got, expected, what) checking the contract of control labels: any valid random draw passes."""
 
@@ -208,6 +193,20 @@ def _short(x) -> str:
     return f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
 
 
+@exercise_check(
+    reference=control_labels,
+    wrong_answers={
+        (
+            "You drew a fresh label for every example; each distinct TYPE gets one label, shared by all "
+            "its examples."
+        ): _control_per_example,
+        "Your labels do not change with `seed`: draw them with a generator seeded by it.": _control_ignores_seed,
+        (
+            "Your labels are not balanced: each of the n_classes labels should go to about the same "
+            "number of types."
+        ): _control_unbalanced,
+    },
+)
 def check_control_labels(fn) -> None:
     """`control_labels(types, n_classes, seed)`: one random, balanced label per distinct type, depending on the seed."""
     words = ["cat", "dog", "owl", "pear", "plum", "saw", "axe", "harp", "drum", "bus", "car", "kite"]
@@ -217,7 +216,6 @@ def check_control_labels(fn) -> None:
     verify(fn, types, 4, 1, compare=_control_contract(types, 4, first), what="control labels (12 types, 4 classes, seed 1)")
     few = ["b", "a", "c", "a", "e", "d", "b"]
     verify(fn, few, 2, 7, compare=_control_contract(few, 2), what="control labels (5 types, 2 classes, seed 7)")
-
 
 
 # --- 6.4 task accuracy, control accuracy, selectivity -------------------------------------------
@@ -276,7 +274,6 @@ def check_probe_scores(fn) -> None:
                what="probe scores by layer (3 layers, steps=6, lr=0.3)", why=why, atol=1e-3)
 
 
-
 # --- 6.5 projecting a direction out ------------------------------------------------------------
 
 
@@ -309,7 +306,6 @@ def check_project_out(fn) -> None:
     g = torch.Generator().manual_seed(5)
     verify(fn, torch.randn(3, 4, 16, generator=g), 3 * torch.randn(16, generator=g), what="resid (3, 4, 16) with a direction projected out")
     verify(fn, torch.randn(1, 5, generator=g), 0.2 * torch.randn(5, generator=g), what="resid (1, 5) with a short direction projected out")
-
 
 
 # --- 6.6 a hook that ablates or steers along a direction --------------------------------------
@@ -356,7 +352,6 @@ def check_direction_hook(fn) -> None:
         for alpha in (None, 4.0, -2.0):
             verify(fn, direction, positions, alpha, use=lambda h, resid=resid, hook=hook: h(resid.clone(), hook), why=why,
                    what=f"resid {tuple(resid.shape)} after your hook with alpha={alpha}")
-
 
 
 # --- 6.7 attention-pattern similarity ----------------------------------------------------------
