@@ -75,3 +75,85 @@ def test_a_crash_in_learner_code_becomes_a_verdict():
 def test_verdict_renders_without_traceback_in_jupyter():
     lines = CheckFailed("expected 1, got 2")._render_traceback_()
     assert lines == ["\u274c expected 1, got 2"]
+
+
+def _first(args: tuple, kind: type):
+    """The first argument of type `kind` (a HookedModel counts as its nn.Module)."""
+    for a in args:
+        a = getattr(a, "model", a) if kind is torch.nn.Module else a
+        if isinstance(a, kind):
+            return a
+    return None
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_an_input_changed_in_place_is_named(name):
+    """A right answer that also edits a tensor argument in place fails, naming that argument."""
+    check, changed = REGISTRY[name], []
+
+    def sneaky(*args, **kwargs):
+        out = check.reference(*args, **kwargs)
+        tensor = _first(args, torch.Tensor)
+        if tensor is not None and tensor.numel() and not changed:
+            with torch.no_grad():
+                tensor.copy_(torch.zeros_like(tensor) if bool((tensor != 0).any()) else torch.ones_like(tensor))
+            changed.append(True)
+        return out
+
+    try:
+        check(sneaky)
+    except CheckFailed as err:
+        assert changed and "in place" in str(err), str(err)
+    else:
+        assert not changed, f"{name} did not notice an input changed in place"
+
+
+MODEL_CHECKS = [
+    "check_cache_residual_stream", "check_logits_without_mlp", "check_loss_with_head_ablated", "check_logit_lens",
+    "check_patch_resid_once", "check_ce_loss_recovered", "check_neuron_acts", "check_residuals_at",
+]
+
+
+@pytest.mark.parametrize("name", MODEL_CHECKS)
+def test_a_changed_model_is_named_and_restored(name, capsys):
+    check = REGISTRY[name]
+
+    def sneaky(*args, **kwargs):
+        out = check.reference(*args, **kwargs)
+        with torch.no_grad():
+            next(_first(args, torch.nn.Module).parameters()).add_(1.0)
+        return out
+
+    with pytest.raises(CheckFailed, match="changed the model"):
+        check(sneaky)
+    check(check.reference)  # the model was restored: the reference passes again
+    assert "passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", MODEL_CHECKS)
+def test_a_hook_left_behind_is_named_and_removed(name, capsys):
+    check = REGISTRY[name]
+
+    def sneaky(*args, **kwargs):
+        out = check.reference(*args, **kwargs)
+        _first(args, torch.nn.Module).register_forward_hook(lambda module, inputs, output: None)
+        return out
+
+    with pytest.raises(CheckFailed, match=r"left 1 hook\(s\)"):
+        check(sneaky)
+    check(check.reference)
+    assert "passed" in capsys.readouterr().out
+    for module in _first_model(name).modules():
+        assert not any(getattr(h, "__module__", "").startswith("tests") for h in module._forward_hooks.values())
+
+
+def _first_model(name: str) -> torch.nn.Module:
+    """The model the check uses first (found by running the reference once, recording its arguments)."""
+    check, seen = REGISTRY[name], []
+
+    def spy(*args, **kwargs):
+        seen.append(_first(args, torch.nn.Module))
+        return check.reference(*args, **kwargs)
+
+    check(spy)
+    return seen[0]

@@ -249,14 +249,16 @@ def _shared_in(x: Any, found: dict[int, Any], depth: int = 0) -> None:
     if isinstance(x, nn.Module) or "Tokenizer" in type(x).__name__:
         found[id(x)] = x
         return
+    if isinstance(getattr(x, "model", None), nn.Module) and hasattr(x, "__dict__"):  # a HookedModel
+        found[id(x)] = x
+        _shared_in(x.model, found, depth + 1)
+        return
     if isinstance(x, dict):
         items = list(x.values())
     elif isinstance(x, (list, tuple, set)):
         items = list(x)
     elif hasattr(x, "__dict__") and not callable(x):
         items = list(vars(x).values())
-        if isinstance(vars(x).get("model"), nn.Module):
-            found[id(x)] = x
     else:
         return
     for item in items:
