@@ -21,8 +21,7 @@ from tqdm.auto import tqdm
 
 # The course's answers are the one text of these two (course/04_superposition_saes.py, generated
 # into digsite.solutions.ch04); the package re-exports them.
-from .solutions.ch04 import feature_dimensionality as feature_dimensionality
-from .solutions.ch04 import toy_forward
+from .solutions.ch04 import feature_dimensionality, toy_forward  # noqa: F401 (re-exported)
 from .threads import one_thread
 
 
