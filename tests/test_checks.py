@@ -44,9 +44,10 @@ def test_check_names_wrong_answer(name, label):
         REGISTRY[name](REGISTRY[name].wrong_answers[label])
 
 
-@pytest.mark.parametrize("label", [label for _, label in WRONG], ids=WRONG_IDS)
-def test_wrong_answer_wording_is_a_sentence(label):
-    assert len(label) > 30 and label.rstrip().endswith("."), f"not a learner-facing sentence: {label!r}"
+def test_every_wrong_answer_is_worded_for_a_learner():
+    """Each wrong answer's description is a sentence shown to a learner, not a label."""
+    bad = [label for _, label in WRONG if len(label) < 30 or not label.rstrip().endswith(".")]
+    assert not bad, f"not learner-facing sentences: {bad}"
 
 
 def test_registering_without_wrong_answers_is_refused():

@@ -25,6 +25,7 @@ import copy
 import inspect
 import math
 import reprlib
+import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -318,22 +319,33 @@ def _differs(before: Any, after: Any, path: str, depth: int = 0) -> str | None:
     return None
 
 
+#: Each model's parameters and buffers as first seen by a check (the models are shared and never change).
+_PRISTINE: weakref.WeakKeyDictionary[nn.Module, dict[str, torch.Tensor]] = weakref.WeakKeyDictionary()
+
+
+def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: t.detach() for n, t in (*module.named_parameters(), *module.named_buffers())}
+
+
 @dataclass
 class _ModelState:
-    """What a model looked like before the learner's call: weights, mode, hooks, attention implementation."""
+    """What a model looked like before the learner's call: mode, hooks, attention implementation.
+
+    Its weights are compared with the copy taken the first time any check saw the model.
+    """
 
     module: nn.Module
-    tensors: dict[str, torch.Tensor]
     training: bool
     hooks: dict[tuple[int, str], set[int]]
     attn: Any
 
     @classmethod
     def of(cls, module: nn.Module) -> _ModelState:
-        tensors = {n: t.detach().clone() for n, t in (*module.named_parameters(), *module.named_buffers())}
-        hooks = {(id(m), d): set(getattr(m, d)) for m in module.modules() for d in _HOOK_DICTS}
+        if module not in _PRISTINE:
+            _PRISTINE[module] = {n: t.clone() for n, t in _tensors(module).items()}
+        hooks = {(id(m), d): set(h) for m in module.modules() for d in _HOOK_DICTS if (h := getattr(m, d))}
         config = getattr(module, "config", None)
-        return cls(module, tensors, module.training, hooks, getattr(config, "_attn_implementation", None))
+        return cls(module, module.training, hooks, getattr(config, "_attn_implementation", None))
 
     def hooks_left(self) -> int:
         """Remove and count the hooks added since the snapshot (not transformers' own output-capturing hooks)."""
@@ -358,16 +370,21 @@ class _ModelState:
 
     def changed(self) -> str | None:
         """The first parameter or buffer that changed (restoring all of them), or None."""
-        now = dict((*self.module.named_parameters(), *self.module.named_buffers()))
+        pristine, now = _PRISTINE[self.module], _tensors(self.module)
         mode = self.module.training != self.training
         self.module.train(self.training)
-        if set(now) != set(self.tensors) or any(now[n].shape != t.shape for n, t in self.tensors.items()):
+        if list(now) != list(pristine) or any(now[n].shape != t.shape or now[n].dtype != t.dtype for n, t in pristine.items()):
             forget(self.module)
+            del _PRISTINE[self.module]
             return "its structure (modules or parameters were replaced)"
-        bad = [n for n, t in self.tensors.items() if not torch.equal(now[n].detach(), t)]
+        floats = [n for n, t in pristine.items() if t.is_floating_point()]
+        diffs = torch._foreach_norm(torch._foreach_sub([now[n] for n in floats], [pristine[n] for n in floats]))
+        moved = (torch.stack(diffs) != 0).tolist() if floats else []  # nan counts as changed
+        bad = [n for n, m in zip(floats, moved) if m]
+        bad += [n for n, t in pristine.items() if not t.is_floating_point() and not torch.equal(now[n], t)]
         with torch.no_grad():
             for n in bad:
-                now[n].copy_(self.tensors[n])
+                now[n].copy_(pristine[n])
         if bad:
             return f"`{bad[0]}`" + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
         return "its training mode (call nothing like .train() on a shared model)" if mode else None
