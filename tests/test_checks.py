@@ -133,28 +133,16 @@ def test_a_changed_model_is_named_and_restored(name, capsys):
 
 @pytest.mark.parametrize("name", MODEL_CHECKS)
 def test_a_hook_left_behind_is_named_and_removed(name, capsys):
-    check = REGISTRY[name]
+    check, models = REGISTRY[name], []
 
     def sneaky(*args, **kwargs):
         out = check.reference(*args, **kwargs)
-        _first(args, torch.nn.Module).register_forward_hook(lambda module, inputs, output: None)
+        models.append(_first(args, torch.nn.Module))
+        models[-1].register_forward_hook(lambda module, inputs, output: None)
         return out
 
     with pytest.raises(CheckFailed, match=r"left 1 hook\(s\)"):
         check(sneaky)
+    assert not any(h.__module__ == __name__ for m in models[0].modules() for h in m._forward_hooks.values())
     check(check.reference)
     assert "passed" in capsys.readouterr().out
-    for module in _first_model(name).modules():
-        assert not any(getattr(h, "__module__", "").startswith("tests") for h in module._forward_hooks.values())
-
-
-def _first_model(name: str) -> torch.nn.Module:
-    """The model the check uses first (found by running the reference once, recording its arguments)."""
-    check, seen = REGISTRY[name], []
-
-    def spy(*args, **kwargs):
-        seen.append(_first(args, torch.nn.Module))
-        return check.reference(*args, **kwargs)
-
-    check(spy)
-    return seen[0]

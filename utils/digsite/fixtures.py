@@ -17,7 +17,7 @@ import torch
 if TYPE_CHECKING:
     from .hooks import HookedModel
 
-__all__ = ["forget", "seeded_gpt2", "tiny_gpt2", "toy_tokenizer"]
+__all__ = ["forget", "seeded_gpt2", "tiny", "tiny_gpt2", "toy_tokenizer"]
 
 _CACHE: dict[tuple, HookedModel] = {}
 
@@ -64,6 +64,20 @@ def tiny_gpt2(tokenizer=None, seed: int = 0, biases: float = 0.0, **config: Any)
                         p.copy_(1 + torch.randn(p.shape, generator=g) * biases)
         _CACHE[key] = hooked
     return _CACHE[key]
+
+
+def tiny(n_layer: int = 2, toy: bool = False) -> HookedModel:
+    """The checks' shared random GPT-2 (cached): 32 wide for a few layers, 16 wide for 12; 4 heads.
+
+    Biases and norm weights are random (so forgetting one is caught); 12 layers catch layer names
+    sorted as strings. `toy=True` uses the toy language's tokenizer and vocabulary, else 40 tokens.
+    Token ids: <pad> 0, <bos> = <eos> 1.
+    """
+    tok = toy_tokenizer() if toy else None
+    wide = n_layer < 12
+    return tiny_gpt2(tok, vocab_size=len(tok) if toy else 40, n_positions=32, n_embd=32 if wide else 16, n_layer=n_layer,
+                     n_head=4, n_inner=64 if wide else 32, initializer_range=0.2, biases=0.1, bos_token_id=1,
+                     eos_token_id=1, pad_token_id=0)
 
 
 def forget(model: Any) -> bool:

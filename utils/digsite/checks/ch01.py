@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..fixtures import tiny_gpt2
+from ..fixtures import tiny
 from ..hooks import Hook, HookedModel
 from ..induction import composition_score
 from ..solutions.ch01 import (
@@ -31,10 +31,8 @@ from .core import exercise_check, verify
 
 
 def _tiny_hooked(n_layer: int = 2) -> HookedModel:
-    """A GPT-2 with random weights, non-zero biases and norm weights: 2 layers, or 12 to catch layer-order bugs."""
-    return tiny_gpt2(vocab_size=40, n_positions=32, n_embd=32 if n_layer < 12 else 16, n_layer=n_layer,
-                     n_head=4, n_inner=64 if n_layer < 12 else 32, initializer_range=0.2, biases=0.1,
-                     bos_token_id=1, eos_token_id=1)
+    """The checks' random GPT-2 (digsite.fixtures.tiny): 2 layers, or 12 to catch layer-order bugs."""
+    return tiny(n_layer)
 
 
 def _tiny_gpt2(n_layer: int = 2) -> nn.Module:

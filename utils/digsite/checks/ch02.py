@@ -12,7 +12,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor, nn
 
-from ..fixtures import tiny_gpt2
+from ..fixtures import tiny, tiny_gpt2
 from ..solutions.ch02 import (
     answer_prob_and_rank,
     apply_ln_to_stack,
@@ -29,10 +29,12 @@ D_VOCAB, N_CTX = 23, 16
 
 
 def tiny_model(n_layer: int = 2):
-    """A seeded random GPT-2 (2 layers and 2 heads, or 12 layers and 3 heads), hooked; biases and norm weights random."""
-    return tiny_gpt2(vocab_size=D_VOCAB, n_positions=N_CTX, n_embd=16 if n_layer < 12 else 12, n_layer=n_layer,
-                     n_head=2 if n_layer < 12 else 3, tie_word_embeddings=False, initializer_range=0.3, biases=0.5,
-                     bos_token_id=1, eos_token_id=1, pad_token_id=0)
+    """A random GPT-2, hooked: 2 layers with an untied unembedding and large random biases and norm weights,
+    or the checks' shared 12-layer model."""
+    if n_layer >= 12:
+        return tiny(n_layer)
+    return tiny_gpt2(vocab_size=D_VOCAB, n_positions=N_CTX, n_embd=16, n_layer=n_layer, n_head=2, tie_word_embeddings=False,
+                     initializer_range=0.3, biases=0.5, bos_token_id=1, eos_token_id=1, pad_token_id=0)
 
 
 @lru_cache(maxsize=2)

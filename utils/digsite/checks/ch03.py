@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import torch
 
-from ..fixtures import tiny_gpt2, toy_tokenizer
+from ..fixtures import tiny
 from ..hooks import Hook, HookedModel
 from ..patching import Node, ioi_data, ioi_metric
 from ..solutions.ch03 import (
@@ -31,17 +31,14 @@ from .core import exercise_check, verify
 # --- shared inputs ---------------------------------------------------------------------------
 
 
-def tiny_model(n_layer: int = 3) -> HookedModel:
-    """A seeded random GPT-2 speaking the toy language: 3 layers and 4 heads, or 12 layers and 2 heads."""
-    tok = toy_tokenizer()
-    return tiny_gpt2(tok, vocab_size=len(tok), n_positions=32, n_embd=32 if n_layer < 12 else 16, n_layer=n_layer,
-                     n_head=4 if n_layer < 12 else 2, n_inner=64 if n_layer < 12 else 32, initializer_range=0.2,
-                     biases=0.1, bos_token_id=1, eos_token_id=1)
+def tiny_model(n_layer: int = 2) -> HookedModel:
+    """The checks' random GPT-2 speaking the toy language (digsite.fixtures.tiny): 2 layers, or 12."""
+    return tiny(n_layer, toy=True)
 
 
 @lru_cache(maxsize=2)
-def _tiny_ioi(n_layer: int = 3):
-    """(model, data, metric) for a few IOI prompts on a tiny model (4 prompts on 3 layers, 1 on 12)."""
+def _tiny_ioi(n_layer: int = 2):
+    """(model, data, metric) for a few IOI prompts on a tiny model (4 prompts on 2 layers, 1 on 12)."""
     model = tiny_model(n_layer)
     data = ioi_data(model, 4 if n_layer < 12 else 1, seed=3 + n_layer)
     metric, _, _ = ioi_metric(model, data)

@@ -12,7 +12,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from ..fixtures import tiny_gpt2
+from ..fixtures import tiny
 from ..sae import SAE, SAEConfig, ce_losses, normalize_rows, splice_hook
 from ..solutions.ch04 import (
     ce_loss_recovered,
@@ -390,9 +390,8 @@ def _ce_splice_bos_too(model, sae, tokens, hook_name):
 @lru_cache(maxsize=2)
 def _tiny_model_and_sae(n_layer: int = 2):
     """A random GPT-2 (hooked; 2 layers, or 12), a random TopK SAE on one of its residual streams, tokens."""
-    d = 32 if n_layer < 12 else 16
-    model = tiny_gpt2(vocab_size=40, n_positions=32, n_embd=d, n_layer=n_layer, n_head=4, n_inner=2 * d,
-                      initializer_range=0.2, biases=0.1, bos_token_id=1)
+    model = tiny(n_layer)
+    d = model.cfg.d_model
     hook_name = "blocks.1.hook_resid_pre" if n_layer < 12 else "blocks.10.hook_resid_pre"
     sae = SAE(SAEConfig(d_in=d, d_sae=2 * d, k=8 if n_layer < 12 else 3, hook_name=hook_name), seed=n_layer).eval()
     batch = 4 if n_layer < 12 else 1

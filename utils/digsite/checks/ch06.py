@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import probes as P
-from ..fixtures import tiny_gpt2, toy_tokenizer
+from ..fixtures import tiny
 from ..hooks import Hook
 from ..solutions.ch06 import (
     control_labels,
@@ -26,12 +26,8 @@ from .core import CheckFailed, exercise_check, verify
 
 
 def _tiny_model(n_layer: int = 2):
-    """A random GPT-2 with the toy-language tokenizer: 2 layers and 32 wide, or 12 layers and 16 wide."""
-    from ..organisms.data import BOS_ID, PAD_ID
-
-    tok = toy_tokenizer()
-    return tiny_gpt2(tok, vocab_size=len(tok), n_positions=32, n_embd=32 if n_layer < 12 else 16, n_layer=n_layer,
-                     n_head=2, biases=0.1, bos_token_id=BOS_ID, eos_token_id=BOS_ID, pad_token_id=PAD_ID)
+    """The checks' random GPT-2 with the toy-language tokenizer (digsite.fixtures.tiny): 2 layers, or 12."""
+    return tiny(n_layer, toy=True)
 
 
 # --- 6.1 residuals at a position ---------------------------------------------------------------
