@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from digsite import induction as I
-from digsite.checks.core import seeded_gpt2
+from digsite.fixtures import seeded_gpt2
 from digsite.hooks import Hook, HookedModel
 
 SEG = 5
