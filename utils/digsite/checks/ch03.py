@@ -360,14 +360,7 @@ def check_ablation_value(fn) -> None:
 
 
 def _prune_forwards(nodes, score, threshold):
-    kept = list(nodes)
-    current = score(kept)
-    for node in list(nodes):
-        trial = [n for n in kept if n != node]
-        value = score(trial)
-        if value >= current - threshold:
-            kept, current = trial, value
-    return kept
+    return prune(nodes[::-1], score, threshold)[::-1]  # visits the input first
 
 
 def _prune_inverted(nodes, score, threshold):

@@ -218,6 +218,9 @@ def assert_close(got: Any, expected: Any, what: str = "the result", atol: float 
     if isinstance(expected, (list, tuple)):
         if not isinstance(got, (list, tuple)):
             raise CheckFailed(f"{what}: expected a {type(expected).__name__}, got {_describe(got)}.", kind="type")
+        plain = not any(isinstance(e, (torch.Tensor, float, list, tuple, dict)) and not hasattr(e, "_fields") for e in expected)
+        if plain and list(got) != list(expected):  # ids, names, nodes: show both, summarised
+            raise CheckFailed(f"{what}: expected {_REPR.repr(list(expected))}, got {_REPR.repr(list(got))}.")
         if len(got) != len(expected):
             raise CheckFailed(f"{what}: expected {len(expected)} items, got {len(got)}.", kind="shape")
         for i, (g, e) in enumerate(zip(got, expected)):
