@@ -353,7 +353,7 @@ def per_token_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     -log p(tokens[:, t + 1]) under the prediction made at position t.
     """
     # BEGIN SOLUTION
-    log_probs = logits[:, :-1].log_softmax(dim=-1)
+    log_probs = logits[:, :-1].float().log_softmax(dim=-1)
     return -log_probs.gather(-1, tokens[:, 1:, None]).squeeze(-1)
     # END SOLUTION
 
@@ -507,7 +507,7 @@ def head_ablation_hook(z: torch.Tensor, hook: Hook, head: int, means: torch.Tens
     """
     # BEGIN SOLUTION
     z = z.clone()
-    z[:, :, head] = 0.0 if means is None else means[..., head, :]
+    z[:, :, head] = 0.0 if means is None else means[..., head, :].to(z.dtype)
     return z
     # END SOLUTION
 

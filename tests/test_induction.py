@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from digsite import induction as I
 from digsite import widgets
-from digsite.checks.core import seeded_gpt2
+from digsite.fixtures import seeded_gpt2
 from digsite.hooks import Hook, HookedModel
 
 SEG = 5

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from digsite import lens, widgets
-from digsite.checks.core import seeded_gpt2
+from digsite.fixtures import seeded_gpt2
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ from transformers import AutoModelForCausalLM, GPTNeoXConfig, LlamaConfig
 
 from digsite import patching as P
 from digsite import wrap
-from digsite.checks.ch03 import tiny_model  # the same seeded model the chapter's checks use
+from digsite.fixtures import tiny
 
 
 @lru_cache(maxsize=1)
 def setting():
-    model = tiny_model()
+    model = tiny(3, toy=True)  # the checks' shared toy-language model, 3 layers
     data = P.ioi_data(model, 5)
     metric, clean_ld, corrupt_ld = P.ioi_metric(model, data)
     return model, data, metric

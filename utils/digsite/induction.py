@@ -20,10 +20,14 @@ from functools import partial
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .hooks import Hook, HookedModel
+
+# The course's answers are the one text of these functions (course/01_hooks.py, generated into
+# digsite.solutions.ch01); the package re-exports them.
+from .solutions.ch01 import head_ablation_hook, per_token_loss, previous_token_score
+from .solutions.ch01 import induction_score as _course_induction_score
 
 __all__ = [
     "previous_token_score",
@@ -45,15 +49,6 @@ Head = tuple[int, int]  # (layer, head)
 # --- scores per head ----------------------------------------------------------------------
 
 
-def previous_token_score(pattern: Tensor) -> Tensor:
-    """Mean attention from each position to the one just before it.
-
-    pattern: (batch, head, q_pos, k_pos), rows summing to 1. Returns (head,): the mean over
-    the batch and over query positions q >= 1 of pattern[:, :, q, q - 1].
-    """
-    return pattern.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, -1))
-
-
 def _second_repeat(pattern: Tensor, seg_len: int) -> Tensor:
     """Query positions of the second repeat, seg_len+1 .. 2*seg_len: (n,) long tensor."""
     if pattern.shape[-2] < 2 * seg_len + 1:
@@ -62,14 +57,12 @@ def _second_repeat(pattern: Tensor, seg_len: int) -> Tensor:
 
 
 def induction_score(pattern: Tensor, seg_len: int) -> Tensor:
-    """Mean attention from the second repeat to the token *after* the previous occurrence.
+    """Mean attention from the second repeat to the token *after* the previous occurrence: (head,).
 
-    pattern: (batch, head, q_pos, k_pos) on `[bos, seg, seg]`. For a query q in the second
-    repeat (q = seg_len+1 .. 2*seg_len) the same token sat at q - seg_len, and the token that
-    followed it at q - seg_len + 1. Returns (head,): the mean of pattern[:, :, q, q - seg_len + 1].
+    The course's answer (exercise 1.6), with a clear error when `pattern` is too short for `seg_len`.
     """
-    q = _second_repeat(pattern, seg_len)
-    return pattern[:, :, q, q - seg_len + 1].mean(dim=(0, -1))
+    _second_repeat(pattern, seg_len)
+    return _course_induction_score(pattern, seg_len)
 
 
 def duplicate_token_score(pattern: Tensor, seg_len: int) -> Tensor:
@@ -108,29 +101,7 @@ def head_scores(
 # --- loss -----------------------------------------------------------------------------------
 
 
-def per_token_loss(logits: Tensor, tokens: Tensor) -> Tensor:
-    """Next-token cross-entropy at each position.
-
-    logits: (batch, pos, d_vocab), tokens: (batch, pos). Returns (batch, pos - 1): entry t is
-    -log p(tokens[:, t + 1] | tokens[:, :t + 1]), the loss of the prediction made at position t.
-    """
-    log_probs = F.log_softmax(logits[:, :-1].float(), dim=-1)
-    return -log_probs.gather(-1, tokens[:, 1:, None]).squeeze(-1)
-
-
 # --- ablation -------------------------------------------------------------------------------
-
-
-def head_ablation_hook(z: Tensor, hook: Hook, head: int, means: Tensor | None = None) -> Tensor:
-    """A hook on `blocks.{l}.attn.hook_z` that knocks out one head.
-
-    z: (batch, pos, head, d_head), the heads' outputs before the output projection. Returns
-    a copy with head `head` replaced by zeros (zero-ablation) or, when `means` is given, by
-    means[..., head, :] (mean-ablation; means of shape (pos, head, d_head) or (head, d_head)).
-    """
-    z = z.clone()
-    z[:, :, head] = 0.0 if means is None else means[..., head, :].to(z.dtype)
-    return z
 
 
 def mean_z(model: HookedModel, tokens: Tensor) -> dict[int, Tensor]:

@@ -19,18 +19,10 @@ from plotly.subplots import make_subplots
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+# The course's answers are the one text of these two (course/04_superposition_saes.py, generated
+# into digsite.solutions.ch04); the package re-exports them.
+from .solutions.ch04 import feature_dimensionality, toy_forward  # noqa: F401 (re-exported)
 from .threads import one_thread
-
-
-def toy_forward(W: Tensor, b: Tensor, features: Tensor) -> Tensor:
-    """The toy model's output ReLU(W^T W x + b).
-
-    W: (inst, n_hidden, n_features), b: (inst, n_features), features: (batch, inst, n_features).
-    Returns (batch, inst, n_features).
-    """
-    hidden = torch.einsum("ihf,bif->bih", W, features)
-    out = torch.einsum("ihf,bih->bif", W, hidden)
-    return torch.relu(out + b)
 
 
 def generate_batch(batch: int, feature_probability: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -42,18 +34,6 @@ def generate_batch(batch: int, feature_probability: Tensor, generator: torch.Gen
     values = torch.rand(shape, generator=generator)
     present = torch.rand(shape, generator=generator) < feature_probability
     return values * present
-
-
-def feature_dimensionality(W: Tensor) -> Tensor:
-    """How many dimensions each feature gets: D_i = ||W_i||^2 / sum_j (W_i_hat . W_j)^2.
-
-    W: (inst, n_hidden, n_features); W_i is column i. Returns (inst, n_features): 1 for a
-    feature with a dimension to itself, 1/2 for an antipodal pair, 0 for an ignored feature.
-    """
-    norms = W.norm(dim=1, keepdim=True)  # (inst, 1, feat)
-    W_hat = W / norms.clamp_min(1e-8)
-    overlaps = torch.einsum("ihf,ihg->ifg", W_hat, W)  # (inst, feat_i, feat_j): W_i_hat . W_j
-    return norms.squeeze(1) ** 2 / overlaps.pow(2).sum(-1).clamp_min(1e-12)
 
 
 class ToyModel(nn.Module):

@@ -9,10 +9,18 @@ rejects the stub and every registered wrong answer.
 import importlib
 import pkgutil
 
-from .core import REGISTRY, Check, CheckFailed, assert_close, exercise_check, run_learner
+from .core import (
+    REGISTRY,
+    Check,
+    CheckFailed,
+    assert_close,
+    exercise_check,
+    run_learner,
+    verify,
+)
 
 CHAPTER_MODULES = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("ch"))
 for _name in CHAPTER_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
 
-__all__ = ["REGISTRY", "Check", "CheckFailed", "assert_close", "exercise_check", "run_learner", "CHAPTER_MODULES"]
+__all__ = ["CHAPTER_MODULES", "REGISTRY", "Check", "CheckFailed", "assert_close", "exercise_check", "run_learner", "verify"]

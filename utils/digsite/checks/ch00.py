@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .core import assert_close, exercise_check, run_learner
-
-
-def softmax_reference(x: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dimension, stable for large inputs. x: (..., n) -> (..., n)."""
-    shifted = x - x.max(dim=-1, keepdim=True).values
-    exps = shifted.exp()
-    return exps / exps.sum(dim=-1, keepdim=True)
+from ..solutions.ch00 import softmax
+from .core import exercise_check, verify
 
 
 def _softmax_wrong_dim(x: torch.Tensor) -> torch.Tensor:
@@ -27,20 +21,16 @@ def _softmax_no_exp(x: torch.Tensor) -> torch.Tensor:
 
 
 @exercise_check(
-    reference=softmax_reference,
+    reference=softmax,
     wrong_answers={
-        "normalises over the first dimension": _softmax_wrong_dim,
-        "overflows on large logits (no max subtraction)": _softmax_unstable,
-        "forgets the exponential": _softmax_no_exp,
+        "Your function normalises over the first dimension: each row should sum to 1 along the last one.": _softmax_wrong_dim,
+        "Large logits overflow to inf and then nan. Subtracting a constant from a row does not change its softmax.": _softmax_unstable,
+        "Your function divides the logits themselves by their sum: the exponential is missing.": _softmax_no_exp,
     },
 )
-def check_softmax(softmax) -> None:
-    """Your `softmax(x)` must match the reference on random and on very large logits."""
+def check_softmax(fn) -> None:
+    """Your `softmax(x)` must match the reference on random, batched and very large logits."""
     gen = torch.Generator().manual_seed(0)
-    cases = {
-        "random logits (4, 7)": torch.randn(4, 7, generator=gen),
-        "a batch of shape (2, 3, 5)": torch.randn(2, 3, 5, generator=gen) * 3,
-        "large logits (values near 1000)": 1000 + torch.randn(3, 6, generator=gen),
-    }
-    for label, x in cases.items():
-        assert_close(run_learner(softmax, x.clone()), softmax_reference(x), what=f"softmax on {label}")
+    verify(fn, torch.randn(1, 7, generator=gen), what="softmax on random logits (1, 7)")
+    verify(fn, torch.randn(2, 3, 5, generator=gen) * 3, what="softmax on a batch of shape (2, 3, 5)")
+    verify(fn, 1000 + torch.randn(3, 6, generator=gen), what="softmax on large logits (values near 1000)")

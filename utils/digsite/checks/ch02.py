@@ -12,55 +12,55 @@ from functools import lru_cache
 import torch
 from torch import Tensor, nn
 
-from .core import CheckFailed, assert_close, exercise_check, run_learner, seeded_gpt2
+from ..fixtures import tiny, tiny_gpt2
+from ..solutions.ch02 import (
+    answer_prob_and_rank,
+    apply_ln_to_stack,
+    decompose_by_head,
+    direct_logit_attribution,
+    kl_to_final,
+    logit_lens,
+    residual_stack,
+    tuned_lens_logits,
+)
+from .core import exercise_check, verify
 
-N_LAYERS, N_HEADS, D_MODEL, D_VOCAB, N_CTX = 2, 2, 16, 23, 16
-
-
-@lru_cache(maxsize=1)
-def tiny_model():
-    """A seeded random 2-layer GPT-2, wrapped with hooks; LayerNorm weights and biases randomised."""
-    hooked = seeded_gpt2(vocab_size=D_VOCAB, n_positions=N_CTX, n_embd=D_MODEL, n_layer=N_LAYERS, n_head=N_HEADS,
-                         tie_word_embeddings=False, bos_token_id=1, eos_token_id=1, pad_token_id=0)
-    model = hooked.model
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.LayerNorm):
-                module.weight.copy_(1 + 0.5 * torch.randn(module.weight.shape, generator=gen))
-                module.bias.copy_(0.5 * torch.randn(module.bias.shape, generator=gen))
-            elif getattr(module, "bias", None) is not None and module.bias.ndim == 1:  # Conv1D biases start at 0
-                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=gen))
-        model.lm_head.weight.normal_(0, 1, generator=gen)  # untied and larger, so logits differ visibly
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return hooked
+D_VOCAB, N_CTX = 23, 16
 
 
-@lru_cache(maxsize=1)
-def tiny_run():
-    """Tokens (3, 8), each prompt's last real position (3,), logits and a full cache of the tiny model."""
-    gen = torch.Generator().manual_seed(2)
-    tokens = torch.randint(2, D_VOCAB, (3, 8), generator=gen)
+def tiny_model(n_layer: int = 2):
+    """A random GPT-2, hooked: 2 layers with an untied unembedding and large random biases and norm weights,
+    or the checks' shared 12-layer model."""
+    if n_layer >= 12:
+        return tiny(n_layer)
+    return tiny_gpt2(vocab_size=D_VOCAB, n_positions=N_CTX, n_embd=16, n_layer=n_layer, n_head=2, tie_word_embeddings=False,
+                     initializer_range=0.3, biases=0.5, bos_token_id=1, eos_token_id=1, pad_token_id=0)
+
+
+@lru_cache(maxsize=2)
+def tiny_run(n_layer: int = 2):
+    """(model, tokens, final_pos, logits, cache, correct, wrong) for one of the two tiny models.
+
+    The 2-layer run has 3 right-padded prompts; the 12-layer run one prompt with no padding.
+    """
+    model = tiny_model(n_layer)
+    gen = torch.Generator().manual_seed(2 + n_layer)
+    batch, pos = (3, 8) if n_layer < 12 else (1, 6)
+    tokens = torch.randint(2, D_VOCAB, (batch, pos), generator=gen)
     tokens[:, 0] = 1
-    final_pos = torch.tensor([6, 3, 5])  # right padding after these positions
+    final_pos = torch.tensor([6, 3, 5]) if batch == 3 else torch.tensor([pos - 1])
     for b, p in enumerate(final_pos.tolist()):
         tokens[b, p + 1 :] = 0
-    logits, cache = tiny_model().run_with_cache(tokens)
-    return tokens, final_pos, logits, cache
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(tokens)
+    correct, wrong = (torch.tensor([5, 9, 14]), torch.tensor([7, 3, 20])) if batch == 3 else (torch.tensor([2]), torch.tensor([11]))
+    return model, tokens, final_pos, logits, cache, correct, wrong
 
 
-def _answers() -> tuple[Tensor, Tensor]:
-    return torch.tensor([5, 9, 14]), torch.tensor([7, 3, 20])
+RUNS = (2, 12)
 
 
 # --- 2.1 the residual stack ----------------------------------------------------------------
-
-
-def residual_stack_reference(cache, n_layers: int) -> Tensor:
-    """resid_pre of every block, then the last resid_post: (n_layers + 1, batch, pos, d_model)."""
-    pre = [cache[f"blocks.{l}.hook_resid_pre"] for l in range(n_layers)]
-    return torch.stack([*pre, cache[f"blocks.{n_layers - 1}.hook_resid_post"]])
 
 
 def _stack_resid_post_only(cache, n_layers: int) -> Tensor:
@@ -77,26 +77,32 @@ def _stack_mid(cache, n_layers: int) -> Tensor:
 
 
 @exercise_check(
-    reference=residual_stack_reference,
+    reference=residual_stack,
     wrong_answers={
-        "stacks resid_post only (misses the embeddings)": _stack_resid_post_only,
-        "forgets the final resid_post (the model's output)": _stack_resid_pre_only,
-        "stacks resid_mid instead of resid_pre / resid_post": _stack_mid,
+        (
+            "Your stack starts after block 0: the first entry should be the embeddings, resid_pre of "
+            "block 0."
+        ): _stack_resid_post_only,
+        (
+            "Your stack stops before the last block's output: add the final resid_post as its last "
+            "entry."
+        ): _stack_resid_pre_only,
+        (
+            "Your stack uses resid_mid (the stream between attention and MLP); the lens reads the "
+            "stream between blocks."
+        ): _stack_mid,
     },
 )
-def check_residual_stack(residual_stack) -> None:
+def check_residual_stack(fn) -> None:
     """Your `residual_stack(cache, n_layers)` must stack resid_pre of each block and the final resid_post."""
-    _, _, _, cache = tiny_run()
-    got = run_learner(residual_stack, cache, N_LAYERS)
-    assert_close(got, residual_stack_reference(cache, N_LAYERS), what="the residual stack (layer, batch, pos, d_model)")
+    why = "Later cells index it as one tensor (layer, batch, pos, d_model): torch.stack the pieces."
+    for n in RUNS:
+        cache = tiny_run(n)[4]
+        verify(fn, cache, n, what=f"the residual stack of the {n}-layer model (layer, batch, pos, d_model)", why=why)
+
 
 
 # --- 2.2 the logit lens --------------------------------------------------------------------
-
-
-def logit_lens_reference(model, stack: Tensor) -> Tensor:
-    """Final norm (with each entry's own scale), then W_U and b_U: (layer, ..., d_model) -> (layer, ..., d_vocab)."""
-    return model.norm_module(None)(stack) @ model.W_U + model.b_U
 
 
 def _lens_without_ln(model, stack: Tensor) -> Tensor:
@@ -113,79 +119,68 @@ def _lens_with_embedding(model, stack: Tensor) -> Tensor:
 
 
 @exercise_check(
-    reference=logit_lens_reference,
+    reference=logit_lens,
     wrong_answers={
-        "forgets the final LayerNorm": _lens_without_ln,
-        "normalises but drops the LayerNorm's weight and bias": _lens_ln_without_affine,
-        "unembeds with W_E.T instead of W_U": _lens_with_embedding,
+        "The final LayerNorm is missing: the unembedding was trained on normalised vectors.": _lens_without_ln,
+        (
+            "You normalised but left out the LayerNorm's own weight and bias; use the model's final "
+            "norm module itself."
+        ): _lens_ln_without_affine,
+        (
+            "You unembedded with the embedding matrix; this model's unembedding W_U is a separate "
+            "matrix."
+        ): _lens_with_embedding,
     },
 )
-def check_logit_lens(logit_lens) -> None:
+def check_logit_lens(fn) -> None:
     """Your `logit_lens(model, stack)` must apply the final LayerNorm and the unembedding to every entry."""
-    model = tiny_model()
-    _, _, logits, cache = tiny_run()
-    stack = residual_stack_reference(cache, N_LAYERS)
-    got = run_learner(logit_lens, model, stack.clone())
-    assert_close(got, logit_lens_reference(model, stack), what="the logit lens (layer, batch, pos, d_vocab)")
-    assert_close(got[-1], logits, what="the logit lens of the final resid_post (it must be the model's own logits)")
+    for n in RUNS:
+        model, cache = tiny_run(n)[0], tiny_run(n)[4]
+        verify(fn, model, residual_stack(cache, n), what=f"the logit lens of the {n}-layer model (layer, batch, pos, d_vocab)")
+
 
 
 # --- 2.3 probability and rank of the answer --------------------------------------------------
 
 
-def answer_prob_and_rank_reference(lens_logits: Tensor, final_pos: Tensor, answer_ids: Tensor) -> tuple[Tensor, Tensor]:
-    """At each prompt's last real position: p(answer) and its rank (0 = top-1), per layer: (layer, batch) each."""
-    batch = torch.arange(lens_logits.shape[1])
-    logits = lens_logits[:, batch, final_pos]  # (layer, batch, d_vocab)
-    answer = logits[:, batch, answer_ids]  # (layer, batch)
-    probs = logits.softmax(-1)[:, batch, answer_ids]
-    ranks = (logits > answer[..., None]).sum(-1)
-    return probs, ranks
-
-
 def _rank_at_last_position(lens_logits: Tensor, final_pos: Tensor, answer_ids: Tensor) -> tuple[Tensor, Tensor]:
     last = torch.full_like(final_pos, lens_logits.shape[2] - 1)
-    return answer_prob_and_rank_reference(lens_logits, last, answer_ids)
+    return answer_prob_and_rank(lens_logits, last, answer_ids)
 
 
 def _rank_at_answer_position(lens_logits: Tensor, final_pos: Tensor, answer_ids: Tensor) -> tuple[Tensor, Tensor]:
-    return answer_prob_and_rank_reference(lens_logits, final_pos + 1, answer_ids)
+    return answer_prob_and_rank(lens_logits, final_pos + 1, answer_ids)
 
 
 def _rank_from_one(lens_logits: Tensor, final_pos: Tensor, answer_ids: Tensor) -> tuple[Tensor, Tensor]:
-    probs, ranks = answer_prob_and_rank_reference(lens_logits, final_pos, answer_ids)
+    probs, ranks = answer_prob_and_rank(lens_logits, final_pos, answer_ids)
     return probs, ranks + 1
 
 
 @exercise_check(
-    reference=answer_prob_and_rank_reference,
+    reference=answer_prob_and_rank,
     wrong_answers={
-        "reads position -1, which is padding for the shorter prompts": _rank_at_last_position,
-        "reads the answer's own position instead of the one that predicts it": _rank_at_answer_position,
-        "counts ranks from 1 instead of 0": _rank_from_one,
+        (
+            "Position -1 is padding for the shorter prompts: read each prompt at its own last real "
+            "position."
+        ): _rank_at_last_position,
+        (
+            "You read the position after the prompt's last token; the prediction of the answer is made "
+            "AT the last token."
+        ): _rank_at_answer_position,
+        "Your ranks start at 1; the exercise counts from 0 (the top token has rank 0).": _rank_from_one,
     },
 )
-def check_answer_prob_and_rank(answer_prob_and_rank) -> None:
+def check_answer_prob_and_rank(fn) -> None:
     """Your `answer_prob_and_rank(lens_logits, final_pos, answer_ids)` must read each prompt's own last position."""
-    model = tiny_model()
-    _, final_pos, _, cache = tiny_run()
-    lens_logits = logit_lens_reference(model, residual_stack_reference(cache, N_LAYERS))
-    answers, _ = _answers()
-    got = run_learner(answer_prob_and_rank, lens_logits.clone(), final_pos.clone(), answers.clone())
-    want = answer_prob_and_rank_reference(lens_logits, final_pos, answers)
-    if not isinstance(got, (tuple, list)) or len(got) != 2:
-        raise CheckFailed("answer_prob_and_rank should return a pair (probs, ranks).")
-    assert_close(got[0], want[0], what="p(answer) per layer and prompt (layer, batch)")
-    assert_close(got[1], want[1], what="rank of the answer per layer and prompt (layer, batch), 0 = top-1")
+    for n in RUNS:
+        model, _, final_pos, _, cache, correct, _ = tiny_run(n)
+        lens_logits = logit_lens(model, residual_stack(cache, n)).detach()
+        verify(fn, lens_logits, final_pos, correct, what=f"(p(answer), rank) per layer and prompt, {n}-layer model")
+
 
 
 # --- 2.4 the final LayerNorm on a stack, with the cached scale ---------------------------------
-
-
-def apply_ln_to_stack_reference(stack: Tensor, cache, model) -> Tensor:
-    """Centre each piece, divide by the cached final scale, multiply by the weight (no bias): same shape."""
-    centred = stack - stack.mean(-1, keepdim=True)
-    return centred / cache["ln_final.hook_scale"] * model.norm_module(None).weight
 
 
 def _ln_recomputed_scale(stack: Tensor, cache, model) -> Tensor:
@@ -199,7 +194,7 @@ def _ln_not_centred(stack: Tensor, cache, model) -> Tensor:
 
 
 def _ln_bias_everywhere(stack: Tensor, cache, model) -> Tensor:
-    return apply_ln_to_stack_reference(stack, cache, model) + model.norm_module(None).bias
+    return apply_ln_to_stack(stack, cache, model) + model.norm_module(None).bias
 
 
 def _ln_forgotten(stack: Tensor, cache, model) -> Tensor:
@@ -207,43 +202,33 @@ def _ln_forgotten(stack: Tensor, cache, model) -> Tensor:
 
 
 @exercise_check(
-    reference=apply_ln_to_stack_reference,
+    reference=apply_ln_to_stack,
     wrong_answers={
-        "recomputes the scale for each piece instead of using the cached one": _ln_recomputed_scale,
-        "forgets to centre each piece": _ln_not_centred,
-        "adds the LayerNorm bias to every piece": _ln_bias_everywhere,
-        "forgets the final LayerNorm": _ln_forgotten,
+        (
+            "You recomputed the LayerNorm scale from each piece. To keep the pieces adding up, divide "
+            "every piece by the SAME scale the model used (it is in the cache)."
+        ): _ln_recomputed_scale,
+        "The pieces are not centred: LayerNorm subtracts the mean before dividing by the scale.": _ln_not_centred,
+        (
+            "You added the LayerNorm bias to every piece, so it is counted many times; it belongs to no "
+            "piece."
+        ): _ln_bias_everywhere,
+        "The final LayerNorm is missing: the unembedding was trained on normalised vectors.": _ln_forgotten,
     },
 )
-def check_apply_ln_to_stack(apply_ln_to_stack) -> None:
+def check_apply_ln_to_stack(fn) -> None:
     """Your `apply_ln_to_stack(stack, cache, model)` must be linear: the pieces plus the bias give ln_final's output."""
-    model = tiny_model()
-    _, _, _, cache = tiny_run()
-    pieces = cache.decompose_resid()  # (component, batch, pos, d_model), sums to the final resid_post
-    got = run_learner(apply_ln_to_stack, pieces.clone(), cache, model)
-    assert_close(got, apply_ln_to_stack_reference(pieces, cache, model), what="the normalised pieces")
-    total = got.sum(0) + model.norm_module(None).bias
-    assert_close(total, cache["ln_final.hook_out"], what="sum of your pieces + the LayerNorm bias vs ln_final's output")
+    for n in RUNS:
+        model, cache = tiny_run(n)[0], tiny_run(n)[4]
+        verify(fn, cache.decompose_resid(), cache, model, what=f"the normalised pieces of the {n}-layer model")
+
 
 
 # --- 2.5 every head's contribution -------------------------------------------------------------
 
 
-def decompose_by_head_reference(cache, model) -> Tensor:
-    """embed, pos_embed, then per block: each head's z_h @ W_O[h], the bias b_O, mlp_out.
-
-    Returns (2 + n_layers * (n_heads + 2), batch, pos, d_model); the entries sum to the final resid_post.
-    """
-    embed = cache["hook_embed"]
-    parts = [embed, cache["hook_pos_embed"].expand_as(embed)]
-    for l in range(model.cfg.n_layers):
-        results = torch.einsum("bphd,hdm->hbpm", cache[f"blocks.{l}.attn.hook_z"], model.W_O[l])
-        parts += [*results, model.b_O[l].expand_as(embed), cache[f"blocks.{l}.hook_mlp_out"]]
-    return torch.stack(parts)
-
-
 def _heads_without_bias(cache, model) -> Tensor:
-    parts = decompose_by_head_reference(cache, model)
+    parts = decompose_by_head(cache, model)
     per_layer = model.cfg.n_heads + 2
     bias_rows = [2 + l * per_layer + model.cfg.n_heads for l in range(model.cfg.n_layers)]
     parts[bias_rows] = 0
@@ -251,7 +236,7 @@ def _heads_without_bias(cache, model) -> Tensor:
 
 
 def _heads_with_bias_each(cache, model) -> Tensor:
-    parts = decompose_by_head_reference(cache, model).clone()
+    parts = decompose_by_head(cache, model).clone()
     per_layer = model.cfg.n_heads + 2
     for l in range(model.cfg.n_layers):
         heads = slice(2 + l * per_layer, 2 + l * per_layer + model.cfg.n_heads)
@@ -260,52 +245,35 @@ def _heads_with_bias_each(cache, model) -> Tensor:
 
 
 def _heads_without_pos_embed(cache, model) -> Tensor:
-    parts = decompose_by_head_reference(cache, model).clone()
+    parts = decompose_by_head(cache, model).clone()
     parts[1] = 0
     return parts
 
 
 @exercise_check(
-    reference=decompose_by_head_reference,
+    reference=decompose_by_head,
     wrong_answers={
-        "forgets the attention output bias b_O": _heads_without_bias,
-        "adds b_O to every head's output as well": _heads_with_bias_each,
-        "forgets the position embedding": _heads_without_pos_embed,
+        (
+            "The attention output bias b_O is missing, so the parts do not add up to the residual "
+            "stream."
+        ): _heads_without_bias,
+        "You added b_O to each head's output; it is added once per layer, as its own part.": _heads_with_bias_each,
+        "The position embedding is missing from your parts.": _heads_without_pos_embed,
     },
 )
-def check_decompose_by_head(decompose_by_head) -> None:
+def check_decompose_by_head(fn) -> None:
     """Your `decompose_by_head(cache, model)` must split the final residual stream into parts that add up."""
-    model = tiny_model()
-    _, _, _, cache = tiny_run()
-    got = run_learner(decompose_by_head, cache, model)
-    want = decompose_by_head_reference(cache, model)
-    if isinstance(got, Tensor) and got.ndim == 4:
-        assert_close(got.sum(0), cache[f"blocks.{N_LAYERS - 1}.hook_resid_post"],
-                     what="the sum of your parts vs the final resid_post")
-    assert_close(got, want, what="the parts (component, batch, pos, d_model)")
+    for n in RUNS:
+        model, cache = tiny_run(n)[0], tiny_run(n)[4]
+        verify(fn, cache, model, what=f"the parts (component, batch, pos, d_model) of the {n}-layer model")
+
 
 
 # --- 2.6 direct logit attribution --------------------------------------------------------------
 
 
-def direct_logit_attribution_reference(
-    model, cache, parts: Tensor, correct: Tensor, wrong: Tensor, final_pos: Tensor
-) -> Tensor:
-    """Each part's direct effect on logit[correct] - logit[wrong] at each prompt's last position.
-
-    parts (component, batch, pos, d_model) summing to the final resid_post. Returns
-    (component + 1, batch): the last row is the constant term (LayerNorm bias and b_U).
-    """
-    batch = torch.arange(parts.shape[1])
-    normed = apply_ln_to_stack_reference(parts, cache, model)[:, batch, final_pos]  # (component, batch, d_model)
-    direction = (model.W_U[:, correct] - model.W_U[:, wrong]).T  # (batch, d_model)
-    attrs = (normed * direction).sum(-1)
-    const = direction @ model.norm_module(None).bias + model.b_U[correct] - model.b_U[wrong]
-    return torch.cat([attrs, const[None]])
-
-
 def _dla_without_constant(model, cache, parts, correct, wrong, final_pos) -> Tensor:
-    attrs = direct_logit_attribution_reference(model, cache, parts, correct, wrong, final_pos)
+    attrs = direct_logit_attribution(model, cache, parts, correct, wrong, final_pos)
     attrs[-1] = 0
     return attrs
 
@@ -320,48 +288,49 @@ def _dla_recomputed_scale(model, cache, parts, correct, wrong, final_pos) -> Ten
 
 def _dla_last_position(model, cache, parts, correct, wrong, final_pos) -> Tensor:
     last = torch.full_like(final_pos, parts.shape[2] - 1)
-    return direct_logit_attribution_reference(model, cache, parts, correct, wrong, last)
+    return direct_logit_attribution(model, cache, parts, correct, wrong, last)
 
 
 def _dla_embedding_directions(model, cache, parts, correct, wrong, final_pos) -> Tensor:
     batch = torch.arange(parts.shape[1])
-    normed = apply_ln_to_stack_reference(parts, cache, model)[:, batch, final_pos]
+    normed = apply_ln_to_stack(parts, cache, model)[:, batch, final_pos]
     direction = model.W_E[correct] - model.W_E[wrong]
     const = direction @ model.norm_module(None).bias + model.b_U[correct] - model.b_U[wrong]
     return torch.cat([(normed * direction).sum(-1), const[None]])
 
 
 @exercise_check(
-    reference=direct_logit_attribution_reference,
+    reference=direct_logit_attribution,
     wrong_answers={
-        "leaves out the constant term, so the attributions do not sum to the total": _dla_without_constant,
-        "recomputes the LayerNorm scale for each part, so the attributions do not sum to the total": _dla_recomputed_scale,
-        "reads position -1, which is padding for the shorter prompts": _dla_last_position,
-        "uses rows of W_E instead of columns of W_U": _dla_embedding_directions,
+        (
+            "The constant term (LayerNorm bias and b_U) is missing, so your attributions do not add up "
+            "to the logit difference."
+        ): _dla_without_constant,
+        (
+            "You recomputed the LayerNorm scale for each part; use the cached scale so the parts add up "
+            "to the total."
+        ): _dla_recomputed_scale,
+        (
+            "Position -1 is padding for the shorter prompts: read each prompt at its own last real "
+            "position."
+        ): _dla_last_position,
+        (
+            "Your logit directions come from the embedding W_E; the logit of a token is read through "
+            "its column of W_U."
+        ): _dla_embedding_directions,
     },
 )
-def check_direct_logit_attribution(direct_logit_attribution) -> None:
-    """Your attributions must match the reference and sum to the model's own logit difference."""
-    model = tiny_model()
-    _, final_pos, logits, cache = tiny_run()
-    parts = decompose_by_head_reference(cache, model)
-    correct, wrong = _answers()
-    got = run_learner(direct_logit_attribution, model, cache, parts.clone(), correct.clone(), wrong.clone(), final_pos.clone())
-    batch = torch.arange(3)
-    total = logits[batch, final_pos, correct] - logits[batch, final_pos, wrong]
-    if isinstance(got, Tensor) and got.ndim == 2:
-        assert_close(got.sum(0), total, what="the sum of your attributions vs the model's logit difference")
-    assert_close(got, direct_logit_attribution_reference(model, cache, parts, correct, wrong, final_pos),
-                 what="the attributions (component + 1, batch)")
+def check_direct_logit_attribution(fn) -> None:
+    """Your attributions must match the reference (they sum to the model's own logit difference)."""
+    for n in RUNS:
+        model, _, final_pos, _, cache, correct, wrong = tiny_run(n)
+        parts = decompose_by_head(cache, model)
+        verify(fn, model, cache, parts, correct, wrong, final_pos, what=f"the attributions (component + 1, batch), {n}-layer model")
+        verify(fn, model, cache, parts, wrong, correct, final_pos, what=f"the attributions with the answers swapped, {n}-layer model")
+
 
 
 # --- 2.7 KL to the final output -------------------------------------------------------------
-
-
-def kl_to_final_reference(lens_logits: Tensor, final_logits: Tensor) -> Tensor:
-    """Mean over positions of KL(final || lens) per layer. (layer, n, d_vocab), (n, d_vocab) -> (layer,)."""
-    final = final_logits.log_softmax(-1)
-    return (final.exp() * (final - lens_logits.log_softmax(-1))).sum(-1).mean(-1)
 
 
 def _kl_reversed(lens_logits: Tensor, final_logits: Tensor) -> Tensor:
@@ -374,40 +343,36 @@ def _kl_raw_logits(lens_logits: Tensor, final_logits: Tensor) -> Tensor:
 
 
 def _kl_summed(lens_logits: Tensor, final_logits: Tensor) -> Tensor:
-    return kl_to_final_reference(lens_logits, final_logits) * final_logits.shape[0]
+    return kl_to_final(lens_logits, final_logits) * final_logits.shape[0]
 
 
 @exercise_check(
-    reference=kl_to_final_reference,
+    reference=kl_to_final,
     wrong_answers={
-        "computes KL(lens || final), the other direction": _kl_reversed,
-        "uses raw logits instead of log-probabilities": _kl_raw_logits,
-        "sums over positions instead of averaging": _kl_summed,
+        (
+            "Your KL runs the other way, KL(lens || final); the final distribution is the reference, so "
+            "it weights the sum."
+        ): _kl_reversed,
+        "Your KL uses raw logits; turn both into log-probabilities first (log_softmax).": _kl_raw_logits,
+        "Your KL adds up over positions; the exercise averages.": _kl_summed,
     },
 )
-def check_kl_to_final(kl_to_final) -> None:
+def check_kl_to_final(fn) -> None:
     """Your `kl_to_final(lens_logits, final_logits)` must give the mean KL(final || lens) per layer."""
     gen = torch.Generator().manual_seed(3)
-    lens_logits = 3 * torch.randn(4, 6, D_VOCAB, generator=gen)
-    final_logits = 3 * torch.randn(6, D_VOCAB, generator=gen) + 2
-    got = run_learner(kl_to_final, lens_logits.clone(), final_logits.clone())
-    assert_close(got, kl_to_final_reference(lens_logits, final_logits), what="KL(final || lens) per layer")
-    same = run_learner(kl_to_final, final_logits[None].clone(), final_logits.clone())
-    assert_close(same, torch.zeros(1), what="KL of the final output to itself", atol=1e-5)
+    verify(fn, 3 * torch.randn(4, 6, D_VOCAB, generator=gen), 3 * torch.randn(6, D_VOCAB, generator=gen) + 2,
+           what="KL(final || lens) per layer (4 layers, 6 positions)")
+    verify(fn, torch.randn(13, 1, 7, generator=gen), 2 * torch.randn(1, 7, generator=gen),
+           what="KL(final || lens) per layer (13 layers, 1 position)")
+
 
 
 # --- 2.8 the tuned lens ---------------------------------------------------------------------
 
 
-def tuned_lens_logits_reference(model, stack: Tensor, translators: nn.ModuleList) -> Tensor:
-    """h + translator_l(h) for every block's resid_pre, the final entry as it is, then the logit lens."""
-    translated = [h + t(h) for h, t in zip(stack[:-1], translators)]
-    return logit_lens_reference(model, torch.stack([*translated, stack[-1]]))
-
-
 def _tuned_without_skip(model, stack: Tensor, translators: nn.ModuleList) -> Tensor:
     translated = [t(h) for h, t in zip(stack[:-1], translators)]
-    return logit_lens_reference(model, torch.stack([*translated, stack[-1]]))
+    return logit_lens(model, torch.stack([*translated, stack[-1]]))
 
 
 def _tuned_without_ln(model, stack: Tensor, translators: nn.ModuleList) -> Tensor:
@@ -417,25 +382,22 @@ def _tuned_without_ln(model, stack: Tensor, translators: nn.ModuleList) -> Tenso
 
 def _tuned_shifted(model, stack: Tensor, translators: nn.ModuleList) -> Tensor:
     translated = [h + t(h) for h, t in zip(stack[1:], translators)]
-    return logit_lens_reference(model, torch.stack([stack[0], *translated]))
+    return logit_lens(model, torch.stack([stack[0], *translated]))
 
 
 @exercise_check(
-    reference=tuned_lens_logits_reference,
+    reference=tuned_lens_logits,
     wrong_answers={
-        "forgets the skip connection h + ...": _tuned_without_skip,
-        "forgets the final LayerNorm": _tuned_without_ln,
-        "pairs translator l with the wrong layer": _tuned_shifted,
+        "The translator's output replaces h; the tuned lens adds it to h (a skip connection).": _tuned_without_skip,
+        "The final LayerNorm is missing: the unembedding was trained on normalised vectors.": _tuned_without_ln,
+        "Translator l belongs to layer l; yours are paired with the next layer.": _tuned_shifted,
     },
 )
-def check_tuned_lens_logits(tuned_lens_logits) -> None:
+def check_tuned_lens_logits(fn) -> None:
     """Your `tuned_lens_logits(model, stack, translators)` must translate each layer, then apply the logit lens."""
-    model = tiny_model()
-    _, _, _, cache = tiny_run()
-    stack = residual_stack_reference(cache, N_LAYERS)
-    torch.manual_seed(4)
-    translators = nn.ModuleList(nn.Linear(D_MODEL, D_MODEL) for _ in range(N_LAYERS))
-    with torch.no_grad():
-        got = run_learner(tuned_lens_logits, model, stack.clone(), translators)
-        want = tuned_lens_logits_reference(model, stack, translators)
-    assert_close(got, want, what="the tuned lens logits (layer, batch, pos, d_vocab)")
+    for n in RUNS:
+        model, cache = tiny_run(n)[0], tiny_run(n)[4]
+        torch.manual_seed(4 + n)
+        d = model.cfg.d_model
+        translators = nn.ModuleList(nn.Linear(d, d) for _ in range(n)).requires_grad_(False)
+        verify(fn, model, residual_stack(cache, n), translators, what=f"the tuned lens logits of the {n}-layer model")

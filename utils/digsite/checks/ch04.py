@@ -12,16 +12,23 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from ..sae import SAE, SAEConfig, ce_losses, l0_per_token, normalize_rows, sae_loss, splice_hook
-from ..sae import explained_variance as explained_variance_ref
-from ..sae import latent_frequencies as latent_frequencies_ref
-from ..sae import logit_effects as logit_effects_ref
-from ..sae import steering_hook as steering_hook_ref
-from ..sae import top_activations as top_activations_ref
-from ..sae import topk_activation as topk_activation_ref
-from ..superposition import feature_dimensionality as feature_dimensionality_ref
-from ..superposition import toy_forward as toy_forward_ref
-from .core import CheckFailed, assert_close, exercise_check, run_learner, seeded_gpt2
+from ..fixtures import tiny
+from ..sae import SAE, SAEConfig, ce_losses, normalize_rows, splice_hook
+from ..solutions.ch04 import (
+    ce_loss_recovered,
+    explained_variance,
+    feature_dimensionality,
+    l0,
+    latent_frequencies,
+    logit_effects,
+    sae_forward,
+    sae_loss,
+    steering_hook,
+    top_activations,
+    topk_activation,
+    toy_forward,
+)
+from .core import exercise_check, verify
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -52,22 +59,25 @@ def _toy_instances_mixed(W: Tensor, b: Tensor, features: Tensor) -> Tensor:
 
 
 @exercise_check(
-    reference=toy_forward_ref,
+    reference=toy_forward,
     wrong_answers={
-        "forgets the ReLU": _toy_no_relu,
-        "forgets the bias": _toy_no_bias,
-        "adds the bias after the ReLU": _toy_bias_after_relu,
-        "mixes the instances together": _toy_instances_mixed,
+        "The ReLU is missing: negative outputs should be clipped to 0.": _toy_no_relu,
+        "The bias b is missing: add it before the ReLU.": _toy_no_bias,
+        "You added the bias after the ReLU; it goes inside, ReLU(W^T W x + b).": _toy_bias_after_relu,
+        (
+            "Your einsum sums over instances, so each instance sees the others' inputs: keep the "
+            "instance index on both sides."
+        ): _toy_instances_mixed,
     },
 )
-def check_toy_forward(toy_forward) -> None:
+def check_toy_forward(fn) -> None:
     """Your `toy_forward(W, b, features)` must compute ReLU(W^T W x + b) for each instance separately."""
     g = _gen(0)
-    W = torch.randn(3, 2, 5, generator=g)
-    b = torch.randn(3, 5, generator=g) - 0.5
-    x = torch.rand(7, 3, 5, generator=g) * (torch.rand(7, 3, 5, generator=g) < 0.5)
-    assert_close(run_learner(toy_forward, W, b, x), toy_forward_ref(W, b, x), what="the toy model's output (batch, inst, feat)")
-
+    for batch, inst, hidden, feat in ((7, 3, 2, 5), (1, 2, 3, 4)):
+        W = torch.randn(inst, hidden, feat, generator=g)
+        b = torch.randn(inst, feat, generator=g) - 0.5
+        x = torch.rand(batch, inst, feat, generator=g) * (torch.rand(batch, inst, feat, generator=g) < 0.5)
+        verify(fn, W, b, x, what=f"the toy model's output (batch {batch}, inst {inst}, feat {feat})")
 
 
 # --- 4.2 feature dimensionality -------------------------------------------------------------
@@ -91,30 +101,25 @@ def _dim_over_hidden(W: Tensor) -> Tensor:
 
 
 @exercise_check(
-    reference=feature_dimensionality_ref,
+    reference=feature_dimensionality,
     wrong_answers={
-        "uses W_i instead of the unit vector W_i_hat in the denominator": _dim_unnormalised,
-        "forgets to square the norm in the numerator": _dim_norm_not_squared,
-        "normalises W over the wrong dimension": _dim_over_hidden,
+        "The denominator uses W_i itself; it should use the unit vector W_i / ||W_i||.": _dim_unnormalised,
+        "The numerator is ||W_i||; it is the squared norm.": _dim_norm_not_squared,
+        (
+            "You normalised over features; a feature's vector is a column W[:, :, i], so normalise over "
+            "the hidden dimension."
+        ): _dim_over_hidden,
     },
 )
-def check_feature_dimensionality(feature_dimensionality) -> None:
+def check_feature_dimensionality(fn) -> None:
     """Your `feature_dimensionality(W)` must give D_i = ||W_i||^2 / sum_j (W_i_hat . W_j)^2 per instance."""
     g = _gen(1)
-    W = torch.randn(4, 3, 6, generator=g) * 2
-    assert_close(run_learner(feature_dimensionality, W), feature_dimensionality_ref(W), what="D (inst, feat) on random W")
-    pair = torch.tensor([[[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]]])  # an antipodal pair and a feature alone
-    assert_close(run_learner(feature_dimensionality, pair), torch.tensor([[0.5, 0.5, 1.0]]), what="D for an antipodal pair + a dedicated feature")
-
+    verify(fn, torch.randn(4, 3, 6, generator=g) * 2, what="D (inst, feat) on random W (4 instances)")
+    verify(fn, torch.tensor([[[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]]]), what="D for an antipodal pair + a dedicated feature")
+    verify(fn, torch.randn(1, 5, 2, generator=g) * 0.3, what="D (inst, feat) on small random W (1 instance, 5 hidden)")
 
 
 # --- 4.3 the SAE forward pass ---------------------------------------------------------------
-
-
-def sae_forward_reference(x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor) -> tuple[Tensor, Tensor]:
-    """(latents f (..., d_sae), reconstruction (..., d_in)) with unit-norm decoder rows."""
-    f = torch.relu((x - b_dec) @ W_enc + b_enc)
-    return f, f @ normalize_rows(W_dec) + b_dec
 
 
 def _fwd_unnormalised(x, W_enc, b_enc, W_dec, b_dec):
@@ -147,82 +152,72 @@ def _sae_params(seed: int, d_in: int = 6, d_sae: int = 10) -> tuple[Tensor, ...]
 
 
 @exercise_check(
-    reference=sae_forward_reference,
+    reference=sae_forward,
     wrong_answers={
-        "decoder directions not normalised": _fwd_unnormalised,
-        "normalises the decoder's columns (over latents) instead of its rows": _fwd_normalise_columns,
-        "forgets the ReLU": _fwd_no_relu,
-        "forgets to subtract b_dec before encoding": _fwd_no_b_dec_in,
+        "The decoder rows are not normalised to unit length before decoding.": _fwd_unnormalised,
+        "You normalised the decoder's columns; each latent's direction is a ROW of W_dec.": _fwd_normalise_columns,
+        "The ReLU is missing: negative outputs should be clipped to 0.": _fwd_no_relu,
+        "The encoder sees x itself; subtract b_dec first, (x - b_dec) @ W_enc + b_enc.": _fwd_no_b_dec_in,
     },
 )
-def check_sae_forward(sae_forward) -> None:
+def check_sae_forward(fn) -> None:
     """Your `sae_forward(x, W_enc, b_enc, W_dec, b_dec)` must return (f, x_hat) with unit-norm decoder rows."""
-    params = _sae_params(2)
-    x = torch.randn(2, 5, 6, generator=_gen(3))
-    got = run_learner(sae_forward, x, *params)
-    if not isinstance(got, tuple) or len(got) != 2:
-        raise CheckFailed(f"sae_forward must return a tuple (f, x_hat), got {type(got).__name__}.")
-    f, x_hat = sae_forward_reference(x, *params)
-    assert_close(got[0], f, what="the latent activations f")
-    assert_close(got[1], x_hat, what="the reconstruction x_hat")
+    why = "Return the pair (f, x_hat): later cells unpack it."
+    verify(fn, torch.randn(2, 5, 6, generator=_gen(3)), *_sae_params(2), what="(f, x_hat) for x of shape (2, 5, 6)", why=why)
+    verify(fn, torch.randn(1, 4, generator=_gen(4)), *_sae_params(5, d_in=4, d_sae=7), what="(f, x_hat) for x of shape (1, 4)",
+           why=why)
 
 
 # --- 4.4 the loss ---------------------------------------------------------------------------
 
 
-def sae_loss_reference(x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, l1_coeff: float) -> Tensor:
-    """MSE per element + l1_coeff * mean over tokens of the L1 norm of the latent activations."""
-    f, x_hat = sae_forward_reference(x, W_enc, b_enc, W_dec, b_dec)
-    return sae_loss(x, f, x_hat, l1_coeff)[0]
-
-
 def _loss_l1_pre(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
     pre = (x - b_dec) @ W_enc + b_enc
-    f, x_hat = sae_forward_reference(x, W_enc, b_enc, W_dec, b_dec)
+    _, x_hat = sae_forward(x, W_enc, b_enc, W_dec, b_dec)
     return (x_hat - x).pow(2).mean() + l1_coeff * pre.abs().sum(-1).mean()
 
 
 def _loss_l1_recon(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
-    f, x_hat = sae_forward_reference(x, W_enc, b_enc, W_dec, b_dec)
+    _, x_hat = sae_forward(x, W_enc, b_enc, W_dec, b_dec)
     return (x_hat - x).pow(2).mean() + l1_coeff * x_hat.abs().sum(-1).mean()
 
 
 def _loss_l1_weights(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
-    f, x_hat = sae_forward_reference(x, W_enc, b_enc, W_dec, b_dec)
+    _, x_hat = sae_forward(x, W_enc, b_enc, W_dec, b_dec)
     return (x_hat - x).pow(2).mean() + l1_coeff * W_enc.abs().sum()
 
 
 def _loss_l1_mean_over_latents(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
-    f, x_hat = sae_forward_reference(x, W_enc, b_enc, W_dec, b_dec)
+    f, x_hat = sae_forward(x, W_enc, b_enc, W_dec, b_dec)
     return (x_hat - x).pow(2).mean() + l1_coeff * f.abs().mean()
 
 
 @exercise_check(
-    reference=sae_loss_reference,
+    reference=sae_loss,
     wrong_answers={
-        "L1 on the pre-activations (before the ReLU)": _loss_l1_pre,
-        "L1 on the reconstruction": _loss_l1_recon,
-        "L1 on the encoder weights": _loss_l1_weights,
-        "L1 averaged over latents instead of summed": _loss_l1_mean_over_latents,
+        "Your L1 penalty is on the pre-activations; penalise the latents f after the ReLU.": _loss_l1_pre,
+        "Your L1 penalty is on the reconstruction; sparsity is about the latents f.": _loss_l1_recon,
+        "Your L1 penalty is on the encoder weights; it belongs on the latent activations.": _loss_l1_weights,
+        "Your L1 averages over latents; sum |f| over latents, then average over tokens.": _loss_l1_mean_over_latents,
     },
 )
-def check_sae_loss(sae_loss) -> None:
+def check_sae_loss(fn) -> None:
     """Your `sae_loss(x, W_enc, b_enc, W_dec, b_dec, l1_coeff)` must be MSE + l1_coeff * mean_tokens sum_latents |f|."""
-    params = _sae_params(4)
-    x = torch.randn(9, 6, generator=_gen(5))
-    for coeff in (0.0, 0.3):
-        assert_close(run_learner(sae_loss, x, *params, coeff), sae_loss_reference(x, *params, coeff), what=f"the loss with l1_coeff={coeff}")
+    verify(fn, torch.randn(9, 6, generator=_gen(5)), *_sae_params(4), 0.3, what="the loss with l1_coeff=0.3 (9 tokens)",
+           why="Return a scalar tensor: training calls .backward() on it.")
+    verify(fn, torch.randn(1, 5, generator=_gen(6)), *_sae_params(7, d_in=5, d_sae=3), 1.7,
+           what="the loss with l1_coeff=1.7 (1 token)", why="Return a scalar tensor: training calls .backward() on it.")
 
 
 # --- 4.5 TopK -------------------------------------------------------------------------------
 
 
 def _topk_plus_one(pre: Tensor, k: int) -> Tensor:
-    return topk_activation_ref(pre, k + 1)
+    return topk_activation(pre, k + 1)
 
 
 def _topk_minus_one(pre: Tensor, k: int) -> Tensor:
-    return topk_activation_ref(pre, k - 1)
+    return topk_activation(pre, k - 1)
 
 
 def _topk_over_batch(pre: Tensor, k: int) -> Tensor:
@@ -241,25 +236,24 @@ def _topk_no_relu(pre: Tensor, k: int) -> Tensor:
 
 
 @exercise_check(
-    reference=topk_activation_ref,
+    reference=topk_activation,
     wrong_answers={
-        "keeps k + 1": _topk_plus_one,
-        "keeps k - 1": _topk_minus_one,
-        "takes the top k over the batch instead of per token": _topk_over_batch,
-        "keeps the smallest k": _topk_smallest,
-        "keeps negative values (no ReLU)": _topk_no_relu,
+        "You keep k + 1 latents per token; keep exactly k.": _topk_plus_one,
+        "You keep k - 1 latents per token; keep exactly k.": _topk_minus_one,
+        (
+            "You took the top k over the batch; TopK picks k latents for each token (the last "
+            "dimension)."
+        ): _topk_over_batch,
+        "You keep the k smallest values; keep the largest.": _topk_smallest,
+        "Negative pre-activations survive in your output: apply a ReLU too.": _topk_no_relu,
     },
 )
-def check_topk_activation(topk_activation) -> None:
+def check_topk_activation(fn) -> None:
     """Your `topk_activation(pre, k)` must keep each token's k largest (ReLU'd) pre-activations."""
     g = _gen(6)
-    pre = torch.randn(4, 3, 12, generator=g)
-    for k in (1, 3, 5):
-        assert_close(run_learner(topk_activation, pre.clone(), k), topk_activation_ref(pre, k), what=f"TopK with k={k}")
-    mostly_negative = torch.randn(5, 12, generator=g) - 2.0
-    assert_close(run_learner(topk_activation, mostly_negative.clone(), 4), topk_activation_ref(mostly_negative, 4),
-                 what="TopK with k=4 when most pre-activations are negative")
-
+    verify(fn, torch.randn(4, 3, 12, generator=g), 3, what="TopK with k=3 on (4, 3, 12)")
+    verify(fn, torch.randn(1, 9, generator=g), 1, what="TopK with k=1 on (1, 9)")
+    verify(fn, torch.randn(5, 12, generator=g) - 2.0, 4, what="TopK with k=4 when most pre-activations are negative")
 
 
 # --- 4.6 L0 ---------------------------------------------------------------------------------
@@ -283,18 +277,21 @@ def _sparse_latents(seed: int, shape: tuple[int, ...], density: float) -> Tensor
 
 
 @exercise_check(
-    reference=l0_per_token,
+    reference=l0,
     wrong_answers={
-        "counts latents active anywhere in the batch": _l0_per_batch,
-        "counts all non-zeros without averaging over tokens": _l0_total,
-        "averages over latents too (a fraction, not a count)": _l0_fraction,
+        (
+            "You counted latents active anywhere in the batch; L0 counts per token, then averages over "
+            "tokens."
+        ): _l0_per_batch,
+        "You counted every non-zero in the batch; average the per-token count over tokens.": _l0_total,
+        "You returned a fraction of latents; L0 is a count of active latents per token.": _l0_fraction,
     },
 )
-def check_l0(l0) -> None:
+def check_l0(fn) -> None:
     """Your `l0(f)` must count the non-zero latents of each token and average over all tokens."""
-    for shape in ((50, 40), (4, 6, 40)):
-        f = _sparse_latents(7, shape, 0.1)
-        assert_close(run_learner(l0, f), l0_per_token(f), what=f"L0 of latents of shape {shape}")
+    why = "Return a scalar tensor: later cells log and compare it."
+    verify(fn, _sparse_latents(7, (50, 40), 0.1), what="L0 of latents of shape (50, 40)", why=why)
+    verify(fn, _sparse_latents(8, (1, 6, 9), 0.4), what="L0 of latents of shape (1, 6, 9)", why=why)
 
 
 # --- 4.7 explained variance -----------------------------------------------------------------
@@ -313,20 +310,26 @@ def _ev_centred_over_dims(x: Tensor, x_hat: Tensor) -> Tensor:
 
 
 @exercise_check(
-    reference=explained_variance_ref,
+    reference=explained_variance,
     wrong_answers={
-        "divides by ||x||^2 without subtracting the mean": _ev_uncentred,
-        "returns the unexplained fraction": _ev_unexplained,
-        "subtracts each token's own mean instead of the mean token": _ev_centred_over_dims,
+        (
+            "The denominator is ||x||^2; the variance is measured around the mean token, ||x - "
+            "mean(x)||^2."
+        ): _ev_uncentred,
+        "You returned the unexplained fraction; explained variance is 1 minus it.": _ev_unexplained,
+        (
+            "You subtracted each token's own mean over dimensions; subtract the mean token (the mean "
+            "over the batch)."
+        ): _ev_centred_over_dims,
     },
 )
-def check_explained_variance(explained_variance) -> None:
+def check_explained_variance(fn) -> None:
     """Your `explained_variance(x, x_hat)` must be 1 - sum||x - x_hat||^2 / sum||x - mean(x)||^2."""
     g = _gen(8)
     x = torch.randn(64, 8, generator=g) + 3 * torch.randn(8, generator=g)
-    x_hat = x + 0.5 * torch.randn(64, 8, generator=g)
-    assert_close(run_learner(explained_variance, x, x_hat), explained_variance_ref(x, x_hat), what="explained variance")
-
+    verify(fn, x, x + 0.5 * torch.randn(64, 8, generator=g), what="explained variance of a good reconstruction (64, 8)")
+    y = torch.randn(5, 3, generator=g) - 2
+    verify(fn, y, 2 * torch.randn(5, 3, generator=g), what="explained variance of a bad reconstruction (negative), (5, 3)")
 
 
 # --- 4.8 latent frequencies -----------------------------------------------------------------
@@ -345,38 +348,25 @@ def _freq_mean_activation(f: Tensor) -> Tensor:
 
 
 @exercise_check(
-    reference=latent_frequencies_ref,
+    reference=latent_frequencies,
     wrong_answers={
-        "marks a latent 1 if it fired anywhere in the batch": _freq_per_batch,
-        "counts instead of a fraction of tokens": _freq_counts,
-        "averages the activation values instead of firing": _freq_mean_activation,
+        (
+            "You marked whether a latent fired anywhere; the frequency is the FRACTION of tokens on "
+            "which it fires."
+        ): _freq_per_batch,
+        "You returned counts; divide by the number of tokens.": _freq_counts,
+        "You averaged the activation values; count whether each latent fires (f > 0).": _freq_mean_activation,
     },
 )
-def check_latent_frequencies(latent_frequencies) -> None:
+def check_latent_frequencies(fn) -> None:
     """Your `latent_frequencies(f)` must give, per latent, the fraction of tokens on which it fires."""
     f = _sparse_latents(9, (200, 30), 0.05)
     f[:, :3] = 0.0  # three dead latents
-    assert_close(run_learner(latent_frequencies, f), latent_frequencies_ref(f), what="firing frequencies (d_sae,)")
-
+    verify(fn, f, what="firing frequencies (d_sae,) over 200 tokens")
+    verify(fn, _sparse_latents(10, (3, 7), 0.5), what="firing frequencies (d_sae,) over 3 tokens")
 
 
 # --- 4.9 CE loss recovered ------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def _tiny_model_and_sae():
-    """A 2-layer, 32-wide random GPT-2 (hooked) and a random TopK SAE on its layer-1 residual stream."""
-    model = seeded_gpt2(vocab_size=40, n_positions=32, n_embd=32, n_layer=2, n_head=4, n_inner=64,
-                        initializer_range=0.2, bos_token_id=1)
-    sae = SAE(SAEConfig(d_in=32, d_sae=64, k=8, hook_name="blocks.1.hook_resid_pre"), seed=0).eval()
-    tokens = torch.cat([torch.ones(4, 1, dtype=torch.long), torch.randint(3, 40, (4, 15), generator=_gen(10))], dim=1)
-    return model, sae, tokens
-
-
-def ce_loss_recovered_reference(model, sae, tokens: Tensor, hook_name: str) -> float:
-    """(CE_zero - CE_sae) / (CE_zero - CE_clean), BOS position left alone in both interventions."""
-    clean, spliced, zero = ce_losses(model, sae, tokens, hook_name)
-    return (zero - spliced) / (zero - clean)
 
 
 def _ce_no_baseline(model, sae, tokens, hook_name):
@@ -397,23 +387,35 @@ def _ce_splice_bos_too(model, sae, tokens, hook_name):
     return (zero - spliced) / (zero - clean)
 
 
+@lru_cache(maxsize=2)
+def _tiny_model_and_sae(n_layer: int = 2):
+    """A random GPT-2 (hooked; 2 layers, or 12), a random TopK SAE on one of its residual streams, tokens."""
+    model = tiny(n_layer)
+    d = model.cfg.d_model
+    hook_name = "blocks.1.hook_resid_pre" if n_layer < 12 else "blocks.10.hook_resid_pre"
+    sae = SAE(SAEConfig(d_in=d, d_sae=2 * d, k=8 if n_layer < 12 else 3, hook_name=hook_name), seed=n_layer).eval()
+    batch = 4 if n_layer < 12 else 1
+    tokens = torch.cat([torch.ones(batch, 1, dtype=torch.long), torch.randint(3, 40, (batch, 15), generator=_gen(10))], dim=1)
+    return model, sae, tokens
+
+
 @exercise_check(
-    reference=ce_loss_recovered_reference,
+    reference=ce_loss_recovered,
     wrong_answers={
-        "no zero-ablation baseline (CE_clean / CE_sae)": _ce_no_baseline,
-        "relative CE increase instead of the zero-ablation baseline": _ce_increase,
-        "replaces the BOS position too": _ce_splice_bos_too,
+        (
+            "Your score has no floor: compare with zero-ablation, (CE_zero - CE_sae) / (CE_zero - "
+            "CE_clean)."
+        ): _ce_no_baseline,
+        "You measured the relative increase of the loss; the score uses zero-ablation as its floor.": _ce_increase,
+        "You also replaced the BOS position; leave position 0 alone in both interventions.": _ce_splice_bos_too,
     },
 )
-def check_ce_loss_recovered(ce_loss_recovered) -> None:
+def check_ce_loss_recovered(fn) -> None:
     """Your `ce_loss_recovered(model, sae, tokens, hook_name)` must use zero-ablation as the floor, BOS kept."""
-    model, sae, tokens = _tiny_model_and_sae()
-    hook_name = sae.cfg.hook_name
-    got = run_learner(ce_loss_recovered, model, sae, tokens, hook_name)
-    if any(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.model.modules()):
-        raise CheckFailed("Hooks were left on the model: use `with model.hooks(...)` or `run_with_hooks`.")
-    assert_close(float(got) if isinstance(got, Tensor) else got, ce_loss_recovered_reference(model, sae, tokens, hook_name),
-                 what="CE loss recovered on a tiny random model", atol=1e-3, rtol=1e-3)
+    for n in (2, 12):
+        model, sae, tokens = _tiny_model_and_sae(n)
+        verify(fn, model, sae, tokens, sae.cfg.hook_name, what=f"CE loss recovered at {sae.cfg.hook_name} ({n} layers)",
+               atol=1e-3, rtol=1e-3)
 
 
 # --- 4.10 top-activating contexts -----------------------------------------------------------
@@ -436,25 +438,27 @@ def _top_one_per_sequence(latent_acts: Tensor, k: int):
 
 
 @exercise_check(
-    reference=top_activations_ref,
+    reference=top_activations,
     wrong_answers={
-        "unravels the flat index with the wrong dimension": _top_swapped,
-        "returns the smallest activations": _top_bottom,
-        "keeps only the best position of each sequence": _top_one_per_sequence,
+        (
+            "You unravelled the flat index with the wrong length: the sequence is index // pos, the "
+            "position index % pos."
+        ): _top_swapped,
+        "You returned the smallest activations; return the largest.": _top_bottom,
+        (
+            "You kept one position per sequence; two of the top activations may come from the same "
+            "sequence."
+        ): _top_one_per_sequence,
     },
 )
-def check_top_activations(top_activations) -> None:
+def check_top_activations(fn) -> None:
     """Your `top_activations(latent_acts, k)` must return (seq, pos, values) of the k largest activations."""
     g = _gen(11)
     acts = torch.relu(torch.randn(6, 9, generator=g))
     acts[2, 3], acts[2, 7], acts[4, 0] = 9.0, 8.0, 7.0  # two of the top three share a sequence
-    got = run_learner(top_activations, acts, 5)
-    if not isinstance(got, tuple) or len(got) != 3:
-        raise CheckFailed("top_activations must return a tuple (seq indices, pos indices, values).")
-    expected = top_activations_ref(acts, 5)
-    for label, g_, e in zip(("sequence indices", "position indices", "values"), got, expected):
-        assert_close(g_, e, what=f"the {label}")
-
+    why = "Return the triple (seq indices, pos indices, values): later cells unpack it."
+    verify(fn, acts, 5, what="(seq, pos, values) of the top 5 in (6, 9)", why=why)
+    verify(fn, torch.rand(2, 11, generator=g), 3, what="(seq, pos, values) of the top 3 in (2, 11)", why=why)
 
 
 # --- 4.11 logit effects ---------------------------------------------------------------------
@@ -473,22 +477,23 @@ def _effects_raw(direction: Tensor, W_U: Tensor, ln_weight: Tensor) -> Tensor:
 
 
 @exercise_check(
-    reference=logit_effects_ref,
+    reference=logit_effects,
     wrong_answers={
-        "forgets the final LayerNorm's weight": _effects_no_ln,
-        "forgets that LayerNorm centres the vector": _effects_no_centre,
-        "multiplies by W_U directly": _effects_raw,
+        "The final LayerNorm's weight is missing: multiply the centred direction by it.": _effects_no_ln,
+        "LayerNorm centres its input: subtract the direction's mean first.": _effects_no_centre,
+        (
+            "The direction goes through the final LayerNorm (centre, then scale by its weight) before "
+            "W_U."
+        ): _effects_raw,
     },
 )
-def check_logit_effects(logit_effects) -> None:
+def check_logit_effects(fn) -> None:
     """Your `logit_effects(direction, W_U, ln_weight)` must centre, scale by the LN weight, then unembed."""
     g = _gen(12)
-    direction = torch.randn(8, generator=g) + 1.0
-    W_U = torch.randn(8, 20, generator=g)
-    ln_weight = torch.rand(8, generator=g) * 2 + 0.2
-    assert_close(run_learner(logit_effects, direction, W_U, ln_weight), logit_effects_ref(direction, W_U, ln_weight),
-                 what="the logit effect of a direction (d_vocab,)")
-
+    verify(fn, torch.randn(8, generator=g) + 1.0, torch.randn(8, 20, generator=g), torch.rand(8, generator=g) * 2 + 0.2,
+           what="the logit effect of a direction (d_model 8, d_vocab 20)")
+    verify(fn, torch.randn(5, generator=g) - 2.0, torch.randn(5, 3, generator=g), torch.randn(5, generator=g),
+           what="the logit effect of a direction (d_model 5, d_vocab 3, signed LN weights)")
 
 
 # --- 4.12 steering --------------------------------------------------------------------------
@@ -515,21 +520,18 @@ def _steer_replace(direction: Tensor, alpha: float):
 
 
 @exercise_check(
-    reference=steering_hook_ref,
+    reference=steering_hook,
     wrong_answers={
-        "adds the direction without normalising it": _steer_unnormalised,
-        "steers only the last position": _steer_last_position,
-        "replaces the activation instead of adding to it": _steer_replace,
+        "You added the raw direction; normalise it to unit length so alpha alone sets the strength.": _steer_unnormalised,
+        "You steer only the last position; add the direction at every position.": _steer_last_position,
+        "Your hook replaces the activation; steering ADDS the direction to it.": _steer_replace,
     },
 )
-def check_steering_hook(steering_hook) -> None:
+def check_steering_hook(fn) -> None:
     """Your `steering_hook(direction, alpha)` must return a hook adding alpha * unit(direction) at every position."""
     g = _gen(13)
-    direction = torch.randn(8, generator=g) * 3
-    x = torch.randn(2, 5, 8, generator=g)
-    hook = run_learner(steering_hook, direction, 4.0)
-    if not callable(hook):
-        raise CheckFailed("steering_hook must return a function hook(activation, hook) -> new activation.")
-    got = run_learner(hook, x.clone(), None)
-    assert_close(got, steering_hook_ref(direction, 4.0)(x.clone(), None), what="the steered activation (batch, pos, d)")
-
+    for direction, alpha, x in ((torch.randn(8, generator=g) * 3, 4.0, torch.randn(2, 5, 8, generator=g)),
+                                (torch.randn(3, generator=g) * 0.2, -1.5, torch.randn(1, 2, 3, generator=g))):
+        verify(fn, direction, alpha, use=lambda hook, x=x: hook(x.clone(), None),
+               what=f"an activation of shape {tuple(x.shape)} after your hook (alpha={alpha})",
+               why="steering_hook returns a function hook(activation, hook) -> new activation.")

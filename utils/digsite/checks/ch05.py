@@ -8,12 +8,21 @@ The references live in `digsite.fourier`; the checks build their own small input
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import torch
 
 from .. import fourier
-from .core import CheckFailed, assert_close, exercise_check, run_learner, seeded_gpt2
+from ..fixtures import tiny_gpt2
+from ..solutions.ch05 import (
+    ablate_frequencies,
+    cos_logit_terms,
+    fourier_2d,
+    fourier_basis,
+    key_frequencies,
+    neuron_acts,
+    project_onto_basis,
+)
+from .core import exercise_check, verify
 
 # --- 5.1 the Fourier basis ---------------------------------------------------------------
 
@@ -27,7 +36,7 @@ def _basis_unnormalised(p: int) -> torch.Tensor:
 
 
 def _basis_sin_cos_swapped(p: int) -> torch.Tensor:
-    b = fourier.fourier_basis(p)
+    b = fourier_basis(p)
     idx = [0] + [i for k in range(1, p // 2 + 1) for i in (2 * k, 2 * k - 1)]
     return b[idx[:p]]
 
@@ -35,30 +44,35 @@ def _basis_sin_cos_swapped(p: int) -> torch.Tensor:
 def _basis_off_by_one(p: int) -> torch.Tensor:
     x = torch.arange(p, dtype=torch.float32)
     rows = [torch.ones(p)]
-    for k in range(0, p // 2):  # frequencies 0 .. (p-3)/2 instead of 1 .. (p-1)/2
+    for k in range(p // 2):  # frequencies 0 .. (p-3)/2 instead of 1 .. (p-1)/2
         rows += [torch.cos(2 * math.pi * k * x / p), torch.sin(2 * math.pi * k * x / p)]
     basis = torch.stack(rows[:p])
     return basis / basis.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 def _basis_transposed(p: int) -> torch.Tensor:
-    return fourier.fourier_basis(p).T
+    return fourier_basis(p).T
 
 
 @exercise_check(
-    reference=fourier.fourier_basis,
+    reference=fourier_basis,
     wrong_answers={
-        "an unnormalised basis (raw cos and sin, constant of ones)": _basis_unnormalised,
-        "sin and cos swapped": _basis_sin_cos_swapped,
-        "frequencies off by one (starting at 0)": _basis_off_by_one,
-        "basis vectors as columns instead of rows": _basis_transposed,
+        (
+            "Your basis vectors are not unit length: divide each row by its norm so the basis is "
+            "orthonormal."
+        ): _basis_unnormalised,
+        "Your sin and cos rows are swapped: for each frequency k, cos comes first, then sin.": _basis_sin_cos_swapped,
+        (
+            "Your frequencies start at 0; the constant row already covers frequency 0, so cos/sin start "
+            "at k = 1."
+        ): _basis_off_by_one,
+        "Your basis vectors are columns; the exercise wants one basis vector per row.": _basis_transposed,
     },
 )
-def check_fourier_basis(fourier_basis) -> None:
+def check_fourier_basis(fn) -> None:
     """`fourier_basis(p)` must return the (p, p) orthonormal basis, rows const, cos 1, sin 1, cos 2, ..."""
     for p in (7, 13):
-        got = run_learner(fourier_basis, p)
-        assert_close(got, fourier.fourier_basis(p), what=f"fourier_basis({p})", atol=1e-5)
+        verify(fn, p, what=f"fourier_basis({p})", atol=1e-5)
 
 
 # --- 5.2 projecting the embedding ---------------------------------------------------------
@@ -77,21 +91,21 @@ def _project_rebuilt_unnormalised(W: torch.Tensor, basis: torch.Tensor) -> torch
 
 
 @exercise_check(
-    reference=fourier.project_onto_basis,
+    reference=project_onto_basis,
     wrong_answers={
-        "projects the wrong axis (the d_model axis)": _project_wrong_axis,
-        "the inverse transform (basis.T @ W)": _project_inverse,
-        "an unnormalised basis": _project_rebuilt_unnormalised,
+        (
+            "You transformed along the d_model axis; the Fourier transform runs along the token axis "
+            "(the first)."
+        ): _project_wrong_axis,
+        "basis.T @ W is the inverse transform; the coefficients are basis @ W.": _project_inverse,
+        "Your result matches an unnormalised basis: use the orthonormal basis you were given.": _project_rebuilt_unnormalised,
     },
 )
-def check_project_onto_basis(project_onto_basis) -> None:
+def check_project_onto_basis(fn) -> None:
     """`project_onto_basis(W, basis)` must express W (p, d) in the Fourier basis along its first axis."""
     gen = torch.Generator().manual_seed(5)
-    for p, d in ((13, 13), (13, 24)):
-        basis = fourier.fourier_basis(p)
-        W = torch.randn(p, d, generator=gen)
-        got = run_learner(project_onto_basis, W.clone(), basis.clone())
-        assert_close(got, fourier.project_onto_basis(W, basis), what=f"W ({p}, {d}) in the Fourier basis")
+    for p, d in ((13, 13), (7, 24)):
+        verify(fn, torch.randn(p, d, generator=gen), fourier_basis(p), what=f"W ({p}, {d}) in the Fourier basis")
 
 
 # --- 5.3 key frequencies --------------------------------------------------------------------
@@ -112,52 +126,47 @@ def _key_freqs_rows(W_fourier: torch.Tensor, n: int) -> list[int]:
     return sorted({(int(r) + 1) // 2 for r in rows})
 
 
-@exercise_check(
-    reference=fourier.key_frequencies,
-    wrong_answers={
-        "off by one (returns k - 1, the index of the frequency)": _key_freqs_indices,
-        "looks only at the cos rows": _key_freqs_cos_only,
-        "ranks rows, not frequencies (counts the constant, splits cos/sin)": _key_freqs_rows,
-    },
-)
-def check_key_frequencies(key_frequencies) -> None:
-    """`key_frequencies(W_fourier, n)` must return the n frequencies of largest cos+sin norm, sorted."""
-    gen = torch.Generator().manual_seed(3)
-    p, d = 13, 16
+def _spectrum(p: int, d: int, strong: dict[int, tuple[float, float]], seed: int) -> torch.Tensor:
+    """Fourier coefficients (p, d): small noise, a large constant, and (cos, sin) strengths per frequency."""
+    gen = torch.Generator().manual_seed(seed)
     W = 0.05 * torch.randn(p, d, generator=gen)
     W[0] += 3.0  # a big constant term: not a frequency
-    W[fourier.frequency_rows(2)[0]] += 1.0 * torch.randn(d, generator=gen)  # cos 2
-    W[fourier.frequency_rows(2)[1]] += 1.0 * torch.randn(d, generator=gen)  # sin 2
-    W[fourier.frequency_rows(5)[1]] += 1.6 * torch.randn(d, generator=gen)  # sin 5 only
-    W[fourier.frequency_rows(6)[0]] += 0.9 * torch.randn(d, generator=gen)  # cos 6 only, weaker
-    W[fourier.frequency_rows(6)[1]] += 0.9 * torch.randn(d, generator=gen)
-    for n in (2, 3):
-        got = run_learner(key_frequencies, W.clone(), n)
-        if isinstance(got, torch.Tensor):
-            got = got.tolist()
-        expected = fourier.key_frequencies(W, n)
-        if not isinstance(got, (list, tuple)) or [int(k) for k in got] != expected:
-            raise CheckFailed(
-                f"key_frequencies(W_fourier, n={n}) on a test tensor whose strong frequencies are 2, 5 (sin only) "
-                f"and 6, plus a large constant: expected {expected}, got {got!r}."
-            )
+    for k, (cos, sin) in strong.items():
+        W[2 * k - 1] += cos * torch.randn(d, generator=gen)
+        W[2 * k] += sin * torch.randn(d, generator=gen)
+    return W
+
+
+@exercise_check(
+    reference=key_frequencies,
+    wrong_answers={
+        "Your frequencies are one too small: index 0 of the per-frequency norms is frequency 1.": _key_freqs_indices,
+        (
+            "You ranked frequencies by their cos row alone; a frequency's strength combines its cos AND "
+            "sin rows."
+        ): _key_freqs_cos_only,
+        (
+            "You ranked single rows: the constant row is not a frequency, and cos and sin of one "
+            "frequency count together."
+        ): _key_freqs_rows,
+    },
+)
+def check_key_frequencies(fn) -> None:
+    """`key_frequencies(W_fourier, n)` must return the n frequencies of largest cos+sin norm, sorted."""
+    why = "Return a list of ints: later cells loop over the frequencies."
+    W = _spectrum(13, 16, {2: (1.0, 1.0), 3: (0.5, 0.0), 5: (0.0, 1.6), 6: (0.9, 0.9)}, seed=3)
+    verify(fn, W, 3, what="key_frequencies(W, n=3) with strong frequencies 2, 5 (sin only), 6 and a weaker 3 (cos only)", why=why)
+    W = _spectrum(11, 5, {1: (1.2, 0.0), 4: (0.7, 0.7)}, seed=4)
+    verify(fn, W, 2, what="key_frequencies(W, n=2) with strong frequencies 1 (cos only), 4", why=why)
 
 
 # --- 5.4 neuron activations over (a, b) ----------------------------------------------------
 
 
-@lru_cache(maxsize=1)
 def _tiny_modadd_model(p: int = 7):
     """A random-init 1-layer GPT-2 with the organism's layout (vocab p + 1), wrapped with hooks."""
-    return seeded_gpt2(vocab_size=p + 1, n_positions=3, n_embd=16, n_layer=1, n_head=2, n_inner=24,
-                       activation_function="relu", bos_token_id=None, eos_token_id=None, pad_token_id=None)
-
-
-def neuron_acts_reference(model, p: int) -> torch.Tensor:
-    """MLP activations (after the ReLU) at the "=" position for every input: (p, p, d_mlp) indexed [a, b]."""
-    tokens, _ = fourier.all_pairs(p)
-    _, cache = model.run_with_cache(tokens, names_filter="blocks.0.mlp.hook_post")
-    return cache["blocks.0.mlp.hook_post"][:, -1].reshape(p, p, -1)
+    return tiny_gpt2(vocab_size=p + 1, n_positions=3, n_embd=16, n_layer=1, n_head=2, n_inner=24 if p == 7 else 10,
+                     activation_function="relu", biases=0.2, seed=p, bos_token_id=None, eos_token_id=None, pad_token_id=None)
 
 
 def _acts_pre_relu(model, p: int) -> torch.Tensor:
@@ -173,23 +182,24 @@ def _acts_wrong_position(model, p: int) -> torch.Tensor:
 
 
 def _acts_b_major(model, p: int) -> torch.Tensor:
-    return neuron_acts_reference(model, p).transpose(0, 1)
+    return neuron_acts(model, p).transpose(0, 1)
 
 
 @exercise_check(
-    reference=neuron_acts_reference,
+    reference=neuron_acts,
     wrong_answers={
-        "before the ReLU (hook_pre)": _acts_pre_relu,
-        "at the position of b instead of '='": _acts_wrong_position,
-        "indexed [b, a] instead of [a, b]": _acts_b_major,
+        "These are the activations before the ReLU (hook_pre); the exercise wants hook_post.": _acts_pre_relu,
+        (
+            "You read the activations at b's position; the answer is computed at the '=' position, the "
+            "last."
+        ): _acts_wrong_position,
+        "Your result is indexed [b, a]; the exercise wants [a, b] (the first operand first).": _acts_b_major,
     },
 )
-def check_neuron_acts(neuron_acts) -> None:
+def check_neuron_acts(fn) -> None:
     """`neuron_acts(model, p)` must return post-ReLU MLP activations at "=" as (p, p, d_mlp), indexed [a, b]."""
-    p = 7
-    model = _tiny_modadd_model(p)
-    got = run_learner(neuron_acts, model, p)
-    assert_close(got, neuron_acts_reference(model, p), what="neuron activations of a tiny random model (p = 7)")
+    for p in (7, 5):
+        verify(fn, _tiny_modadd_model(p), p, what=f"neuron activations of a tiny random model (p = {p})")
 
 
 # --- 5.5 the 2-D Fourier transform ---------------------------------------------------------
@@ -208,21 +218,19 @@ def _fourier_2d_swapped(acts: torch.Tensor, basis: torch.Tensor) -> torch.Tensor
 
 
 @exercise_check(
-    reference=fourier.fourier_2d,
+    reference=fourier_2d,
     wrong_answers={
-        "transforms only the a axis": _fourier_2d_one_axis,
-        "the inverse transform (basis transposed)": _fourier_2d_inverse,
-        "swaps the a and b axes": _fourier_2d_swapped,
+        "You transformed only the a axis; transform both a and b.": _fourier_2d_one_axis,
+        "You applied the inverse transform (the basis transposed).": _fourier_2d_inverse,
+        "Your a and b axes are swapped: entry [i, j] pairs basis_i(a) with basis_j(b).": _fourier_2d_swapped,
     },
 )
-def check_fourier_2d(fourier_2d) -> None:
+def check_fourier_2d(fn) -> None:
     """`fourier_2d(acts, basis)` must transform acts (p, p, n) over both a and b: [i, j] <-> basis_i(a) basis_j(b)."""
     gen = torch.Generator().manual_seed(7)
-    p = 13
-    basis = fourier.fourier_basis(p)
-    acts = torch.randn(p, p, 5, generator=gen)
-    got = run_learner(fourier_2d, acts.clone(), basis.clone())
-    assert_close(got, fourier.fourier_2d(acts, basis), what="the 2-D Fourier transform of random (13, 13, 5) activations")
+    for p, n in ((13, 5), (7, 1)):
+        verify(fn, torch.randn(p, p, n, generator=gen), fourier_basis(p),
+               what=f"the 2-D Fourier transform of random ({p}, {p}, {n}) activations")
 
 
 # --- 5.6 the logit terms cos(w(a + b - c)) --------------------------------------------------
@@ -243,7 +251,7 @@ def _cos_terms_plus_c(p: int, freqs) -> torch.Tensor:
 
 
 def _cos_terms_off_by_one(p: int, freqs) -> torch.Tensor:
-    return fourier.cos_logit_terms(p, [k + 1 for k in freqs])
+    return cos_logit_terms(p, [k + 1 for k in freqs])
 
 
 def _cos_terms_no_2pi(p: int, freqs) -> torch.Tensor:
@@ -254,19 +262,18 @@ def _cos_terms_no_2pi(p: int, freqs) -> torch.Tensor:
 
 
 @exercise_check(
-    reference=fourier.cos_logit_terms,
+    reference=cos_logit_terms,
     wrong_answers={
-        "sin instead of cos": _cos_terms_sin,
-        "a + b + c instead of a + b - c": _cos_terms_plus_c,
-        "frequency off by one": _cos_terms_off_by_one,
-        "forgot the 2 pi": _cos_terms_no_2pi,
+        "You used sin; the logit terms are cosines.": _cos_terms_sin,
+        "You used a + b + c; the terms peak when c = a + b, so use a + b - c.": _cos_terms_plus_c,
+        "Your frequencies are shifted by one: use the k values you were given.": _cos_terms_off_by_one,
+        "The 2π is missing: the angle is 2π k (a + b - c) / p.": _cos_terms_no_2pi,
     },
 )
-def check_cos_logit_terms(cos_logit_terms) -> None:
+def check_cos_logit_terms(fn) -> None:
     """`cos_logit_terms(p, freqs)` must return cos(2 pi k (a + b - c) / p), shape (len(freqs), p, p, p)."""
     for p, freqs in ((7, [1, 3]), (13, [2, 5, 6])):
-        got = run_learner(cos_logit_terms, p, list(freqs))
-        assert_close(got, fourier.cos_logit_terms(p, freqs), what=f"cos_logit_terms({p}, {freqs})", atol=1e-5)
+        verify(fn, p, freqs, what=f"cos_logit_terms({p}, {freqs})", atol=1e-5)
 
 
 # --- 5.7 ablating frequencies --------------------------------------------------------------
@@ -301,20 +308,16 @@ def _ablate_wrong_inverse(W: torch.Tensor, basis: torch.Tensor, remove) -> torch
 
 
 @exercise_check(
-    reference=fourier.ablate_frequencies,
+    reference=ablate_frequencies,
     wrong_answers={
-        "zeroes only the cos row": _ablate_cos_only,
-        "zeroes rows 2k and 2k+1 (off by one)": _ablate_off_by_one_rows,
-        "returns the Fourier coefficients, not W": _ablate_not_projected_back,
-        "projects back with basis instead of basis.T": _ablate_wrong_inverse,
+        "You removed only the cos row of each frequency; remove its sin row as well.": _ablate_cos_only,
+        "You zeroed rows 2k and 2k+1; frequency k lives in rows 2k-1 (cos) and 2k (sin).": _ablate_off_by_one_rows,
+        "You returned the Fourier coefficients; transform them back to W's own basis.": _ablate_not_projected_back,
+        "You transformed back with basis; the inverse of an orthonormal basis is its transpose.": _ablate_wrong_inverse,
     },
 )
-def check_ablate_frequencies(ablate_frequencies) -> None:
+def check_ablate_frequencies(fn) -> None:
     """`ablate_frequencies(W, basis, remove)` must return W (p, d) with frequencies `remove` projected out."""
     gen = torch.Generator().manual_seed(11)
-    p, d = 13, 10
-    basis = fourier.fourier_basis(p)
-    W = torch.randn(p, d, generator=gen)
-    for remove in ([3], [1, 4, 6]):
-        got = run_learner(ablate_frequencies, W.clone(), basis.clone(), list(remove))
-        assert_close(got, fourier.ablate_frequencies(W, basis, remove), what=f"W with frequencies {remove} removed")
+    for p, d, remove in ((13, 10, [3]), (13, 10, [1, 4, 6]), (7, 2, [2])):
+        verify(fn, torch.randn(p, d, generator=gen), fourier_basis(p), remove, what=f"W ({p}, {d}) with frequencies {remove} removed")
