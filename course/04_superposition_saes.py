@@ -180,7 +180,7 @@ relative_importances = torch.logspace(-1, 1, 10)
 phases = superposition.phase_diagram(phase_densities, relative_importances, steps=1500, seed=0)
 plot.imshow(phases.float(), x=[f"{d:.2g}" for d in phase_densities.tolist()],
                   y=[f"{r:.2g}" for r in relative_importances.tolist()], diverging=False,
-                  title="0: only feature 0 · 1: only feature 1 · 2: both, in superposition",
+                  title="0: only feature 0 · 1: only feature 1 · 2: both, in superposition · 3: neither",
                   xlabel="feature density p (sparser →)", ylabel="relative importance of feature 1")
 
 # %% [markdown]
