@@ -168,10 +168,6 @@ ch01.check_cache_residual_stream(cache_residual_stream)
 
 # %%
 resid = cache_residual_stream(hf, prompt_ids)  # (n_layers, 1, pos, d_model)
-plot.imshow(
-    resid[:, 0].norm(dim=-1), x=toy.to_str_tokens(prompt_ids), y=[f"after block {l}" for l in range(toy.cfg.n_layers)],
-    title="Norm of the residual stream", diverging=False,
-)
 norms = resid[:, 0].norm(dim=-1)  # (n_layers, pos)
 claim("ch01.norm_first_blocks", norms[:-1].min())
 claim("ch01.norm_first_blocks", norms[:-1].max())
@@ -180,6 +176,10 @@ claim("ch01.norm_big_tokens", norms[-1, big].min())
 claim("ch01.norm_big_tokens", norms[-1, big].max())
 claim("ch01.norm_predicting_before", norms[-2, -1])
 claim("ch01.norm_predicting_after", norms[-1, -1])
+plot.imshow(
+    norms, x=toy.to_str_tokens(prompt_ids), y=[f"after block {l}" for l in range(toy.cfg.n_layers)],
+    title="Norm of the residual stream", diverging=False,
+)
 
 # %% [markdown]
 # ## Exercise 1.2 — a hook that replaces an output
@@ -575,13 +575,13 @@ def second_repeat_loss(per_token: torch.Tensor) -> float:
 
 ablated = torch.tensor([[second_repeat_loss(loss_with_head_ablated(model, tokens, l, h)) for h in range(model.cfg.n_heads)]
                         for l in range(model.cfg.n_layers)])
-plot.imshow(ablated, x=heads, y=layers, title=f"Second-repeat loss with one head zero-ablated (clean: {second:.2f})",
-            diverging=False, text=True, colorbar="loss")
 claim("ch01.ablate_0_1", ablated[0, 1])
 claim("ch01.ablate_1_3", ablated[1, 3])
 claim("ch01.ablate_1_2", ablated[1, 2])
 claim("ch01.clean_second_repeat", second)
 claim("ch01.ablate_0_2", ablated[0, 2])
+plot.imshow(ablated, x=heads, y=layers, title=f"Second-repeat loss with one head zero-ablated (clean: {second:.2f})",
+            diverging=False, text=True, colorbar="loss")
 
 # %% [markdown]
 # Zeroing the previous-token head 0.1 ({{claim:ch01.ablate_0_1=5.05±0.01}}) or the induction head 1.3 ({{claim:ch01.ablate_1_3=5.70}}) destroys the
@@ -611,12 +611,12 @@ for label, run in runs.items():
     print(f"{label:>40}: first repeat {run[:, 1:SEG_LEN].mean():.2f}, second repeat {second_repeat_loss(run):.2f}")
 fig = plot.line({label: run.mean(0) for label, run in runs.items()}, x=list(range(1, 2 * SEG_LEN + 1)),
                 title="Per-token loss with heads ablated", xlabel="position of the predicted token", ylabel="loss (nats)")
-fig.add_vline(x=SEG_LEN + 0.5, line_dash="dot")
 claim("ch01.zero_both_second", second_repeat_loss(runs["induction heads, zero-ablated"]))
 claim("ch01.clean_first_repeat", runs["clean"][:, 1:SEG_LEN].mean())
 claim("ch01.mean_both_second", second_repeat_loss(runs["induction heads, mean-ablated"]))
 claim("ch01.mean_prev_second", second_repeat_loss(runs[f"previous-token head {prev_head[0]}.{prev_head[1]}, mean-ablated"]))
 claim("ch01.mean_control_second", second_repeat_loss(runs[f"control head {control[0]}.{control[1]}, mean-ablated"]))
+fig.add_vline(x=SEG_LEN + 0.5, line_dash="dot")
 
 # %% [markdown]
 # Read the numbers. Zero-ablating both induction heads takes the second-repeat loss from the
@@ -690,12 +690,12 @@ with torch.no_grad():
         for _ in range(200)
     ]).mean().item()
 torch.testing.assert_close(k_comp, induction.k_composition_scores(model, 0, 1).cpu())
-plot.imshow(k_comp, x=[f"L1H{h}" for h in range(model.cfg.n_heads)], y=[f"L0H{h}" for h in range(model.cfg.n_heads)],
-            title=f"K-composition, layer 0 → layer 1 (random baseline {baseline:.2f})", diverging=False, text=True,
-            xlabel="reading head (keys)", ylabel="writing head")
 claim("ch01.kcomp_prev_to_induction", k_comp[1, 2])
 claim("ch01.kcomp_prev_to_induction", k_comp[1, 3])
 claim("ch01.kcomp_baseline", baseline)
+plot.imshow(k_comp, x=[f"L1H{h}" for h in range(model.cfg.n_heads)], y=[f"L0H{h}" for h in range(model.cfg.n_heads)],
+            title=f"K-composition, layer 0 → layer 1 (random baseline {baseline:.2f})", diverging=False, text=True,
+            xlabel="reading head (keys)", ylabel="writing head")
 
 # %% [markdown]
 # The intervention: mean-ablate the top previous-token head — then all of layer 0 — and

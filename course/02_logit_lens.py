@@ -151,8 +151,9 @@ lens.lens_figure(model, prompt)
 with torch.no_grad():
     prompt_lens = logit_lens(model, stack)[:, 0].softmax(-1)  # (layer, pos, d_vocab)
 word_id = {w: model.to_tokens(w, prepend_bos=False)[0, 0] for w in ("to", "six", "Mary")}
+top_p, top_id = prompt_lens[:, -1].max(-1)
 print("top prediction at the last position, by layer:",
-      [(label, model.to_string(i[None]), round(p, 2)) for label, (p, i) in zip(lens.stack_labels(n_layers), zip(*prompt_lens[:, -1].max(-1)))])
+      [(label, model.to_string(i[None]), round(p.item(), 2)) for label, p, i in zip(lens.stack_labels(n_layers), top_p, top_id)])
 claim("ch02.prompt_0_pre_to", prompt_lens[0, -1, word_id["to"]])
 claim("ch02.prompt_row0_self", 100 * (prompt_lens[0, 1:].argmax(-1) == tokens[0, 1:]).float().mean())
 claim("ch02.prompt_1_pre_six", prompt_lens[1, -1, word_id["six"]])
@@ -270,8 +271,8 @@ plot.line(
 # **What to see.** For both tasks the answer first becomes top-1 at `{{claim:ch02.first_top1_layer=3}}_pre`: blocks 0–2 do
 # the finding, and the last block turns a fair guess (mean p {{claim:ch02.ioi_p_3_pre=0.68}} for indirect objects, {{claim:ch02.fact_p_3_pre=0.49}}
 # for facts) into a near-certainty ({{claim:ch02.final_p=0.99}}). Facts show up a little earlier: after block 0 the
-# answer is already top-1 for {{claim:ch02.fact_top1_1_pre=10%}} of them (p {{claim:ch02.fact_p_1_pre=0.045}}), for {{claim:ch02.ioi_top1_1_pre=0%}} of the indirect objects
-# (p {{claim:ch02.ioi_p_1_pre=0.004}}).
+# answer is already top-1 for {{claim:ch02.fact_top1_1_pre=10%}} of them (p {{claim:ch02.fact_p_1_pre=0.045}}), for only {{claim:ch02.ioi_top1_1_pre=0.5%}} of the indirect objects
+# (one prompt in 200; p {{claim:ch02.ioi_p_1_pre=0.004}}).
 # "cat" → "animal" is a lookup on one earlier word; the indirect object has to be found by
 # comparing the names across the sentence.
 #
@@ -745,10 +746,10 @@ claim("ch02.logit_fact_1", top1["facts", "logit lens"][1])
 claim("ch02.logit_fact_3", top1["facts", "logit lens"][3])
 
 # %% [markdown]
-# For indirect objects, no: before `3_pre` the tuned lens is right for at most {{claim:ch02.tuned_ioi_early_max=0.03}} of the
-# prompts, then {{claim:ch02.tuned_ioi_3_pre=0.99}}. The name is simply not at the last position until blocks 0–2 have
+# For indirect objects, no: before `3_pre` the tuned lens is right for at most {{claim:ch02.tuned_ioi_early_max=0.025}} of the
+# prompts, then {{claim:ch02.tuned_ioi_3_pre=0.985}}. The name is simply not at the last position until blocks 0–2 have
 # moved it there, and no translator can decode what is not there. For facts, yes: {{claim:ch02.tuned_fact_0=0.28}}, {{claim:ch02.tuned_fact_1=0.51}},
-# {{claim:ch02.tuned_fact_2=0.66}}, then {{claim:ch02.tuned_fact_3=0.99}}, where the logit lens reaches {{claim:ch02.logit_fact_1=0.10}} after block 0 and {{claim:ch02.logit_fact_3=0.85}} at `3_pre`.
+# {{claim:ch02.tuned_fact_2=0.66}}, then {{claim:ch02.tuned_fact_3=0.99}}, where the logit lens reaches {{claim:ch02.logit_fact_1=0.10}} after block 0 and {{claim:ch02.logit_fact_3=0.845}} at `3_pre`.
 # The category is linearly decodable after block 0 for half the prompts, in directions the
 # unembedding does not read yet. (At `0_pre` the translator only sees the word "an" or "in": a
 # good bigram guess is already right that often.)

@@ -293,14 +293,14 @@ for label, run in variants.items():
 for label in variants:
     print(f"{label:42s} {seconds[label]:5.2f} s CPU  max |difference| from the loop "
           f"{(results[label] - results['one patch per forward']).abs().max():.1e}")
-go.Figure(go.Bar(x=list(seconds.values()), y=list(seconds), orientation="h")).update_layout(
-    title="60 residual-stream patches on 32 prompts (CPU time)", xaxis_title="seconds", yaxis=dict(autorange="reversed"))
 loop = seconds["one patch per forward"]
 claim("ch03.speedup_full", loop / seconds["+ reuse the positions before the patch"])
 claim("ch03.speedup_batched", loop / seconds["batched"])
 claim("ch03.speedup_skip", loop / seconds["+ skip patches that change nothing"])
 claim("ch03.positions_gain", seconds["+ skip patches that change nothing"] / seconds["+ reuse the positions before the patch"])
 claim("ch03.max_difference", max((r - results["one patch per forward"]).abs().max() for r in results.values()))
+go.Figure(go.Bar(x=list(seconds.values()), y=list(seconds), orientation="h")).update_layout(
+    title="60 residual-stream patches on 32 prompts (CPU time)", xaxis_title="seconds", yaxis=dict(autorange="reversed"))
 
 # %% [markdown]
 # The values are the same (the largest difference from the loop is below {{claim:ch03.max_difference=0–0.0001}}). Timings vary
@@ -445,14 +445,14 @@ ch03.check_freeze_hook(freeze_hook)
 # %%
 movers = [(2, 0), (2, 2), (3, 2)]
 paths = torch.cat([P.path_patch(model, data.corrupt, data.clean, metric, movers, kind)[:3] for kind in ["q", "k", "v"]], dim=1)
-plot.imshow(paths, x=[f"{k} H{h}" for k in "qkv" for h in range(model.cfg.n_heads)], y=["L0", "L1", "L2"],
-            xlabel="receivers' input, sender head", ylabel="sender layer", zmax=0.5, text=True,
-            title="Path patching: sender head → the name movers' q, k, v")
 no_mlps = P.path_patch(model, data.corrupt, data.clean, metric, movers, "q", freeze_mlps=True)
 print(f"0.3 -> movers' queries: {paths[0, 3]:.2f}; with the MLPs frozen too: {no_mlps[0, 3]:.2f}")
 claim("ch03.path_0_3_q", paths[0, 3])
 claim("ch03.path_kv_max", paths[:, 4:].abs().max())
 claim("ch03.path_frozen_mlps", no_mlps[0, 3])
+plot.imshow(paths, x=[f"{k} H{h}" for k in "qkv" for h in range(model.cfg.n_heads)], y=["L0", "L1", "L2"],
+            xlabel="receivers' input, sender head", ylabel="sender layer", zmax=0.5, text=True,
+            title="Path patching: sender head → the name movers' q, k, v")
 
 # %% [markdown]
 # **What to see:** the path 0.3 → name movers' **queries** restores about {{claim:ch03.path_0_3_q=0.25}}; nothing reaches
@@ -596,8 +596,6 @@ values = {kind: {name: ablation_value(clean_nodes[name], corrupt_nodes[name], ki
           for kind in ["zero", "mean", "resample"]}
 patches = [P.Patch(n.hook, () if n.head is None else (slice(None), n.head)) for n in nodes]
 single = torch.stack([P.patch_sweep(model, data.clean, values[kind], patches, metric) for kind in values])
-plot.imshow(single, x=node_labels, y=list(values), xlabel="ablated node", ylabel="ablation",
-            title="The metric with one node ablated (1 = unharmed)", zmax=1.5, text=True)
 at = {label: i for i, label in enumerate(node_labels)}
 kind_row = {kind: i for i, kind in enumerate(values)}
 claim("ch03.resample_0_3", single[kind_row["resample"], at["0.3"]])
@@ -612,6 +610,8 @@ claim("ch03.mean_2_1", single[kind_row["mean"], at["2.1"]])
 claim("ch03.mean_2_3", single[kind_row["mean"], at["2.3"]])
 claim("ch03.zero_0_1", single[kind_row["zero"], at["0.1"]])
 claim("ch03.zero_1_0", single[kind_row["zero"], at["1.0"]])
+plot.imshow(single, x=node_labels, y=list(values), xlabel="ablated node", ylabel="ablation",
+            title="The metric with one node ablated (1 = unharmed)", zmax=1.5, text=True)
 
 # %% [markdown]
 # **What to see:** the three ablations disagree.

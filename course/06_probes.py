@@ -330,7 +330,7 @@ plot.line(
 #   subject it is. Selectivity peaks at boundary 2 ({{claim:ch06.isa_selectivity_2=0.65}}) — the cleanest place to read the
 #   category — and falls to {{claim:ch06.isa_selectivity_out=0.08}} at the end, where a lookup table works nearly as well.
 # - **At the subject** the task is trivially perfect at every layer ({{claim:ch06.isa_subject_task=1.00}}: each subject is one token,
-#   and the embedding alone tells them apart), but the control probe reaches {{claim:ch06.isa_subject_control=0.6±0.05}} too:
+#   and the embedding alone tells them apart), but the control probe reaches {{claim:ch06.isa_subject_control=0.68}} too:
 #   high accuracy there says little about what the model computed.
 #
 # The lesson of Hewitt & Liang: report probe accuracy *with* a control, and prefer the place
@@ -417,7 +417,7 @@ plot.line(
 # What to see: at the embedding the probe is at chance ({{claim:ch06.truth_0=0.49}} — the object word alone cannot
 # say whether the statement is true), and truth becomes readable only after the blocks have
 # combined subject and object: {{claim:ch06.truth_3=0.74}} after block 2, {{claim:ch06.truth_out=0.75}} at the output. The control probe,
-# which can only memorise statements, reaches {{claim:ch06.truth_control=0.59±0.03}} there — so selectivity is {{claim:ch06.truth_selectivity=0.12–0.20}} at the
+# which can only memorise statements, reaches {{claim:ch06.truth_control=0.59±0.03}} there — so selectivity is {{claim:ch06.truth_selectivity=0.15±0.01}} at the
 # last two layers. A real but weak signal: this model was never trained to judge truth.
 #
 # Marks & Tegmark's strongest evidence was **generalisation**: a direction learned on one kind
@@ -593,9 +593,9 @@ plot.line(steering, x=alphas, title="Steering non-animals towards 'animal' at la
 # %% [markdown]
 # What to see: removing the probe's 6-dimensional subspace at one position drops category
 # accuracy from {{claim:ch06.ablate_clean=1.00}} to {{claim:ch06.ablate_probe=0.21}} (chance is {{claim:ch06.chance_isa=0.14}}), while removing a random one changes nothing
-# ({{claim:ch06.ablate_random=1.00}}); and steering along the "animal" direction turns {{claim:ch06.steer_6=56%}} of the non-animals into animals at
+# ({{claim:ch06.ablate_random=1.00}}); and steering along the "animal" direction turns {{claim:ch06.steer_6=55.5%}} of the non-animals into animals at
 # `alpha` = 6, {{claim:ch06.steer_8=93%}} at 8 and {{claim:ch06.steer_from_10=100%}} from 10 on, while a random direction of the same strength
-# moves at most {{claim:ch06.steer_random=5%}}. Here the probe found
+# moves at most {{claim:ch06.steer_random=5.5%}}. Here the probe found
 # directions the model really reads. (Try the same with a single direction, or at layer 2: the
 # effect is much weaker — the category is spread over several directions and, earlier, still
 # sits at the subject too, where later attention can fetch it again.)
@@ -738,16 +738,16 @@ similarity = pattern_similarity(P.all_patterns(model, rep_tokens).cpu(), P.all_p
 best = similarity.max(dim=1)
 for i in range(len(heads)):
     print(f"GPT-2 {heads[i]} ~ Llama {heads[best.indices[i]]} (cosine {best.values[i]:.2f})", end="   " if i % 4 < 3 else "\n")
-plot.imshow(similarity, x=heads, y=heads, title="Attention-pattern similarity on repeated tokens",
-            xlabel="toylang-llama head", ylabel="toylang (GPT-2) head", diverging=False)
 llama_induction = [heads.index("2.0"), heads.index("2.2")]
 for gpt2_head in ("2.0", "2.1", "2.2"):  # each GPT-2 induction head's better match among Llama's two
     claim("ch06.induction_pattern_cosine", similarity[heads.index(gpt2_head), llama_induction].max())
 claim("ch06.early_pattern_cosine", similarity[heads.index("1.0"), heads.index("1.0")])
+plot.imshow(similarity, x=heads, y=heads, title="Attention-pattern similarity on repeated tokens",
+            xlabel="toylang-llama head", ylabel="toylang (GPT-2) head", diverging=False)
 
 # %% [markdown]
 # What to see: the GPT-2 induction heads 2.0–2.2 match Llama's induction heads 2.0 and 2.2
-# (cosine {{claim:ch06.induction_pattern_cosine=0.87–0.92}}): on repeated text, the same job gives the same pattern. But a high cosine
+# (cosine {{claim:ch06.induction_pattern_cosine=0.86–0.92}}): on repeated text, the same job gives the same pattern. But a high cosine
 # is not proof of a shared role: some early heads match nearly as well (GPT-2 1.0 ~ Llama 1.0 at
 # {{claim:ch06.early_pattern_cosine=0.89}}) because on random tokens many heads attend in similar positional ways — to the first
 # token, or to the last few. Check the behavioural scores as well as the patterns.
