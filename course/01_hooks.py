@@ -158,7 +158,7 @@ ch01.check_cache_residual_stream(cache_residual_stream)
 # Your hook sees the same residual stream `digsite` calls `blocks.{l}.hook_resid_post`. And
 # why not `output_hidden_states=True`? Its last entry has the final LayerNorm applied: it is
 # not the stream. Here is the norm of the stream at each position after each block. You should
-# see it stay between {{claim:ch01.norm_first_blocks=8–13}} through the first three blocks. The last block
+# see it stay at {{claim:ch01.norm_first_blocks=8–13}} through the first three blocks. The last block
 # grows it very unevenly: at `<bos>` and at the frequent words `When`, `and`, `the` and `a` it
 # jumps to {{claim:ch01.norm_big_tokens=46–70}}, while at the last position, where the model predicts the
 # answer, it barely moves ({{claim:ch01.norm_predicting_before=13.0}} → {{claim:ch01.norm_predicting_after=14.0}}). So the big
@@ -715,7 +715,7 @@ for l, h in induction_heads:
     claim("ch01.ind_without_layer0", without_layer_0[l, h])
 
 # %% [markdown]
-# Without head 0.1 the induction scores fall from about 0.9 to {{claim:ch01.ind_without_prev=0.1–0.3}}; without all of
+# Without head 0.1 the induction scores fall from the values above to {{claim:ch01.ind_without_prev=0.1–0.3}}; without all of
 # layer 0, to almost nothing ({{claim:ch01.ind_without_layer0=0–0.05}}). The induction heads find their target through keys that the
 # previous-token head wrote. That is the whole circuit: 0.1 writes "my predecessor was `A`"
 # into each position, and 1.2 / 1.3, sitting on the next `A`, match their query against it

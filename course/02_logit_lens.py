@@ -552,7 +552,7 @@ plot.imshow(head_grid, x=[f"H{h}" for h in range(model.cfg.n_heads)], y=[f"L{l}"
 
 # %% [markdown]
 # **What to see.** The attributions add up to the model's logit difference ({{claim:ch02.dla_logit_diff=11.08}} on average)
-# to float precision (the largest gap over prompts is below {{claim:ch02.dla_sum_error=0–0.0001}}). The surprise is *who* gets the
+# to float precision (the largest gap over prompts is {{claim:ch02.dla_sum_error=0.0000}} to four decimals). The surprise is *who* gets the
 # credit: not heads, as with GPT-2's "name mover" heads, but the MLPs of blocks 3 and 2
 # (+{{claim:ch02.dla_mlp3=4.79}} and +{{claim:ch02.dla_mlp2=2.61}}); the largest single head, L3H2, adds +{{claim:ch02.dla_l3h2=0.98}} (and no head adds more:
 # the largest is +{{claim:ch02.dla_top_head=0.98}}). Yet an MLP works on one position at a time: it cannot see "Mary"
@@ -703,8 +703,8 @@ plot.line({"logit lens": kl_logit, "tuned lens": kl_tuned}, x=labels, title="KL(
 
 # %% [markdown]
 # **What to see.** Both lenses are exact at the output (KL {{claim:ch02.kl_output=0.000}}). Before it, the tuned lens is
-# much closer to the model at every layer: {{claim:ch02.kl_tuned_0=1.50}} nats at the embeddings instead of the logit lens's
-# ~14.5, {{claim:ch02.kl_tuned_1=0.95}} vs {{claim:ch02.kl_logit_1=2.95}} after block 0, {{claim:ch02.kl_tuned_2=0.74}} vs {{claim:ch02.kl_logit_2=2.15}} after block 1, {{claim:ch02.kl_tuned_3=0.14}} vs {{claim:ch02.kl_logit_3=0.75}} after block 2. The
+# much closer to the model at every layer: {{claim:ch02.kl_tuned_0=1.50}} nats at the embeddings, where the logit lens is
+# worst, {{claim:ch02.kl_tuned_1=0.95}} vs {{claim:ch02.kl_logit_1=2.95}} after block 0, {{claim:ch02.kl_tuned_2=0.74}} vs {{claim:ch02.kl_logit_2=2.15}} after block 1, {{claim:ch02.kl_tuned_3=0.14}} vs {{claim:ch02.kl_logit_3=0.75}} after block 2. The
 # biggest gain is at the embeddings, where the logit lens confidently predicts the current
 # word (tied embeddings, as we saw) while the translator learns to map each word to what
 # tends to follow it — a bigram model in one affine map.

@@ -303,7 +303,7 @@ go.Figure(go.Bar(x=list(seconds.values()), y=list(seconds), orientation="h")).up
     title="60 residual-stream patches on 32 prompts (CPU time)", xaxis_title="seconds", yaxis=dict(autorange="reversed"))
 
 # %% [markdown]
-# The values are the same (the largest difference from the loop is below {{claim:ch03.max_difference=0–0.0001}}). Timings vary
+# The values are the same (the largest difference from the loop is {{claim:ch03.max_difference=0.0000}} to four decimals). Timings vary
 # from machine to machine and run to run, so the prose checks this cell's own run against wide
 # ranges: the full sweep is {{claim:ch03.speedup_full=4–20×}} faster than the loop. Batching alone gains little or
 # nothing on a CPU ({{claim:ch03.speedup_batched=0.5–2×}}: a forward pass of 32 prompts already keeps the core busy); the

@@ -169,7 +169,7 @@ claim("ch04.pentagon_D", D[-1].max())
 
 # %% [markdown]
 # The totals never exceed the two dimensions available (the largest is {{claim:ch04.max_total_D=2.00}}); what changes
-# is how many features share them: two features with D = {{claim:ch04.dense_D=0.9–1.0}} when dense, five with D between
+# is how many features share them: two features with D = {{claim:ch04.dense_D=0.9–1.0}} when dense, five with D of
 # {{claim:ch04.pentagon_D=0.35–0.45}} in the pentagon.
 #
 # ### The phase change
@@ -312,7 +312,7 @@ plot.line({"MSE": torch.tensor(l1_history["mse"]), "L0 / 100": torch.tensor(l1_h
 
 # %% [markdown]
 # The reconstruction error drops at once. As the L1 penalty warms up (the first 80 steps), L0 —
-# the number of active latents per token — falls from {{claim:ch04.l1_l0_start=100–256}} to about {{claim:ch04.l1_l0_end=12±3}}, and the
+# the number of active latents per token — falls from {{claim:ch04.l1_l0_start=128±20}} to about {{claim:ch04.l1_l0_end=12±3}}, and the
 # MSE pays for it for a while before improving again. The L1 coefficient is the one
 # knob that trades reconstruction for sparsity; try 0.003 and 0.05.
 #

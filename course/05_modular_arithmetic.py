@@ -111,7 +111,7 @@ fourier.grokking_figure(records, title=f"The modadd organism groks (a + b) mod {
 # ### A control: memorisation plus commutativity
 #
 # A model that has only memorised its training pairs should get about 1 in `p` of the test
-# pairs right — chance. Why does the plateau sit near 30%? Addition is commutative: the test
+# pairs right — chance. Why does the plateau sit so far above it? Addition is commutative: the test
 # pair `(a, b)` has the same answer as its mirror `(b, a)`, and with 30% of all pairs in
 # training, about 30% of test pairs have their mirror there. A model that memorised and treats
 # `a b` and `b a` alike — easy for attention, which sums over positions — gets exactly those

@@ -644,7 +644,7 @@ P.side_by_side(prev_maps, title="Previous-token score per head", colorbar="score
 # What to see: both models put their induction heads in **layer 2** — three in GPT-2 (2.0, 2.1,
 # 2.2, scores {{claim:ch06.gpt2_induction=0.78–0.87}}) and two in Llama (2.2 at {{claim:ch06.llama_ind_2_2=0.97}}, 2.0 at {{claim:ch06.llama_ind_2_0=0.89}}). The previous-token half of
 # the circuit differs: Llama has one crisp previous-token head in layer 1 (1.1, {{claim:ch06.llama_prev_1_1=0.97}}), GPT-2
-# has none scoring above 0.4 (its best scores {{claim:ch06.gpt2_prev_max=0–0.4}}) — with learned position embeddings it can spread "what came
+# has none scoring above 0.4 (its best: {{claim:ch06.gpt2_prev_max=0.38}}) — with learned position embeddings it can spread "what came
 # before" over several heads and layers.
 #
 # **The indirect-object circuit.** We patch each head's output from a clean prompt ("When Mary
