@@ -143,9 +143,11 @@ widgets.attention_explorer(model, prompt, layer=1)
 # - **Model.** Every chapter runs on a bundled organism by default: `"toylang"` (4 layers,
 #   GPT-2 architecture), `"toylang-llama"` (the same language, Llama architecture),
 #   `"induction"` (2 layers, trained on repeated random words) and `"modadd"` (1 layer,
-#   modular addition). Any Hugging Face causal LM works too — `load_model("gpt2")` or
-#   `load_model("EleutherAI/pythia-70m")` — when you have a network. Offline, asking for one
-#   fails at once with a message saying what to use instead.
+#   modular addition). Hugging Face causal LMs of the families `digsite` has an adapter for
+#   work too — GPT-2, GPT-NeoX (Pythia), Llama, Mistral and Qwen2, e.g. `load_model("gpt2")` or
+#   `load_model("EleutherAI/pythia-70m")` — when you have a network; any other family fails
+#   with a message listing these. Offline, asking for one fails at once with a message saying
+#   what to use instead.
 
 # %%
 if online():

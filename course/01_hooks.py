@@ -37,6 +37,7 @@ import torch
 
 from digsite import induction, load_model, plot, widgets
 from digsite.checks import ch01
+from digsite.claims import claim
 from digsite.hooks import Hook, HookedModel
 from digsite.notebook import online, setup
 from digsite.organisms.data import repeated_tokens
@@ -159,13 +160,26 @@ ch01.check_cache_residual_stream(cache_residual_stream)
 # Your hook sees the same residual stream `digsite` calls `blocks.{l}.hook_resid_post`. And
 # why not `output_hidden_states=True`? Its last entry has the final LayerNorm applied: it is
 # not the stream. Here is the norm of the stream at each position after each block. You should
-# see it stay near 10 through three blocks and then triple in the last one, which writes the
-# big vectors the unembedding turns into confident predictions.
+# see it stay at {{claim:ch01.norm_first_blocks=8–13}} through the first three blocks. The last block
+# grows it very unevenly: at `<bos>` and at the frequent words `When`, `and`, `the` and `a` it
+# jumps to {{claim:ch01.norm_big_tokens=46–70}}, while at the last position, where the model predicts the
+# answer, it barely moves ({{claim:ch01.norm_predicting_before=13.0}} → {{claim:ch01.norm_predicting_after=14.0}}). So the big
+# vectors are not where the confident prediction is made. Very large norms at the first token
+# and at frequent words are common in trained transformers (Sun et al., *Massive Activations in
+# Large Language Models*, 2024); this figure shows *where* they are, not what they are for.
 
 # %%
 resid = cache_residual_stream(hf, prompt_ids)  # (n_layers, 1, pos, d_model)
+norms = resid[:, 0].norm(dim=-1)  # (n_layers, pos)
+claim("ch01.norm_first_blocks", norms[:-1].min())
+claim("ch01.norm_first_blocks", norms[:-1].max())
+big = [i for i, t in enumerate(toy.to_str_tokens(prompt_ids)) if t in ("<bos>", "When", "and", "the", "a")]
+claim("ch01.norm_big_tokens", norms[-1, big].min())
+claim("ch01.norm_big_tokens", norms[-1, big].max())
+claim("ch01.norm_predicting_before", norms[-2, -1])
+claim("ch01.norm_predicting_after", norms[-1, -1])
 plot.imshow(
-    resid[:, 0].norm(dim=-1), x=toy.to_str_tokens(prompt_ids), y=[f"after block {l}" for l in range(toy.cfg.n_layers)],
+    norms, x=toy.to_str_tokens(prompt_ids), y=[f"after block {l}" for l in range(toy.cfg.n_layers)],
     title="Norm of the residual stream", diverging=False,
 )
 
@@ -458,7 +472,6 @@ plot.imshow(torch.cat([prev_scores, ind_scores, dup_scores], dim=1), x=[f"{kind}
             y=layers, title="Previous-token, induction and duplicate-token scores", diverging=False, zmax=1, text=True)
 
 # %%
-# NBVAL_CHECK_OUTPUT
 def name_heads(scores: torch.Tensor, threshold: float) -> list[tuple[int, int]]:
     """(layer, head) of every head scoring above threshold, best first."""
     found = [(l, h) for l in range(scores.shape[0]) for h in range(scores.shape[1]) if scores[l, h] > threshold]
@@ -470,12 +483,17 @@ prev_head = name_heads(prev_scores, 0.0)[0]  # the most previous-token-like head
 print("previous-token scores, layer 0:", ", ".join(f"0.{h} {prev_scores[0, h]:.2f}" for h in range(model.cfg.n_heads)))
 print(f"top previous-token head: {prev_head[0]}.{prev_head[1]} ({prev_scores[prev_head]:.2f})")
 print("induction heads:", ", ".join(f"{l}.{h} ({ind_scores[l, h]:.2f})" for l, h in induction_heads))
+claim("ch01.prev_score_0_1", 100 * prev_scores[0, 1])
+claim("ch01.ind_score_1_2", 100 * ind_scores[1, 2])
+claim("ch01.ind_score_1_3", 100 * ind_scores[1, 3])
+claim("ch01.prev_score_0_0", prev_scores[0, 0])
+claim("ch01.prev_score_0_3", prev_scores[0, 3])
 
 # %% [markdown]
-# Head 0.1 spends 93% of its attention on the previous token; heads 1.2 and 1.3 spend about
-# 90% of theirs, in the second repeat, on the token after the earlier occurrence. The other
-# layer-0 heads look partly at the previous token too (0.27, 0.22): real models are rarely as
-# tidy as the diagram. Scroll back to the circuitsvis figures and find these heads by eye.
+# Head 0.1 spends {{claim:ch01.prev_score_0_1=93%}} of its attention on the previous token; heads 1.2 and 1.3 spend
+# {{claim:ch01.ind_score_1_2=91%}} and {{claim:ch01.ind_score_1_3=87%}} of theirs, in the second repeat, on the token after the earlier
+# occurrence. Heads 0.0 and 0.3 look partly at the previous token too ({{claim:ch01.prev_score_0_0=0.27}}, {{claim:ch01.prev_score_0_3=0.22}}):
+# real models are rarely as tidy as the diagram. Scroll back to the circuitsvis figures and find these heads by eye.
 #
 # Poke at it yourself: the explorer below redraws every head of the chosen layer for any
 # prompt. Every word of the organism's vocabulary is one token; try a phrase repeated twice,
@@ -559,16 +577,21 @@ def second_repeat_loss(per_token: torch.Tensor) -> float:
 
 ablated = torch.tensor([[second_repeat_loss(loss_with_head_ablated(model, tokens, l, h)) for h in range(model.cfg.n_heads)]
                         for l in range(model.cfg.n_layers)])
+claim("ch01.ablate_0_1", ablated[0, 1])
+claim("ch01.ablate_1_3", ablated[1, 3])
+claim("ch01.ablate_1_2", ablated[1, 2])
+claim("ch01.clean_second_repeat", second)
+claim("ch01.ablate_0_2", ablated[0, 2])
 plot.imshow(ablated, x=heads, y=layers, title=f"Second-repeat loss with one head zero-ablated (clean: {second:.2f})",
             diverging=False, text=True, colorbar="loss")
 
 # %% [markdown]
-# Zeroing the previous-token head 0.1 (5.05) or the induction head 1.3 (5.70) destroys the
+# Zeroing the previous-token head 0.1 ({{claim:ch01.ablate_0_1=5.05±0.01}}) or the induction head 1.3 ({{claim:ch01.ablate_1_3=5.70}}) destroys the
 # in-context ability almost completely: both halves of the circuit are necessary. But zeroing
-# 1.2 costs little (0.61, against 0.25 clean), although it attends just like 1.3. Attention says where a head
-# *looks*, not how much the model relies on what it *writes*: here 1.3 carries the copy and 1.2
-# is close to redundant. Head 0.2 matters too (2.24) — a supporting part the
-# detectors did not flag.
+# 1.2 costs little ({{claim:ch01.ablate_1_2=0.61}}, against {{claim:ch01.clean_second_repeat=0.25}} clean), although it attends just like 1.3.
+# Attention says where a head *looks*, not how much the model relies on what it *writes*: here
+# 1.3 carries the copy and 1.2 is close to redundant. Head 0.2 matters too ({{claim:ch01.ablate_0_2=2.24}}) — a
+# supporting part the detectors did not flag.
 
 # %% [markdown]
 # Now ablate the induction heads together, zero and mean, then the top previous-token head,
@@ -590,16 +613,21 @@ for label, run in runs.items():
     print(f"{label:>40}: first repeat {run[:, 1:SEG_LEN].mean():.2f}, second repeat {second_repeat_loss(run):.2f}")
 fig = plot.line({label: run.mean(0) for label, run in runs.items()}, x=list(range(1, 2 * SEG_LEN + 1)),
                 title="Per-token loss with heads ablated", xlabel="position of the predicted token", ylabel="loss (nats)")
+claim("ch01.zero_both_second", second_repeat_loss(runs["induction heads, zero-ablated"]))
+claim("ch01.clean_first_repeat", runs["clean"][:, 1:SEG_LEN].mean())
+claim("ch01.mean_both_second", second_repeat_loss(runs["induction heads, mean-ablated"]))
+claim("ch01.mean_prev_second", second_repeat_loss(runs[f"previous-token head {prev_head[0]}.{prev_head[1]}, mean-ablated"]))
+claim("ch01.mean_control_second", second_repeat_loss(runs[f"control head {control[0]}.{control[1]}, mean-ablated"]))
 fig.add_vline(x=SEG_LEN + 0.5, line_dash="dot")
 
 # %% [markdown]
-# Read the numbers. Zero-ablating both induction heads takes the second-repeat loss from
-# 0.25 to 5.99 — no better than guessing on the first repeat (5.92). Mean-ablation even
-# overshoots, to 6.55: a head's *average* output is not "nothing", and ablations are blunt
+# Read the numbers. Zero-ablating both induction heads takes the second-repeat loss from the
+# clean value to {{claim:ch01.zero_both_second=5.99}} — no better than guessing on the first repeat ({{claim:ch01.clean_first_repeat=5.92}}). Mean-ablation even
+# overshoots, to {{claim:ch01.mean_both_second=6.55}}: a head's *average* output is not "nothing", and ablations are blunt
 # instruments (chapter 3's activation patching sharpens them). Mean-ablating the
-# previous-token head 0.1 alone does almost as much (5.23), although that head never looks
+# previous-token head 0.1 alone does almost as much ({{claim:ch01.mean_prev_second=5.23}}), although that head never looks
 # beyond the previous token: the induction heads cannot work without what it writes. The
-# control head 1.0 changes nothing (0.25).
+# control head 1.0 changes nothing ({{claim:ch01.mean_control_second=0.25}}).
 #
 # ## 6. How K-composition builds the circuit
 #
@@ -646,7 +674,7 @@ ch01.check_k_composition_score(k_composition_score)
 # already score well above zero. `model.W_Q`, `W_K`, `W_V` have shape
 # `(n_layers, n_heads, d_model, d_head)` and `W_O` `(n_layers, n_heads, d_head, d_model)`. You
 # should see the top previous-token head's row stand out in the induction heads' columns:
-# about 0.23 against a random baseline of 0.09. (These
+# about {{claim:ch01.kcomp_prev_to_induction=0.23±0.02}} against a random baseline of {{claim:ch01.kcomp_baseline=0.09}}. (These
 # are raw weights: the LayerNorms between the heads are left out, so treat the score as a
 # pointer, then confirm it with an intervention.)
 
@@ -664,6 +692,9 @@ with torch.no_grad():
         for _ in range(200)
     ]).mean().item()
 torch.testing.assert_close(k_comp, induction.k_composition_scores(model, 0, 1).cpu())
+claim("ch01.kcomp_prev_to_induction", k_comp[1, 2])
+claim("ch01.kcomp_prev_to_induction", k_comp[1, 3])
+claim("ch01.kcomp_baseline", baseline)
 plot.imshow(k_comp, x=[f"L1H{h}" for h in range(model.cfg.n_heads)], y=[f"L0H{h}" for h in range(model.cfg.n_heads)],
             title=f"K-composition, layer 0 → layer 1 (random baseline {baseline:.2f})", diverging=False, text=True,
             xlabel="reading head (keys)", ylabel="writing head")
@@ -682,10 +713,12 @@ without_layer_0 = induction.head_scores(model, tokens, score, fwd_hooks=inductio
 for l, h in induction_heads:
     print(f"induction head {l}.{h}: score {ind_scores[l, h]:.2f}; without head {prev_head[0]}.{prev_head[1]}: "
           f"{without_prev[l, h]:.2f}; without all of layer 0: {without_layer_0[l, h]:.2f}")
+    claim("ch01.ind_without_prev", without_prev[l, h])
+    claim("ch01.ind_without_layer0", without_layer_0[l, h])
 
 # %% [markdown]
-# Without head 0.1 the induction scores fall from 0.91 and 0.87 to about 0.2; without all of
-# layer 0, to almost nothing. The induction heads find their target through keys that the
+# Without head 0.1 the induction scores fall from the values above to {{claim:ch01.ind_without_prev=0.1–0.3}}; without all of
+# layer 0, to almost nothing ({{claim:ch01.ind_without_layer0=0–0.05}}). The induction heads find their target through keys that the
 # previous-token head wrote. That is the whole circuit: 0.1 writes "my predecessor was `A`"
 # into each position, and 1.2 / 1.3, sitting on the next `A`, match their query against it
 # (K-composition) and copy what they find.
@@ -723,7 +756,7 @@ ch01.check_positional_similarity(positional_similarity)
 #
 # Nearby positions should look alike, and the similarity should fall off with distance: a wide
 # band along the diagonal, turning negative far from it. Look closer and the band zig-zags:
-# positions two apart are *more* alike (0.83) than neighbours (0.67). Part of each embedding
+# positions two apart are *more* alike ({{claim:ch01.pos_similarity_2=0.83}}) than neighbours ({{claim:ch01.pos_similarity_1=0.67}}). Part of each embedding
 # alternates from one position to the next. A plausible reading: that makes "one back" look
 # different from both "here" and "two back" — exactly the distinction the previous-token head
 # has to draw with a single linear map of queries and keys.
@@ -733,6 +766,8 @@ with torch.no_grad():
     similarity = positional_similarity(model.W_pos)
 for distance in (1, 2, 5, 10, 20, 40):
     print(f"mean similarity at distance {distance:>2}: {similarity.diagonal(distance).mean():.2f}")
+claim("ch01.pos_similarity_1", similarity.diagonal(1).mean())
+claim("ch01.pos_similarity_2", similarity.diagonal(2).mean())
 plot.imshow(similarity, title="Cosine similarity of position embeddings (induction organism)", xlabel="position",
             ylabel="position", zmax=1)
 
@@ -755,13 +790,17 @@ def position_probe_r2(layer_name: str) -> float:
     return 1 - (residual / ((target[test] - target[test].mean()) ** 2).sum()).item()
 
 
-for name in ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.1.hook_resid_post"]:
-    print(f"{name:>26}: R² = {position_probe_r2(name):.3f}")
+r2 = {name: position_probe_r2(name) for name in ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.1.hook_resid_post"]}
+for name, value in r2.items():
+    print(f"{name:>26}: R² = {value:.3f}")
+claim("ch01.r2_embed", r2["blocks.0.hook_resid_pre"])
+claim("ch01.r2_after_0", r2["blocks.1.hook_resid_pre"])
+claim("ch01.r2_after_1", r2["blocks.1.hook_resid_post"])
 
 # %% [markdown]
-# Before the first block the position is read back almost perfectly (0.999) — it was just
-# added in, as `W_pos`. Each block writes other things on top and R² slips (0.997 after layer 0, 0.95 after
-# layer 1), but position stays linearly readable throughout: every layer can find out where it
+# Before the first block the position is read back almost perfectly ({{claim:ch01.r2_embed=0.999}}) — it was just
+# added in, as `W_pos`. Each block writes other things on top and R² slips ({{claim:ch01.r2_after_0=0.997}} after layer 0,
+# {{claim:ch01.r2_after_1=0.95}} after layer 1), but position stays linearly readable throughout: every layer can find out where it
 # is. (A probe says the information is *there*, not that the model *uses* it — that takes an
 # intervention, as in section 5.)
 
@@ -795,8 +834,8 @@ else:
 #   replaces the output. Remove hooks in `finally:`. `run_with_cache` and `run_with_hooks` are
 #   that, with names.
 # - Attention: scores `q·k / sqrt(d_head)`, future masked, softmax over keys.
-# - In the induction organism, previous-token head 0.1 (score 0.93) and induction heads 1.2
-#   (0.91) and 1.3 (0.87) solve repeated random text; ablating them takes the loss on the
+# - In the induction organism, previous-token head 0.1 and induction heads 1.2 and 1.3 solve
+#   repeated random text; ablating them takes the loss on the
 #   repeat back to guessing, ablating an unrelated head does nothing. A high detector score
 #   does not mean the model relies on the head: 1.2 is nearly redundant.
 # - The induction heads' keys read the previous-token head's output: K-composition, confirmed

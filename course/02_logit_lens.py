@@ -38,6 +38,7 @@ import torch
 
 from digsite import lens, load_model, plot, widgets
 from digsite.checks import ch02
+from digsite.claims import claim
 from digsite.notebook import online, setup
 from digsite.organisms import data
 
@@ -146,13 +147,28 @@ ch02.check_logit_lens(logit_lens)
 # %%
 lens.lens_figure(model, prompt)
 
+# %%
+with torch.no_grad():
+    prompt_lens = logit_lens(model, stack)[:, 0].softmax(-1)  # (layer, pos, d_vocab)
+word_id = {w: model.to_tokens(w, prepend_bos=False)[0, 0] for w in ("to", "six", "Mary")}
+top_p, top_id = prompt_lens[:, -1].max(-1)
+print("top prediction at the last position, by layer:",
+      [(label, model.to_string(i[None]), round(p.item(), 2)) for label, p, i in zip(lens.stack_labels(n_layers), top_p, top_id)])
+claim("ch02.prompt_0_pre_to", prompt_lens[0, -1, word_id["to"]])
+claim("ch02.prompt_row0_self", 100 * (prompt_lens[0, 1:].argmax(-1) == tokens[0, 1:]).float().mean())
+claim("ch02.prompt_1_pre_six", prompt_lens[1, -1, word_id["six"]])
+claim("ch02.prompt_2_pre_to", prompt_lens[2, -1, word_id["to"]])
+claim("ch02.prompt_3_pre_mary", prompt_lens[3, -1, word_id["Mary"]])
+claim("ch02.prompt_final_mary", prompt_lens[4, -1, word_id["Mary"]])
+
 # %% [markdown]
 # Read the last column, the position that predicts the answer. At `0_pre` the lens sees only
-# the embedding of "to" and predicts… "to", with probability 1.00. So does every column of
-# that row: this model, like GPT-2, **ties** its embedding and unembedding (`W_U = W_E.T`), so a
-# word's embedding points most nearly along its own unembedding. At `1_pre` and `2_pre` the
-# lens is unsure ("six" 0.15, "to" 0.38); at `3_pre`, the stream *entering* the last block,
-# "Mary" is already on top with 0.94, and the output makes it 1.00. The model has to *find* the
+# the embedding of "to" and predicts… "to", with probability {{claim:ch02.prompt_0_pre_to=1.00}}. So does every column of
+# that row (the input word is the top prediction at {{claim:ch02.prompt_row0_self=100%}} of the positions): this model, like
+# GPT-2, **ties** its embedding and unembedding (`W_U = W_E.T`), so a word's embedding points
+# most nearly along its own unembedding. At `1_pre` and `2_pre` the lens is unsure ("six"
+# {{claim:ch02.prompt_1_pre_six=0.15}}, "to" {{claim:ch02.prompt_2_pre_to=0.38}}); at `3_pre`, the stream *entering* the last block, "Mary" is already on
+# top with {{claim:ch02.prompt_3_pre_mary=0.94}}, and the output makes it {{claim:ch02.prompt_final_mary=1.00}}. The model has to *find* the
 # name that is not repeated, which takes attention across the sentence; by the end of block 2
 # it has.
 #
@@ -232,9 +248,17 @@ for name, (p, r) in lens_results.items():
     print("   top-1 rate   " + "  ".join(f"{v:>10.2f}" for v in (r == 0).float().mean(1)))
 
 # %%
-# NBVAL_CHECK_OUTPUT
-for name, (_, r) in lens_results.items():
+for name, (p, r) in lens_results.items():
     print(f"{name}: the answer first becomes top-1 (and stays) at {labels[int(lens.first_top1_layer(r).median())]}")
+    claim("ch02.first_top1_layer", lens.first_top1_layer(r).median())
+    claim("ch02.final_p", p.mean(1)[-1])
+(ioi_p, ioi_r), (fact_p, fact_r) = lens_results["indirect object"], lens_results["facts"]
+claim("ch02.ioi_p_3_pre", ioi_p.mean(1)[3])
+claim("ch02.fact_p_3_pre", fact_p.mean(1)[3])
+claim("ch02.fact_top1_1_pre", 100 * (fact_r[1] == 0).float().mean())
+claim("ch02.fact_p_1_pre", fact_p.mean(1)[1])
+claim("ch02.ioi_top1_1_pre", 100 * (ioi_r[1] == 0).float().mean())
+claim("ch02.ioi_p_1_pre", ioi_p.mean(1)[1])
 
 # %%
 plot.line(
@@ -244,10 +268,11 @@ plot.line(
 )
 
 # %% [markdown]
-# **What to see.** For both tasks the answer first becomes top-1 at `3_pre`: blocks 0–2 do
-# the finding, and the last block turns a fair guess (mean p 0.68 for indirect objects, 0.49
-# for facts) into a near-certainty (0.99). Facts show up a little earlier: after block 0 the
-# answer is already top-1 for 10% of them (p 0.045), for none of the indirect objects (p 0.004).
+# **What to see.** For both tasks the answer first becomes top-1 at `{{claim:ch02.first_top1_layer=3}}_pre`: blocks 0–2 do
+# the finding, and the last block turns a fair guess (mean p {{claim:ch02.ioi_p_3_pre=0.68}} for indirect objects, {{claim:ch02.fact_p_3_pre=0.49}}
+# for facts) into a near-certainty ({{claim:ch02.final_p=0.99}}). Facts show up a little earlier: after block 0 the
+# answer is already top-1 for {{claim:ch02.fact_top1_1_pre=10%}} of them (p {{claim:ch02.fact_p_1_pre=0.045}}), for only {{claim:ch02.ioi_top1_1_pre=0.5%}} of the indirect objects
+# (one prompt in 200; p {{claim:ch02.ioi_p_1_pre=0.004}}).
 # "cat" → "animal" is a lookup on one earlier word; the indirect object has to be found by
 # comparing the names across the sentence.
 #
@@ -255,7 +280,7 @@ plot.line(
 #
 # What if we forgot the LayerNorm and unembedded the raw stream? The LayerNorm centres the
 # stream, divides it by its size and applies a learned weight and bias (this model's weight
-# averages 1.45): all things `W_U` was trained to expect. Compare p(answer) on the
+# averages {{claim:ch02.ln_weight_mean=1.45}}): all things `W_U` was trained to expect. Compare p(answer) on the
 # indirect-object prompts with and without it, and the KL divergence from the model's real
 # output at the last entry (0 means "identical"; you will write `kl_to_final` in 2.7). We keep
 # the hook points the rest of the chapter needs: the residual stream, the embeddings, every
@@ -274,14 +299,20 @@ final_logits = task_logits[batch, final_pos]
 with torch.no_grad():
     with_ln = logit_lens(model, task_stack)
     without_ln = task_stack @ model.W_U + model.b_U
+ln_check = {}
 for name, lens_logits in (("with ln_final", with_ln), ("without ln_final", without_ln)):
     p, _ = answer_prob_and_rank(lens_logits, final_pos, answer_ids)
     kl = lens.kl_to_final(lens_logits[-1:, batch, final_pos], final_logits)[0]
+    ln_check[name] = (p.mean(1)[-1], kl)
     print(f"{name:>17}: p(answer) by layer {[round(v, 3) for v in p.mean(1).tolist()]}, KL at the output {kl:.3f}")
+claim("ch02.ln_weight_mean", model.norm_module(None).weight.mean())
+claim("ch02.with_ln_kl", ln_check["with ln_final"][1])
+claim("ch02.with_ln_p", ln_check["with ln_final"][0])
+claim("ch02.without_ln_p", ln_check["without ln_final"][0])
 
 # %% [markdown]
-# With the LayerNorm the last entry *is* the model (KL 0, p 0.994); without it even the final
-# stream gives a different distribution (p 0.956). Early on, dropping the LayerNorm makes the
+# With the LayerNorm the last entry *is* the model (KL {{claim:ch02.with_ln_kl=0.000}}, p {{claim:ch02.with_ln_p=0.994}}); without it even the final
+# stream gives a different distribution (p {{claim:ch02.without_ln_p=0.956}}). Early on, dropping the LayerNorm makes the
 # lens look less sure of the wrong answer only because the embeddings are small vectors whose
 # raw logits are nearly flat: it is not a better lens, just a differently scaled one.
 #
@@ -505,6 +536,13 @@ mean_attrs = attrs.mean(1)
 order = mean_attrs.abs().argsort(descending=True)
 all_labels = head_labels + ["constant"]
 print("largest direct contributions:", ", ".join(f"{all_labels[i]} {mean_attrs[i]:+.2f}" for i in order[:5]))
+attr_of = dict(zip(all_labels, mean_attrs.tolist()))
+claim("ch02.dla_logit_diff", logit_diff.mean())
+claim("ch02.dla_sum_error", (attrs.sum(0) - logit_diff).abs().max())
+claim("ch02.dla_mlp3", attr_of["L3 MLP"])
+claim("ch02.dla_mlp2", attr_of["L2 MLP"])
+claim("ch02.dla_top_head", max(v for k, v in attr_of.items() if "H" in k))
+claim("ch02.dla_l3h2", attr_of["L3H2"])
 
 # %%
 head_grid = torch.stack([mean_attrs[2 + l * (model.cfg.n_heads + 2) : 2 + l * (model.cfg.n_heads + 2) + model.cfg.n_heads]
@@ -513,10 +551,11 @@ plot.imshow(head_grid, x=[f"H{h}" for h in range(model.cfg.n_heads)], y=[f"L{l}"
             title="Direct logit attribution of each head to logit(IO) − logit(S)", xlabel="head", ylabel="layer", text=True)
 
 # %% [markdown]
-# **What to see.** The attributions add up to the model's logit difference (11.08 on average)
-# to float precision. The surprise is *who* gets the credit: not heads, as with GPT-2's
-# "name mover" heads, but the MLPs of blocks 3 and 2 (+4.79 and +2.61); the largest single
-# head, L3H2, adds +0.98. Yet an MLP works on one position at a time: it cannot see "Mary"
+# **What to see.** The attributions add up to the model's logit difference ({{claim:ch02.dla_logit_diff=11.08}} on average)
+# to float precision (the largest gap over prompts is {{claim:ch02.dla_sum_error=0.0000}} to four decimals). The surprise is *who* gets the
+# credit: not heads, as with GPT-2's "name mover" heads, but the MLPs of blocks 3 and 2
+# (+{{claim:ch02.dla_mlp3=4.79}} and +{{claim:ch02.dla_mlp2=2.61}}); the largest single head, L3H2, adds +{{claim:ch02.dla_l3h2=0.98}} (and no head adds more:
+# the largest is +{{claim:ch02.dla_top_head=0.98}}). Yet an MLP works on one position at a time: it cannot see "Mary"
 # three words back. Something must have moved the name's information to the last position
 # first — an attention head whose effect is **indirect**, through the MLP, and so invisible to
 # direct logit attribution. Chapter 3's patching finds it.
@@ -537,11 +576,14 @@ with torch.no_grad():
 fact_labels = cache.decompose_resid(return_labels=True)[1] + ["constant"]
 print(f"{n_fact} prompts 'a X is an' (X an animal); mean attribution to logit(animal) - logit(instrument):")
 print(", ".join(f"{name} {v:+.2f}" for name, v in zip(fact_labels, fact_attrs.mean(1))))
+fact_attr_of = dict(zip(fact_labels, fact_attrs.mean(1).tolist()))
+claim("ch02.fact_attn2", fact_attr_of["2_attn_out"])
+claim("ch02.fact_mlp3", fact_attr_of["3_mlp_out"])
 
 # %% [markdown]
 # Here we attributed to whole blocks (`cache.decompose_resid()`), and your function took them
 # unchanged: any parts that sum to the stream will do. The picture is a tidy two-step: block
-# 2's attention (+4.15) brings the subject to the last position, and block 3's MLP (+7.67)
+# 2's attention (+{{claim:ch02.fact_attn2=4.15}}) brings the subject to the last position, and block 3's MLP (+{{claim:ch02.fact_mlp3=7.67}})
 # turns "it is a cat" into "animal, not instrument".
 #
 # ## 4. Where the logit lens fails, and the tuned lens
@@ -592,10 +634,11 @@ print("positions: train", train_stack.shape[1], "eval", eval_stack.shape[1])
 with torch.no_grad():
     kl_logit = kl_to_final(logit_lens(model, eval_stack), eval_final)
 print("logit lens KL to final, by layer:", [round(v, 2) for v in kl_logit.tolist()])
+claim("ch02.kl_logit_embed", kl_logit[0])
 
 # %% [markdown]
 # The KL falls layer by layer and is 0 at the output, as it must be. The embeddings are the
-# worst by far (14.54 nats): remember the first row of the lens picture, where the logit lens
+# worst by far ({{claim:ch02.kl_logit_embed=14.54}} nats): remember the first row of the lens picture, where the logit lens
 # predicted each input word itself.
 #
 # ## Exercise 2.8 — the tuned lens
@@ -644,15 +687,24 @@ print("mean KL to the final output on held-out text (nats)")
 print("   layer        " + "  ".join(f"{l:>10}" for l in labels))
 print("   logit lens   " + "  ".join(f"{v:>10.3f}" for v in kl_logit))
 print("   tuned lens   " + "  ".join(f"{v:>10.3f}" for v in kl_tuned))
+claim("ch02.kl_output", kl_logit[-1])
+claim("ch02.kl_output", kl_tuned[-1])
+claim("ch02.kl_tuned_0", kl_tuned[0])
+claim("ch02.kl_tuned_1", kl_tuned[1])
+claim("ch02.kl_logit_1", kl_logit[1])
+claim("ch02.kl_tuned_2", kl_tuned[2])
+claim("ch02.kl_logit_2", kl_logit[2])
+claim("ch02.kl_tuned_3", kl_tuned[3])
+claim("ch02.kl_logit_3", kl_logit[3])
 
 # %%
 plot.line({"logit lens": kl_logit, "tuned lens": kl_tuned}, x=labels, title="KL(final ‖ lens) per layer, held-out text",
           xlabel="layer", ylabel="KL (nats)")
 
 # %% [markdown]
-# **What to see.** Both lenses are exact at the output (KL 0). Before it, the tuned lens is
-# much closer to the model at every layer: 1.50 instead of 14.54 nats at the embeddings,
-# 0.95 vs 2.95 after block 0, 0.74 vs 2.15 after block 1, 0.14 vs 0.75 after block 2. The
+# **What to see.** Both lenses are exact at the output (KL {{claim:ch02.kl_output=0.000}}). Before it, the tuned lens is
+# much closer to the model at every layer: {{claim:ch02.kl_tuned_0=1.50}} nats at the embeddings, where the logit lens is
+# worst, {{claim:ch02.kl_tuned_1=0.95}} vs {{claim:ch02.kl_logit_1=2.95}} after block 0, {{claim:ch02.kl_tuned_2=0.74}} vs {{claim:ch02.kl_logit_2=2.15}} after block 1, {{claim:ch02.kl_tuned_3=0.14}} vs {{claim:ch02.kl_logit_3=0.75}} after block 2. The
 # biggest gain is at the embeddings, where the logit lens confidently predicts the current
 # word (tied embeddings, as we saw) while the translator learns to map each word to what
 # tends to follow it — a bigram model in one affine map.
@@ -674,6 +726,7 @@ lens.lens_figure(model, prompt, lens=tuned)
 
 # %%
 print(f"{'top-1 rate':>28} " + "  ".join(f"{l:>10}" for l in labels))
+top1 = {}
 for name, (texts, answers) in tasks.items():
     t_tokens, t_pos = lens.prompt_batch(model, texts)
     t_answers = model.to_tokens(answers, prepend_bos=False)[:, 0]
@@ -681,16 +734,25 @@ for name, (texts, answers) in tasks.items():
     with torch.no_grad():
         _, ranks_tuned = answer_prob_and_rank(tuned_lens_logits(model, t_stack, tuned.translators), t_pos, t_answers)
     for which, ranks in (("logit lens", lens_results[name][1]), ("tuned lens", ranks_tuned)):
-        print(f"{name:>15}, {which}: " + "  ".join(f"{v:>10.2f}" for v in (ranks == 0).float().mean(1)))
+        top1[name, which] = (ranks == 0).float().mean(1)
+        print(f"{name:>15}, {which}: " + "  ".join(f"{v:>10.2f}" for v in top1[name, which]))
+claim("ch02.tuned_ioi_early_max", top1["indirect object", "tuned lens"][:3].max())
+claim("ch02.tuned_ioi_3_pre", top1["indirect object", "tuned lens"][3])
+claim("ch02.tuned_fact_0", top1["facts", "tuned lens"][0])
+claim("ch02.tuned_fact_1", top1["facts", "tuned lens"][1])
+claim("ch02.tuned_fact_2", top1["facts", "tuned lens"][2])
+claim("ch02.tuned_fact_3", top1["facts", "tuned lens"][3])
+claim("ch02.logit_fact_1", top1["facts", "logit lens"][1])
+claim("ch02.logit_fact_3", top1["facts", "logit lens"][3])
 
 # %% [markdown]
-# For indirect objects, no: the tuned lens is right for 0.00, 0.01 and 0.03 of the prompts
-# before `3_pre`, then 0.99. The name is simply not at the last position until blocks 0–2 have
-# moved it there, and no translator can decode what is not there. For facts, yes: 0.28, 0.51,
-# 0.66, then 0.99, against the logit lens's 0.00, 0.10, 0.10, 0.85. The category is linearly
-# decodable after block 0 for half the prompts, in directions the unembedding does not read
-# yet. (At `0_pre` the translator only sees the word "an" or "in": a good bigram guess is
-# already right 28% of the time.)
+# For indirect objects, no: before `3_pre` the tuned lens is right for at most {{claim:ch02.tuned_ioi_early_max=0.025}} of the
+# prompts, then {{claim:ch02.tuned_ioi_3_pre=0.985}}. The name is simply not at the last position until blocks 0–2 have
+# moved it there, and no translator can decode what is not there. For facts, yes: {{claim:ch02.tuned_fact_0=0.28}}, {{claim:ch02.tuned_fact_1=0.51}},
+# {{claim:ch02.tuned_fact_2=0.66}}, then {{claim:ch02.tuned_fact_3=0.99}}, where the logit lens reaches {{claim:ch02.logit_fact_1=0.10}} after block 0 and {{claim:ch02.logit_fact_3=0.845}} at `3_pre`.
+# The category is linearly decodable after block 0 for half the prompts, in directions the
+# unembedding does not read yet. (At `0_pre` the translator only sees the word "an" or "in": a
+# good bigram guess is already right that often.)
 # %% [markdown]
 # ## 5. A lens explorer
 #

@@ -8,9 +8,11 @@
 #
 # > When Mary and John went to the store, John gave a drink to → **Mary**
 #
-# Unlike in a real model, here we know the ground truth: the data generator
+# Unlike in a real model, here we know the task exactly: the data generator
 # (`digsite.organisms.data`) wrote every IOI sentence by one rule — *the answer is the name of
-# the first clause that is not repeated* — so we can check what the methods find.
+# the first clause that is not repeated*. That fixes *what* the model must compute, not *how*:
+# the circuit it learned is not written down anywhere, and everything this chapter says about it
+# is inferred from measurements. Knowing the rule lets us build a hypothesis and test it.
 #
 # **Goals**
 # - Build clean and corrupted prompts and a logit-difference metric normalised so that
@@ -21,7 +23,8 @@
 # - Approximate all of that with one backward pass (attribution patching), and see where the
 #   approximation is wrong.
 # - Find the circuit automatically with an ACDC-style pruning loop, measure its faithfulness,
-#   compare it with the ground truth — and see how zero, mean and resample ablation change the answer.
+#   compare it with a hypothesis built from the task rule — and see how zero, mean and resample
+#   ablation change the answer.
 #
 # **Prerequisites:** chapter 1 (hooks, `run_with_cache`, `run_with_hooks`, attention patterns);
 # chapter 2 helps (logit attribution).
@@ -47,6 +50,7 @@ import torch
 from digsite import load_model, plot
 from digsite import patching as P
 from digsite.checks import ch03
+from digsite.claims import claim
 from digsite.hooks import Hook, HookedModel
 from digsite.notebook import online, setup
 
@@ -107,21 +111,25 @@ ch03.check_logit_diff(logit_diff)
 # Now measure it on the clean prompts and on both corruptions:
 
 # %%
-# NBVAL_CHECK_OUTPUT
 with torch.no_grad():
     ld = {name: logit_diff(model(tokens), data.io, data.s).mean().item()
           for name, tokens in [("clean", data.clean), ("ABC", data.abc), ("swap", data.corrupt)]}
 print(", ".join(f"{name}: {value:+.2f}" for name, value in ld.items()))
+claim("ch03.ld_clean", ld["clean"])
+claim("ch03.odds_clean", torch.tensor(ld["clean"]).exp())
+claim("ch03.ld_abc", ld["ABC"])
+claim("ch03.ld_swap", ld["swap"])
+claim("ch03.ld_gap", ld["clean"] - ld["swap"])
 
 # %% [markdown]
-# The model is sure on the clean prompts (+10.95: e^11 ≈ 60,000 times likelier to say the IO).
-# But look at the ABC corruption: **+10.79**, nearly the same! In "When Mary and Nina went to the
+# The model is sure on the clean prompts (+{{claim:ch03.ld_clean=10.95}}: about {{claim:ch03.odds_clean=57,000±2,000}} times likelier to say the IO).
+# But look at the ABC corruption: **+{{claim:ch03.ld_abc=10.79}}**, nearly the same! In "When Mary and Nina went to the
 # store, Ben gave a drink to" the model hesitates between Mary and Nina — but the metric compares
 # Mary with *John*, who is not in the sentence at all, so his logit is low anyway. A corruption
 # is only useful if it moves the metric: from ABC to clean, `logit(IO) − logit(S)` barely
 # changes, so patching between them would divide by almost nothing. (Wang et al. use ABC with
 # *all three* names replaced, where the clean IO is absent too.) The name-swap corruption flips
-# the answer to John (−10.56): a gap of 21.5 to work with. We patch between clean and swap;
+# the answer to John ({{claim:ch03.ld_swap=−10.56}}): a gap of {{claim:ch03.ld_gap=21.5}} to work with. We patch between clean and swap;
 # ABC comes back in section 6, as a distribution to ablate with.
 #
 # ## Exercise 3.2 — normalise the metric
@@ -285,16 +293,24 @@ for label, run in variants.items():
 for label in variants:
     print(f"{label:42s} {seconds[label]:5.2f} s CPU  max |difference| from the loop "
           f"{(results[label] - results['one patch per forward']).abs().max():.1e}")
+loop = seconds["one patch per forward"]
+claim("ch03.speedup_full", loop / seconds["+ reuse the positions before the patch"])
+claim("ch03.speedup_batched", loop / seconds["batched"])
+claim("ch03.speedup_skip", loop / seconds["+ skip patches that change nothing"])
+claim("ch03.positions_gain", seconds["+ skip patches that change nothing"] / seconds["+ reuse the positions before the patch"])
+claim("ch03.max_difference", max((r - results["one patch per forward"]).abs().max() for r in results.values()))
 go.Figure(go.Bar(x=list(seconds.values()), y=list(seconds), orientation="h")).update_layout(
     title="60 residual-stream patches on 32 prompts (CPU time)", xaxis_title="seconds", yaxis=dict(autorange="reversed"))
 
 # %% [markdown]
-# The values are identical. Measured with `python benchmarks/patching.py` (median of 7 runs, one
-# thread) on the course's 2-core CPU, the full sweep is about 10× faster than the loop on 8
-# prompts and about 9× on 32. Batching alone gains nothing on a CPU (0.8–1.2×: a forward pass of 32
-# prompts already keeps the core busy); the speed-up comes from not recomputing what is
-# already known. Skipping patches that change nothing takes it to 5–7×, and running only the
-# positions from S2 on roughly halves what is left. On a GPU, where a pass of a small model
+# The values are the same (the largest difference from the loop is {{claim:ch03.max_difference=0.0000}} to four decimals). Timings vary
+# from machine to machine and run to run, so the prose checks this cell's own run against wide
+# ranges: the full sweep is {{claim:ch03.speedup_full=4–20×}} faster than the loop. Batching alone gains little or
+# nothing on a CPU ({{claim:ch03.speedup_batched=0.5–2×}}: a forward pass of 32 prompts already keeps the core busy); the
+# speed-up comes from not recomputing what is already known. Skipping patches that change
+# nothing takes it to {{claim:ch03.speedup_skip=3–10×}}, and running only the positions from S2 on divides what is
+# left by {{claim:ch03.positions_gain=1.2–3×}}. (`python benchmarks/patching.py` times the same variants more carefully,
+# as a median of several runs.) On a GPU, where a pass of a small model
 # costs about the same for 32 rows as for 2,000, batching alone should matter much more (we
 # have not measured that here).
 #
@@ -354,25 +370,31 @@ plot.imshow(side_by_side, x=[f"{k} H{h}" for k in kinds for h in range(model.cfg
             title="Denoising one head's queries, keys, values or pattern", zmax=1, text=True)
 
 # %%
-# NBVAL_CHECK_OUTPUT
 roles = P.head_roles(model, data)
 for name in ["z", "q", "k", "v", "pattern"]:
     print(f"{name:8s} 0.3: {heads[name][0, 3]:+.2f}   2.0: {heads[name][2, 0]:+.2f}   2.2: {heads[name][2, 2]:+.2f}   "
           f"3.2: {heads[name][3, 2]:+.2f}")
 print(f"head 0.3 attends END->S2 {roles['END->S2'][0, 3]:.2f}; "
       f"END->IO: 2.0 {roles['END->IO'][2, 0]:.2f}, 2.1 {roles['END->IO'][2, 1]:.2f}, 2.2 {roles['END->IO'][2, 2]:.2f}, 3.2 {roles['END->IO'][3, 2]:.2f}")
+claim("ch03.head_0_3", heads["z"][0, 3])
+claim("ch03.attn_0_3_s2", roles["END->S2"][0, 3])
+claim("ch03.mover_2_0", heads["z"][2, 0])
+claim("ch03.mover_2_2", heads["z"][2, 2])
+claim("ch03.mover_3_2", heads["z"][3, 2])
+claim("ch03.attn_2_2_io", roles["END->IO"][2, 2])
+claim("ch03.attn_3_2_io", roles["END->IO"][3, 2])
 
 # %% [markdown]
-# **What to see:** one head, **0.3**, restores almost everything (0.95) on its own — and all of
-# it through its **values**: it attends from END to S2 (0.88 of its attention) in both runs,
+# **What to see:** one head, **0.3**, restores almost everything ({{claim:ch03.head_0_3=0.95}}) on its own — and all of
+# it through its **values**: it attends from END to S2 ({{claim:ch03.attn_0_3_s2=0.88}} of its attention) in both runs,
 # and what it *reads* there (which name) is what differs. Its query, key and pattern do not
 # matter. It is the toy model's version of GPT-2's S-inhibition heads: it moves the subject's
 # identity to the final position.
 #
-# The later heads are different. Each alone restores a little (2.0, 2.2: ≈0.06–0.09, 3.2: 0.11),
+# The later heads are different. Each alone restores a little (2.0: {{claim:ch03.mover_2_0=0.09}}, 2.2: {{claim:ch03.mover_2_2=0.06}}, 3.2: {{claim:ch03.mover_3_2=0.11}}),
 # and for them it is the **query** and the **pattern**, not the values: they attend from END
-# to a name (2.2 and 3.2 mostly to IO) and copy it — name movers — and the corruption changes
-# *where they look*, not what they read. Single-head patches are small because the movers are
+# to the names — 2.2 puts {{claim:ch03.attn_2_2_io=0.61}} of its attention on the IO, 3.2 only {{claim:ch03.attn_3_2_io=0.41}} — and copy
+# what they find — name movers — and the corruption changes *where they look*, not what they read. Single-head patches are small because the movers are
 # redundant: each one alone is not enough to flip the answer back.
 #
 # ## 4. Path patching
@@ -423,15 +445,20 @@ ch03.check_freeze_hook(freeze_hook)
 # %%
 movers = [(2, 0), (2, 2), (3, 2)]
 paths = torch.cat([P.path_patch(model, data.corrupt, data.clean, metric, movers, kind)[:3] for kind in ["q", "k", "v"]], dim=1)
+no_mlps = P.path_patch(model, data.corrupt, data.clean, metric, movers, "q", freeze_mlps=True)
+print(f"0.3 -> movers' queries: {paths[0, 3]:.2f}; with the MLPs frozen too: {no_mlps[0, 3]:.2f}")
+claim("ch03.path_0_3_q", paths[0, 3])
+claim("ch03.path_kv_max", paths[:, 4:].abs().max())
+claim("ch03.path_frozen_mlps", no_mlps[0, 3])
 plot.imshow(paths, x=[f"{k} H{h}" for k in "qkv" for h in range(model.cfg.n_heads)], y=["L0", "L1", "L2"],
             xlabel="receivers' input, sender head", ylabel="sender layer", zmax=0.5, text=True,
             title="Path patching: sender head → the name movers' q, k, v")
 
 # %% [markdown]
-# **What to see:** the path 0.3 → name movers' **queries** restores about 0.25; nothing reaches
-# their keys or values. So the algorithm is: 0.3 carries "the subject is John" to END; there it
+# **What to see:** the path 0.3 → name movers' **queries** restores about {{claim:ch03.path_0_3_q=0.25}}; nothing reaches
+# their keys or values (no path to them restores more than {{claim:ch03.path_kv_max=0–0.05}}). So the algorithm is: 0.3 carries "the subject is John" to END; there it
 # enters the name movers' queries, which then avoid John and attend to Mary, and copy her to the
-# output. (Freeze the MLPs too, `freeze_mlps=True`, and the number drops to ≈0.03: the path runs
+# output. (Freeze the MLPs too, `freeze_mlps=True`, and the number drops to {{claim:ch03.path_frozen_mlps=0.03}}: the path runs
 # through MLP 0 — a hint that MLP 0 is part of the circuit, which the automatic search below
 # confirms.)
 #
@@ -483,19 +510,25 @@ plot.scatter(heads["z"].flatten(), estimate.flatten(), labels=head_labels, diago
              title=f"Attribution patching vs real head patching (r = {corr:.3f})")
 
 # %%
-# NBVAL_CHECK_OUTPUT
 resid_names = [f"blocks.{l}.hook_resid_pre" for l in range(model.cfg.n_layers)]
 resid_attr = P.attribution_patch(model, data.corrupt, data.clean, metric, resid_names)
 resid_estimate = torch.stack([resid_attr[n] for n in resid_names])
 print(f"heads: correlation {corr:.3f}; head 0.3 real {heads['z'][0, 3]:.2f}, estimated {estimate[0, 3]:.2f}")
 print(f"residual stream: S2 at layer 0 real {resid[0, 10]:.2f}, estimated {resid_estimate[0, 10]:.2f}; "
       f"END at layer 3 real {resid[3, 14]:.2f}, estimated {resid_estimate[3, 14]:.2f}")
+claim("ch03.attr_corr", corr)
+claim("ch03.attr_0_3_real", heads["z"][0, 3])
+claim("ch03.attr_0_3_estimate", estimate[0, 3])
+claim("ch03.attr_s2_real", resid[0, 10])
+claim("ch03.attr_s2_estimate", resid_estimate[0, 10])
+claim("ch03.attr_end_real", resid[3, 14])
+claim("ch03.attr_end_estimate", resid_estimate[3, 14])
 
 # %% [markdown]
 # **What to see:** across the 16 heads the estimate correlates almost perfectly with real
-# patching (r ≈ 0.997) — it ranks the heads right for the price of one backward pass. But the
-# big effects are underestimated by half: head 0.3 is 0.95 for real and 0.46 estimated, the S2
-# residual at layer 0 1.00 vs 0.38, END at layer 3 0.96 vs 0.50. The approximation is linear;
+# patching (r ≈ {{claim:ch03.attr_corr=0.997}}) — it ranks the heads right for the price of one backward pass. But the
+# big effects are underestimated by half: head 0.3 is {{claim:ch03.attr_0_3_real=0.95}} for real and {{claim:ch03.attr_0_3_estimate=0.46}} estimated, the S2
+# residual at layer 0 {{claim:ch03.attr_s2_real=1.00}} vs {{claim:ch03.attr_s2_estimate=0.38}}, END at layer 3 {{claim:ch03.attr_end_real=0.96}} vs {{claim:ch03.attr_end_estimate=0.50}}. The approximation is linear;
 # the model is not. When a patch changes an activation a lot — a different name, a
 # different attention target, a LayerNorm scale, a saturated softmax — the gradient at the
 # corrupt point says little about the far end. Use attribution to *rank* and prune, then verify
@@ -507,7 +540,11 @@ print(f"residual stream: S2 at layer 0 real {resid[0, 10]:.2f}, estimated {resid
 # visit the components from the output backwards; *ablate* each one — replace its output by its
 # value on a corrupted input — and if the metric drops by less than a threshold τ, leave it
 # ablated for good. What survives is the circuit. We run it over **nodes** (16 heads and 4
-# MLPs) rather than ACDC's edges, which keeps it to 21 forward passes.
+# MLPs) rather than ACDC's edges, which keeps it to 21 forward passes. And we prune on the
+# metric we have used all along, the normalised logit difference, where ACDC measures the KL
+# divergence of the ablated model's output from the full model's: KL asks that the circuit
+# reproduce the whole output distribution, ours only that it prefer IO to S as the model does —
+# an easier bar, so our circuits can be smaller than ACDC's would be.
 #
 # But "ablate" needs a replacement value, and there are several:
 # - **zero**: set the output to 0 — simple, but 0 may be a value the model never sees;
@@ -559,23 +596,37 @@ values = {kind: {name: ablation_value(clean_nodes[name], corrupt_nodes[name], ki
           for kind in ["zero", "mean", "resample"]}
 patches = [P.Patch(n.hook, () if n.head is None else (slice(None), n.head)) for n in nodes]
 single = torch.stack([P.patch_sweep(model, data.clean, values[kind], patches, metric) for kind in values])
+at = {label: i for i, label in enumerate(node_labels)}
+kind_row = {kind: i for i, kind in enumerate(values)}
+claim("ch03.resample_0_3", single[kind_row["resample"], at["0.3"]])
+claim("ch03.resample_MLP0", single[kind_row["resample"], at["MLP0"]])
+claim("ch03.resample_MLP3", single[kind_row["resample"], at["MLP3"]])
+claim("ch03.resample_MLP2", single[kind_row["resample"], at["MLP2"]])
+claim("ch03.resample_3_2", single[kind_row["resample"], at["3.2"]])
+claim("ch03.mean_zero_0_3", single[kind_row["mean"], at["0.3"]])
+claim("ch03.mean_zero_0_3", single[kind_row["zero"], at["0.3"]])
+claim("ch03.no_preference", normalise(torch.tensor(0.0), clean_ld, corrupt_ld))
+claim("ch03.mean_2_1", single[kind_row["mean"], at["2.1"]])
+claim("ch03.mean_2_3", single[kind_row["mean"], at["2.3"]])
+claim("ch03.zero_0_1", single[kind_row["zero"], at["0.1"]])
+claim("ch03.zero_1_0", single[kind_row["zero"], at["1.0"]])
 plot.imshow(single, x=node_labels, y=list(values), xlabel="ablated node", ylabel="ablation",
             title="The metric with one node ablated (1 = unharmed)", zmax=1.5, text=True)
 
 # %% [markdown]
 # **What to see:** the three ablations disagree.
-# - Resample ablation singles out 0.3 (0.06) and MLP 0 (0.10), then MLP 3 (0.54), MLP 2
-#   (0.59), 3.2 (0.83) and, a little, MLP 1, 2.0 and 2.2.
-# - Mean and zero ablation leave 0.3 at ≈0.55 — about where a model with *no* preference
-#   between the two names lands on this scale (a logit difference of 0 normalises to 0.49): they
+# - Resample ablation singles out 0.3 ({{claim:ch03.resample_0_3=0.06}}) and MLP 0 ({{claim:ch03.resample_MLP0=0.10}}), then MLP 3 ({{claim:ch03.resample_MLP3=0.54}}), MLP 2
+#   ({{claim:ch03.resample_MLP2=0.59}}), 3.2 ({{claim:ch03.resample_3_2=0.83}}) and, a little, MLP 1, 2.0 and 2.2.
+# - Mean and zero ablation leave 0.3 at {{claim:ch03.mean_zero_0_3=0.5–0.6}} — about where a model with *no* preference
+#   between the two names lands on this scale (a logit difference of 0 normalises to {{claim:ch03.no_preference=0.49}}): they
 #   destroy the information instead of swapping it.
-# - They also see heads resample ablation cannot: ablating **2.1** hurts (0.64) and ablating
-#   **2.3** *helps* (1.22). 2.1 attends from END to the IO and 2.3 to S1 — but those are at
+# - They also see heads resample ablation cannot: mean-ablating **2.1** hurts ({{claim:ch03.mean_2_1=0.64}}) and
+#   mean-ablating **2.3** *helps* ({{claim:ch03.mean_2_3=1.22}}). 2.1 attends from END to the IO and 2.3 to S1 — but those are at
 #   positions 2 and 4 in the clean *and* the corrupt prompts, so resampling from the corrupt run
 #   changes nothing about them. Resample ablation measures what carries the clean/corrupt
 #   *difference*; mean ablation what the behaviour needs compared with an average prompt.
 # - Zero ablation adds effects of its own, from off-distribution values: zeroing 0.1 or 1.0
-#   raises the metric (1.09, 1.10), though the mean ablation of both does nothing.
+#   raises the metric ({{claim:ch03.zero_0_1=1.09}}, {{claim:ch03.zero_1_0=1.10}}), though the mean ablation of both does nothing.
 #
 # ## Exercise 3.9 — the pruning loop
 #
@@ -618,52 +669,63 @@ ch03.check_prune(prune)
 # does, 0 = nothing).
 
 # %%
-# NBVAL_CHECK_OUTPUT
 threshold = 0.02
-circuits, faithfulness = {}, {}
+circuits, faithfulness, empty = {}, {}, {}
 for kind in values:
     score = lambda keep, kind=kind: P.circuit_score(model, data.clean, values[kind], keep, metric)
     circuits[kind] = prune(nodes, score, threshold)
-    faithfulness[kind] = score(circuits[kind])
+    faithfulness[kind], empty[kind] = score(circuits[kind]), score([])
     print(f"{kind:9s} circuit ({len(circuits[kind])} nodes): {' '.join(map(str, circuits[kind]))}  "
-          f"faithfulness {faithfulness[kind]:.2f}  (nothing kept: {score([]):.2f})")
+          f"faithfulness {faithfulness[kind]:.2f}  (nothing kept: {empty[kind]:.2f})")
+claim("ch03.resample_circuit_size", len(circuits["resample"]))
+claim("ch03.resample_faithfulness", faithfulness["resample"])
+claim("ch03.mean_circuit_size", len(circuits["mean"]))
+claim("ch03.mean_faithfulness", faithfulness["mean"])
+claim("ch03.mean_empty", empty["mean"])
+claim("ch03.zero_circuit_size", len(circuits["zero"]))
+claim("ch03.zero_faithfulness", faithfulness["zero"])
+claim("ch03.zero_empty", empty["zero"])
 
 # %% [markdown]
-# ### Compare with the ground truth
+# ### Compare with a hypothesis
 #
 # The generator's rule is "the answer is the name of the first clause that is *not* repeated".
-# Any implementation needs (a) a way to get "which name is repeated" to the last position and
-# (b) heads at the last position that attend to the other name and copy it. Label the heads by
-# where they attend on clean prompts, and build the circuit that rule predicts: heads that look
-# from END at S2 (a), heads that look from END at the IO (b), and the MLPs.
+# That is all we know for certain. A plausible implementation needs (a) a way to get "which name
+# is repeated" to the last position and (b) heads at the last position that attend to the other
+# name and copy it. To turn that into a list of nodes we have to look at the model itself:
+# label the heads by where *they* attend on clean prompts, and take the heads that look from END
+# at S2 (a), the heads that look from END at the IO (b), and the MLPs. This hypothesis is
+# inferred from the model's own attention, not given by the generator — so agreement with the
+# search is evidence, not proof.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 by_role = {"END->S2 (carries the subject)": roles["END->S2"] > 0.5, "END->IO (name movers)": roles["END->IO"] > 0.3}
 hypothesis = [n for n in nodes if n.head is None or any(mask[n.layer, n.head] for mask in by_role.values())]
 for role, mask in by_role.items():
     print(f"{role}: {', '.join(f'{l}.{h}' for l, h in mask.nonzero().tolist())}")
 score = lambda keep: P.circuit_score(model, data.clean, values["resample"], keep, metric)
 found = circuits["resample"]
-print(f"ground-truth circuit: {' '.join(map(str, hypothesis))}  faithfulness {score(hypothesis):.2f}")
-print(f"found circuit:        {' '.join(map(str, found))}  faithfulness {score(found):.2f}")
+print(f"hypothesis:    {' '.join(map(str, hypothesis))}  faithfulness {score(hypothesis):.2f}")
+print(f"found circuit: {' '.join(map(str, found))}  faithfulness {score(found):.2f}")
 print("found heads missing from the hypothesis:", [str(n) for n in found if n not in hypothesis] or "none")
 print("hypothesis heads the search dropped:", [str(n) for n in hypothesis if n not in found])
+claim("ch03.attn_2_1_io", roles["END->IO"][2, 1])
+claim("ch03.hypothesis_faithfulness", score(hypothesis))
 
 # %% [markdown]
 # **What to see:** with resample ablation the search keeps 0.3, the name movers 2.0, 2.2 and
-# 3.2 and every MLP — 8 of 20 nodes — and that circuit is faithful (1.02: it does everything
-# the model does; the rest together contribute nothing). It is the rule's predicted circuit
-# minus **2.1**, which attends to the IO with 0.98 of its attention — but the IO sits at
+# 3.2 and every MLP — {{claim:ch03.resample_circuit_size=8}} of 20 nodes — and that circuit is faithful ({{claim:ch03.resample_faithfulness=1.02}}: it does everything
+# the model does; the rest together contribute nothing). It is the hypothesis
+# minus **2.1**, which attends to the IO with {{claim:ch03.attn_2_1_io=0.98}} of its attention — but the IO sits at
 # position 2 in every prompt, clean or swapped, so 2.1 can look there without knowing which
 # name was repeated; it does not carry the clean/corrupt difference, and resample ablation
-# rightly drops it. Adding it back changes nothing (1.02 either way).
+# rightly drops it. Adding it back changes nothing (the hypothesis scores {{claim:ch03.hypothesis_faithfulness=1.02}} too).
 #
-# The three ablations give three circuits. Mean ablation keeps 6 nodes, 2.1 among them and
-# 2.0, 2.2, 3.2 not, and zero ablation 14: zeroing moves the residual stream off-distribution,
-# so nearly everything looks necessary. Both score 1.19, *above* the clean model, because
+# The three ablations give three circuits. Mean ablation keeps {{claim:ch03.mean_circuit_size=6}} nodes, 2.1 among them and
+# 2.0, 2.2, 3.2 not, and zero ablation {{claim:ch03.zero_circuit_size=14}}: zeroing moves the residual stream off-distribution,
+# so nearly everything looks necessary. They score {{claim:ch03.mean_faithfulness=1.19}} and {{claim:ch03.zero_faithfulness=1.19}}, *above* the clean model, because
 # ablating 2.3 (which attends to S1) raises the logit difference — "faithfulness" above 1 is as
-# much a warning as below. And their empty circuits score 0.56 and 0.51 (no preference), not 0.
+# much a warning as below. And their empty circuits score {{claim:ch03.mean_empty=0.56}} and {{claim:ch03.zero_empty=0.51}} (no preference), not 0.
 # A circuit is a claim *relative to an ablation and a corruption*: say which.
 #
 # ## 7. Try it on GPT-2
@@ -722,7 +784,7 @@ else:
 #   patching *which* heads (0.3); q/k/v/pattern patching *how* (0.3 through its values; the
 #   name movers through their queries); path patching *which path* (0.3 → MLP 0 → the movers'
 #   queries).
-# - Attribution patching ranks every component with one backward pass (r = 0.997 here) but
+# - Attribution patching ranks every component with one backward pass (almost perfectly, here) but
 #   underestimates large, nonlinear effects: verify with real patching.
 # - Automatic circuit discovery is a loop of ablations; the circuit it finds depends on the
 #   threshold and, above all, on the ablation.

@@ -49,6 +49,7 @@ import torch
 from digsite import induction, load_model, plot
 from digsite import probes as P
 from digsite.checks import ch06
+from digsite.claims import claim
 from digsite.notebook import online, setup
 from digsite.organisms import data
 from digsite.patching import logit_diff
@@ -303,6 +304,15 @@ isa_scores = {
 for where, s in isa_scores.items():
     for key in ("task", "control", "selectivity"):
         print(f"{where:>10} {key:>11}:", " ".join(f"{v:5.2f}" for v in s[key].tolist()))
+last, subject = isa_scores["last token"], isa_scores["subject"]
+claim("ch06.isa_last_0", last["task"][0])
+claim("ch06.isa_last_1", last["task"][1])
+claim("ch06.isa_last_from_2", last["task"][2:].min())
+claim("ch06.isa_control_out", last["control"][-1])
+claim("ch06.isa_selectivity_2", last["selectivity"][2])
+claim("ch06.isa_selectivity_out", last["selectivity"][-1])
+claim("ch06.isa_subject_task", subject["task"].min())
+claim("ch06.isa_subject_control", subject["control"].max())
 
 # %%
 plot.line(
@@ -315,13 +325,13 @@ plot.line(
 # What to see:
 #
 # - **At the last token** the category is absent from the embedding (layer 0: only the article
-#   "a"/"an" is there, which separates animals and instruments from the rest — 0.33), arrives
-#   after block 0 (0.85) and is perfect from boundary 2 on. The control probe stays low until
-#   boundary 3, then climbs to 0.92 at the output: by then the last token also carries *which*
-#   subject it is. Selectivity peaks at boundary 2 (0.65) — the cleanest place to read the
-#   category — and falls to 0.08 at the end, where a lookup table works nearly as well.
-# - **At the subject** the task is trivially perfect at every layer (each subject is one token,
-#   and the embedding alone tells them apart), but the control probe reaches about 0.6 too:
+#   "a"/"an" is there, which separates animals and instruments from the rest — {{claim:ch06.isa_last_0=0.33}}), arrives
+#   after block 0 ({{claim:ch06.isa_last_1=0.85}}) and is perfect from boundary 2 on ({{claim:ch06.isa_last_from_2=1.00}}). The control probe stays low until
+#   boundary 3, then climbs to {{claim:ch06.isa_control_out=0.92}} at the output: by then the last token also carries *which*
+#   subject it is. Selectivity peaks at boundary 2 ({{claim:ch06.isa_selectivity_2=0.65}}) — the cleanest place to read the
+#   category — and falls to {{claim:ch06.isa_selectivity_out=0.08}} at the end, where a lookup table works nearly as well.
+# - **At the subject** the task is trivially perfect at every layer ({{claim:ch06.isa_subject_task=1.00}}: each subject is one token,
+#   and the embedding alone tells them apart), but the control probe reaches {{claim:ch06.isa_subject_control=0.68}} too:
 #   high accuracy there says little about what the model computed.
 #
 # The lesson of Hewitt & Liang: report probe accuracy *with* a control, and prefer the place
@@ -351,9 +361,11 @@ kind_accuracy = [
 ]
 print(f"{len(held_out_words)} held-out words, e.g. {sorted(held_out_words)[:5]}")
 print("person / place / animal, held-out words, by layer:", " ".join(f"{v:.2f}" for v in kind_accuracy))
+claim("ch06.kind_min_accuracy", min(kind_accuracy))
+claim("ch06.kind_held_out_words", len(held_out_words))
 
 # %% [markdown]
-# What to see: 1.00 at every layer, the embedding included, on 35 words the probe never saw.
+# What to see: {{claim:ch06.kind_min_accuracy=1.00}} at every layer, the embedding included, on {{claim:ch06.kind_held_out_words=35}} words the probe never saw.
 # The model's embedding already groups names, places and animals (they are followed by the
 # same kinds of words in training), so "what kind of thing" is a real linear feature here, not
 # a lookup table. Contrast the is-a categories at the last token, which only appear there
@@ -388,6 +400,12 @@ truth_train, truth_test = P.split_indices(len(truth), test_frac=0.3, seed=0)
 truth_scores = probe_scores(X_truth, truth_y, truth_control, truth_train, truth_test)
 for key in ("task", "control", "selectivity"):
     print(f"truth {key:>11}:", " ".join(f"{v:5.2f}" for v in truth_scores[key].tolist()))
+claim("ch06.truth_0", truth_scores["task"][0])
+claim("ch06.truth_3", truth_scores["task"][3])
+claim("ch06.truth_out", truth_scores["task"][-1])
+claim("ch06.truth_control", truth_scores["control"][-2:].mean())
+claim("ch06.truth_selectivity", truth_scores["selectivity"][-2])
+claim("ch06.truth_selectivity", truth_scores["selectivity"][-1])
 
 # %%
 plot.line(
@@ -397,10 +415,10 @@ plot.line(
 )
 
 # %% [markdown]
-# What to see: at the embedding the probe is at chance (0.49 — the object word alone cannot
+# What to see: at the embedding the probe is at chance ({{claim:ch06.truth_0=0.49}} — the object word alone cannot
 # say whether the statement is true), and truth becomes readable only after the blocks have
-# combined subject and object: 0.74 after block 2, 0.75 at the output. The control probe,
-# which can only memorise statements, stays near 0.59 — so selectivity is about 0.15 at the
+# combined subject and object: {{claim:ch06.truth_3=0.74}} after block 2, {{claim:ch06.truth_out=0.75}} at the output. The control probe,
+# which can only memorise statements, reaches {{claim:ch06.truth_control=0.59±0.03}} there — so selectivity is {{claim:ch06.truth_selectivity=0.15±0.01}} at the
 # last two layers. A real but weak signal: this model was never trained to judge truth.
 #
 # Marks & Tegmark's strongest evidence was **generalisation**: a direction learned on one kind
@@ -414,9 +432,13 @@ transfer = [
     for layer in range(n_layers + 1)
 ]
 print("trained on is-a, tested on cities:", " ".join(f"{v:.2f}" for v in transfer))
+claim("ch06.transfer_early", transfer[0])
+claim("ch06.transfer_early", transfer[1])
+claim("ch06.transfer_3", transfer[3])
+claim("ch06.transfer_out", transfer[-1])
 
 # %% [markdown]
-# Chance at the embedding and after block 0, then 0.76 at boundary 3 and 0.71 at the output:
+# Chance at the embedding and after block 0 ({{claim:ch06.transfer_early=0.4–0.6}}), then {{claim:ch06.transfer_3=0.76}} at boundary 3 and {{claim:ch06.transfer_out=0.71}} at the output:
 # the "false" signal learned on is-a facts partly carries over to facts about cities — a shared
 # direction, not a list of memorised statements. In a toy model it is fragile; in large models
 # it is much stronger, and Burns et al. show it can be found without labels, by asking that a
@@ -525,14 +547,18 @@ def ablation_hooks(basis: torch.Tensor) -> list:
     return [(ablate_name, direction_hook(basis[:, i].to(device), isa_last)) for i in range(6)]
 
 
-print(f"category accuracy: clean {category_accuracy([]):.2f}, "
-      f"probe subspace removed {category_accuracy(ablation_hooks(probe_basis)):.2f}, "
-      f"random subspace removed {category_accuracy(ablation_hooks(random_basis)):.2f}")
+ablation = {"clean": category_accuracy([]), "probe subspace removed": category_accuracy(ablation_hooks(probe_basis)),
+            "random subspace removed": category_accuracy(ablation_hooks(random_basis))}
+print("category accuracy: " + ", ".join(f"{k} {v:.2f}" for k, v in ablation.items()))
+claim("ch06.ablate_clean", ablation["clean"])
+claim("ch06.ablate_probe", ablation["probe subspace removed"])
+claim("ch06.ablate_random", ablation["random subspace removed"])
+claim("ch06.chance_isa", 1 / len(categories))
 
 # %% [markdown]
 # **Steering.** Now push the last token of every *non-animal* prompt along the probe's
 # "animal" direction, with growing strength `alpha`, and count how often the model switches to
-# " animal". The residual stream's norm there is about 11 (printed in section 1), so `alpha` is
+# " animal". The residual stream's norm there is about {{claim:ch06.norm_layer3=11}} (printed in section 1), so `alpha` is
 # in the same units.
 
 # %%
@@ -557,15 +583,20 @@ steering = {
     "random direction": torch.tensor([share_called_animal(random_direction, a) for a in alphas]),
 }
 print({k: [round(v, 2) for v in s.tolist()] for k, s in steering.items()})
+claim("ch06.norm_layer3", X_last[ABLATE_LAYER].norm(dim=-1).mean())
+claim("ch06.steer_6", 100 * steering["probe's animal direction"][alphas.index(6)])
+claim("ch06.steer_8", 100 * steering["probe's animal direction"][alphas.index(8)])
+claim("ch06.steer_from_10", 100 * steering["probe's animal direction"][alphas.index(10):].min())
+claim("ch06.steer_random", 100 * steering["random direction"].max())
 plot.line(steering, x=alphas, title="Steering non-animals towards 'animal' at layer 3, last token",
           xlabel="alpha (steering strength)", ylabel="share now answered ' animal'")
 
 # %% [markdown]
 # What to see: removing the probe's 6-dimensional subspace at one position drops category
-# accuracy from 1.00 to 0.21 (chance is 0.14), while removing a random one changes nothing
-# (1.00); and steering along the "animal" direction turns 56% of the non-animals into animals at
-# `alpha` = 6, 93% at 8 and all of them from 10, while a random direction of the same strength
-# moves at most 5%. Here the probe found
+# accuracy from {{claim:ch06.ablate_clean=1.00}} to {{claim:ch06.ablate_probe=0.21}} (chance is {{claim:ch06.chance_isa=0.14}}), while removing a random one changes nothing
+# ({{claim:ch06.ablate_random=1.00}}); and steering along the "animal" direction turns {{claim:ch06.steer_6=55.5%}} of the non-animals into animals at
+# `alpha` = 6, {{claim:ch06.steer_8=93%}} at 8 and {{claim:ch06.steer_from_10=100%}} from 10 on, while a random direction of the same strength
+# moves at most {{claim:ch06.steer_random=5.5%}}. Here the probe found
 # directions the model really reads. (Try the same with a single direction, or at layer 2: the
 # effect is much weaker — the category is spread over several directions and, earlier, still
 # sits at the subject too, where later attention can fetch it again.)
@@ -598,6 +629,13 @@ for name in models:
           ", ".join(f"{i // 4}.{i % 4} ({v:.2f})" for v, i in zip(top.values.tolist(), top.indices.tolist())),
           f"| best previous-token head {prev_maps[name].argmax() // 4}.{prev_maps[name].argmax() % 4}"
           f" ({prev_maps[name].max():.2f})")
+gpt2_ind, llama_ind = induction_maps["toylang (GPT-2)"], induction_maps["toylang-llama"]
+claim("ch06.gpt2_induction", gpt2_ind[2, :3].min())
+claim("ch06.gpt2_induction", gpt2_ind[2, :3].max())
+claim("ch06.llama_ind_2_2", llama_ind[2, 2])
+claim("ch06.llama_ind_2_0", llama_ind[2, 0])
+claim("ch06.llama_prev_1_1", prev_maps["toylang-llama"][1, 1])
+claim("ch06.gpt2_prev_max", prev_maps["toylang (GPT-2)"].max())
 P.side_by_side(induction_maps, title="Induction score per head (layer x head)", colorbar="score")
 
 # %%
@@ -605,9 +643,9 @@ P.side_by_side(prev_maps, title="Previous-token score per head", colorbar="score
 
 # %% [markdown]
 # What to see: both models put their induction heads in **layer 2** — three in GPT-2 (2.0, 2.1,
-# 2.2, scores 0.78–0.87) and two in Llama (2.2 at 0.97, 2.0 at 0.89). The previous-token half of
-# the circuit differs: Llama has one crisp previous-token head in layer 1 (1.1, 0.97), GPT-2
-# has none scoring above 0.4 — with learned position embeddings it can spread "what came
+# 2.2, scores {{claim:ch06.gpt2_induction=0.78–0.87}}) and two in Llama (2.2 at {{claim:ch06.llama_ind_2_2=0.97}}, 2.0 at {{claim:ch06.llama_ind_2_0=0.89}}). The previous-token half of
+# the circuit differs: Llama has one crisp previous-token head in layer 1 (1.1, {{claim:ch06.llama_prev_1_1=0.97}}), GPT-2
+# has none scoring above 0.4 (its best: {{claim:ch06.gpt2_prev_max=0.38}}) — with learned position embeddings it can spread "what came
 # before" over several heads and layers.
 #
 # **The indirect-object circuit.** We patch each head's output from a clean prompt ("When Mary
@@ -620,12 +658,12 @@ P.side_by_side(prev_maps, title="Previous-token score per head", colorbar="score
 # %%
 ioi = data.ioi_prompts(40, seed=0, split="heldout", same_length=True, template="when")
 print(ioi[0].text, "->", ioi[0].answer, "|", P.flip_subject(ioi[0]), "->", " " + ioi[0].s)
-patch_maps, attention_maps = {}, {}
+patch_maps, attention_maps, ioi_ld = {}, {}, {}
 for name, m in models.items():
     clean, flipped, io_ids, s_ids = P.ioi_batch(m, ioi)
     with torch.no_grad():
-        print(f"{name:>16}: logit difference clean {logit_diff(m(clean), io_ids, s_ids).mean():.2f}, "
-              f"flipped {logit_diff(m(flipped), io_ids, s_ids).mean():.2f}")
+        ioi_ld[name] = (float(logit_diff(m(clean), io_ids, s_ids).mean()), float(logit_diff(m(flipped), io_ids, s_ids).mean()))
+        print(f"{name:>16}: logit difference clean {ioi_ld[name][0]:.2f}, flipped {ioi_ld[name][1]:.2f}")
     patch_maps[name] = P.head_patching_map(m, clean, flipped, io_ids, s_ids)
     attention_maps[name] = P.ioi_attention_map(m, clean, io_ids, s_ids).cpu()
     top = patch_maps[name].flatten().topk(3)
@@ -634,16 +672,28 @@ for name, m in models.items():
 P.side_by_side(patch_maps, title="Patching one head's output (clean -> flipped): share of logit difference restored")
 
 # %%
+gpt2_patch, llama_patch = patch_maps["toylang (GPT-2)"], patch_maps["toylang-llama"]
+gpt2_attn, llama_attn = attention_maps["toylang (GPT-2)"], attention_maps["toylang-llama"]
+claim("ch06.ld_gpt2", ioi_ld["toylang (GPT-2)"][0])
+claim("ch06.ld_llama", ioi_ld["toylang-llama"][0])
+claim("ch06.ld_gpt2_flipped", ioi_ld["toylang (GPT-2)"][1])
+claim("ch06.ld_llama_flipped", ioi_ld["toylang-llama"][1])
+claim("ch06.gpt2_patch_0_3", gpt2_patch[0, 3])
+claim("ch06.gpt2_attn_0_3", gpt2_attn[0, 3])
+claim("ch06.llama_patch_1_1", llama_patch[1, 1])
+claim("ch06.llama_patch_2_1", llama_patch[2, 1])
+claim("ch06.llama_attn_2_0", llama_attn[2, 0])
+claim("ch06.llama_attn_2_3", llama_attn[2, 3])
 P.side_by_side(attention_maps, title="Attention from the last token: to the indirect object minus to the subject")
 
 # %% [markdown]
-# What to see: the two models solve the task equally well (logit differences 10.5 and 12.0,
-# flipping to −10.3 and −12.0) but not in the same place. In GPT-2 a single head in the *first*
-# layer, 0.3, restores 0.94 of the logit difference on its own; it attends from the last token
-# almost only to the subject (−0.89): an early "which name was mentioned last" head whose output
-# later layers use to rule the subject out. In Llama no head does that alone: 1.1 (0.67) and
-# 2.1 (0.63) share the work, and the heads that attend to the subject (2.0 at −0.99, 2.3 at
-# −0.69) sit in layer 2 — 2.0 is also one of its induction heads.
+# What to see: the two models solve the task equally well (logit differences {{claim:ch06.ld_gpt2=10.5}} and {{claim:ch06.ld_llama=12.0}},
+# flipping to {{claim:ch06.ld_gpt2_flipped=−10.3}} and {{claim:ch06.ld_llama_flipped=−12.0}}) but not in the same place. In GPT-2 a single head in the *first*
+# layer, 0.3, restores {{claim:ch06.gpt2_patch_0_3=0.94}} of the logit difference on its own; it attends from the last token
+# almost only to the subject ({{claim:ch06.gpt2_attn_0_3=−0.89}}): an early "which name was mentioned last" head whose output
+# later layers use to rule the subject out. In Llama no head does that alone: 1.1 ({{claim:ch06.llama_patch_1_1=0.67}}) and
+# 2.1 ({{claim:ch06.llama_patch_2_1=0.63}}) share the work, and the heads that attend to the subject (2.0 at {{claim:ch06.llama_attn_2_0=−0.99}}, 2.3 at
+# {{claim:ch06.llama_attn_2_3=−0.69}}) sit in layer 2 — 2.0 is also one of its induction heads.
 
 # %% [markdown]
 # ## Exercise 6.7 — how alike do two heads attend?
@@ -689,14 +739,18 @@ similarity = pattern_similarity(P.all_patterns(model, rep_tokens).cpu(), P.all_p
 best = similarity.max(dim=1)
 for i in range(len(heads)):
     print(f"GPT-2 {heads[i]} ~ Llama {heads[best.indices[i]]} (cosine {best.values[i]:.2f})", end="   " if i % 4 < 3 else "\n")
+llama_induction = [heads.index("2.0"), heads.index("2.2")]
+for gpt2_head in ("2.0", "2.1", "2.2"):  # each GPT-2 induction head's better match among Llama's two
+    claim("ch06.induction_pattern_cosine", similarity[heads.index(gpt2_head), llama_induction].max())
+claim("ch06.early_pattern_cosine", similarity[heads.index("1.0"), heads.index("1.0")])
 plot.imshow(similarity, x=heads, y=heads, title="Attention-pattern similarity on repeated tokens",
             xlabel="toylang-llama head", ylabel="toylang (GPT-2) head", diverging=False)
 
 # %% [markdown]
 # What to see: the GPT-2 induction heads 2.0–2.2 match Llama's induction heads 2.0 and 2.2
-# (cosine 0.87–0.92): on repeated text, the same job gives the same pattern. But a high cosine
+# (cosine {{claim:ch06.induction_pattern_cosine=0.86–0.92}}): on repeated text, the same job gives the same pattern. But a high cosine
 # is not proof of a shared role: some early heads match nearly as well (GPT-2 1.0 ~ Llama 1.0 at
-# 0.89) because on random tokens many heads attend in similar positional ways — to the first
+# {{claim:ch06.early_pattern_cosine=0.89}}) because on random tokens many heads attend in similar positional ways — to the first
 # token, or to the last few. Check the behavioural scores as well as the patterns.
 #
 # **What transfers and what does not.**
@@ -744,7 +798,7 @@ else:
 # - Person / place / animal is readable from the embedding on, even for words the probe never
 #   saw.
 # - The is-a category reaches the last token after block 0 and is best read at boundary 2;
-#   a truth signal exists in the toy model but is weak (about 0.75).
+#   a truth signal exists in the toy model but is weak.
 # - Probe directions can be causal: removing the is-a subspace breaks the model's answer,
 #   steering along "animal" changes it, random directions do neither.
 # - Two architectures trained on the same language share induction heads (same layer, nearly

@@ -46,7 +46,7 @@ FIX_COMMAND = "python course/build.py"
 STUB = 'raise NotImplementedError("Your turn: write this, then run the check below.")'
 CELL_MARKER = re.compile(r"^# %%(?P<kind> \[markdown\])?\s*$")
 CLAIM = re.compile(r"\{\{claim:(?P<name>[A-Za-z0-9_.]+)=(?P<spec>[^}]+)\}\}")
-NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?")
+NUMBER = re.compile(r"[-+\u2212]?\d[\d,]*(?:\.\d+)?")
 CLAIMS_FILE = "utils/digsite/claims.json"
 SOLUTIONS_DIR = "utils/digsite/solutions"
 
@@ -81,32 +81,46 @@ def parse(source: str) -> list[tuple[str, str, int]]:
     return parsed
 
 
+def _number(text: str) -> float:
+    """A number as prose writes it: thousands commas, and a typographic minus (U+2212)."""
+    return float(text.replace(",", "").replace("\u2212", "-"))
+
+
 def claim_bounds(spec: str) -> tuple[str, float, float]:
     """The text a claim shows and the interval a measurement must fall in.
 
     "0.91" -> ("0.91", 0.905, 0.915): the measured value must round to the quoted one.
-    "0.91±0.02" -> ("0.91", 0.89, 0.93). "5–12" -> ("5–12", 5, 12).
+    "0.91±0.02" -> ("0.91", 0.89, 0.93); "40±10%" -> ("40", 36, 44), a relative tolerance
+    (but "41%±3%" is 38% to 44%: the quote is itself a percentage). "5–12" -> ("5–12", 5, 12).
+    A typographic minus (−0.35) and thousands commas (1,234) are read as numbers.
     """
     shown, _, tol = spec.partition("±")
-    numbers = [float(n.replace(",", "")) for n in NUMBER.findall(shown)]
+    numbers = [_number(n) for n in NUMBER.findall(shown)]
     if "–" in shown and len(numbers) == 2:
         return shown, min(numbers), max(numbers)
     if len(numbers) != 1:
         raise ValueError(f"A claim's value must be one number or a range a–b (en dash), got {spec!r}.")
     if tol:
-        half = float(tol.strip().rstrip("%"))
+        tol = tol.strip()
+        relative = tol.endswith("%") and "%" not in shown
+        half = _number(tol.rstrip("%")) * (abs(numbers[0]) / 100 if relative else 1)
     else:
-        digits = NUMBER.findall(shown)[0].replace(",", "")
+        digits = NUMBER.findall(shown)[0]
         decimals = len(digits.partition(".")[2])
         half = 0.5 * 10.0**-decimals
     return shown, numbers[0] - half * (1 + 1e-9), numbers[0] + half * (1 + 1e-9)
 
 
-def render_claims(text: str, source: str, first_line: int, found: dict[str, dict]) -> str:
-    """Replace every `{{claim:NAME=VALUE}}` by the value's text; record each claim in `found`."""
+def render_claims(text: str, source: str, first_line: int, found: dict[str, dict], prefix: str = "") -> str:
+    """Replace every `{{claim:NAME=VALUE}}` by the value's text; record each claim in `found`.
+
+    Every NAME must start with `prefix` (a chapter's claims are named `chNN.…`) and be quoted once.
+    """
 
     def one(match: re.Match) -> str:
         name = match["name"]
+        if not name.startswith(prefix):
+            raise ValueError(f"{source}: the claim {name!r} must be named {prefix}… (its chapter's number).")
         if name in found:
             raise ValueError(f"{source}: the claim {name!r} is quoted twice (first at {found[name]['where']}).")
         shown, low, high = claim_bounds(match["spec"])
@@ -227,7 +241,7 @@ def build(source: Path, claims: dict[str, dict] | None = None) -> dict[str, str]
     found = {} if claims is None else claims
     rel = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
     cells = [
-        (kind, render_claims(text, str(rel), first, found) if kind == "markdown" else text)
+        (kind, render_claims(text, str(rel), first, found, f"ch{source.stem[:2]}.") if kind == "markdown" else text)
         for kind, text, first in parse(source.read_text())
     ]
     stem = source.stem

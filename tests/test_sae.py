@@ -1,5 +1,6 @@
 """Sparse autoencoders: the model, metrics, training, dashboards, the browser, steering, the shipped SAE."""
 
+import hashlib
 import json
 from functools import lru_cache
 
@@ -101,12 +102,22 @@ def test_ce_losses_zero_ablation_is_the_floor_and_hooks_are_removed():
 
 
 def test_save_and_load_round_trip(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
     sae = SAE(SAEConfig(d_in=8, d_sae=16, k=2, model_name="m", hook_name="h"), seed=3)
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.linspace(0.5, 2.0, 16)[:, None])  # training lets the raw rows drift off unit norm
     save_sae(sae, tmp_path / "x", {"metrics": {"l0": 2}})
     monkeypatch.setattr("digsite.sae.SAE_DIR", tmp_path)
     loaded = load_sae("x")
-    assert loaded.cfg == sae.cfg and torch.equal(loaded.W_dec, sae.W_dec)
+    assert loaded.cfg == sae.cfg
+    saved = load_file(str(tmp_path / "x.safetensors"))["W_dec"]
+    torch.testing.assert_close(saved.norm(dim=-1), torch.ones(16))  # saved as the SAE computes with it
+    x = torch.randn(32, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), sae(x), atol=1e-5, rtol=0)  # the same function
     assert sae_card("x")["metrics"] == {"l0": 2}
+    assert sae_card("x")["sha256"] == hashlib.sha256((tmp_path / "x.safetensors").read_bytes()).hexdigest()
     with pytest.raises(KeyError, match="Shipped: x"):
         load_sae("nope")
 
@@ -164,6 +175,15 @@ def test_shipped_sae_card_and_size():
     assert card["command"].startswith("python -m digsite.organisms train sae-toylang")
     assert (SAE_DIR / "toylang.safetensors").stat().st_size < 3 * 2**20
     json.dumps(card)
+    assert card["sha256"] == hashlib.sha256((SAE_DIR / "toylang.safetensors").read_bytes()).hexdigest()
+
+
+def test_shipped_sae_decoder_rows_are_saved_with_unit_norm():
+    """Another tool reading the file as shipped must get the decoder the SAE computes with."""
+    from safetensors.torch import load_file
+
+    norms = load_file(str(SAE_DIR / "toylang.safetensors"))["W_dec"].norm(dim=-1)
+    torch.testing.assert_close(norms, torch.ones_like(norms))
 
 
 def test_shipped_sae_meets_the_targets():

@@ -21,6 +21,7 @@ and loaded with `load_sae("toylang")`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -235,13 +236,22 @@ def train_sae(
 
 
 def save_sae(sae: SAE, path: str | Path, card: dict) -> None:
-    """Write `path`.safetensors (the weights) and `path`.json (config + card: command, metrics)."""
+    """Write `path`.safetensors (the weights) and `path`.json (config + card: command, metrics, sha256).
+
+    The decoder is saved as the SAE computes with it, rows of unit norm (`W_dec_normalized`):
+    training lets the raw rows drift, and a tool that reads the file without re-normalising
+    must still get the same reconstruction. Latents are unchanged, so the SAE is the same function.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in sae.state_dict().items()}, str(path.with_suffix(".safetensors")))
-    path.with_suffix(".json").write_text(json.dumps({"config": asdict(sae.cfg), **card}, indent=2) + "\n")
+    state = {k: v.detach().contiguous() for k, v in sae.state_dict().items()}
+    state["W_dec"] = sae.W_dec_normalized.detach().contiguous()
+    weights = path.with_suffix(".safetensors")
+    save_file(state, str(weights))
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    path.with_suffix(".json").write_text(json.dumps({"config": asdict(sae.cfg), **card, "sha256": digest}, indent=2) + "\n")
 
 
 def sae_card(name: str = "toylang") -> dict:

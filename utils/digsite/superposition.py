@@ -132,7 +132,7 @@ def phase_diagram(
     initialisations (all as instances of one batched model) and the run with the lowest loss
     kept, since a single run can stop in a local minimum. densities: (n_d,),
     relative_importances: (n_r,). Returns (n_r, n_d) codes: 0 = only feature 0 is represented,
-    1 = only feature 1, 2 = both, in superposition (antipodal).
+    1 = only feature 1, 2 = both, in superposition, 3 = neither (see `classify_two_features`).
     """
     n_d, n_r = len(densities), len(relative_importances)
     cells = n_d * n_r  # instance i = restart i // cells, r index (i % cells) // n_d, density index i % n_d
@@ -148,8 +148,15 @@ def phase_diagram(
 
 
 def classify_two_features(W: Tensor, threshold: float = 0.5) -> Tensor:
-    """W: (inst, 1, 2) -> (inst,) codes: 0 only feature 0 represented, 1 only feature 1, 2 both (superposition)."""
-    norms = W[:, 0, :].abs()
-    on = norms > threshold
-    code = torch.where(on[:, 0], torch.zeros_like(norms[:, 0], dtype=torch.long), torch.ones_like(norms[:, 0], dtype=torch.long))
-    return torch.where(on[:, 0] & on[:, 1], torch.full_like(code, 2), code)
+    """Which of two features a 1-dimensional toy model represents, by the size of its weights.
+
+    W: (inst, 1, 2). A feature is represented when its weight's magnitude exceeds `threshold`.
+    Returns (inst,) codes: 0 = only feature 0, 1 = only feature 1, 2 = both (in superposition),
+    3 = neither.
+    """
+    on = W[:, 0, :].abs() > threshold
+    code = torch.full(on.shape[:1], 3, dtype=torch.long, device=W.device)
+    code[on[:, 0] & ~on[:, 1]] = 0
+    code[~on[:, 0] & on[:, 1]] = 1
+    code[on[:, 0] & on[:, 1]] = 2
+    return code
