@@ -14,7 +14,9 @@ succeeded, each cell's latency (request sent -> kernel idle), p50/p95/max over a
 learners, each learner's memory (PSS of their server and kernel) and the hub's, then stops
 everything (kernels, servers, hub, proxy). All traffic stays on 127.0.0.1; every wait is bounded.
 
-Capacity: the largest N measured whose p95 cell latency is under --target seconds (2 s).
+Capacity: the largest N measured whose runs all succeeded with p95 cell latency under --target
+seconds (2 s), counting the cells after the first two (the Colab setup cell, then imports and model
+loading, which a learner runs once per session; p95 over all cells is reported too).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("hub_start", ROOT / "hub" / "start.py")
 hub_start = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(hub_start)
+
+
+SETUP_CELLS = 2
 
 
 def free_port() -> int:
@@ -274,6 +279,9 @@ async def one_run(n: int, notebook: Path, timeout: float) -> dict:
             hub.close()
             client.close()
     latencies = [x for r in results for x in r["latencies"]]
+    # The first two cells (Colab setup, then imports and model loading) run once per session;
+    # the rest are what a learner waits for while working.
+    working = [x for r in results for x in r["latencies"][SETUP_CELLS:]]
     learners_mb = [per_mb.get(r["name"], float("nan")) for r in results]
     learners_cpu = [per_cpu.get(r["name"], float("nan")) for r in results]
     by_cell = [statistics.median(r["latencies"][i] for r in results if len(r["latencies"]) > i)
@@ -284,6 +292,8 @@ async def one_run(n: int, notebook: Path, timeout: float) -> dict:
         "spawn_all_s": round(spawn_s, 1),
         "p50_s": round(percentile(latencies, 50), 3), "p95_s": round(percentile(latencies, 95), 3),
         "max_s": round(max(latencies, default=float("nan")), 3),
+        "p50_after_setup_s": round(percentile(working, 50), 3), "p95_after_setup_s": round(percentile(working, 95), 3),
+        "by_cell_median_s": [round(x, 3) for x in by_cell],
         "wall_median_s": round(statistics.median(r["wall_s"] for r in results), 1),
         "learner_mb_median": round(statistics.median(learners_mb), 0), "hub_proxy_mb": round(hub_mb, 0),
         "learner_cpu_s_median": round(statistics.median(learners_cpu), 1),
@@ -313,15 +323,18 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(one_run(n, args.notebook, args.timeout))
         runs.append(result)
         print(json.dumps(result), flush=True)
-    served = [r["n"] for r in runs if r["succeeded"] == r["n"] and r["p95_s"] < args.target]
+    served = [r["n"] for r in runs if r["succeeded"] == r["n"] and r["p95_after_setup_s"] < args.target]
     summary = {"machine": machine, "notebook": str(args.notebook.relative_to(ROOT)) if args.notebook.is_relative_to(ROOT)
                else str(args.notebook), "target_p95_s": args.target, "runs": runs,
                "capacity_measured": max(served, default=0)}
-    print(f"\n{'N':>4} {'ok':>6} {'p50 s':>7} {'p95 s':>7} {'max s':>7} {'MB/learner':>10} {'spawn s':>8}")
+    print(f"\n{'N':>4} {'ok':>6} {'p50 s':>7} {'p95 s':>7} {'max s':>7} {'p95 after setup':>15} "
+          f"{'MB/learner':>10} {'CPU s/learner':>13} {'spawn s':>8}")
     for r in runs:
         print(f"{r['n']:>4} {r['succeeded']:>3}/{r['n']:<2} {r['p50_s']:>7} {r['p95_s']:>7} {r['max_s']:>7} "
-              f"{r['learner_mb_median']:>10} {r['spawn_all_s']:>8}")
-    print(f"largest N measured with every run ok and p95 < {args.target} s: {summary['capacity_measured']}")
+              f"{r['p95_after_setup_s']:>15} {r['learner_mb_median']:>10} {r['learner_cpu_s_median']:>13} "
+              f"{r['spawn_all_s']:>8}")
+    print(f"largest N measured with every run ok and p95 (after the setup cells) < {args.target} s: "
+          f"{summary['capacity_measured']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=1))

@@ -311,7 +311,7 @@ def mkdocs_config(chapters: list[Chapter], guides: list[str], repo: str) -> dict
                 "ignore": ["downloads/*", "downloads/*/*"],
                 "execute": False,  # executed (and cached) by this script, outputs made static first
                 "include_requirejs": False,
-                "custom_mathjax_url": "assets/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe",
+                "custom_mathjax_url": "assets/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe,local/digsite",
                 "cache_dir": str(ROOT / "build" / "website-render-cache"),
                 "highlight_extra_classes": "",
             }},
@@ -346,6 +346,8 @@ def write_sources(chapters: list[Chapter], executed: dict[str, tuple[Path, str]]
     shutil.copytree(HERE / "assets", assets)
     shutil.copy(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", assets / "plotly.min.js")
     shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", assets / "mathjax")
+    (assets / "mathjax" / "config" / "local").mkdir(parents=True, exist_ok=True)
+    shutil.move(assets / "mathjax-local.js", assets / "mathjax" / "config" / "local" / "digsite.js")
     import yaml
 
     (SRC / "mkdocs.yml").write_text(yaml.safe_dump(mkdocs_config(chapters, guides, repo), sort_keys=False))
