@@ -72,6 +72,9 @@ def test_static_outputs_replace_plotly_and_widgets():
     assert "snapshot" in widget and 'type="range"' in widget and 'value="1"' in widget
     assert "data-plotly-for" in widget and "a &lt; b" in widget and 'chosen">tuned' in widget
     assert "widgets" not in nb["metadata"]  # no widget manager, which would come from a CDN
+    bar = {"p": {"model_name": "FloatProgressModel", "state": {"value": 3, "max": 10}}}
+    plain = site.widget_snapshot("p", bar)  # a progress bar (tqdm) is not called an explorer
+    assert '<progress max="10" value="3">' in plain and "explorer" not in plain
 
 
 def test_home_page_links_into_the_site():

@@ -204,6 +204,8 @@ def widget_html(model_id: str, state: dict, depth: int = 0) -> str:
         options = "".join(f'<span class="digsite-widget-option{" chosen" if i == chosen else ""}">{html.escape(o)}</span>'
                           for i, o in enumerate(s["_options_labels"]))
         return f'<span class="digsite-widget-control">{label} {options}</span>'
+    if name in ("FloatProgressModel", "IntProgressModel"):  # e.g. a tqdm bar
+        return f'<progress max="{s.get("max", 100)}" value="{s.get("value", 0)}"></progress>'
     if name == "CheckboxModel":
         checked = " checked" if s.get("value") else ""
         return f'<label class="digsite-widget-control"><input type="checkbox" disabled{checked}> {label}</label>'
@@ -219,10 +221,12 @@ def widget_html(model_id: str, state: dict, depth: int = 0) -> str:
 
 
 def widget_snapshot(model_id: str, state: dict) -> str:
-    """A widget's snapshot, framed and labelled as one, so nobody tries to drag a dead slider."""
+    """A widget's snapshot; one with controls is framed and labelled, so nobody drags a dead slider."""
+    body = widget_html(model_id, state)
+    if "disabled" not in body:  # no controls (a progress bar, a label): just what it shows
+        return f'<div class="digsite-widget-static-plain">{body}</div>'
     return ('<div class="digsite-widget-static"><p class="digsite-widget-note">A snapshot of an interactive '
-            "explorer. Download the notebook or open it in Colab to move its controls.</p>"
-            f"{widget_html(model_id, state)}</div>")
+            f"explorer. Download the notebook or open it in Colab to move its controls.</p>{body}</div>")
 
 
 def static_outputs(nb: dict) -> None:
