@@ -10,6 +10,8 @@ from digsite.notebook import online
 def test_imshow_keeps_repeated_labels_and_rejects_wrong_rank():
     fig = plot.imshow(torch.randn(2, 3), x=["a", "b", "a"], y=["r0", "r1"])
     assert fig.data[0].z.shape == (2, 3) and fig.layout.xaxis.type == "category"
+    # No labels, no category axis: plotly.js cannot draw a heatmap on an unlabelled category axis.
+    assert plot.imshow(torch.randn(2, 3)).layout.xaxis.type != "category"
     with pytest.raises(ValueError, match="2-D"):
         plot.imshow(torch.randn(2, 3, 4))
 

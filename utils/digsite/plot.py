@@ -46,8 +46,12 @@ def imshow(
         text_auto=".2f" if text else False,
         **kwargs,
     )
-    # Repeated labels (the same token twice in a prompt) must stay separate columns.
-    fig.update_xaxes(type="category").update_yaxes(type="category")
+    # Repeated labels (the same token twice in a prompt) must stay separate columns. Only labelled
+    # axes: plotly.js fails to draw a heatmap on a category axis that has no labels.
+    if x is not None:
+        fig.update_xaxes(type="category")
+    if y is not None:
+        fig.update_yaxes(type="category")
     return fig
 
 
