@@ -4,6 +4,7 @@ import json
 
 import nbformat
 import pytest
+
 from digsite.progress import format_room, main, room_progress, saved_progress
 
 
