@@ -2,7 +2,7 @@
 real browser, every page draws its figures and asks nothing of the network.
 
 The unit tests below need nothing but the standard library. The browser test builds the site
-(executing each solution notebook once; later runs reuse the cache in build/website-cache/),
+(executing each solution notebook once; later runs, and fresh clones of the same commit, reuse the cache in ~/.cache/digsite/website/),
 serves it on 127.0.0.1, opens every page in headless Chromium, records every request, and
 checks that plotly, circuitsvis and MathJax rendered, widget snapshots are there, search finds
 a chapter, and the downloads are the clean notebooks. Screenshots go to build/browser/.

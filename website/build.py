@@ -7,8 +7,9 @@
 What it does, in order:
 1. finds the chapters present (`solutions/NN_*.ipynb`, so new chapters appear by themselves);
 2. executes each solution notebook with no network (HF_HUB_OFFLINE=1), caching the executed
-   notebook under `build/website-cache/`, keyed by the notebook's bytes and the `digsite`
-   package's files: a rebuild with nothing changed executes nothing;
+   notebook under `~/.cache/digsite/website/` (or $DIGSITE_WEBSITE_CACHE), keyed by the
+   notebook's bytes and the `digsite` package's files: a rebuild with nothing changed executes
+   nothing, in this checkout or in a fresh clone of the same commit (as CI makes);
 3. turns what only a live kernel can show into static HTML: plotly figures (drawn by a local
    copy of plotly.js), ipywidgets explorers (a snapshot of their controls and output, with a
    note to run the notebook to move them); circuitsvis figures already carry their JavaScript;
@@ -39,7 +40,8 @@ HERE = Path(__file__).resolve().parent
 OUT = ROOT / "build" / "website"
 SRC = ROOT / "build" / "website-src"  # mkdocs.yml, and docs/ with every page and file of the site
 DOCS = SRC / "docs"
-CACHE = ROOT / "build" / "website-cache"
+# Outside the checkout, so a fresh clone of the same commit (CI's) finds what this one executed.
+CACHE = Path(os.environ.get("DIGSITE_WEBSITE_CACHE", Path.home() / ".cache" / "digsite" / "website"))
 # Bump when the way notebooks are executed changes, so every cached notebook is redone.
 EXECUTION_VERSION = "1"
 BADGE_URL = "https://colab.research.google.com/assets/colab-badge.svg"
