@@ -30,3 +30,12 @@ def test_hooks_benchmark_times_every_run_on_both_models():
     for row in rows:
         assert row["ratio"]["HF forward"] == 1.0
         assert {"digsite few", "digsite all", "digsite nnsight's set"} <= set(row["median_ms"])
+
+
+def test_attribution_benchmark_measures_lengths_and_feature_counts():
+    bench = load("attribution")
+    result = bench.run(repeats=1, lengths=(8,), ks=(4, 16))
+    assert result["ioi_15_tokens"]["tokens"] == 15
+    assert [row["k"] for row in result["by_k"]] == [4, 16]
+    assert result["by_k"][0]["features"] < result["by_k"][1]["features"]
+    assert result["max_exactness_error"] < 1e-9

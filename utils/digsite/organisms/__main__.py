@@ -4,6 +4,9 @@
     python -m digsite.organisms train NAME [--out DIR] [--steps N] [--seed S] [--quick] [--threads T]
     python -m digsite.organisms evaluate [NAME ...] [--path DIR] [--json]
 
+``toylang-transcoders`` (chapter 7's transcoders, `digsite.transcoders`) trains and evaluates
+with the same commands; its default folder is the package's weights/toylang-transcoders.
+
 ``train`` writes a Hugging Face checkpoint (default: runs/NAME under the current folder;
 pass ``--out`` the package's weights/NAME folder to replace a shipped organism).
 ``evaluate`` recomputes every metric from the weights (default: the shipped ones),
@@ -41,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(organism_names()))
         return 0
     import torch
+    if a.cmd == "train" and a.name == TRANSCODERS:
+        return _train_transcoders(a)
     if a.cmd == "train":
         from .train import train
         torch.set_num_threads(a.threads)
@@ -52,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.path is not None and len(a.names) != 1:
         ap.error("--path needs exactly one organism NAME")
     paths = {a.names[0]: a.path} if a.path is not None else None
-    results = evaluate(a.names or None, paths)
+    names = a.names or [*organism_names(), TRANSCODERS]
+    results = evaluate([n for n in names if n != TRANSCODERS] or None, paths) if names != [TRANSCODERS] else {}
+    if TRANSCODERS in names:
+        results[TRANSCODERS] = _evaluate_transcoders(a.path if names == [TRANSCODERS] else None)
     if a.json:
         print(json.dumps(results, indent=2))
     else:
@@ -64,6 +72,39 @@ def main(argv: list[str] | None = None) -> int:
             for f in m["failures"]:
                 print(f"   below threshold: {f}")
     return 1 if any(m["failures"] for m in results.values()) else 0
+
+
+TRANSCODERS = "toylang-transcoders"
+
+
+def _train_transcoders(a: argparse.Namespace) -> int:
+    """`train toylang-transcoders`: the recipe of digsite.transcoders, --steps/--seed/--quick honoured."""
+    import dataclasses
+
+    import torch
+
+    from ..transcoders import TranscoderRecipe, train_and_save, transcoder_folder
+
+    torch.set_num_threads(a.threads)
+    recipe = TranscoderRecipe(seed=a.seed)
+    recipe = recipe.quick() if a.quick else recipe
+    if a.steps is not None:
+        recipe = dataclasses.replace(recipe, steps=a.steps)
+    out = a.out or (Path("runs") / TRANSCODERS if a.quick else transcoder_folder("toylang"))
+    command = f"python -m digsite.organisms train {TRANSCODERS} --steps {recipe.steps} --seed {a.seed}" + (
+        " --quick" if a.quick else "")
+    metrics = train_and_save(out, recipe, command)
+    print(json.dumps(metrics, indent=2))
+    print(f"saved {out}")
+    return 0
+
+
+def _evaluate_transcoders(path: Path | None) -> dict:
+    from ..transcoders import check_thresholds, evaluate_folder
+
+    m = evaluate_folder(path)
+    m["failures"] = check_thresholds(m)
+    return m
 
 
 if __name__ == "__main__":
