@@ -542,8 +542,8 @@ before_animal = 0
 for i in fact_pruned.nodes[: fact.n_features].nonzero()[:, 0].tolist():
     _, layer, pos, index = fact.node(i)
     acts = contexts.activations(layer, index)
-    label, share = feature_label(acts, labels, top_k=20)
-    nxt, nshare = feature_label(acts, next_words, top_k=20)
+    label, share = A.label_feature(acts, labels, top_k=20)  # the package's version of your feature_label
+    nxt, nshare = A.label_feature(acts, next_words, top_k=20)
     before_animal += pos == fact.target_pos and nxt == "animal" and nshare >= 0.5
     print(f"{fact.name(i):26s} influence {fact_pruned.influence[i]:.3f}   fires on: {label} ({share:.0%}), "
           f"next word: {nxt} ({nshare:.0%})")
@@ -715,11 +715,11 @@ print(f"direct edge from the embedding of 'cat' to the target: {direct:+.2f}")
 cat_features = [i for i in range(fact.n_features) if fact.node(i)[2] == 2]
 print(" -> ".join(fact.name(i) for i in strongest_path(fact.adjacency, fact.target_index, cat_features)))
 hub = int(fact_pruned.influence[: fact.n_features].argmax())  # the feature with the most influence on the target
-path = strongest_path(fact.adjacency, hub, cat_features) + [fact.target_index]
+path = A.strongest_path(fact.adjacency, hub, cat_features) + [fact.target_index]
 print(" -> ".join(fact.name(i) for i in path))
 for i in path[:-1]:
     _, layer, pos, index = fact.node(i)
-    print(f"  {fact.name(i):24s} fires on: {feature_label(contexts.activations(layer, index), labels, 20)}")
+    print(f"  {fact.name(i):24s} fires on: {A.label_feature(contexts.activations(layer, index), labels, 20)}")
 
 # %% [markdown]
 # Products of shares favour short paths: the strongest path from the features at "cat" jumps
