@@ -759,7 +759,7 @@ class FeatureContexts:
                 break
             s, p = divmod(f, acts.shape[1])
             toks = self.str_tokens[s]
-            text = "".join(toks[max(1, p - window):p]) + f" [{toks[p].strip()}]"
+            text = " ".join(t.strip() for t in toks[max(1, p - window):p]) + f" [{toks[p].strip()}]"
             out.append((text.strip(), v))
         return out
 
