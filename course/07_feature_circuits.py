@@ -67,7 +67,7 @@ claim("ch07.train_minutes", transcoder_card("toylang")["train_seconds"] / 60)
 
 # %% [markdown]
 # Everything here runs on the CPU: the graphs are computed in float64 on one prompt at a time,
-# and the model is small enough that this takes a second or two.
+# and the model is small enough that each takes seconds, not minutes.
 #
 # # Part 1 — Transcoders
 #
@@ -467,7 +467,7 @@ ch07.check_prune_graph(prune_graph)
 # The package's `A.prune(graph)` returns the same masks with the graph and the influences
 # attached, ready to draw. **Hover over the nodes**: each feature shows its activation, its
 # influence on the target, and the contexts where it fires most in a small set of toy-language
-# texts (`A.FeatureContexts`, built in a second from 120 documents). Nodes sit at their position
+# texts (`A.FeatureContexts`, built once from 120 documents). Nodes sit at their position
 # (x) and layer (y); edges are blue when they push the receiver up, red when down, wider when
 # stronger. Grey squares are error nodes, green diamonds embeddings.
 
