@@ -422,6 +422,10 @@ def _receiver_rows(fm: FrozenModel, rows: Tensor, features: Tensor, layer_rows: 
     """Rows `rows` of the adjacency matrix: one backward sweep through the frozen model for each receiver."""
     L = fm.n_layers
     B = len(rows)
+    by_pos = []  # per layer: (position, node columns, their write vectors) for the features at that position
+    for l in range(L):
+        pos = features[layer_rows[l], 1]
+        by_pos.append([(p, layer_rows[l][pos == p], writes[l][pos == p]) for p in pos.unique().tolist()])
     out = torch.zeros(B, n, dtype=F64)
     G = torch.zeros(B, P, fm.W_E.shape[1], dtype=F64)
     is_target = rows == n - 1
@@ -431,9 +435,8 @@ def _receiver_rows(fm: FrozenModel, rows: Tensor, features: Tensor, layer_rows: 
     for l in reversed(range(L)):
         # G: gradient at the residual after block l, where layer-l features and errors write
         lr = layer_rows[l]
-        if len(lr):
-            pos = features[lr, 1]
-            out[:, lr] = torch.einsum("bnd,nd->bn", G[:, pos], writes[l])
+        for p, cols, w in by_pos[l]:  # one small matmul per position: no (batch, n_features, d) gather
+            out[:, cols] = G[:, p] @ w.T
         out[:, nF + l * P: nF + (l + 1) * P] = torch.einsum("bpd,pd->bp", G, errors[l])
         G = G + frozen_ln_adjoint(G @ fm.W_skip[l].T, fm.scale2[l], fm.ln2_w[l])
         for f in lr.tolist():  # receivers among layer l's features read here, at resid_mid
