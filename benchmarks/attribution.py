@@ -61,7 +61,7 @@ def run(repeats: int = 3, lengths: tuple[int, ...] = (8, 15, 30, 60), ks: tuple[
 
     ioi = model.to_tokens(IOI + " Mary")[0]
     out["ioi_15_tokens"] = one(ioi)
-    text = model.to_tokens(toylang_texts(1, seed=4_000_000, max_words=70)[0])[0]
+    text = model.to_tokens(toylang_texts(1, seed=4_000_000, max_words=100)[0])[0]
     out["by_length"] = [one(text[: n + 1]) for n in lengths if n + 1 <= len(text)]
     k0 = tc.cfg.k
     out["by_k"] = []
