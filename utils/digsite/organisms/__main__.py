@@ -5,7 +5,8 @@
     python -m digsite.organisms evaluate [NAME ...] [--path DIR] [--json]
 
 ``toylang-transcoders`` (chapter 7's transcoders, `digsite.transcoders`) trains and evaluates
-with the same commands; its default folder is the package's weights/toylang-transcoders.
+with the same commands (train: default runs/toylang-transcoders, like the organisms; the shipped
+set lives in the package's weights/toylang-transcoders).
 
 ``train`` writes a Hugging Face checkpoint (default: runs/NAME under the current folder;
 pass ``--out`` the package's weights/NAME folder to replace a shipped organism).
@@ -83,14 +84,14 @@ def _train_transcoders(a: argparse.Namespace) -> int:
 
     import torch
 
-    from ..transcoders import TranscoderRecipe, train_and_save, transcoder_folder
+    from ..transcoders import TranscoderRecipe, train_and_save
 
     torch.set_num_threads(a.threads)
     recipe = TranscoderRecipe(seed=a.seed)
     recipe = recipe.quick() if a.quick else recipe
     if a.steps is not None:
         recipe = dataclasses.replace(recipe, steps=a.steps)
-    out = a.out or (Path("runs") / TRANSCODERS if a.quick else transcoder_folder("toylang"))
+    out = a.out or Path("runs") / TRANSCODERS
     command = f"python -m digsite.organisms train {TRANSCODERS} --steps {recipe.steps} --seed {a.seed}" + (
         " --quick" if a.quick else "")
     metrics = train_and_save(out, recipe, command)
