@@ -18,9 +18,11 @@ with unit-norm rows, b_dec (n_layers, d_model), W_skip (n_layers, d_model, d_mod
 
 The shipped set for the toy-language organism is trained with
 
-    python -m digsite.organisms train toylang-transcoders [--quick]
+    python -m digsite.organisms train toylang-transcoders [--quick] [--out DIR]
 
-and loaded with `load_transcoders("toylang")`. Position 0 (BOS) is left out of training and
+(default DIR runs/toylang-transcoders; the shipped set is the package's weights/toylang-transcoders,
+gated by `python -m digsite.organisms evaluate toylang-transcoders`) and loaded with
+`load_transcoders("toylang")`. Position 0 (BOS) is left out of training and
 never replaced: it is the same in every prompt, so its MLP output is a constant.
 """
 
