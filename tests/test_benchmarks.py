@@ -44,3 +44,12 @@ def test_hooks_benchmark_runs_compute_the_same_forward_and_the_nnsight_set():
     torch.testing.assert_close(caches["digsite all"]["ln_final.hook_out"], model.transformer.ln_f(caches["digsite all"]["resid_post", 1]))
     rows = bench.measure(repeats=1, pairs=[("tiny", model, tokens)])
     assert [row["model"] for row in rows] == ["tiny"] and set(runs) <= set(rows[0]["median_ms"])
+
+
+def test_attribution_benchmark_measures_lengths_and_feature_counts():
+    bench = load("attribution")
+    result = bench.run(repeats=1, lengths=(8,), ks=(4, 16))
+    assert result["ioi_15_tokens"]["tokens"] == 15
+    assert [row["k"] for row in result["by_k"]] == [4, 16]
+    assert result["by_k"][0]["features"] < result["by_k"][1]["features"]
+    assert result["max_exactness_error"] < 1e-9

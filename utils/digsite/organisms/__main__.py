@@ -5,6 +5,10 @@
         NAME: an organism, or a shipped SAE (`sae-toylang`, recipes in sae_recipe.py)
     python -m digsite.organisms evaluate [NAME ...] [--path DIR] [--json]
 
+``toylang-transcoders`` (chapter 7's transcoders, `digsite.transcoders`) trains and evaluates
+with the same commands (train: default runs/toylang-transcoders, like the organisms; the shipped
+set lives in the package's weights/toylang-transcoders).
+
 ``train`` writes a Hugging Face checkpoint (default: runs/NAME under the current folder;
 pass ``--out`` the package's weights/NAME folder to replace a shipped organism).
 ``evaluate`` recomputes every metric from the weights (default: the shipped ones),
@@ -42,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(organism_names()))
         return 0
     import torch
+    if a.cmd == "train" and a.name == TRANSCODERS:
+        return _train_transcoders(a)
     if a.cmd == "train":
         from .sae_recipe import SAE_RECIPES, train_sae_recipe
         from .train import train
@@ -55,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.path is not None and len(a.names) != 1:
         ap.error("--path needs exactly one organism NAME")
     paths = {a.names[0]: a.path} if a.path is not None else None
-    results = evaluate(a.names or None, paths)
+    names = a.names or [*organism_names(), TRANSCODERS]
+    results = evaluate([n for n in names if n != TRANSCODERS] or None, paths) if names != [TRANSCODERS] else {}
+    if TRANSCODERS in names:
+        results[TRANSCODERS] = _evaluate_transcoders(a.path if names == [TRANSCODERS] else None)
     if a.json:
         print(json.dumps(results, indent=2))
     else:
@@ -67,6 +76,39 @@ def main(argv: list[str] | None = None) -> int:
             for f in m["failures"]:
                 print(f"   below threshold: {f}")
     return 1 if any(m["failures"] for m in results.values()) else 0
+
+
+TRANSCODERS = "toylang-transcoders"
+
+
+def _train_transcoders(a: argparse.Namespace) -> int:
+    """`train toylang-transcoders`: the recipe of digsite.transcoders, --steps/--seed/--quick honoured."""
+    import dataclasses
+
+    import torch
+
+    from ..transcoders import TranscoderRecipe, train_and_save
+
+    torch.set_num_threads(a.threads)
+    recipe = TranscoderRecipe(seed=a.seed)
+    recipe = recipe.quick() if a.quick else recipe
+    if a.steps is not None:
+        recipe = dataclasses.replace(recipe, steps=a.steps)
+    out = a.out or Path("runs") / TRANSCODERS
+    command = f"python -m digsite.organisms train {TRANSCODERS} --steps {recipe.steps} --seed {a.seed}" + (
+        " --quick" if a.quick else "")
+    metrics = train_and_save(out, recipe, command)
+    print(json.dumps(metrics, indent=2))
+    print(f"saved {out}")
+    return 0
+
+
+def _evaluate_transcoders(path: Path | None) -> dict:
+    from ..transcoders import check_thresholds, evaluate_folder
+
+    m = evaluate_folder(path)
+    m["failures"] = check_thresholds(m)
+    return m
 
 
 if __name__ == "__main__":
