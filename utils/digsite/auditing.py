@@ -1,0 +1,85 @@
+"""Auditing a model for a hidden behaviour (chapter 8): detect it, find its trigger, remove it.
+
+- `auroc`: how well a score separates two classes (1.0 perfect, 0.5 chance), ties counted half;
+- `flip_rates`: how often a model prefers one answer over another at each prompt's end;
+- `token_attribution`: a first-order estimate, for EVERY vocabulary word at once, of how a
+  metric would change if the token at a slot were replaced by that word (the gradient at
+  the embedding, as in attribution patching, chapter 3): one backward pass ranks the
+  vocabulary, and the few top candidates are then tested for real;
+- `project_out_hook`: a forward hook removing one direction from an activation (ablation
+  along a probe or steering direction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .hooks import Hook, HookedModel
+
+__all__ = ["auroc", "final_positions", "flip_rates", "project_out_hook", "token_attribution"]
+
+
+def auroc(scores: Tensor, labels: Tensor) -> float:
+    """Area under the ROC curve: the chance that a random positive scores above a random negative.
+
+    scores (n,) floats; labels (n,) bools or 0/1, with both classes present. Ties count one half.
+    """
+    labels = labels.bool()
+    if labels.all() or not labels.any():
+        raise ValueError("AUROC needs both classes among the labels.")
+    pos, neg = scores[labels].double(), scores[~labels].double()
+    greater = (pos[:, None] > neg[None, :]).double()
+    ties = (pos[:, None] == neg[None, :]).double()
+    return float((greater + 0.5 * ties).mean())
+
+
+def final_positions(tokens: Tensor, pad_id: int) -> Tensor:
+    """Index of each row's last real token: tokens (batch, pos), right-padded -> (batch,)."""
+    return (tokens != pad_id).long().sum(1) - 1
+
+
+def flip_rates(model: HookedModel, tokens: Tensor, positions: Tensor, wanted: Tensor, other: Tensor) -> Tensor:
+    """Per prompt, whether the model prefers ``wanted`` over ``other`` at ``positions``: (batch,) bool.
+
+    tokens (batch, pos); positions, wanted, other (batch,) (token ids).
+    """
+    with torch.no_grad():
+        logits = model(tokens)
+    rows = torch.arange(tokens.shape[0])
+    last = logits[rows, positions]
+    return last[rows, wanted] > last[rows, other]
+
+
+def token_attribution(model: HookedModel, tokens: Tensor, slots: Tensor, metric: Callable[[Tensor], Tensor]) -> Tensor:
+    """For each vocabulary word v: sum over prompts of (W_E[v] - W_E[token at slot]) . d metric / d embedding[slot].
+
+    tokens (batch, pos); slots (batch,) the position whose token would be replaced in each prompt;
+    metric maps logits (batch, pos, vocab) to a scalar. Returns (d_vocab,): the first-order
+    change of the metric were each prompt's slot token replaced by v (positive: v raises it).
+    """
+    _, _, grads = model.run_with_cache_and_grads(tokens, metric, names_filter=["hook_embed"])
+    rows = torch.arange(tokens.shape[0])
+    g = grads["hook_embed"][rows, slots]  # (batch, d)
+    W_E = model.W_E.detach()
+    current = W_E[tokens[rows, slots]]  # (batch, d)
+    return W_E @ g.sum(0) - (current * g).sum()
+
+
+def project_out_hook(direction: Tensor, positions: Sequence[int] | None = None) -> Callable[[Tensor, Hook], Tensor]:
+    """A forward hook removing the component along ``direction`` (d,) from an activation (batch, pos, d).
+
+    positions: the positions to change (default: all).
+    """
+    u = direction / direction.norm()
+
+    def hook(x: Tensor, hook: Hook) -> Tensor:
+        out = x.clone()
+        idx = slice(None) if positions is None else list(positions)
+        sel = out[:, idx]
+        out[:, idx] = sel - (sel @ u.to(x.dtype))[..., None] * u.to(x.dtype)
+        return out
+
+    return hook
