@@ -128,9 +128,9 @@ def check_transcoder_loss(fn) -> None:
 def _tiny_graph(seed: int) -> tuple[Graph, Transcoders]:
     """The attribution graph of a random prompt in a tiny random GPT-2 with random transcoders (all biases non-zero).
 
-    Seed 0: 2 layers, 6 tokens; seed 1: 3 layers, 8 tokens. The model is `digsite.fixtures`' cached one.
+    Seed 0: 2 layers, 6 tokens, k = 4; seed 1: 3 layers, 7 tokens, k = 3. The model is `digsite.fixtures`' cached one.
     """
-    n_layers, d, n_pos, d_tc, k = ((2, 16, 6, 24, 4), (3, 24, 8, 32, 5))[seed % 2]
+    n_layers, d, n_pos, d_tc, k = ((2, 16, 6, 24, 4), (3, 24, 7, 32, 3))[seed % 2]
     tok = toy_tokenizer()
     model = tiny_gpt2(tok, seed=seed, biases=0.2, vocab_size=len(tok), n_positions=32, n_embd=d, n_layer=n_layers,
                       n_head=2, n_inner=2 * d, bos_token_id=1, eos_token_id=1, initializer_range=0.2)
