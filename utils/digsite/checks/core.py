@@ -214,7 +214,7 @@ def assert_close(got: Any, expected: Any, what: str = "the result", atol: float 
         if bad.any():
             idx = tuple(int(i) for i in bad.nonzero()[0])
             finite = ~(torch.isnan(g) | torch.isnan(e)) if e.dtype.is_floating_point else torch.ones_like(bad)
-            max_err = (g - e)[finite].abs().max().item() if finite.any() else float("nan")
+            max_err = (g.double() - e.double())[finite].abs().max().item() if finite.any() else float("nan")
             raise CheckFailed(
                 f"{what}: values differ at {int(bad.sum())} of {bad.numel()} entries. "
                 f"First at index {list(idx)}: expected {e[idx].item():.6g}, got {g[idx].item():.6g}. "
