@@ -13,6 +13,7 @@ from digsite import models
 from digsite.hooks import HookedModel
 from digsite.models import OfflineError, hub_reachable, load_model, wrap
 from digsite.organisms import organism_names
+from digsite.stand_ins import STAND_IN_ENV
 
 
 def test_default_device_order(monkeypatch):
@@ -57,6 +58,7 @@ def test_unreachable_hub_is_detected_within_the_timeout(monkeypatch):
 
 
 def test_a_cached_hub_model_loads_without_the_network(monkeypatch):
+    monkeypatch.delenv(STAND_IN_ENV, raising=False)  # the suite's stand-in switch (set when notebooks run)
     calls = []
 
     def from_cache(source, **kwargs):

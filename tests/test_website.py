@@ -107,8 +107,11 @@ needs_browser = pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_mi
 @pytest.fixture(scope="module")
 def served_site():
     """Build the site (cached), then serve build/website/ on 127.0.0.1 for the module's tests."""
+    # The site renders what the notebooks print; whether the prose's numbers hold is nbval's test
+    # (strict claims there). Here a timing claim may drift because two notebooks run at once.
+    env = {**os.environ, "DIGSITE_STRICT_CLAIMS": "0"}
     result = subprocess.run([sys.executable, str(ROOT / "website" / "build.py"), "--jobs", "2"],
-                            capture_output=True, text=True, timeout=1800, cwd=ROOT, check=False)
+                            capture_output=True, text=True, timeout=1800, cwd=ROOT, check=False, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     handler = functools.partial(QuietHandler, directory=str(site.OUT))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

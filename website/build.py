@@ -113,6 +113,9 @@ def execute(notebook: Path, target: Path, timeout: int) -> float:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # One thread per kernel: notebooks run side by side (--jobs), and two kernels of two threads
+    # each on a 2-core machine fight over the cores (chapter 3's timings then mean nothing).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     nb = nbformat.read(notebook, as_version=4)
     start = time.perf_counter()
     NotebookClient(
