@@ -29,13 +29,15 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .hooks import Hook, HookedModel
+from .nodes import Node, all_nodes
 from .organisms.data import IOIPrompt, ioi_prompts
+from .solutions.ch03 import logit_diff  # exercise 3.1's answer, the one text of it
 from .transformers_compat import KeysValues, forward_with_cache, kv_cache_from_output
 
 __all__ = [
@@ -159,15 +161,6 @@ def ioi_tokens(model: HookedModel, prompts: Sequence[IOIPrompt]) -> tuple[Tensor
     corrupt = clean.clone()
     corrupt[torch.arange(len(prompts)), _second_mention(clean, s)] = io
     return clean, corrupt, io, s
-
-
-def logit_diff(logits: Tensor, io: Tensor, s: Tensor) -> Tensor:
-    """logit(IO) - logit(S) at the last position, per prompt.
-
-    logits: (batch, pos, d_vocab); io, s: (batch,) token ids. Returns (batch,).
-    """
-    last = logits[:, -1]
-    return last.gather(-1, io[:, None]).squeeze(-1) - last.gather(-1, s[:, None]).squeeze(-1)
 
 
 def ioi_metric(model: HookedModel, data: IOIData) -> tuple[Metric, float, float]:
@@ -506,31 +499,6 @@ def attribution_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, m
 
 
 # --- circuits of nodes ------------------------------------------------------------------------
-
-
-class Node(NamedTuple):
-    """A node of the computational graph: a head (layer, head) or, with head None, a block's MLP."""
-
-    layer: int
-    head: int | None = None
-
-    def __str__(self) -> str:
-        return f"MLP{self.layer}" if self.head is None else f"{self.layer}.{self.head}"
-
-    @property
-    def hook(self) -> str:
-        """The hook whose value stands for this node's output."""
-        return f"blocks.{self.layer}.hook_mlp_out" if self.head is None else f"blocks.{self.layer}.attn.hook_z"
-
-
-def all_nodes(model: HookedModel, mlps: bool = True) -> list[Node]:
-    """Every head and (if `mlps`) every MLP, in forward order: block by block, heads before the MLP."""
-    out = []
-    for l in range(model.cfg.n_layers):
-        out += [Node(l, h) for h in range(model.cfg.n_heads)]
-        if mlps:
-            out.append(Node(l))
-    return out
 
 
 def ablation_values(model: HookedModel, clean: Tensor, corrupt: Tensor, kind: str = "resample") -> dict[str, Tensor]:
