@@ -44,11 +44,28 @@ from .solutions.ch06 import (  # the exercises' answers, the one text of each
 from .threads import one_thread
 
 __all__ = [
-    "isa_prompts", "kind_prompts", "truth_statements", "KINDS", "last_positions", "residuals_at",
-    "LinearProbe", "train_probe", "control_labels", "split_indices", "probe_scores",
-    "unit", "project_out", "direction_hook", "intervene",
-    "all_patterns", "pattern_similarity", "flip_subject", "ioi_batch", "head_patching_map",
-    "ioi_attention_map", "side_by_side",
+    "isa_prompts",
+    "kind_prompts",
+    "truth_statements",
+    "KINDS",
+    "last_positions",
+    "residuals_at",
+    "LinearProbe",
+    "train_probe",
+    "control_labels",
+    "split_indices",
+    "probe_scores",
+    "unit",
+    "project_out",
+    "direction_hook",
+    "intervene",
+    "all_patterns",
+    "pattern_similarity",
+    "flip_subject",
+    "ioi_batch",
+    "head_patching_map",
+    "ioi_attention_map",
+    "side_by_side",
 ]
 
 # --- residuals -----------------------------------------------------------------------------
