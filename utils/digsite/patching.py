@@ -38,6 +38,7 @@ from .hooks import Hook, HookedModel
 from .nodes import Node, all_nodes
 from .organisms.data import IOIPrompt, ioi_prompts
 from .solutions.ch03 import logit_diff  # exercise 3.1's answer, the one text of it
+from .solutions.ch03 import prune as _prune
 from .transformers_compat import KeysValues, forward_with_cache, kv_cache_from_output
 
 __all__ = [
@@ -549,24 +550,26 @@ def circuit_score(model: HookedModel, clean: Tensor, values: Mapping[str, Tensor
 
 def prune_circuit(nodes: Sequence[Node], score: Callable[[list[Node]], float], threshold: float
                   ) -> tuple[list[Node], list[tuple[Node, float, bool]]]:
-    """ACDC-style greedy pruning over nodes, from the output backwards.
+    """ACDC-style greedy pruning over nodes, from the output backwards, with a log.
 
-    Start from every node. For each node, latest block first, ablate it too; if the score
-    falls by less than `threshold`, it stays out. score(kept_nodes) -> float, e.g. a
-    `circuit_score` with resample ablation. Returns (the kept nodes in forward order, a log
-    of (node, score without it, removed?)).
+    Exercise 3.9's answer (`digsite.solutions.ch03.prune`): start from every node; for each
+    node, latest block first, ablate it too; if the score falls by less than `threshold`, it
+    stays out. score(kept_nodes) -> float, e.g. a `circuit_score` with resample ablation.
+    Returns (the kept nodes in forward order, a log of (node, score without it, removed?),
+    latest node first), the log read from the scores the answer asked for.
     """
-    kept = list(nodes)
-    current = score(kept)
-    log = []
-    for node in reversed(list(nodes)):
-        trial = [n for n in kept if n != node]
-        value = score(trial)
-        removed = value >= current - threshold
-        if removed:
-            kept, current = trial, value
-        log.append((node, value, removed))
-    return kept, log
+    nodes = list(nodes)
+    scores: list[float] = []
+
+    def recorded(kept: list[Node]) -> float:
+        scores.append(score(kept))
+        return scores[-1]
+
+    kept = _prune(nodes, recorded, threshold)
+    if len(scores) != len(nodes) + 1:
+        raise RuntimeError(f"prune scored {len(scores)} circuits; expected the full one and one per node ({len(nodes) + 1}).")
+    return kept, [(node, value, node not in kept) for node, value in zip(reversed(nodes), scores[1:])]
+
 
 
 def head_roles(model: HookedModel, data: IOIData) -> dict[str, Tensor]:
