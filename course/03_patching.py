@@ -52,6 +52,7 @@ from digsite import patching as P
 from digsite.checks import ch03
 from digsite.claims import claim
 from digsite.hooks import Hook, HookedModel
+from digsite.nodes import Node
 from digsite.notebook import online, setup
 
 device = setup(seed=0)
@@ -637,7 +638,7 @@ plot.imshow(single, x=node_labels, y=list(values), xlabel="ablated node", ylabel
 # score falls by less than `threshold` compared with the *current* circuit.
 
 # %%
-def prune(nodes: list[P.Node], score, threshold: float) -> list[P.Node]:
+def prune(nodes: list[Node], score, threshold: float) -> list[Node]:
     """ACDC-style greedy node pruning. nodes: in forward order. score(list of kept nodes) -> float.
 
     Returns the kept nodes, in forward order.

@@ -483,10 +483,11 @@ ch04.check_latent_frequencies(latent_frequencies)
 # `model.run_with_hooks` to swap the activation.
 
 # %%
-def ce_loss_recovered(model, autoencoder: sae.SAE, tokens: torch.Tensor, hook_name: str) -> float:
+def ce_loss_recovered(model, autoencoder: torch.nn.Module, tokens: torch.Tensor, hook_name: str) -> float:
     """(CE_zero - CE_sae) / (CE_zero - CE_clean) with the activation at hook_name replaced at every position but BOS.
 
-    tokens: (batch, pos), no padding. autoencoder(x) returns (latents, reconstruction) for x (..., d_in).
+    tokens: (batch, pos), no padding. autoencoder (an `sae.SAE`, say): autoencoder(x) returns
+    (latents, reconstruction) for x (..., d_in).
     """
     # BEGIN SOLUTION
     def splice(x: torch.Tensor, hook) -> torch.Tensor:

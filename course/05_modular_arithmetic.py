@@ -47,7 +47,7 @@ from digsite import fourier, load_model, plot, wrap
 from digsite.checks import ch05
 from digsite.claims import claim
 from digsite.notebook import online, setup
-from digsite.organisms.data import modadd_dataset
+from digsite.organisms.data import all_pairs, modadd_dataset
 
 device = setup(seed=0)
 print("Running on", device)
@@ -355,7 +355,7 @@ claim("ch05.only_key_accuracy", 100 * keep_curve[n])
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
 #
-# Run the model on all `p²` inputs (`fourier.all_pairs(p)` lists them with `a` major: row
+# Run the model on all `p²` inputs (`all_pairs(p)` lists them with `a` major: row
 # `a·p + b`) and return the MLP activations *after* the ReLU (`blocks.0.mlp.hook_post`) at the
 # `=` position, reshaped so that you can index them `[a, b, neuron]`.
 
@@ -366,7 +366,7 @@ def neuron_acts(model, p: int) -> torch.Tensor:
     model: the hooked modular-addition model. Returns (p, p, d_mlp), indexed [a, b, neuron].
     """
     # BEGIN SOLUTION
-    tokens, _ = fourier.all_pairs(p)
+    tokens, _ = all_pairs(p)
     _, cache = model.run_with_cache(tokens, names_filter="blocks.0.mlp.hook_post")
     return cache["blocks.0.mlp.hook_post"][:, -1].reshape(p, p, -1)
     # END SOLUTION
@@ -377,7 +377,7 @@ ch05.check_neuron_acts(neuron_acts)
 # %% [markdown]
 # <details><summary>Hint</summary>
 #
-# `tokens, labels = fourier.all_pairs(p)`, then
+# `tokens, labels = all_pairs(p)`, then
 # `_, cache = model.run_with_cache(tokens, names_filter="blocks.0.mlp.hook_post")`. The
 # cached tensor is `(p*p, 3, d_mlp)`: take position `-1` and `reshape(p, p, -1)` — a-major
 # order makes the first axis `a`.
@@ -504,7 +504,7 @@ ch05.check_cos_logit_terms(cos_logit_terms)
 # coefficient `α_w` per key frequency.
 
 # %%
-tokens, labels_all = fourier.all_pairs(p)
+tokens, labels_all = all_pairs(p)
 with torch.no_grad():
     logits = model(tokens)[:, -1, :p].reshape(p, p, p).float()  # [a, b, c]
 logits = logits - logits.mean(dim=-1, keepdim=True)
@@ -583,7 +583,7 @@ go.Figure(go.Bar(x=list(results), y=[r["accuracy"] for r in results.values()])).
 # ablation:
 
 # %%
-tokens_all, labels_all = fourier.all_pairs(p)
+tokens_all, labels_all = all_pairs(p)
 W_no_key = ablate_frequencies(W_E, basis, key_freqs)
 with torch.no_grad():
     out_clean = model(tokens_all)[:, -1, :p].float()

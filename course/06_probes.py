@@ -50,6 +50,7 @@ from digsite import induction, load_model, plot
 from digsite import probes as P
 from digsite.checks import ch06
 from digsite.claims import claim
+from digsite.linear_probe import LinearProbe
 from digsite.notebook import online, setup
 from digsite.organisms import data
 from digsite.patching import logit_diff
@@ -152,14 +153,14 @@ print("mean residual norm by layer:", [round(v, 1) for v in X_last.norm(dim=-1).
 # with cross-entropy: multinomial logistic regression. No scikit-learn needed — twenty lines of
 # PyTorch. Train full-batch with Adam from zero weights (so the result is deterministic), and
 # add a small L2 penalty `weight_decay * (W ** 2).sum()` so that the weights stay finite when
-# the classes are separable. Return a `P.LinearProbe(W, b)`: it has `.logits(X)`,
+# the classes are separable. Return a `LinearProbe(W, b)`: it has `.logits(X)`,
 # `.predict(X)`, `.accuracy(X, y)` and `.direction(cls)`.
 
 # %%
 def train_probe(
     X: torch.Tensor, y: torch.Tensor, n_classes: int | None = None, steps: int = 300, lr: float = 0.01,
     weight_decay: float = 1e-3,
-) -> P.LinearProbe:
+) -> LinearProbe:
     """Multinomial logistic regression: full batch, Adam, from zero weights.
 
     X: (n, d_model) features; y: (n,) labels in 0..n_classes-1 (default: y.max() + 1 classes).
@@ -177,7 +178,7 @@ def train_probe(
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return P.LinearProbe(W.detach(), b.detach())
+    return LinearProbe(W.detach(), b.detach())
     # END SOLUTION
 
 
@@ -189,7 +190,7 @@ ch06.check_train_probe(train_probe)
 # `W = torch.zeros(d, n_classes, requires_grad=True)`, the same for `b`; `opt = torch.optim.Adam([W, b], lr=lr)`;
 # then `steps` times: compute the loss with `torch.nn.functional.cross_entropy(X @ W + b, y)`
 # plus the penalty, `opt.zero_grad()`, `loss.backward()`, `opt.step()`. Return
-# `P.LinearProbe(W.detach(), b.detach())`.
+# `LinearProbe(W.detach(), b.detach())`.
 # </details>
 #
 # A first probe: hold out 30% of the prompts, train at the last token after block 1 (boundary

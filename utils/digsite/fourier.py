@@ -12,15 +12,19 @@ interpretability"): the Fourier basis of functions on Z_p = {0, ..., p-1} (p odd
 so `basis @ f` are the Fourier coefficients of a function f (p,) and `basis.T @ coeffs`
 rebuilds it. A "frequency" is an integer k in 1 .. (p-1)/2.
 
+`fourier_basis`, `project_onto_basis`, `key_frequencies`, `ablate_frequencies`, `fourier_2d`
+and `cos_logit_terms` are chapter 5's exercise answers, re-exported from the one text of each
+in `digsite.solutions.ch05` (generated from course/05_modular_arithmetic.py); their shapes are
+the exercises' (W (p, d), acts (p, p, n)).
+
 The modular-addition organism reads "a b =" (token ids a, b and p for "=") and predicts
-(a + b) mod p at the last position; `all_pairs(p)` lists every input in the order
-a-major (row a * p + b), so a (p*p, ...) tensor reshapes to (p, p, ...) indexed [a, b].
+(a + b) mod p at the last position; `all_pairs(p)` (from `digsite.organisms.data`) lists
+every input a-major (row a * p + b), so a (p*p, ...) tensor reshapes to (p, p, ...) indexed [a, b].
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -30,6 +34,15 @@ import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from .organisms.data import all_pairs
+from .solutions.ch05 import (  # the exercises' answers, the one text of each
+    ablate_frequencies,
+    cos_logit_terms,
+    fourier_2d,
+    fourier_basis,
+    key_frequencies,
+    project_onto_basis,
+)
 from .threads import one_thread
 
 __all__ = [
@@ -56,17 +69,6 @@ __all__ = [
 # --- the basis ------------------------------------------------------------------------
 
 
-def fourier_basis(p: int) -> Tensor:
-    """The orthonormal Fourier basis of Z_p: (p, p), one basis vector per row (see module docstring)."""
-    x = torch.arange(p, dtype=torch.float64)
-    rows = [torch.ones(p, dtype=torch.float64)]
-    for k in range(1, p // 2 + 1):
-        rows.append(torch.cos(2 * math.pi * k * x / p))
-        rows.append(torch.sin(2 * math.pi * k * x / p))
-    basis = torch.stack(rows[:p])
-    return (basis / basis.norm(dim=1, keepdim=True)).float()
-
-
 def basis_labels(p: int) -> list[str]:
     """Names of the rows of `fourier_basis(p)`: ["const", "cos 1", "sin 1", "cos 2", ...]."""
     labels = ["const"]
@@ -82,15 +84,6 @@ def frequency_rows(k: int) -> tuple[int, int]:
     return 2 * k - 1, 2 * k
 
 
-def project_onto_basis(W: Tensor, basis: Tensor) -> Tensor:
-    """Express W in the Fourier basis along its first axis.
-
-    W: (p, ...) — e.g. the embedding of the p number tokens, (p, d_model).
-    basis: (p, p) orthonormal rows. Returns (p, ...): row i is basis vector i's coefficient.
-    """
-    return torch.einsum("ix,x...->i...", basis.to(W.dtype), W)
-
-
 def frequency_norms(W_fourier: Tensor) -> Tensor:
     """The norm of each frequency's part of a Fourier-basis tensor.
 
@@ -100,22 +93,6 @@ def frequency_norms(W_fourier: Tensor) -> Tensor:
     sq = W_fourier.pow(2).reshape(W_fourier.shape[0], -1).sum(dim=1)
     n_freq = (W_fourier.shape[0] - 1) // 2
     return (sq[1 : 2 * n_freq : 2] + sq[2 : 2 * n_freq + 1 : 2]).sqrt()
-
-
-def key_frequencies(W_fourier: Tensor, n: int) -> list[int]:
-    """The n frequencies with the largest norm in `W_fourier` (p, ...), in increasing order."""
-    top = frequency_norms(W_fourier).topk(n).indices + 1
-    return sorted(int(k) for k in top)
-
-
-def fourier_2d(acts: Tensor, basis: Tensor) -> Tensor:
-    """Fourier transform over both inputs a and b.
-
-    acts: (p, p, ...) indexed [a, b, ...] (e.g. neuron activations, (p, p, d_mlp)).
-    Returns (p, p, ...): entry [i, j] is the coefficient of basis_i(a) * basis_j(b).
-    """
-    basis = basis.to(acts.dtype)
-    return torch.einsum("ia,jb,ab...->ij...", basis, basis, acts)
 
 
 def neuron_frequencies(acts: Tensor, basis: Tensor) -> tuple[Tensor, Tensor]:
@@ -139,34 +116,7 @@ def neuron_frequencies(acts: Tensor, basis: Tensor) -> tuple[Tensor, Tensor]:
     return best.indices + 1, best.values
 
 
-def cos_logit_terms(p: int, freqs: Sequence[int]) -> Tensor:
-    """cos(2 pi k (a + b - c) / p) for each frequency k: (len(freqs), p, p, p) indexed [k, a, b, c]."""
-    x = torch.arange(p, dtype=torch.float64)
-    abc = x[:, None, None] + x[None, :, None] - x[None, None, :]
-    k = torch.tensor(list(freqs), dtype=torch.float64)[:, None, None, None]
-    return torch.cos(2 * math.pi * k * abc / p).float()
-
-
-def ablate_frequencies(W: Tensor, basis: Tensor, remove: Sequence[int]) -> Tensor:
-    """W (p, ...) with the given frequencies removed along axis 0: same shape as W.
-
-    Projects onto the basis, zeroes the cos k and sin k rows of every k in `remove`, and
-    projects back. The constant (row 0) is never removed.
-    """
-    coeffs = project_onto_basis(W, basis).clone()
-    for k in remove:
-        coeffs[list(frequency_rows(k))] = 0.0
-    return torch.einsum("ix,i...->x...", basis.to(W.dtype), coeffs)
-
-
 # --- running the organism on every input ----------------------------------------------
-
-
-def all_pairs(p: int) -> tuple[Tensor, Tensor]:
-    """Every input "a b =" and its answer, a-major: tokens (p*p, 3) = [a, b, p], labels (p*p,)."""
-    a = torch.arange(p).repeat_interleave(p)
-    b = torch.arange(p).repeat(p)
-    return torch.stack([a, b, torch.full_like(a, p)], dim=1), (a + b) % p
 
 
 def embedding_replacement_hook(tokens: Tensor, W_numbers: Tensor):

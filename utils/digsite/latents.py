@@ -8,27 +8,22 @@
   browses it);
 - `steering_hook`: add a latent's direction to the residual stream.
 
+`top_activations` and `steering_hook` are chapter 4's exercise answers, from `digsite.solutions.ch04`.
+
 Shapes: latents (n_seq, pos, d_sae); one latent's activations (n_seq, pos); W_dec (d_sae, d_model).
 """
 
 from __future__ import annotations
 
 import html
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
 from .norms import direction_through_norm
-
-
-def top_activations(latent_acts: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The k largest activations of one latent: (seq indices (k,), pos indices (k,), values (k,)).
-
-    latent_acts: (n_seq, pos), the latent's activation on every token of a batch.
-    """
-    values, flat = latent_acts.flatten().topk(k)
-    return flat // latent_acts.shape[1], flat % latent_acts.shape[1], values
+from .solutions.ch04 import steering_hook as steering_hook  # the exercises' answers, the one text of each
+from .solutions.ch04 import top_activations
 
 
 def logit_effects(direction: Tensor, W_U: Tensor, ln_weight: Tensor | None = None, normalization: str = "LN") -> Tensor:
@@ -128,13 +123,3 @@ def dashboard_html(model, tokens: Tensor, latents: Tensor, latent: int, W_dec: T
         f"<b>Top contexts</b><ol>{''.join(rows)}</ol>"
         f"<b>Promotes:</b> {words(up.indices)}<br><b>Suppresses:</b> {words(down.indices)}"
     )
-
-
-def steering_hook(direction: Tensor, alpha: float) -> Callable[[Tensor, object], Tensor]:
-    """A forward hook adding alpha * direction/||direction|| to the activation (batch, pos, d) at every position."""
-    unit = direction / direction.norm()
-
-    def hook(x: Tensor, hook: object) -> Tensor:
-        return x + alpha * unit.to(x.dtype)
-
-    return hook

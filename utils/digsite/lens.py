@@ -25,6 +25,9 @@ import plotly.graph_objects as go
 import torch
 from torch import Tensor, nn
 
+from .solutions.ch02 import kl_to_final as _kl_to_final
+from .solutions.ch02 import logit_lens  # exercise 2.2's answer, the one text of it
+
 if TYPE_CHECKING:
     from .hooks import HookedModel
 
@@ -90,27 +93,16 @@ def unembed(model: HookedModel, x: Tensor) -> Tensor:
     return x @ model.W_U + model.b_U
 
 
-def logit_lens(model: HookedModel, stack: Tensor) -> Tensor:
-    """The logit lens: each entry through the model's final norm, then the unembedding.
-
-    stack (layer, ..., d_model) -> logits (layer, ..., d_vocab). The norm recomputes each
-    entry's own scale, exactly as the model's forward would if the stream ended there, so the
-    last entry (the final resid_post) gives the model's own logits.
-    """
-    return unembed(model, model.norm_module(None)(stack))
-
-
 def kl_to_final(lens_logits: Tensor, final_logits: Tensor, mask: Tensor | None = None) -> Tensor:
     """Mean KL(final || lens) per layer, in nats: (layer,).
 
     lens_logits (layer, ..., d_vocab), final_logits (..., d_vocab); mask (...) bool picks the
-    positions to average over (default: all).
+    positions to average over (default: all). Flattens the positions and calls exercise 2.7's
+    answer (`digsite.solutions.ch02.kl_to_final`).
     """
-    final = final_logits.log_softmax(-1)
-    kl = (final.exp() * (final - lens_logits.log_softmax(-1))).sum(-1)  # (layer, ...)
     if mask is None:
-        return kl.flatten(1).mean(-1)
-    return kl[:, mask].mean(-1)
+        return _kl_to_final(lens_logits.flatten(1, -2), final_logits.flatten(0, -2))
+    return _kl_to_final(lens_logits[:, mask], final_logits[mask])
 
 
 def answer_ranks(lens_logits: Tensor, final_pos: Tensor, answer_ids: Tensor) -> tuple[Tensor, Tensor]:

@@ -29,13 +29,16 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .hooks import Hook, HookedModel
+from .nodes import Node, all_nodes
 from .organisms.data import IOIPrompt, ioi_prompts
+from .solutions.ch03 import logit_diff  # exercise 3.1's answer, the one text of it
+from .solutions.ch03 import prune as _prune
 from .transformers_compat import KeysValues, forward_with_cache, kv_cache_from_output
 
 __all__ = [
@@ -159,15 +162,6 @@ def ioi_tokens(model: HookedModel, prompts: Sequence[IOIPrompt]) -> tuple[Tensor
     corrupt = clean.clone()
     corrupt[torch.arange(len(prompts)), _second_mention(clean, s)] = io
     return clean, corrupt, io, s
-
-
-def logit_diff(logits: Tensor, io: Tensor, s: Tensor) -> Tensor:
-    """logit(IO) - logit(S) at the last position, per prompt.
-
-    logits: (batch, pos, d_vocab); io, s: (batch,) token ids. Returns (batch,).
-    """
-    last = logits[:, -1]
-    return last.gather(-1, io[:, None]).squeeze(-1) - last.gather(-1, s[:, None]).squeeze(-1)
 
 
 def ioi_metric(model: HookedModel, data: IOIData) -> tuple[Metric, float, float]:
@@ -508,31 +502,6 @@ def attribution_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, m
 # --- circuits of nodes ------------------------------------------------------------------------
 
 
-class Node(NamedTuple):
-    """A node of the computational graph: a head (layer, head) or, with head None, a block's MLP."""
-
-    layer: int
-    head: int | None = None
-
-    def __str__(self) -> str:
-        return f"MLP{self.layer}" if self.head is None else f"{self.layer}.{self.head}"
-
-    @property
-    def hook(self) -> str:
-        """The hook whose value stands for this node's output."""
-        return f"blocks.{self.layer}.hook_mlp_out" if self.head is None else f"blocks.{self.layer}.attn.hook_z"
-
-
-def all_nodes(model: HookedModel, mlps: bool = True) -> list[Node]:
-    """Every head and (if `mlps`) every MLP, in forward order: block by block, heads before the MLP."""
-    out = []
-    for l in range(model.cfg.n_layers):
-        out += [Node(l, h) for h in range(model.cfg.n_heads)]
-        if mlps:
-            out.append(Node(l))
-    return out
-
-
 def ablation_values(model: HookedModel, clean: Tensor, corrupt: Tensor, kind: str = "resample") -> dict[str, Tensor]:
     """What an ablated node's output is replaced by, per hook (hook_z, hook_mlp_out of every block).
 
@@ -581,24 +550,26 @@ def circuit_score(model: HookedModel, clean: Tensor, values: Mapping[str, Tensor
 
 def prune_circuit(nodes: Sequence[Node], score: Callable[[list[Node]], float], threshold: float
                   ) -> tuple[list[Node], list[tuple[Node, float, bool]]]:
-    """ACDC-style greedy pruning over nodes, from the output backwards.
+    """ACDC-style greedy pruning over nodes, from the output backwards, with a log.
 
-    Start from every node. For each node, latest block first, ablate it too; if the score
-    falls by less than `threshold`, it stays out. score(kept_nodes) -> float, e.g. a
-    `circuit_score` with resample ablation. Returns (the kept nodes in forward order, a log
-    of (node, score without it, removed?)).
+    Exercise 3.9's answer (`digsite.solutions.ch03.prune`): start from every node; for each
+    node, latest block first, ablate it too; if the score falls by less than `threshold`, it
+    stays out. score(kept_nodes) -> float, e.g. a `circuit_score` with resample ablation.
+    Returns (the kept nodes in forward order, a log of (node, score without it, removed?),
+    latest node first), the log read from the scores the answer asked for.
     """
-    kept = list(nodes)
-    current = score(kept)
-    log = []
-    for node in reversed(list(nodes)):
-        trial = [n for n in kept if n != node]
-        value = score(trial)
-        removed = value >= current - threshold
-        if removed:
-            kept, current = trial, value
-        log.append((node, value, removed))
-    return kept, log
+    nodes = list(nodes)
+    scores: list[float] = []
+
+    def recorded(kept: list[Node]) -> float:
+        scores.append(score(kept))
+        return scores[-1]
+
+    kept = _prune(nodes, recorded, threshold)
+    if len(scores) != len(nodes) + 1:
+        raise RuntimeError(f"prune scored {len(scores)} circuits; expected the full one and one per node ({len(nodes) + 1}).")
+    return kept, [(node, value, node not in kept) for node, value in zip(reversed(nodes), scores[1:])]
+
 
 
 def head_roles(model: HookedModel, data: IOIData) -> dict[str, Tensor]:

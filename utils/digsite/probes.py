@@ -20,21 +20,53 @@ Comparing models:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import plotly.graph_objects as go
 import torch
-import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from torch import Tensor
 
 from . import patching
-from .hooks import Hook, HookedModel
+from .hooks import HookedModel
 from .lens import resid_names
+from .linear_probe import LinearProbe
 from .organisms import data as D
 from .organisms.data import IOIPrompt
+from .solutions import ch06 as _ch06
+from .solutions.ch06 import (  # the exercises' answers, the one text of each
+    control_labels,
+    direction_hook,
+    pattern_similarity,
+    project_out,
+    residuals_at,
+)
 from .threads import one_thread
+
+__all__ = [
+    "isa_prompts",
+    "kind_prompts",
+    "truth_statements",
+    "KINDS",
+    "last_positions",
+    "residuals_at",
+    "LinearProbe",
+    "train_probe",
+    "control_labels",
+    "split_indices",
+    "probe_scores",
+    "unit",
+    "project_out",
+    "direction_hook",
+    "intervene",
+    "all_patterns",
+    "pattern_similarity",
+    "flip_subject",
+    "ioi_batch",
+    "head_patching_map",
+    "ioi_attention_map",
+    "side_by_side",
+]
 
 # --- residuals -----------------------------------------------------------------------------
 
@@ -43,19 +75,6 @@ def last_positions(tokens: Tensor, pad_id: int) -> Tensor:
     """Index of each row's last real (non-pad) token. tokens: (batch, pos), right-padded -> (batch,)."""
     real = (tokens != pad_id).long()
     return real.sum(dim=1) - 1
-
-
-def residuals_at(model: HookedModel, tokens: Tensor, positions: Tensor) -> Tensor:
-    """The residual stream at one position per prompt, at every layer boundary.
-
-    tokens: (batch, pos); positions: (batch,) the position to read in each prompt.
-    Returns (n_layers + 1, batch, d_model): index l < n_layers is `blocks.l.hook_resid_pre`
-    (index 0 is the embedding), index n_layers the last block's `hook_resid_post`.
-    """
-    names = resid_names(model.cfg.n_layers)
-    _, cache = model.run_with_cache(tokens, names_filter=names)
-    rows = torch.arange(tokens.shape[0], device=tokens.device)
-    return torch.stack([cache[name][rows, positions.to(tokens.device)] for name in names])
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -115,36 +134,6 @@ def truth_statements(n_contexts: int = 2, seed: int = 0) -> list[tuple[str, str,
 # --- probes --------------------------------------------------------------------------------
 
 
-@dataclass
-class LinearProbe:
-    """A linear classifier on the residual stream: logits = X @ W + b.
-
-    W: (d_model, n_classes), b: (n_classes,).
-    """
-
-    W: Tensor
-    b: Tensor
-
-    def logits(self, X: Tensor) -> Tensor:
-        """X: (n, d_model) -> (n, n_classes)."""
-        return X @ self.W + self.b
-
-    def predict(self, X: Tensor) -> Tensor:
-        """X: (n, d_model) -> (n,) predicted class."""
-        return self.logits(X).argmax(dim=-1)
-
-    def accuracy(self, X: Tensor, y: Tensor) -> float:
-        """Fraction of rows of X (n, d_model) classified as y (n,)."""
-        return (self.predict(X) == y).float().mean().item()
-
-    def direction(self, cls: int = 1) -> Tensor:
-        """The direction (d_model,) that raises class `cls` against the others: W[:, cls] - mean over classes.
-
-        For a two-class probe, direction(1) points from class 0 to class 1.
-        """
-        return self.W[:, cls] - self.W.mean(dim=1)
-
-
 def train_probe(
     X: Tensor,
     y: Tensor,
@@ -155,21 +144,12 @@ def train_probe(
 ) -> LinearProbe:
     """Multinomial logistic regression, full batch, Adam from zero weights (deterministic).
 
+    Exercise 6.2's answer (`digsite.solutions.ch06.train_probe`), run with gradients on (also
+    under `torch.no_grad()`) and on one CPU thread (a model this small trains fastest on one).
     X: (n, d_model) features, y: (n,) labels in 0..n_classes-1 (default max(y) + 1).
-    Minimises cross-entropy + weight_decay * ||W||^2 for `steps` steps, on one CPU thread.
     """
-    X = X.detach().float()
-    n_classes = int(y.max()) + 1 if n_classes is None else n_classes
-    W = torch.zeros(X.shape[1], n_classes, requires_grad=True)
-    b = torch.zeros(n_classes, requires_grad=True)
-    opt = torch.optim.Adam([W, b], lr=lr)
     with torch.enable_grad(), one_thread():
-        for _ in range(steps):
-            loss = F.cross_entropy(X @ W + b, y) + weight_decay * W.pow(2).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return LinearProbe(W.detach(), b.detach())
+        return _ch06.train_probe(X, y, n_classes, steps, lr, weight_decay)
 
 
 def split_indices(n: int, test_frac: float = 0.3, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -179,44 +159,16 @@ def split_indices(n: int, test_frac: float = 0.3, seed: int = 0) -> tuple[Tensor
     return perm[k:].sort().values, perm[:k].sort().values
 
 
-def control_labels(types: Sequence[str], n_classes: int, seed: int = 0) -> Tensor:
-    """A control task (Hewitt & Liang, 2019): each distinct type gets one random label.
-
-    types: one string per example (e.g. its subject word). Every example of a type gets the
-    same label; labels are balanced over the types and independent of any real property.
-    Returns (n,) long.
-    """
-    distinct = sorted(set(types))
-    g = torch.Generator().manual_seed(seed)
-    table = torch.randperm(len(distinct), generator=g) % n_classes
-    label = {t: int(table[i]) for i, t in enumerate(distinct)}
-    return torch.tensor([label[t] for t in types], dtype=torch.long)
-
-
-def probe_scores(
-    X: Tensor,
-    y: Tensor,
-    y_control: Tensor,
-    train_idx: Tensor,
-    test_idx: Tensor,
-    n_classes: int | None = None,
-    **train_kwargs,
-) -> dict[str, Tensor]:
+def probe_scores(X: Tensor, y: Tensor, y_control: Tensor, train_idx: Tensor, test_idx: Tensor, **train_kwargs
+                 ) -> dict[str, Tensor]:
     """Train a task probe and a control probe at every layer; score them on held-out examples.
 
-    X: (n_layers + 1, n, d_model) residuals; y, y_control: (n,) labels; train_idx, test_idx: (k,).
-    Returns {"task": (L,), "control": (L,), "selectivity": (L,)} with selectivity = task - control.
+    Exercise 6.4's answer (`digsite.solutions.ch06.probe_scores`), with gradients on and on one
+    CPU thread. X: (n_layers + 1, n, d_model) residuals; y, y_control: (n,) labels; train_idx,
+    test_idx: (k,). Returns {"task": (L,), "control": (L,), "selectivity": (L,)}, selectivity = task - control.
     """
-    n_task = int(y.max()) + 1 if n_classes is None else n_classes
-    n_ctrl = int(y_control.max()) + 1
-    task, control = [], []
-    for layer in range(X.shape[0]):
-        Xtr, Xte = X[layer, train_idx], X[layer, test_idx]
-        task.append(train_probe(Xtr, y[train_idx], n_task, **train_kwargs).accuracy(Xte, y[test_idx]))
-        ctrl = train_probe(Xtr, y_control[train_idx], n_ctrl, **train_kwargs)
-        control.append(ctrl.accuracy(Xte, y_control[test_idx]))
-    task_t, control_t = torch.tensor(task), torch.tensor(control)
-    return {"task": task_t, "control": control_t, "selectivity": task_t - control_t}
+    with torch.enable_grad(), one_thread():
+        return _ch06.probe_scores(X, y, y_control, train_idx, test_idx, **train_kwargs)
 
 
 # --- directions ----------------------------------------------------------------------------
@@ -225,36 +177,6 @@ def probe_scores(
 def unit(direction: Tensor) -> Tensor:
     """direction / its norm. (d_model,) -> (d_model,)."""
     return direction / direction.norm()
-
-
-def project_out(resid: Tensor, direction: Tensor) -> Tensor:
-    """Remove the component of resid along direction: resid - (resid . d) d with d = unit(direction).
-
-    resid: (..., d_model), direction: (d_model,) (any length). Returns (..., d_model).
-    """
-    d = unit(direction).to(resid.dtype)
-    return resid - (resid @ d)[..., None] * d
-
-
-def direction_hook(direction: Tensor, positions: Tensor, alpha: float | None = None) -> Callable[[Tensor, Hook], Tensor]:
-    """A hook on a residual-stream point that edits one position per prompt along a direction.
-
-    direction: (d_model,), any length; positions: (batch,). alpha None: ablate, projecting the
-    direction out (`project_out`). A number: steer, adding alpha * unit(direction). Other
-    positions are untouched. The hook returns the edited copy of resid (batch, pos, d_model).
-    """
-    d = unit(direction)
-
-    def hook(resid: Tensor, hook: Hook) -> Tensor:
-        resid = resid.clone()
-        rows = torch.arange(resid.shape[0], device=resid.device)
-        pos = positions.to(resid.device)
-        here = resid[rows, pos]
-        dd = d.to(device=resid.device, dtype=resid.dtype)
-        resid[rows, pos] = project_out(here, dd) if alpha is None else here + alpha * dd
-        return resid
-
-    return hook
 
 
 def intervene(
@@ -282,19 +204,6 @@ def all_patterns(model: HookedModel, tokens: Tensor) -> Tensor:
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
     _, cache = model.run_with_cache(tokens, names_filter=names)
     return torch.cat([cache[name].transpose(0, 1) for name in names])
-
-
-def pattern_similarity(pa: Tensor, pb: Tensor) -> Tensor:
-    """How alike two sets of heads attend on the same tokens.
-
-    pa: (heads_a, batch, q_pos, k_pos), pb: (heads_b, batch, q_pos, k_pos). For each pair of heads,
-    the cosine similarity of their attention rows (one distribution over keys per query),
-    averaged over the batch and over every query position but the first (whose row is always
-    [1, 0, ...]). Returns (heads_a, heads_b).
-    """
-    a = F.normalize(pa[:, :, 1:].float(), dim=-1)
-    b = F.normalize(pb[:, :, 1:].float(), dim=-1)
-    return torch.einsum("ibqk,jbqk->ij", a, b) / (a.shape[1] * a.shape[2])
 
 
 def flip_subject(prompt: IOIPrompt) -> str:

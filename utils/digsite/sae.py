@@ -54,6 +54,7 @@ from .sae_eval import (
     toylang_tokens,
     zero_ablate_hook,
 )
+from .solutions.ch04 import topk_activation  # exercise 4.5's answer, the one text of it
 from .threads import one_thread
 
 __all__ = [
@@ -92,15 +93,6 @@ class SAEConfig:
 def normalize_rows(W: Tensor) -> Tensor:
     """Each row scaled to unit L2 norm. W: (n, d) -> (n, d)."""
     return W / W.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-
-
-def topk_activation(pre: Tensor, k: int) -> Tensor:
-    """Keep the k largest entries of each token's pre-activations (after a ReLU), zero the rest.
-
-    pre: (..., d_sae) -> (..., d_sae) with at most k non-zero entries per token.
-    """
-    values, indices = torch.relu(pre).topk(k, dim=-1)
-    return torch.zeros_like(pre).scatter(-1, indices, values)
 
 
 class SAE(nn.Module):

@@ -8,6 +8,8 @@
   `ce_loss_recovered`; and `evaluate_sae`, all of them at once.
 
 Anything with `sae(x) -> (latents, reconstruction)` and `sae.cfg.hook_name` works as `sae`.
+`l0_per_token` (exercise 4.6's `l0`), `explained_variance`, `latent_frequencies` and
+`ce_loss_recovered` are chapter 4's exercise answers, from `digsite.solutions.ch04`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .solutions.ch04 import ce_loss_recovered as ce_loss_recovered  # the exercises' answers, the one text of each
+from .solutions.ch04 import explained_variance, latent_frequencies
+from .solutions.ch04 import l0 as l0_per_token
 from .threads import one_thread
 
 
@@ -44,23 +49,6 @@ def collect_activations(model, tokens: Tensor, hook_name: str, batch: int = 64, 
             x = cache[hook_name]
             out.append(x[:, 1:] if skip_bos else x)
     return torch.cat(out).flatten(0, 1).float()
-
-
-def l0_per_token(f: Tensor) -> Tensor:
-    """Mean number of non-zero latents per token. f: (..., d_sae) -> scalar tensor."""
-    return (f != 0).float().sum(-1).mean()
-
-
-def explained_variance(x: Tensor, x_hat: Tensor) -> Tensor:
-    """1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over tokens. x, x_hat: (tokens, d_in) -> scalar."""
-    resid = (x - x_hat).pow(2).sum()
-    total = (x - x.mean(0, keepdim=True)).pow(2).sum()
-    return 1 - resid / total
-
-
-def latent_frequencies(f: Tensor) -> Tensor:
-    """Fraction of tokens on which each latent fires. f: (tokens, d_sae) -> (d_sae,)."""
-    return (f > 0).float().mean(0)
 
 
 def dead_and_dense(freq: Tensor, dense_threshold: float = 0.1) -> tuple[float, float]:
@@ -104,12 +92,6 @@ def ce_losses(model, sae: torch.nn.Module, tokens: Tensor, hook_name: str) -> tu
         with model.hooks(fwd_hooks=[(hook_name, zero_ablate_hook())]):
             zero = model(tokens, return_type="loss").item()
     return clean, spliced, zero
-
-
-def ce_loss_recovered(model, sae: torch.nn.Module, tokens: Tensor, hook_name: str) -> float:
-    """(CE_zero - CE_sae) / (CE_zero - CE_clean): 1 when splicing costs nothing, 0 when it is as bad as zeros."""
-    clean, spliced, zero = ce_losses(model, sae, tokens, hook_name)
-    return (zero - spliced) / (zero - clean)
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ behaviour a learner finds has a known ground truth:
   little narrative sentences, repeated phrases and repeated random word
   segments (so the models grow induction heads);
 * **repeated random tokens** (``repeated_tokens``) for induction;
-* **modular addition** (``modadd_dataset``) for the grokking organism.
+* **modular addition** (``all_pairs``, ``modadd_dataset``) for the grokking organism.
 
 Conventions
 -----------
@@ -468,18 +468,26 @@ def repeated_tokens(batch: int, seg_len: int, seed: int = 0, vocab_size: int | N
     return torch.cat([bos, seg, seg], dim=1)
 
 
+def all_pairs(p: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every modular-addition input "a b =" and its answer, a-major (row a * p + b).
+
+    Returns tokens (p*p, 3) = [a, b, p] (token id p is "=") and labels (p*p,) = (a + b) % p,
+    so a (p*p, ...) tensor of results reshapes to (p, p, ...) indexed [a, b].
+    """
+    a = torch.arange(p).repeat_interleave(p)
+    b = torch.arange(p).repeat(p)
+    return torch.stack([a, b, torch.full_like(a, p)], dim=1), (a + b) % p
+
+
 def modadd_dataset(p: int = 113, frac_train: float = 0.3, seed: int = 0
                    ) -> tuple[torch.LongTensor, torch.LongTensor, torch.LongTensor, torch.LongTensor]:
-    """All p*p pairs "a b =" split at random into train and test.
+    """All p*p pairs "a b =" (`all_pairs`) split at random into train and test.
 
     Inputs have shape (N, 3): token ids [a, b, p] where id p is "="; token id i < p is
     the number i. Labels have shape (N,): (a + b) % p, predicted at the last position.
     Returns (train_inputs, train_labels, test_inputs, test_labels).
     """
-    a = torch.arange(p).repeat_interleave(p)
-    b = torch.arange(p).repeat(p)
-    x = torch.stack([a, b, torch.full_like(a, p)], dim=1)
-    y = (a + b) % p
+    x, y = all_pairs(p)
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(p * p, generator=g)
     k = int(round(frac_train * p * p))

@@ -6,8 +6,8 @@ digsite.checks.ch03 take their references from here.
 
 import torch
 
-from digsite import patching as P
 from digsite.hooks import Hook, HookedModel
+from digsite.nodes import Node
 
 __all__ = ["ablation_value", "attribution_scores", "freeze_hook", "logit_diff", "normalise", "patch_head_hook", "patch_resid_hook", "patch_resid_once", "prune"]
 
@@ -101,7 +101,7 @@ def ablation_value(clean_acts: torch.Tensor, corrupt_acts: torch.Tensor, kind: s
     raise ValueError(f"unknown kind {kind!r}")
 
 
-def prune(nodes: list[P.Node], score, threshold: float) -> list[P.Node]:
+def prune(nodes: list[Node], score, threshold: float) -> list[Node]:
     """ACDC-style greedy node pruning. nodes: in forward order. score(list of kept nodes) -> float.
 
     Returns the kept nodes, in forward order.

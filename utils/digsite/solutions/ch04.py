@@ -6,8 +6,6 @@ digsite.checks.ch04 take their references from here.
 
 import torch
 
-from digsite import sae
-
 __all__ = ["ce_loss_recovered", "explained_variance", "feature_dimensionality", "l0", "latent_frequencies", "logit_effects", "sae_forward", "sae_loss", "steering_hook", "top_activations", "topk_activation", "toy_forward"]
 
 
@@ -81,10 +79,11 @@ def latent_frequencies(f: torch.Tensor) -> torch.Tensor:
     return (f > 0).float().mean(0)
 
 
-def ce_loss_recovered(model, autoencoder: sae.SAE, tokens: torch.Tensor, hook_name: str) -> float:
+def ce_loss_recovered(model, autoencoder: torch.nn.Module, tokens: torch.Tensor, hook_name: str) -> float:
     """(CE_zero - CE_sae) / (CE_zero - CE_clean) with the activation at hook_name replaced at every position but BOS.
 
-    tokens: (batch, pos), no padding. autoencoder(x) returns (latents, reconstruction) for x (..., d_in).
+    tokens: (batch, pos), no padding. autoencoder (an `sae.SAE`, say): autoencoder(x) returns
+    (latents, reconstruction) for x (..., d_in).
     """
     def splice(x: torch.Tensor, hook) -> torch.Tensor:
         return torch.cat([x[:, :1], autoencoder(x[:, 1:])[1]], dim=1)

@@ -6,7 +6,7 @@ digsite.checks.ch05 take their references from here.
 
 import torch
 
-from digsite import fourier
+from digsite.organisms.data import all_pairs
 
 __all__ = ["ablate_frequencies", "cos_logit_terms", "fourier_2d", "fourier_basis", "key_frequencies", "neuron_acts", "project_onto_basis"]
 
@@ -65,7 +65,7 @@ def neuron_acts(model, p: int) -> torch.Tensor:
 
     model: the hooked modular-addition model. Returns (p, p, d_mlp), indexed [a, b, neuron].
     """
-    tokens, _ = fourier.all_pairs(p)
+    tokens, _ = all_pairs(p)
     _, cache = model.run_with_cache(tokens, names_filter="blocks.0.mlp.hook_post")
     return cache["blocks.0.mlp.hook_post"][:, -1].reshape(p, p, -1)
 

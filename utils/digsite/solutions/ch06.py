@@ -6,7 +6,7 @@ digsite.checks.ch06 take their references from here.
 
 import torch
 
-from digsite import probes as P
+from digsite.linear_probe import LinearProbe
 
 __all__ = ["control_labels", "direction_hook", "pattern_similarity", "probe_scores", "project_out", "residuals_at", "train_probe"]
 
@@ -28,7 +28,7 @@ def residuals_at(model, tokens: torch.Tensor, positions: torch.Tensor) -> torch.
 def train_probe(
     X: torch.Tensor, y: torch.Tensor, n_classes: int | None = None, steps: int = 300, lr: float = 0.01,
     weight_decay: float = 1e-3,
-) -> P.LinearProbe:
+) -> LinearProbe:
     """Multinomial logistic regression: full batch, Adam, from zero weights.
 
     X: (n, d_model) features; y: (n,) labels in 0..n_classes-1 (default: y.max() + 1 classes).
@@ -45,7 +45,7 @@ def train_probe(
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return P.LinearProbe(W.detach(), b.detach())
+    return LinearProbe(W.detach(), b.detach())
 
 
 def control_labels(types: list[str], n_classes: int, seed: int = 0) -> torch.Tensor:
