@@ -83,6 +83,9 @@ def test_home_page_links_into_the_site():
     assert home.startswith("# Dig Site") and "## Run the tests" not in home
     assert "](01_hooks.ipynb)" in home and "](chapters/" not in home
     assert "](workshop.md)" in home
+    # The README's Colab and Binder badges are images from other sites: the home page uses local copies.
+    assert "](assets/colab-badge.svg)" in home and "](assets/binder-badge.svg)" in home
+    assert not any(remote in home for remote in site.LOCAL_BADGES)
 
 
 # --- the built site in a real browser ---------------------------------------------------------

@@ -45,6 +45,9 @@ CACHE = Path(os.environ.get("DIGSITE_WEBSITE_CACHE", Path.home() / ".cache" / "d
 # Bump when the way notebooks are executed changes, so every cached notebook is redone.
 EXECUTION_VERSION = "1"
 BADGE_URL = "https://colab.research.google.com/assets/colab-badge.svg"
+BINDER_BADGE_URL = "https://mybinder.org/badge_logo.svg"
+#: Badge images the README and notebooks take from other sites, and the site's own copies of them.
+LOCAL_BADGES = {BADGE_URL: "assets/colab-badge.svg", BINDER_BADGE_URL: "assets/binder-badge.svg"}
 HEADING = re.compile(r"^#\s+(.+)$", re.MULTILINE)
 
 
@@ -290,7 +293,10 @@ def home_page(chapters: list[Chapter], repo: str) -> str:
             return f"]({path.name})"
         return f"](https://github.com/{repo}/blob/main/{target})"
 
-    return re.sub(r"\]\(((?!\s)([^)\s]+))\)", link, text)
+    text = re.sub(r"\]\(((?!\s)([^)\s]+))\)", link, text)
+    for remote, local in LOCAL_BADGES.items():  # the badges' images from the site itself: no request leaves
+        text = text.replace(f"]({remote})", f"]({local})")
+    return text
 
 
 def mkdocs_config(chapters: list[Chapter], guides: list[str], repo: str) -> dict:
