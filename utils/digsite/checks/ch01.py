@@ -74,7 +74,10 @@ def _cache_block_inputs(hf_model: nn.Module, input_ids: Tensor) -> Tensor:
 def _cache_without_removing(hf_model: nn.Module, input_ids: Tensor) -> Tensor:
     outputs: list[Tensor] = []
     for block in hf_model.transformer.h:
-        block.register_forward_hook(lambda module, inputs, output: outputs.append(output.detach()))
+        # (transformers 4.x blocks return a tuple, 5.x a tensor)
+        block.register_forward_hook(
+            lambda module, inputs, output: outputs.append((output[0] if isinstance(output, tuple) else output).detach())
+        )
     with torch.no_grad():
         hf_model(input_ids)
     return torch.stack(outputs)
