@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .hooks import Hook, HookedModel
+from .solutions.ch08 import token_attribution  # exercise 8's answer, written once in course/08
 
 __all__ = ["auroc", "final_positions", "flip_rates", "project_out_hook", "token_attribution"]
 
@@ -51,21 +52,6 @@ def flip_rates(model: HookedModel, tokens: Tensor, positions: Tensor, wanted: Te
     rows = torch.arange(tokens.shape[0])
     last = logits[rows, positions]
     return last[rows, wanted] > last[rows, other]
-
-
-def token_attribution(model: HookedModel, tokens: Tensor, slots: Tensor, metric: Callable[[Tensor], Tensor]) -> Tensor:
-    """For each vocabulary word v: sum over prompts of (W_E[v] - W_E[token at slot]) . d metric / d embedding[slot].
-
-    tokens (batch, pos); slots (batch,) the position whose token would be replaced in each prompt;
-    metric maps logits (batch, pos, vocab) to a scalar. Returns (d_vocab,): the first-order
-    change of the metric were each prompt's slot token replaced by v (positive: v raises it).
-    """
-    _, _, grads = model.run_with_cache_and_grads(tokens, metric, names_filter=["hook_embed"])
-    rows = torch.arange(tokens.shape[0])
-    g = grads["hook_embed"][rows, slots]  # (batch, d)
-    W_E = model.W_E.detach()
-    current = W_E[tokens[rows, slots]]  # (batch, d)
-    return W_E @ g.sum(0) - (current * g).sum()
 
 
 def project_out_hook(direction: Tensor, positions: Sequence[int] | None = None) -> Callable[[Tensor, Hook], Tensor]:
