@@ -73,13 +73,20 @@ def run(cmd: list[str], dry_run: bool) -> None:
 
 
 def has_torch(python: Path) -> bool:
-    return python.exists() and subprocess.run([str(python), "-c", "import torch"], capture_output=True, check=False).returncode == 0
+    return (
+        python.exists()
+        and subprocess.run([str(python), "-c", "import torch"], capture_output=True, check=False).returncode == 0
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--venv", type=Path, default=ROOT / ".venv", help="where to make the environment (default: .venv)")
-    parser.add_argument("--torch", choices=("auto", "cpu", "pypi"), default="auto", help="which torch build (default: auto)")
+    parser.add_argument(
+        "--venv", type=Path, default=ROOT / ".venv", help="where to make the environment (default: .venv)"
+    )
+    parser.add_argument(
+        "--torch", choices=("auto", "cpu", "pypi"), default="auto", help="which torch build (default: auto)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     args = parser.parse_args(argv)
     if sys.version_info < (3, 10):  # noqa: UP036 -- this runs under any python3, before anything is installed
@@ -98,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         why, index = choose_torch(args.torch, platform.system(), has_nvidia_gpu())
         print(f"2/3 PyTorch: {why}. After the download pip unpacks it for a minute without a word.", flush=True)
-        run([str(python), "-m", "pip", "install", torch_requirement(), *(["--index-url", index] if index else [])], args.dry_run)
+        run(
+            [str(python), "-m", "pip", "install", torch_requirement(), *(["--index-url", index] if index else [])],
+            args.dry_run,
+        )
 
     print('3/3 The course and JupyterLab: pip install -e ".[lab]" (about 110 MB to download).', flush=True)
     run([str(python), "-m", "pip", "install", "-e", f"{ROOT}[lab]"], args.dry_run)

@@ -90,10 +90,14 @@ def main() -> None:
         return
     print(f"torch threads {r['threads']}, median of {r['repeats']} runs")
     g = r["ioi_15_tokens"]
-    print(f"IOI prompt, {g['tokens']} tokens, {g['features']} features: {g['wall_s']:.2f} s wall, {g['cpu_s']:.2f} s CPU")
+    print(
+        f"IOI prompt, {g['tokens']} tokens, {g['features']} features: {g['wall_s']:.2f} s wall, {g['cpu_s']:.2f} s CPU"
+    )
     print("by prompt length:")
     for g in r["by_length"]:
-        print(f"  {g['tokens']:3d} tokens {g['features']:5d} features  {g['wall_s']:6.2f} s wall  {g['cpu_s']:6.2f} s CPU")
+        print(
+            f"  {g['tokens']:3d} tokens {g['features']:5d} features  {g['wall_s']:6.2f} s wall  {g['cpu_s']:6.2f} s CPU"
+        )
     print("by features per token (15-token prompt):")
     for g in r["by_k"]:
         print(f"  k={g['k']:2d} {g['features']:5d} features  {g['wall_s']:6.2f} s wall  {g['cpu_s']:6.2f} s CPU")

@@ -75,9 +75,13 @@ def transformer_lens_runner(model: torch.nn.Module, tokens: torch.Tensor, few: l
         return None
     folder = tempfile.mkdtemp()
     model.config.save_pretrained(folder)  # the bridge reads the config from a name or folder
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(tok_models.WordLevel({"<unk>": 0}, unk_token="<unk>")))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(tok_models.WordLevel({"<unk>": 0}, unk_token="<unk>"))
+    )
     # a copy: the bridge switches its model to eager attention, which would slow our baseline
-    bridge = TransformerBridge.boot_transformers(folder, hf_model=copy.deepcopy(model), tokenizer=tokenizer, device="cpu")
+    bridge = TransformerBridge.boot_transformers(
+        folder, hf_model=copy.deepcopy(model), tokenizer=tokenizer, device="cpu"
+    )
     return {
         "all": lambda: bridge.run_with_cache(tokens),
         "few": lambda: bridge.run_with_cache(tokens, names_filter=few),
@@ -118,8 +122,17 @@ def nnsight_runner(model: torch.nn.Module, tokens: torch.Tensor):
 def module_level(name: str) -> bool:
     """The hook names of what nnsight's "all" saves: module inputs and outputs, no attention internals."""
     return name == "ln_final.hook_out" or name.split(".", 2)[-1] in (
-        "hook_resid_pre", "ln1.hook_out", "attn.hook_z", "hook_attn_out", "hook_resid_mid",
-        "ln2.hook_out", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post")
+        "hook_resid_pre",
+        "ln1.hook_out",
+        "attn.hook_z",
+        "hook_attn_out",
+        "hook_resid_mid",
+        "ln2.hook_out",
+        "mlp.hook_pre",
+        "mlp.hook_post",
+        "hook_mlp_out",
+        "hook_resid_post",
+    )
 
 
 def digsite_runs(model: torch.nn.Module, tokens: torch.Tensor) -> dict[str, Callable[[], object]]:
@@ -134,14 +147,20 @@ def digsite_runs(model: torch.nn.Module, tokens: torch.Tensor) -> dict[str, Call
     }
 
 
-def measure(repeats: int, report: Callable[[dict], None] = lambda row: None,
-            pairs: list[tuple[str, torch.nn.Module, torch.Tensor]] | None = None) -> list[dict]:
+def measure(
+    repeats: int,
+    report: Callable[[dict], None] = lambda row: None,
+    pairs: list[tuple[str, torch.nn.Module, torch.Tensor]] | None = None,
+) -> list[dict]:
     """One row per model (default `models()`): medians (ms) and ratios to the plain forward; `report` sees each row."""
     rows = []
     for label, model, tokens in pairs if pairs is not None else models():
         runs = digsite_runs(model, tokens)
         few = [f"blocks.{l}.hook_resid_post" for l in range(model.config.n_layer)]
-        for peer, runner in [("TransformerLens", transformer_lens_runner(model, tokens, few)), ("nnsight", nnsight_runner(model, tokens))]:
+        for peer, runner in [
+            ("TransformerLens", transformer_lens_runner(model, tokens, few)),
+            ("nnsight", nnsight_runner(model, tokens)),
+        ]:
             if runner is not None:
                 runs[f"{peer} few"], runs[f"{peer} all"] = runner["few"], runner["all"]
         with torch.no_grad():
@@ -176,7 +195,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--keep-freed-memory", action="store_true", help="glibc keeps freed memory (see keep_freed_memory)")
+    parser.add_argument(
+        "--keep-freed-memory", action="store_true", help="glibc keeps freed memory (see keep_freed_memory)"
+    )
     args = parser.parse_args()
     if args.keep_freed_memory:
         keep_freed_memory()

@@ -79,11 +79,13 @@ class Hub:
         users = state / "users.txt"
         state.mkdir(parents=True, exist_ok=True)
         users.write_text("\n".join(self.names) + "\n")
-        command, env = hub_start.prepare(users, self.password, "shared", state / "hub", port=self.port,
-                                         api_token=self.token)
+        command, env = hub_start.prepare(
+            users, self.password, "shared", state / "hub", port=self.port, api_token=self.token
+        )
         self.log = open(state / "hub.log", "w")  # noqa: SIM115 - open while the hub runs; closed by close()
-        self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     cwd=state, start_new_session=True)
+        self.proc = subprocess.Popen(
+            command, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=state, start_new_session=True
+        )
         self.base = f"http://127.0.0.1:{self.port}"
 
     def close(self) -> None:
@@ -105,9 +107,14 @@ class Hub:
 async def api(client, method: str, url: str, token: str, body: dict | None = None, ok=(200, 201, 202, 204)):
     from tornado.httpclient import HTTPRequest
 
-    request = HTTPRequest(url, method=method, headers={"Authorization": f"token {token}"},
-                          body=json.dumps(body) if body is not None else (b"" if method == "POST" else None),
-                          request_timeout=300, allow_nonstandard_methods=True)
+    request = HTTPRequest(
+        url,
+        method=method,
+        headers={"Authorization": f"token {token}"},
+        body=json.dumps(body) if body is not None else (b"" if method == "POST" else None),
+        request_timeout=300,
+        allow_nonstandard_methods=True,
+    )
     response = await client.fetch(request, raise_error=False)
     if response.code not in ok:
         raise RuntimeError(f"{method} {url} -> {response.code}: {response.body[:300] if response.body else ''}")
@@ -137,36 +144,70 @@ async def login_form(client, hub: Hub, name: str) -> bool:
     xsrf = next((c.split("=", 1)[1] for c in cookie.split("; ") if c.startswith("_xsrf=")), "")
     results = []
     for password in (hub.password, hub.password + "x"):
-        response = await client.fetch(HTTPRequest(
-            f"{hub.base}/hub/login", method="POST", follow_redirects=False, headers={"Cookie": cookie},
-            body=urlencode({"username": name, "password": password, "_xsrf": xsrf})), raise_error=False)
-        results.append(response.code == 302 and "jupyterhub-session-id" in " ".join(response.headers.get_list("Set-Cookie")))
+        response = await client.fetch(
+            HTTPRequest(
+                f"{hub.base}/hub/login",
+                method="POST",
+                follow_redirects=False,
+                headers={"Cookie": cookie},
+                body=urlencode({"username": name, "password": password, "_xsrf": xsrf}),
+            ),
+            raise_error=False,
+        )
+        results.append(
+            response.code == 302 and "jupyterhub-session-id" in " ".join(response.headers.get_list("Set-Cookie"))
+        )
     return results == [True, False]
 
 
-async def learner(client, hub: Hub, name: str, token: str, cells: list[str], go: asyncio.Event,
-                  ready: asyncio.Queue, deadline: float) -> dict:
+async def learner(
+    client, hub: Hub, name: str, token: str, cells: list[str], go: asyncio.Event, ready: asyncio.Queue, deadline: float
+) -> dict:
     """One learner: a kernel on their server, then every cell in order once `go` is set."""
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
 
     base = f"{hub.base}/user/{name}"
     kernel = await api(client, "POST", f"{base}/api/kernels", token, {"name": "python3"})
-    ws = await websocket_connect(HTTPRequest(f"ws://127.0.0.1:{hub.port}/user/{name}/api/kernels/{kernel['id']}/channels",
-                                             headers={"Authorization": f"token {token}"}, request_timeout=120))
+    ws = await websocket_connect(
+        HTTPRequest(
+            f"ws://127.0.0.1:{hub.port}/user/{name}/api/kernels/{kernel['id']}/channels",
+            headers={"Authorization": f"token {token}"},
+            request_timeout=120,
+        )
+    )
     session = uuid.uuid4().hex
     latencies: list[float] = []
     error = ""
 
     async def run(code: str) -> tuple[float, str]:
         msg_id = uuid.uuid4().hex
-        ws.write_message(json.dumps({
-            "header": {"msg_id": msg_id, "username": name, "session": session, "msg_type": "execute_request",
-                       "version": "5.3", "date": ""},
-            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-            "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-                        "allow_stdin": False, "stop_on_error": True},
-        }))
+        ws.write_message(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": name,
+                        "session": session,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                        "date": "",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "buffers": [],
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": True,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": True,
+                    },
+                }
+            )
+        )
         start, replied, idle, status = time.perf_counter(), False, False, ""
         while not (replied and idle):
             remaining = deadline - time.monotonic()
@@ -198,8 +239,15 @@ async def learner(client, hub: Hub, name: str, token: str, cells: list[str], go:
             error = status
             break
     wall = time.perf_counter() - start
-    return {"name": name, "kernel": kernel["id"], "ok": not error and len(latencies) == len(cells),
-            "error": error, "latencies": latencies, "wall_s": wall, "ws": ws}
+    return {
+        "name": name,
+        "kernel": kernel["id"],
+        "ok": not error and len(latencies) == len(cells),
+        "error": error,
+        "latencies": latencies,
+        "wall_s": wall,
+        "ws": ws,
+    }
 
 
 def usage_by_learner(hub_pid: int) -> tuple[dict[str, float], dict[str, float], float]:
@@ -241,11 +289,19 @@ async def one_run(n: int, notebook: Path, timeout: float) -> dict:
             form_ok = await login_form(client, hub, hub.names[0])
             tokens = {}
             for name in hub.names:  # each learner's own token, issued by the hub's REST API
-                tokens[name] = (await api(client, "POST", f"{hub.base}/hub/api/users/{name}/tokens", hub.token,
-                                          {"note": "load test", "expires_in": 3600}))["token"]
+                tokens[name] = (
+                    await api(
+                        client,
+                        "POST",
+                        f"{hub.base}/hub/api/users/{name}/tokens",
+                        hub.token,
+                        {"note": "load test", "expires_in": 3600},
+                    )
+                )["token"]
             t0 = time.perf_counter()
-            await asyncio.gather(*(api(client, "POST", f"{hub.base}/hub/api/users/{name}/server", tokens[name])
-                                   for name in hub.names))
+            await asyncio.gather(
+                *(api(client, "POST", f"{hub.base}/hub/api/users/{name}/server", tokens[name]) for name in hub.names)
+            )
             while time.monotonic() < deadline:
                 users = [await api(client, "GET", f"{hub.base}/hub/api/users/{name}", hub.token) for name in hub.names]
                 if all(u["servers"].get("", {}).get("ready") for u in users):
@@ -255,8 +311,10 @@ async def one_run(n: int, notebook: Path, timeout: float) -> dict:
                 raise TimeoutError("Not every learner's server started in time.")
             spawn_s = time.perf_counter() - t0
             go, ready = asyncio.Event(), asyncio.Queue()
-            tasks = [asyncio.create_task(learner(client, hub, name, tokens[name], cells, go, ready, deadline))
-                     for name in hub.names]
+            tasks = [
+                asyncio.create_task(learner(client, hub, name, tokens[name], cells, go, ready, deadline))
+                for name in hub.names
+            ]
             waiting = n  # start everyone at the same moment, once every kernel answered its warm-up
             while waiting and time.monotonic() < deadline and not any(t.done() for t in tasks):
                 try:
@@ -269,8 +327,15 @@ async def one_run(n: int, notebook: Path, timeout: float) -> dict:
             per_mb, per_cpu, hub_mb = usage_by_learner(hub.proc.pid)
             for name, r in zip(hub.names, gathered):
                 if isinstance(r, BaseException):
-                    results.append({"name": name, "ok": False, "error": f"{type(r).__name__}: {r}",
-                                    "latencies": [], "wall_s": float("nan")})
+                    results.append(
+                        {
+                            "name": name,
+                            "ok": False,
+                            "error": f"{type(r).__name__}: {r}",
+                            "latencies": [],
+                            "wall_s": float("nan"),
+                        }
+                    )
                 else:
                     r["ws"].close()
                     await api(client, "DELETE", f"{hub.base}/user/{name}/api/kernels/{r['kernel']}", tokens[name])
@@ -284,21 +349,30 @@ async def one_run(n: int, notebook: Path, timeout: float) -> dict:
     working = [x for r in results for x in r["latencies"][SETUP_CELLS:]]
     learners_mb = [per_mb.get(r["name"], float("nan")) for r in results]
     learners_cpu = [per_cpu.get(r["name"], float("nan")) for r in results]
-    by_cell = [statistics.median(r["latencies"][i] for r in results if len(r["latencies"]) > i)
-               for i in range(max((len(r["latencies"]) for r in results), default=0))]
+    by_cell = [
+        statistics.median(r["latencies"][i] for r in results if len(r["latencies"]) > i)
+        for i in range(max((len(r["latencies"]) for r in results), default=0))
+    ]
     slowest = sorted(range(len(by_cell)), key=lambda i: -by_cell[i])[:3]
     return {
-        "n": n, "succeeded": sum(r["ok"] for r in results), "login_form_ok": form_ok, "cells": len(cells),
+        "n": n,
+        "succeeded": sum(r["ok"] for r in results),
+        "login_form_ok": form_ok,
+        "cells": len(cells),
         "spawn_all_s": round(spawn_s, 1),
-        "p50_s": round(percentile(latencies, 50), 3), "p95_s": round(percentile(latencies, 95), 3),
+        "p50_s": round(percentile(latencies, 50), 3),
+        "p95_s": round(percentile(latencies, 95), 3),
         "max_s": round(max(latencies, default=float("nan")), 3),
-        "p50_after_setup_s": round(percentile(working, 50), 3), "p95_after_setup_s": round(percentile(working, 95), 3),
+        "p50_after_setup_s": round(percentile(working, 50), 3),
+        "p95_after_setup_s": round(percentile(working, 95), 3),
         "by_cell_median_s": [round(x, 3) for x in by_cell],
         "wall_median_s": round(statistics.median(r["wall_s"] for r in results), 1),
-        "learner_mb_median": round(statistics.median(learners_mb), 0), "hub_proxy_mb": round(hub_mb, 0),
+        "learner_mb_median": round(statistics.median(learners_mb), 0),
+        "hub_proxy_mb": round(hub_mb, 0),
         "learner_cpu_s_median": round(statistics.median(learners_cpu), 1),
-        "slowest_cells": [{"cell": i + 1, "median_s": round(by_cell[i], 2), "code": cells[i].splitlines()[0][:60]}
-                          for i in slowest],
+        "slowest_cells": [
+            {"cell": i + 1, "median_s": round(by_cell[i], 2), "code": cells[i].splitlines()[0][:60]} for i in slowest
+        ],
         "errors": [f"{r['name']}: {r['error']}" for r in results if not r["ok"]][:5],
         "load_avg_1min_after": round(os.getloadavg()[0], 1),
     }
@@ -315,8 +389,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import psutil
 
-    machine = {"cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-               "load_avg_1min_before": round(os.getloadavg()[0], 1)}
+    machine = {
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_avg_1min_before": round(os.getloadavg()[0], 1),
+    }
     print(f"machine: {machine}", flush=True)
     runs = []
     for n in args.users:
@@ -324,17 +401,27 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(result)
         print(json.dumps(result), flush=True)
     served = [r["n"] for r in runs if r["succeeded"] == r["n"] and r["p95_after_setup_s"] < args.target]
-    summary = {"machine": machine, "notebook": str(args.notebook.relative_to(ROOT)) if args.notebook.is_relative_to(ROOT)
-               else str(args.notebook), "target_p95_s": args.target, "runs": runs,
-               "capacity_measured": max(served, default=0)}
-    print(f"\n{'N':>4} {'ok':>6} {'p50 s':>7} {'p95 s':>7} {'max s':>7} {'p95 after setup':>15} "
-          f"{'MB/learner':>10} {'CPU s/learner':>13} {'spawn s':>8}")
+    summary = {
+        "machine": machine,
+        "notebook": str(args.notebook.relative_to(ROOT)) if args.notebook.is_relative_to(ROOT) else str(args.notebook),
+        "target_p95_s": args.target,
+        "runs": runs,
+        "capacity_measured": max(served, default=0),
+    }
+    print(
+        f"\n{'N':>4} {'ok':>6} {'p50 s':>7} {'p95 s':>7} {'max s':>7} {'p95 after setup':>15} "
+        f"{'MB/learner':>10} {'CPU s/learner':>13} {'spawn s':>8}"
+    )
     for r in runs:
-        print(f"{r['n']:>4} {r['succeeded']:>3}/{r['n']:<2} {r['p50_s']:>7} {r['p95_s']:>7} {r['max_s']:>7} "
-              f"{r['p95_after_setup_s']:>15} {r['learner_mb_median']:>10} {r['learner_cpu_s_median']:>13} "
-              f"{r['spawn_all_s']:>8}")
-    print(f"largest N measured with every run ok and p95 (after the setup cells) < {args.target} s: "
-          f"{summary['capacity_measured']}")
+        print(
+            f"{r['n']:>4} {r['succeeded']:>3}/{r['n']:<2} {r['p50_s']:>7} {r['p95_s']:>7} {r['max_s']:>7} "
+            f"{r['p95_after_setup_s']:>15} {r['learner_mb_median']:>10} {r['learner_cpu_s_median']:>13} "
+            f"{r['spawn_all_s']:>8}"
+        )
+    print(
+        f"largest N measured with every run ok and p95 (after the setup cells) < {args.target} s: "
+        f"{summary['capacity_measured']}"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=1))

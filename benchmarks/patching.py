@@ -66,9 +66,16 @@ def run(n_prompts: int, repeats: int) -> dict:
     result["loop"] = {"wall_ms": loop_wall, "cpu_ms": loop_cpu}
     for label, kwargs in VARIANTS.items():
         values = P.patch_sweep(model, data.corrupt, source, patches, metric, **kwargs)
-        wall, cpu = median_ms(lambda kwargs=kwargs: P.patch_sweep(model, data.corrupt, source, patches, metric, **kwargs), repeats)
-        result[label] = {"wall_ms": wall, "cpu_ms": cpu, "speedup_wall": loop_wall / wall, "speedup_cpu": loop_cpu / cpu,
-                         "max_abs_diff": float((values - reference).abs().max())}
+        wall, cpu = median_ms(
+            lambda kwargs=kwargs: P.patch_sweep(model, data.corrupt, source, patches, metric, **kwargs), repeats
+        )
+        result[label] = {
+            "wall_ms": wall,
+            "cpu_ms": cpu,
+            "speedup_wall": loop_wall / wall,
+            "speedup_cpu": loop_cpu / cpu,
+            "max_abs_diff": float((values - reference).abs().max()),
+        }
     return result
 
 
@@ -84,15 +91,21 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"toylang, resid_pre sweep, {results[0]['patches']} patches of {results[0]['tokens']} tokens, "
-          f"{args.threads} thread(s), median of {args.repeats}")
+    print(
+        f"toylang, resid_pre sweep, {results[0]['patches']} patches of {results[0]['tokens']} tokens, "
+        f"{args.threads} thread(s), median of {args.repeats}"
+    )
     for r in results:
         loop = r["loop"]
-        print(f"\n{r['prompts']} prompts: one patch per forward: wall {loop['wall_ms']:.0f} ms, CPU {loop['cpu_ms']:.0f} ms")
+        print(
+            f"\n{r['prompts']} prompts: one patch per forward: wall {loop['wall_ms']:.0f} ms, CPU {loop['cpu_ms']:.0f} ms"
+        )
         for label in VARIANTS:
             v = r[label]
-            print(f"  {label:36s} wall {v['wall_ms']:7.0f} ms ({v['speedup_wall']:4.1f}x)  "
-                  f"CPU {v['cpu_ms']:6.0f} ms ({v['speedup_cpu']:4.1f}x)  max |diff| {v['max_abs_diff']:.1e}")
+            print(
+                f"  {label:36s} wall {v['wall_ms']:7.0f} ms ({v['speedup_wall']:4.1f}x)  "
+                f"CPU {v['cpu_ms']:6.0f} ms ({v['speedup_cpu']:4.1f}x)  max |diff| {v['max_abs_diff']:.1e}"
+            )
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ print("Running on", device)
 # let us write it once, properly: over the last dimension, and without overflowing when logits
 # are large (`torch.exp(1000.)` is `inf`).
 
+
 # %%
 def softmax(x: torch.Tensor) -> torch.Tensor:
     """Softmax over the last dimension.
@@ -114,7 +115,9 @@ for word, p in zip(words, top.values):
     print(f"{word:>10}  {p.item():.3f}")
 
 # %%
-fig = plot.line(top.values, x=words, title="Next-word probabilities after the prompt", xlabel="word", ylabel="probability")
+fig = plot.line(
+    top.values, x=words, title="Next-word probabilities after the prompt", xlabel="word", ylabel="probability"
+)
 fig.update_traces(mode="lines+markers")
 
 # %% [markdown]

@@ -122,6 +122,7 @@ print("next word:", toy.to_string(toy(prompt_ids)[0, -1].argmax(dim=-1, keepdim=
 # Record the residual stream after every block: hook each `hf_model.transformer.h[l]`, save
 # its output, run the model once, remove the hooks.
 
+
 # %%
 def cache_residual_stream(hf_model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
     """The residual stream after every block of a Hugging Face GPT-2.
@@ -179,8 +180,11 @@ claim("ch01.norm_big_tokens", norms[-1, big].max())
 claim("ch01.norm_predicting_before", norms[-2, -1])
 claim("ch01.norm_predicting_after", norms[-1, -1])
 plot.imshow(
-    norms, x=toy.to_str_tokens(prompt_ids), y=[f"after block {l}" for l in range(toy.cfg.n_layers)],
-    title="Norm of the residual stream", diverging=False,
+    norms,
+    x=toy.to_str_tokens(prompt_ids),
+    y=[f"after block {l}" for l in range(toy.cfg.n_layers)],
+    title="Norm of the residual stream",
+    diverging=False,
 )
 
 # %% [markdown]
@@ -191,12 +195,14 @@ plot.imshow(
 # A hook that *returns* a tensor replaces the module's output. Zero the output of one
 # block's MLP (`hf_model.transformer.h[layer].mlp`) and return the logits of that run.
 
+
 # %%
 def logits_without_mlp(hf_model: torch.nn.Module, input_ids: torch.Tensor, layer: int) -> torch.Tensor:
     """Logits (batch, pos, d_vocab) of a forward pass with block `layer`'s MLP output set to zero.
 
     The hook must be gone when the function returns.
     """
+
     # BEGIN SOLUTION
     def zero(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(output)
@@ -234,11 +240,21 @@ for text, answer in answers.items():
     target = toy.to_tokens(answer, prepend_bos=False)[0, 0]
     with torch.no_grad():
         p_clean = toy(ids)[0, -1].softmax(-1)[target].item()
-    p_without = [logits_without_mlp(hf, ids, layer)[0, -1].softmax(-1)[target].item() for layer in range(toy.cfg.n_layers)]
+    p_without = [
+        logits_without_mlp(hf, ids, layer)[0, -1].softmax(-1)[target].item() for layer in range(toy.cfg.n_layers)
+    ]
     curves[f"{text} →{answer}"] = torch.tensor(p_without)
-    print(f"p({answer.strip()}) clean {p_clean:.3f}; with one MLP zeroed: " + ", ".join(f"MLP {l} {p:.3f}" for l, p in enumerate(p_without)))
-fig = plot.line(curves, x=[f"MLP {l}" for l in range(toy.cfg.n_layers)], title="Probability of the right answer with one MLP zeroed",
-                xlabel="zeroed", ylabel="probability")
+    print(
+        f"p({answer.strip()}) clean {p_clean:.3f}; with one MLP zeroed: "
+        + ", ".join(f"MLP {l} {p:.3f}" for l, p in enumerate(p_without))
+    )
+fig = plot.line(
+    curves,
+    x=[f"MLP {l}" for l in range(toy.cfg.n_layers)],
+    title="Probability of the right answer with one MLP zeroed",
+    xlabel="zeroed",
+    ylabel="probability",
+)
 fig.update_traces(mode="lines+markers")
 
 # %% [markdown]
@@ -294,6 +310,7 @@ logits, cache = model.run_with_cache(tokens)
 # Head h at query position i scores every key position j with `q[i] · k[j] / sqrt(d_head)`,
 # sets the scores of future positions (j > i) to minus infinity — a language model must not
 # peek — and takes a softmax over j. The pattern's row i says where token i looks.
+
 
 # %%
 def attention_pattern(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -359,6 +376,7 @@ plot.attention_heads(cache["pattern", 1][0], str_tokens, [f"L1H{h}" for h in ran
 #
 # > Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 5 minutes
 
+
 # %%
 def per_token_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy at each position.
@@ -386,10 +404,17 @@ ch01.check_per_token_loss(per_token_loss)
 
 # %%
 loss = per_token_loss(logits, tokens)  # (batch, 2 * SEG_LEN)
-first, second = loss[:, 1:SEG_LEN].mean().item(), loss[:, SEG_LEN + 1:].mean().item()
-print(f"mean loss: first repeat {first:.2f}, second repeat {second:.2f}  (log d_vocab = {torch.tensor(model.cfg.d_vocab).log():.2f})")
-fig = plot.line(loss.mean(0), x=list(range(1, 2 * SEG_LEN + 1)), title="Loss on repeated random words",
-                xlabel="position of the predicted token", ylabel="loss (nats)")
+first, second = loss[:, 1:SEG_LEN].mean().item(), loss[:, SEG_LEN + 1 :].mean().item()
+print(
+    f"mean loss: first repeat {first:.2f}, second repeat {second:.2f}  (log d_vocab = {torch.tensor(model.cfg.d_vocab).log():.2f})"
+)
+fig = plot.line(
+    loss.mean(0),
+    x=list(range(1, 2 * SEG_LEN + 1)),
+    title="Loss on repeated random words",
+    xlabel="position of the predicted token",
+    ylabel="loss (nats)",
+)
 fig.add_vline(x=SEG_LEN + 0.5, line_dash="dot", annotation_text="repeat starts")
 
 # %% [markdown]
@@ -402,6 +427,7 @@ fig.add_vline(x=SEG_LEN + 0.5, line_dash="dot", annotation_text="repeat starts")
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 10 minutes
 #
 # Score each head by its mean attention from every position to the one just before it.
+
 
 # %%
 def previous_token_score(pattern: torch.Tensor) -> torch.Tensor:
@@ -431,6 +457,7 @@ ch01.check_previous_token_score(previous_token_score)
 # On `[<bos>, segment, segment]`, the first repeat fills positions `1 … SEG_LEN` and the second
 # `SEG_LEN + 1 … 2·SEG_LEN`. A query in the second repeat at position q holds the same token as
 # position q − SEG_LEN. An induction head attends to the token *after* that one.
+
 
 # %%
 def induction_score(pattern: torch.Tensor, seg_len: int) -> torch.Tensor:
@@ -468,8 +495,16 @@ ind_scores = induction.head_scores(model, tokens, partial(induction_score, seg_l
 dup_scores = induction.head_scores(model, tokens, partial(induction.duplicate_token_score, seg_len=SEG_LEN))
 heads = [f"H{h}" for h in range(model.cfg.n_heads)]
 layers = [f"L{l}" for l in range(model.cfg.n_layers)]
-plot.imshow(torch.cat([prev_scores, ind_scores, dup_scores], dim=1), x=[f"{kind} {h}" for kind in ("prev", "ind", "dup") for h in heads],
-            y=layers, title="Previous-token, induction and duplicate-token scores", diverging=False, zmax=1, text=True)
+plot.imshow(
+    torch.cat([prev_scores, ind_scores, dup_scores], dim=1),
+    x=[f"{kind} {h}" for kind in ("prev", "ind", "dup") for h in heads],
+    y=layers,
+    title="Previous-token, induction and duplicate-token scores",
+    diverging=False,
+    zmax=1,
+    text=True,
+)
+
 
 # %%
 def name_heads(scores: torch.Tensor, threshold: float) -> list[tuple[int, int]]:
@@ -500,7 +535,9 @@ claim("ch01.prev_score_0_3", prev_scores[0, 3])
 # or a phrase with one word changed the second time.
 
 # %%
-widgets.attention_explorer(model, "the red cat saw a green owl near the river , the red cat saw a green owl near the river", layer=1)
+widgets.attention_explorer(
+    model, "the red cat saw a green owl near the river , the red cat saw a green owl near the river", layer=1
+)
 
 # %% [markdown]
 # ## 5. Break something specific
@@ -515,6 +552,7 @@ widgets.attention_explorer(model, "the red cat saw a green owl near the river , 
 # ## Exercise 1.7 — a head-ablation hook
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 10 minutes
+
 
 # %%
 def head_ablation_hook(z: torch.Tensor, hook: Hook, head: int, means: torch.Tensor | None = None) -> torch.Tensor:
@@ -546,6 +584,7 @@ ch01.check_head_ablation_hook(head_ablation_hook)
 # Use your hook with `model.run_with_hooks` to zero-ablate head `layer.head` and return the
 # per-token loss. `functools.partial(head_ablation_hook, head=head)` fixes the head argument.
 
+
 # %%
 def loss_with_head_ablated(model: HookedModel, tokens: torch.Tensor, layer: int, head: int) -> torch.Tensor:
     """Per-token loss (batch, pos - 1) on tokens (batch, pos) with head `head` of layer `layer` zero-ablated."""
@@ -569,21 +608,33 @@ ch01.check_loss_with_head_ablated(loss_with_head_ablated)
 # Ablate each of the 8 heads in turn and measure the loss on the second repeat. You should see
 # two heads stand out — and one of them is not an induction head.
 
+
 # %%
 def second_repeat_loss(per_token: torch.Tensor) -> float:
     """Mean loss over the predictable part of the second repeat: (batch, 2 * SEG_LEN) -> a number."""
-    return per_token[:, SEG_LEN + 1:].mean().item()
+    return per_token[:, SEG_LEN + 1 :].mean().item()
 
 
-ablated = torch.tensor([[second_repeat_loss(loss_with_head_ablated(model, tokens, l, h)) for h in range(model.cfg.n_heads)]
-                        for l in range(model.cfg.n_layers)])
+ablated = torch.tensor(
+    [
+        [second_repeat_loss(loss_with_head_ablated(model, tokens, l, h)) for h in range(model.cfg.n_heads)]
+        for l in range(model.cfg.n_layers)
+    ]
+)
 claim("ch01.ablate_0_1", ablated[0, 1])
 claim("ch01.ablate_1_3", ablated[1, 3])
 claim("ch01.ablate_1_2", ablated[1, 2])
 claim("ch01.clean_second_repeat", second)
 claim("ch01.ablate_0_2", ablated[0, 2])
-plot.imshow(ablated, x=heads, y=layers, title=f"Second-repeat loss with one head zero-ablated (clean: {second:.2f})",
-            diverging=False, text=True, colorbar="loss")
+plot.imshow(
+    ablated,
+    x=heads,
+    y=layers,
+    title=f"Second-repeat loss with one head zero-ablated (clean: {second:.2f})",
+    diverging=False,
+    text=True,
+    colorbar="loss",
+)
 
 # %% [markdown]
 # Zeroing the previous-token head 0.1 ({{claim:ch01.ablate_0_1=5.05±0.01}}) or the induction head 1.3 ({{claim:ch01.ablate_1_3=5.70}}) destroys the
@@ -600,23 +651,39 @@ plot.imshow(ablated, x=heads, y=layers, title=f"Second-repeat loss with one head
 # control should leave it where it was.
 
 # %%
-control = next((l, h) for l in reversed(range(model.cfg.n_layers)) for h in range(model.cfg.n_heads)
-               if (l, h) not in [*induction_heads, prev_head])
+control = next(
+    (l, h)
+    for l in reversed(range(model.cfg.n_layers))
+    for h in range(model.cfg.n_heads)
+    if (l, h) not in [*induction_heads, prev_head]
+)
 runs = {
     "clean": induction.ablated_loss(model, tokens),
     "induction heads, zero-ablated": induction.ablated_loss(model, tokens, induction_heads, mode="zero"),
     "induction heads, mean-ablated": induction.ablated_loss(model, tokens, induction_heads, mode="mean"),
-    f"previous-token head {prev_head[0]}.{prev_head[1]}, mean-ablated": induction.ablated_loss(model, tokens, [prev_head], mode="mean"),
-    f"control head {control[0]}.{control[1]}, mean-ablated": induction.ablated_loss(model, tokens, [control], mode="mean"),
+    f"previous-token head {prev_head[0]}.{prev_head[1]}, mean-ablated": induction.ablated_loss(
+        model, tokens, [prev_head], mode="mean"
+    ),
+    f"control head {control[0]}.{control[1]}, mean-ablated": induction.ablated_loss(
+        model, tokens, [control], mode="mean"
+    ),
 }
 for label, run in runs.items():
     print(f"{label:>40}: first repeat {run[:, 1:SEG_LEN].mean():.2f}, second repeat {second_repeat_loss(run):.2f}")
-fig = plot.line({label: run.mean(0) for label, run in runs.items()}, x=list(range(1, 2 * SEG_LEN + 1)),
-                title="Per-token loss with heads ablated", xlabel="position of the predicted token", ylabel="loss (nats)")
+fig = plot.line(
+    {label: run.mean(0) for label, run in runs.items()},
+    x=list(range(1, 2 * SEG_LEN + 1)),
+    title="Per-token loss with heads ablated",
+    xlabel="position of the predicted token",
+    ylabel="loss (nats)",
+)
 claim("ch01.zero_both_second", second_repeat_loss(runs["induction heads, zero-ablated"]))
 claim("ch01.clean_first_repeat", runs["clean"][:, 1:SEG_LEN].mean())
 claim("ch01.mean_both_second", second_repeat_loss(runs["induction heads, mean-ablated"]))
-claim("ch01.mean_prev_second", second_repeat_loss(runs[f"previous-token head {prev_head[0]}.{prev_head[1]}, mean-ablated"]))
+claim(
+    "ch01.mean_prev_second",
+    second_repeat_loss(runs[f"previous-token head {prev_head[0]}.{prev_head[1]}, mean-ablated"]),
+)
 claim("ch01.mean_control_second", second_repeat_loss(runs[f"control head {control[0]}.{control[1]}, mean-ablated"]))
 fig.add_vline(x=SEG_LEN + 0.5, line_dash="dot")
 
@@ -647,6 +714,7 @@ fig.add_vline(x=SEG_LEN + 0.5, line_dash="dot")
 # ## Exercise 1.9 — the K-composition score
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
+
 
 # %%
 def k_composition_score(W_OV: torch.Tensor, W_QK: torch.Tensor) -> torch.Tensor:
@@ -682,22 +750,43 @@ ch01.check_k_composition_score(k_composition_score)
 with torch.no_grad():
     W_OV = model.W_V[0] @ model.W_O[0]  # (n_heads, d_model, d_model), layer 0
     W_QK = model.W_Q[1] @ model.W_K[1].transpose(-1, -2)  # (n_heads, d_model, d_model), layer 1
-    k_comp = torch.tensor([[k_composition_score(W_OV[i], W_QK[j]).item() for j in range(model.cfg.n_heads)]
-                           for i in range(model.cfg.n_heads)])
+    k_comp = torch.tensor(
+        [
+            [k_composition_score(W_OV[i], W_QK[j]).item() for j in range(model.cfg.n_heads)]
+            for i in range(model.cfg.n_heads)
+        ]
+    )
     generator = torch.Generator().manual_seed(0)
     d_model, d_head = model.cfg.d_model, model.cfg.d_head
-    baseline = torch.stack([
-        k_composition_score(torch.randn(d_model, d_head, generator=generator) @ torch.randn(d_head, d_model, generator=generator),
-                            torch.randn(d_model, d_head, generator=generator) @ torch.randn(d_head, d_model, generator=generator))
-        for _ in range(200)
-    ]).mean().item()
+    baseline = (
+        torch.stack(
+            [
+                k_composition_score(
+                    torch.randn(d_model, d_head, generator=generator)
+                    @ torch.randn(d_head, d_model, generator=generator),
+                    torch.randn(d_model, d_head, generator=generator)
+                    @ torch.randn(d_head, d_model, generator=generator),
+                )
+                for _ in range(200)
+            ]
+        )
+        .mean()
+        .item()
+    )
 torch.testing.assert_close(k_comp, induction.k_composition_scores(model, 0, 1).cpu())
 claim("ch01.kcomp_prev_to_induction", k_comp[1, 2])
 claim("ch01.kcomp_prev_to_induction", k_comp[1, 3])
 claim("ch01.kcomp_baseline", baseline)
-plot.imshow(k_comp, x=[f"L1H{h}" for h in range(model.cfg.n_heads)], y=[f"L0H{h}" for h in range(model.cfg.n_heads)],
-            title=f"K-composition, layer 0 → layer 1 (random baseline {baseline:.2f})", diverging=False, text=True,
-            xlabel="reading head (keys)", ylabel="writing head")
+plot.imshow(
+    k_comp,
+    x=[f"L1H{h}" for h in range(model.cfg.n_heads)],
+    y=[f"L0H{h}" for h in range(model.cfg.n_heads)],
+    title=f"K-composition, layer 0 → layer 1 (random baseline {baseline:.2f})",
+    diverging=False,
+    text=True,
+    xlabel="reading head (keys)",
+    ylabel="writing head",
+)
 
 # %% [markdown]
 # The intervention: mean-ablate the top previous-token head — then all of layer 0 — and
@@ -711,8 +800,10 @@ without_prev = induction.head_scores(model, tokens, score, fwd_hooks=induction.a
 layer_0 = [(0, h) for h in range(model.cfg.n_heads)]
 without_layer_0 = induction.head_scores(model, tokens, score, fwd_hooks=induction.ablation_hooks(layer_0, means))
 for l, h in induction_heads:
-    print(f"induction head {l}.{h}: score {ind_scores[l, h]:.2f}; without head {prev_head[0]}.{prev_head[1]}: "
-          f"{without_prev[l, h]:.2f}; without all of layer 0: {without_layer_0[l, h]:.2f}")
+    print(
+        f"induction head {l}.{h}: score {ind_scores[l, h]:.2f}; without head {prev_head[0]}.{prev_head[1]}: "
+        f"{without_prev[l, h]:.2f}; without all of layer 0: {without_layer_0[l, h]:.2f}"
+    )
     claim("ch01.ind_without_prev", without_prev[l, h])
     claim("ch01.ind_without_layer0", without_layer_0[l, h])
 
@@ -732,6 +823,7 @@ for l, h in induction_heads:
 # ## Exercise 1.10 — similarity of position embeddings
 #
 # > Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵⚪⚪⚪ · about 5 minutes
+
 
 # %%
 def positional_similarity(W_pos: torch.Tensor) -> torch.Tensor:
@@ -768,13 +860,19 @@ for distance in (1, 2, 5, 10, 20, 40):
     print(f"mean similarity at distance {distance:>2}: {similarity.diagonal(distance).mean():.2f}")
 claim("ch01.pos_similarity_1", similarity.diagonal(1).mean())
 claim("ch01.pos_similarity_2", similarity.diagonal(2).mean())
-plot.imshow(similarity, title="Cosine similarity of position embeddings (induction organism)", xlabel="position",
-            ylabel="position", zmax=1)
+plot.imshow(
+    similarity,
+    title="Cosine similarity of position embeddings (induction organism)",
+    xlabel="position",
+    ylabel="position",
+    zmax=1,
+)
 
 # %% [markdown]
 # A sharper question: how much of the position can be read back *linearly* from the residual
 # stream? Fit a least-squares probe from the stream to the position index and measure R² on
 # held-out sequences.
+
 
 # %%
 def position_probe_r2(layer_name: str) -> float:
@@ -790,7 +888,10 @@ def position_probe_r2(layer_name: str) -> float:
     return 1 - (residual / ((target[test] - target[test].mean()) ** 2).sum()).item()
 
 
-r2 = {name: position_probe_r2(name) for name in ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.1.hook_resid_post"]}
+r2 = {
+    name: position_probe_r2(name)
+    for name in ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.1.hook_resid_post"]
+}
 for name, value in r2.items():
     print(f"{name:>26}: R² = {value:.3f}")
 claim("ch01.r2_embed", r2["blocks.0.hook_resid_pre"])
@@ -815,15 +916,23 @@ claim("ch01.r2_after_1", r2["blocks.1.hook_resid_post"])
 # %%
 if online():
     gpt2 = load_model("gpt2", device=device)
-    gpt2_tokens = repeated_tokens(batch=8, seg_len=50, seed=0, vocab_size=gpt2.cfg.d_vocab, bos_id=gpt2.tokenizer.bos_token_id,
-                                  low=0).to(device)
+    gpt2_tokens = repeated_tokens(
+        batch=8, seg_len=50, seed=0, vocab_size=gpt2.cfg.d_vocab, bos_id=gpt2.tokenizer.bos_token_id, low=0
+    ).to(device)
     gpt2_ind = induction.head_scores(gpt2, gpt2_tokens, partial(induction_score, seg_len=50))
     gpt2_prev = induction.head_scores(gpt2, gpt2_tokens, previous_token_score)
-    print("top induction heads:", ", ".join(f"{l}.{h} ({gpt2_ind[l, h]:.2f})" for l, h in name_heads(gpt2_ind, 0.3)[:6]))
-    print("top previous-token heads:", ", ".join(f"{l}.{h} ({gpt2_prev[l, h]:.2f})" for l, h in name_heads(gpt2_prev, 0.3)[:4]))
+    print(
+        "top induction heads:", ", ".join(f"{l}.{h} ({gpt2_ind[l, h]:.2f})" for l, h in name_heads(gpt2_ind, 0.3)[:6])
+    )
+    print(
+        "top previous-token heads:",
+        ", ".join(f"{l}.{h} ({gpt2_prev[l, h]:.2f})" for l, h in name_heads(gpt2_prev, 0.3)[:4]),
+    )
     from IPython.display import display
 
-    display(plot.imshow(gpt2_ind, title="GPT-2 small: induction scores", xlabel="head", ylabel="layer", diverging=False))
+    display(
+        plot.imshow(gpt2_ind, title="GPT-2 small: induction scores", xlabel="head", ylabel="layer", diverging=False)
+    )
 else:
     print("Offline: skipping GPT-2. Everything above ran on the bundled induction organism.")
 

@@ -79,6 +79,7 @@ print("model's top 5:", [(model.to_string(i[None]), round(p.item(), 3)) for p, i
 # after the last block (`blocks.{n_layers-1}.hook_resid_post`): `n_layers + 1` entries. Entry 0
 # is just the embeddings; the last entry is what the model unembeds.
 
+
 # %%
 def residual_stack(cache, n_layers: int) -> torch.Tensor:
     """The residual stream before each block and after the last one.
@@ -118,6 +119,7 @@ print(stack.shape, torch.equal(stack, cache.accumulated_resid()))
 # then unembed with `model.W_U` (d_model, d_vocab) and `model.b_U` (d_vocab,). The last entry
 # must give back the model's own logits.
 
+
 # %%
 def logit_lens(model, stack: torch.Tensor) -> torch.Tensor:
     """The logit lens: final LayerNorm, then unembedding, applied to every entry.
@@ -152,8 +154,13 @@ with torch.no_grad():
     prompt_lens = logit_lens(model, stack)[:, 0].softmax(-1)  # (layer, pos, d_vocab)
 word_id = {w: model.to_tokens(w, prepend_bos=False)[0, 0] for w in ("to", "six", "Mary")}
 top_p, top_id = prompt_lens[:, -1].max(-1)
-print("top prediction at the last position, by layer:",
-      [(label, model.to_string(i[None]), round(p.item(), 2)) for label, p, i in zip(lens.stack_labels(n_layers), top_p, top_id)])
+print(
+    "top prediction at the last position, by layer:",
+    [
+        (label, model.to_string(i[None]), round(p.item(), 2))
+        for label, p, i in zip(lens.stack_labels(n_layers), top_p, top_id)
+    ],
+)
 claim("ch02.prompt_0_pre_to", prompt_lens[0, -1, word_id["to"]])
 claim("ch02.prompt_row0_self", 100 * (prompt_lens[0, 1:].argmax(-1) == tokens[0, 1:]).float().mean())
 claim("ch02.prompt_1_pre_six", prompt_lens[1, -1, word_id["six"]])
@@ -181,6 +188,7 @@ claim("ch02.prompt_final_mary", prompt_lens[4, -1, word_id["Mary"]])
 # prompts have different lengths, and `model.to_tokens` pads the shorter ones on the *right*,
 # so position `-1` is padding for them. `lens.prompt_batch` returns each prompt's last real
 # position, `final_pos`; that is where the next token (the answer) is predicted.
+
 
 # %%
 def answer_prob_and_rank(
@@ -215,6 +223,7 @@ ch02.check_answer_prob_and_rank(answer_prob_and_rank)
 # We use 200 held-out indirect-object prompts (name pairs and places the model never saw
 # together) and 200 is-a / located-in facts ("a cat is an" → animal, "Paris is in" → France).
 # We only need the residual stream, so we cache just those hook points.
+
 
 # %%
 def lens_on_task(texts: list[str], answers: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -262,9 +271,15 @@ claim("ch02.ioi_p_1_pre", ioi_p.mean(1)[1])
 
 # %%
 plot.line(
-    {f"{name}: {what}": v for name, (p, r) in lens_results.items()
-     for what, v in (("p(answer)", p.mean(1)), ("top-1 rate", (r == 0).float().mean(1)))},
-    x=labels, title="Logit lens: how sure is the model of the answer, layer by layer?", xlabel="layer", ylabel="",
+    {
+        f"{name}: {what}": v
+        for name, (p, r) in lens_results.items()
+        for what, v in (("p(answer)", p.mean(1)), ("top-1 rate", (r == 0).float().mean(1)))
+    },
+    x=labels,
+    title="Logit lens: how sure is the model of the answer, layer by layer?",
+    xlabel="layer",
+    ylabel="",
 )
 
 # %% [markdown]
@@ -291,7 +306,10 @@ texts, answers = tasks["indirect object"]
 task_tokens, final_pos = lens.prompt_batch(model, texts)
 answer_ids = model.to_tokens(answers, prepend_bos=False)[:, 0]
 task_logits, task_cache = model.run_with_cache(
-    task_tokens, names_filter=lambda name: name.endswith(("resid_pre", "resid_post", "embed", "hook_z", "mlp_out", "ln_final.hook_scale"))
+    task_tokens,
+    names_filter=lambda name: name.endswith(
+        ("resid_pre", "resid_post", "embed", "hook_z", "mlp_out", "ln_final.hook_scale")
+    ),
 )
 task_stack = residual_stack(task_cache, n_layers)
 batch = torch.arange(len(texts), device=device)
@@ -341,6 +359,7 @@ claim("ch02.without_ln_p", ln_check["without ln_final"][0])
 # (batch, pos, 1), multiply by the LayerNorm's weight. Leave out the bias `b`: it is a constant
 # that belongs to no part, and adding it to each of 10 parts would count it 10 times.
 
+
 # %%
 def apply_ln_to_stack(stack: torch.Tensor, cache, model) -> torch.Tensor:
     """The final LayerNorm as a linear map: centre, divide by the cached scale, times the weight.
@@ -376,7 +395,10 @@ with torch.no_grad():
     renormalised_sum = (ln_final(parts) - ln_final.bias).sum(0) + ln_final.bias
 print(part_labels)
 print("cached scale:     max |sum - ln_final output| =", f"{(cached_sum - cache['ln_final.hook_out']).abs().max():.1e}")
-print("re-normalised:    max |sum - ln_final output| =", f"{(renormalised_sum - cache['ln_final.hook_out']).abs().max():.1e}")
+print(
+    "re-normalised:    max |sum - ln_final output| =",
+    f"{(renormalised_sum - cache['ln_final.hook_out']).abs().max():.1e}",
+)
 
 # %% [markdown]
 # ### Two logit lenses
@@ -391,11 +413,23 @@ print("re-normalised:    max |sum - ln_final output| =", f"{(renormalised_sum - 
 # %%
 with torch.no_grad():
     renorm_p, _ = answer_prob_and_rank(with_ln, final_pos, answer_ids)
-    cached_p, _ = answer_prob_and_rank(task_cache.accumulated_resid(apply_ln=True) @ model.W_U + model.b_U, final_pos, answer_ids)
-print("norm of the residual stream at the last position, by layer:",
-      [round(v, 1) for v in task_stack[:, batch, final_pos].norm(dim=-1).mean(1).tolist()])
-plot.line({"recomputed scale (nostalgebraist, tuned lens)": renorm_p.mean(1), "cached final scale (TransformerLens)": cached_p.mean(1)},
-          x=labels, title="p(answer) under two logit lenses", xlabel="layer", ylabel="mean p(answer)")
+    cached_p, _ = answer_prob_and_rank(
+        task_cache.accumulated_resid(apply_ln=True) @ model.W_U + model.b_U, final_pos, answer_ids
+    )
+print(
+    "norm of the residual stream at the last position, by layer:",
+    [round(v, 1) for v in task_stack[:, batch, final_pos].norm(dim=-1).mean(1).tolist()],
+)
+plot.line(
+    {
+        "recomputed scale (nostalgebraist, tuned lens)": renorm_p.mean(1),
+        "cached final scale (TransformerLens)": cached_p.mean(1),
+    },
+    x=labels,
+    title="p(answer) under two logit lenses",
+    xlabel="layer",
+    ylabel="mean p(answer)",
+)
 
 # %% [markdown]
 # They agree at the output (same stream, same scale) and differ before it. Neither is wrong:
@@ -444,6 +478,7 @@ plot.line({"recomputed scale (nostalgebraist, tuned lens)": renorm_p.mean(1), "c
 # to the final residual stream. (The bias `b_O[l]` has no batch or position dims — `expand_as`
 # helps.)
 
+
 # %%
 def decompose_by_head(cache, model) -> torch.Tensor:
     """The final residual stream split into embeddings, every head, every attention bias, every MLP.
@@ -491,6 +526,7 @@ print(head_labels)
 # `W_U[:, correct] − W_U[:, wrong]`. Add one last row, the **constant term**: the LayerNorm bias
 # dotted with that direction, plus `b_U[correct] − b_U[wrong]`. Then the rows sum to the model's
 # logit difference *exactly* — the check holds you to it.
+
 
 # %%
 def direct_logit_attribution(
@@ -545,10 +581,21 @@ claim("ch02.dla_top_head", max(v for k, v in attr_of.items() if "H" in k))
 claim("ch02.dla_l3h2", attr_of["L3H2"])
 
 # %%
-head_grid = torch.stack([mean_attrs[2 + l * (model.cfg.n_heads + 2) : 2 + l * (model.cfg.n_heads + 2) + model.cfg.n_heads]
-                         for l in range(n_layers)])
-plot.imshow(head_grid, x=[f"H{h}" for h in range(model.cfg.n_heads)], y=[f"L{l}" for l in range(n_layers)],
-            title="Direct logit attribution of each head to logit(IO) − logit(S)", xlabel="head", ylabel="layer", text=True)
+head_grid = torch.stack(
+    [
+        mean_attrs[2 + l * (model.cfg.n_heads + 2) : 2 + l * (model.cfg.n_heads + 2) + model.cfg.n_heads]
+        for l in range(n_layers)
+    ]
+)
+plot.imshow(
+    head_grid,
+    x=[f"H{h}" for h in range(model.cfg.n_heads)],
+    y=[f"L{l}" for l in range(n_layers)],
+    title="Direct logit attribution of each head to logit(IO) − logit(S)",
+    xlabel="head",
+    ylabel="layer",
+    text=True,
+)
 
 # %% [markdown]
 # **What to see.** The attributions add up to the model's logit difference ({{claim:ch02.dla_logit_diff=11.08}} on average)
@@ -571,8 +618,9 @@ _, fact_cache = model.run_with_cache(fact_tokens)
 animal, instrument = (model.to_tokens([w], prepend_bos=False)[0, 0] for w in ("animal", "instrument"))
 n_fact = len(an_facts)
 with torch.no_grad():
-    fact_attrs = direct_logit_attribution(model, fact_cache, fact_cache.decompose_resid(), animal.repeat(n_fact),
-                                          instrument.repeat(n_fact), fact_pos)
+    fact_attrs = direct_logit_attribution(
+        model, fact_cache, fact_cache.decompose_resid(), animal.repeat(n_fact), instrument.repeat(n_fact), fact_pos
+    )
 fact_labels = cache.decompose_resid(return_labels=True)[1] + ["constant"]
 print(f"{n_fact} prompts 'a X is an' (X an animal); mean attribution to logit(animal) - logit(instrument):")
 print(", ".join(f"{name} {v:+.2f}" for name, v in zip(fact_labels, fact_attrs.mean(1))))
@@ -601,6 +649,7 @@ claim("ch02.fact_mlp3", fact_attr_of["3_mlp_out"])
 # `KL(final ‖ lens) = Σ_v p_final(v) (log p_final(v) − log p_lens(v))`, averaged over positions.
 # Use `log_softmax` for numerical stability. The direction matters: we ask how badly the lens
 # misses what the model actually predicts.
+
 
 # %%
 def kl_to_final(lens_logits: torch.Tensor, final_logits: torch.Tensor) -> torch.Tensor:
@@ -651,6 +700,7 @@ claim("ch02.kl_logit_embed", kl_logit[0])
 # the logit lens. With the translators initialised to zero this *is* the logit lens, so training
 # starts from it and can only improve.
 
+
 # %%
 def tuned_lens_logits(model, stack: torch.Tensor, translators: torch.nn.ModuleList) -> torch.Tensor:
     """The tuned lens: translate each block's resid_pre, keep the final entry, apply the logit lens.
@@ -698,8 +748,13 @@ claim("ch02.kl_tuned_3", kl_tuned[3])
 claim("ch02.kl_logit_3", kl_logit[3])
 
 # %%
-plot.line({"logit lens": kl_logit, "tuned lens": kl_tuned}, x=labels, title="KL(final ‖ lens) per layer, held-out text",
-          xlabel="layer", ylabel="KL (nats)")
+plot.line(
+    {"logit lens": kl_logit, "tuned lens": kl_tuned},
+    x=labels,
+    title="KL(final ‖ lens) per layer, held-out text",
+    xlabel="layer",
+    ylabel="KL (nats)",
+)
 
 # %% [markdown]
 # **What to see.** Both lenses are exact at the output (KL {{claim:ch02.kl_output=0.000}}). Before it, the tuned lens is
@@ -788,7 +843,11 @@ if online():
     with torch.no_grad():
         g_attrs = direct_logit_attribution(gpt2, g_cache, g_cache.stack_head_results(), g_io, g_s, g_pos)
     g_grid = g_attrs[:-1].mean(1).reshape(gpt2.cfg.n_layers, gpt2.cfg.n_heads)
-    display(plot.imshow(g_grid, title="GPT-2 small: direct logit attribution of each head (IO − S)", xlabel="head", ylabel="layer"))
+    display(
+        plot.imshow(
+            g_grid, title="GPT-2 small: direct logit attribution of each head (IO − S)", xlabel="head", ylabel="layer"
+        )
+    )
 else:
     print("Offline: skipping GPT-2. Everything above ran on the bundled toy-language model.")
 

@@ -89,6 +89,7 @@ print("roles:  ", data.labels)
 # difference of logits, so it ignores anything that shifts every logit equally, and it is linear
 # in the final residual stream — both help later.
 
+
 # %%
 def logit_diff(logits: torch.Tensor, io: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """logit(IO) - logit(S) at the last position, one value per prompt.
@@ -114,8 +115,10 @@ ch03.check_logit_diff(logit_diff)
 
 # %%
 with torch.no_grad():
-    ld = {name: logit_diff(model(tokens), data.io, data.s).mean().item()
-          for name, tokens in [("clean", data.clean), ("ABC", data.abc), ("swap", data.corrupt)]}
+    ld = {
+        name: logit_diff(model(tokens), data.io, data.s).mean().item()
+        for name, tokens in [("clean", data.clean), ("ABC", data.abc), ("swap", data.corrupt)]
+    }
 print(", ".join(f"{name}: {value:+.2f}" for name, value in ld.items()))
 claim("ch03.ld_clean", ld["clean"])
 claim("ch03.odds_clean", torch.tensor(ld["clean"]).exp())
@@ -141,6 +144,7 @@ claim("ch03.ld_gap", ld["clean"] - ld["swap"])
 # Raw logit differences are hard to compare across prompts and models. Normalise: map the
 # corrupt run's value to 0 and the clean run's to 1, linearly. Then "this patch scores 0.8"
 # reads "it restores 80% of the clean behaviour".
+
 
 # %%
 def normalise(ld: torch.Tensor, clean_ld: float, corrupt_ld: float) -> torch.Tensor:
@@ -191,6 +195,7 @@ with torch.no_grad():
 # A hook on `blocks.{l}.hook_resid_pre` receives the residual stream (batch, pos, d_model). Write
 # one that replaces a single position with the clean run's vector there.
 
+
 # %%
 def patch_resid_hook(resid: torch.Tensor, hook: Hook, pos: int, clean_cache) -> torch.Tensor:
     """Return resid (batch, pos, d_model) with position `pos` taken from clean_cache[hook.name].
@@ -221,9 +226,11 @@ ch03.check_patch_resid_hook(patch_resid_hook)
 # `blocks.{layer}.hook_resid_pre`, return the metric. Mind the direction: clean activations
 # go *into* the corrupt run.
 
+
 # %%
-def patch_resid_once(model: HookedModel, clean_tokens: torch.Tensor, corrupt_tokens: torch.Tensor, layer: int, pos: int,
-                     metric) -> float:
+def patch_resid_once(
+    model: HookedModel, clean_tokens: torch.Tensor, corrupt_tokens: torch.Tensor, layer: int, pos: int, metric
+) -> float:
     """The metric of the corrupt run with blocks.{layer}.hook_resid_pre at `pos` patched from the clean run.
 
     clean_tokens, corrupt_tokens: (batch, pos). metric: logits (batch, pos, d_vocab) -> scalar tensor.
@@ -264,10 +271,19 @@ ch03.check_patch_resid_once(patch_resid_once)
 # %%
 resid = P.resid_sweep(model, data.corrupt, data.clean, metric)
 for layer, pos in [(0, 10), (1, 14), (2, 10)]:
-    print(f"layer {layer}, position {pos}: yours {patch_resid_once(model, data.clean, data.corrupt, layer, pos, metric):.4f}, "
-          f"batched {resid[layer, pos]:.4f}")
-plot.imshow(resid, x=data.labels, y=[f"resid_pre {l}" for l in range(model.cfg.n_layers)], xlabel="position",
-            ylabel="layer", title="Denoising the residual stream (1 = clean, 0 = corrupt)", zmax=1)
+    print(
+        f"layer {layer}, position {pos}: yours {patch_resid_once(model, data.clean, data.corrupt, layer, pos, metric):.4f}, "
+        f"batched {resid[layer, pos]:.4f}"
+    )
+plot.imshow(
+    resid,
+    x=data.labels,
+    y=[f"resid_pre {l}" for l in range(model.cfg.n_layers)],
+    xlabel="position",
+    ylabel="layer",
+    title="Denoising the residual stream (1 = clean, 0 = corrupt)",
+    zmax=1,
+)
 
 # %% [markdown]
 # How much faster is it? Time your kind of loop (`P.patch_loop`, one forward pass per patch)
@@ -279,12 +295,15 @@ _, clean_resid = model.run_with_cache(data.clean, names_filter=names)
 patches = [P.Patch(name, (pos,)) for name in names for pos in range(data.clean.shape[1])]
 variants = {
     "one patch per forward": lambda: P.patch_loop(model, data.corrupt, clean_resid, patches, metric),
-    "batched": lambda: P.patch_sweep(model, data.corrupt, clean_resid, patches, metric, reuse_prefix=False,
-                                     skip_noops=False, reuse_positions=False),
-    "+ reuse the corrupt run below the patch": lambda: P.patch_sweep(model, data.corrupt, clean_resid, patches, metric,
-                                                                     skip_noops=False, reuse_positions=False),
-    "+ skip patches that change nothing": lambda: P.patch_sweep(model, data.corrupt, clean_resid, patches, metric,
-                                                                reuse_positions=False),
+    "batched": lambda: P.patch_sweep(
+        model, data.corrupt, clean_resid, patches, metric, reuse_prefix=False, skip_noops=False, reuse_positions=False
+    ),
+    "+ reuse the corrupt run below the patch": lambda: P.patch_sweep(
+        model, data.corrupt, clean_resid, patches, metric, skip_noops=False, reuse_positions=False
+    ),
+    "+ skip patches that change nothing": lambda: P.patch_sweep(
+        model, data.corrupt, clean_resid, patches, metric, reuse_positions=False
+    ),
     "+ reuse the positions before the patch": lambda: P.patch_sweep(model, data.corrupt, clean_resid, patches, metric),
 }
 seconds, results = {}, {}
@@ -294,16 +313,22 @@ with one_thread():  # one thread: the timings then measure the work, not threads
         results[label] = run()
         seconds[label] = time.process_time() - start
 for label in variants:
-    print(f"{label:42s} {seconds[label]:5.2f} s CPU  max |difference| from the loop "
-          f"{(results[label] - results['one patch per forward']).abs().max():.1e}")
+    print(
+        f"{label:42s} {seconds[label]:5.2f} s CPU  max |difference| from the loop "
+        f"{(results[label] - results['one patch per forward']).abs().max():.1e}"
+    )
 loop = seconds["one patch per forward"]
 claim("ch03.speedup_full", loop / seconds["+ reuse the positions before the patch"])
 claim("ch03.speedup_batched", loop / seconds["batched"])
 claim("ch03.speedup_skip", loop / seconds["+ skip patches that change nothing"])
-claim("ch03.positions_gain", seconds["+ skip patches that change nothing"] / seconds["+ reuse the positions before the patch"])
+claim(
+    "ch03.positions_gain",
+    seconds["+ skip patches that change nothing"] / seconds["+ reuse the positions before the patch"],
+)
 claim("ch03.max_difference", max((r - results["one patch per forward"]).abs().max() for r in results.values()))
 go.Figure(go.Bar(x=list(seconds.values()), y=list(seconds), orientation="h")).update_layout(
-    title="60 residual-stream patches on 32 prompts (CPU time)", xaxis_title="seconds", yaxis=dict(autorange="reversed"))
+    title="60 residual-stream patches on 32 prompts (CPU time)", xaxis_title="seconds", yaxis=dict(autorange="reversed")
+)
 
 # %% [markdown]
 # The values are the same (the largest difference from the loop is {{claim:ch03.max_difference=0.0000}} to four decimals). Timings vary
@@ -333,6 +358,7 @@ go.Figure(go.Bar(x=list(seconds.values()), y=list(seconds), orientation="h")).up
 # (batch, pos, head, d_head); `hook_pattern` is (batch, head, q_pos, k_pos). Write one hook that
 # patches one head, at every position, for all five.
 
+
 # %%
 def patch_head_hook(act: torch.Tensor, hook: Hook, head: int, clean_cache) -> torch.Tensor:
     """Replace head `head` of the activation by clean_cache[hook.name]'s, at every position.
@@ -361,24 +387,45 @@ ch03.check_patch_head_hook(patch_head_hook)
 # the whole head (z), then its inputs one at a time:
 
 # %%
-heads = {kind: P.head_sweep(model, data.corrupt, data.clean, metric, kind=kind) for kind in ["z", "q", "k", "v", "pattern"]}
-plot.imshow(heads["z"], x=[f"H{h}" for h in range(model.cfg.n_heads)], y=[f"L{l}" for l in range(model.cfg.n_layers)],
-            xlabel="head", ylabel="layer", title="Denoising each head's output (z, all positions)", zmax=1, text=True)
+heads = {
+    kind: P.head_sweep(model, data.corrupt, data.clean, metric, kind=kind) for kind in ["z", "q", "k", "v", "pattern"]
+}
+plot.imshow(
+    heads["z"],
+    x=[f"H{h}" for h in range(model.cfg.n_heads)],
+    y=[f"L{l}" for l in range(model.cfg.n_layers)],
+    xlabel="head",
+    ylabel="layer",
+    title="Denoising each head's output (z, all positions)",
+    zmax=1,
+    text=True,
+)
 
 # %%
 kinds = ["q", "k", "v", "pattern"]
 side_by_side = torch.cat([heads[k] for k in kinds], dim=1)
-plot.imshow(side_by_side, x=[f"{k} H{h}" for k in kinds for h in range(model.cfg.n_heads)],
-            y=[f"L{l}" for l in range(model.cfg.n_layers)], xlabel="what is patched, head", ylabel="layer",
-            title="Denoising one head's queries, keys, values or pattern", zmax=1, text=True)
+plot.imshow(
+    side_by_side,
+    x=[f"{k} H{h}" for k in kinds for h in range(model.cfg.n_heads)],
+    y=[f"L{l}" for l in range(model.cfg.n_layers)],
+    xlabel="what is patched, head",
+    ylabel="layer",
+    title="Denoising one head's queries, keys, values or pattern",
+    zmax=1,
+    text=True,
+)
 
 # %%
 roles = P.head_roles(model, data)
 for name in ["z", "q", "k", "v", "pattern"]:
-    print(f"{name:8s} 0.3: {heads[name][0, 3]:+.2f}   2.0: {heads[name][2, 0]:+.2f}   2.2: {heads[name][2, 2]:+.2f}   "
-          f"3.2: {heads[name][3, 2]:+.2f}")
-print(f"head 0.3 attends END->S2 {roles['END->S2'][0, 3]:.2f}; "
-      f"END->IO: 2.0 {roles['END->IO'][2, 0]:.2f}, 2.1 {roles['END->IO'][2, 1]:.2f}, 2.2 {roles['END->IO'][2, 2]:.2f}, 3.2 {roles['END->IO'][3, 2]:.2f}")
+    print(
+        f"{name:8s} 0.3: {heads[name][0, 3]:+.2f}   2.0: {heads[name][2, 0]:+.2f}   2.2: {heads[name][2, 2]:+.2f}   "
+        f"3.2: {heads[name][3, 2]:+.2f}"
+    )
+print(
+    f"head 0.3 attends END->S2 {roles['END->S2'][0, 3]:.2f}; "
+    f"END->IO: 2.0 {roles['END->IO'][2, 0]:.2f}, 2.1 {roles['END->IO'][2, 1]:.2f}, 2.2 {roles['END->IO'][2, 2]:.2f}, 3.2 {roles['END->IO'][3, 2]:.2f}"
+)
 claim("ch03.head_0_3", heads["z"][0, 3])
 claim("ch03.attn_0_3_s2", roles["END->S2"][0, 3])
 claim("ch03.mover_2_0", heads["z"][2, 0])
@@ -416,6 +463,7 @@ claim("ch03.attn_3_2_io", roles["END->IO"][3, 2])
 # Write the hook for step one, on `blocks.{l}.attn.hook_z`: return the corrupt run's z for every
 # head, except the sender (layer, head), which gets the clean run's.
 
+
 # %%
 def freeze_hook(z: torch.Tensor, hook: Hook, sender: tuple[int, int], clean_cache, corrupt_cache) -> torch.Tensor:
     """hook_z (batch, pos, head, d_head): the corrupt run's z, except the sender head's, from the clean run.
@@ -447,15 +495,24 @@ ch03.check_freeze_hook(freeze_hook)
 
 # %%
 movers = [(2, 0), (2, 2), (3, 2)]
-paths = torch.cat([P.path_patch(model, data.corrupt, data.clean, metric, movers, kind)[:3] for kind in ["q", "k", "v"]], dim=1)
+paths = torch.cat(
+    [P.path_patch(model, data.corrupt, data.clean, metric, movers, kind)[:3] for kind in ["q", "k", "v"]], dim=1
+)
 no_mlps = P.path_patch(model, data.corrupt, data.clean, metric, movers, "q", freeze_mlps=True)
 print(f"0.3 -> movers' queries: {paths[0, 3]:.2f}; with the MLPs frozen too: {no_mlps[0, 3]:.2f}")
 claim("ch03.path_0_3_q", paths[0, 3])
 claim("ch03.path_kv_max", paths[:, 4:].abs().max())
 claim("ch03.path_frozen_mlps", no_mlps[0, 3])
-plot.imshow(paths, x=[f"{k} H{h}" for k in "qkv" for h in range(model.cfg.n_heads)], y=["L0", "L1", "L2"],
-            xlabel="receivers' input, sender head", ylabel="sender layer", zmax=0.5, text=True,
-            title="Path patching: sender head → the name movers' q, k, v")
+plot.imshow(
+    paths,
+    x=[f"{k} H{h}" for k in "qkv" for h in range(model.cfg.n_heads)],
+    y=["L0", "L1", "L2"],
+    xlabel="receivers' input, sender head",
+    ylabel="sender layer",
+    zmax=0.5,
+    text=True,
+    title="Path patching: sender head → the name movers' q, k, v",
+)
 
 # %% [markdown]
 # **What to see:** the path 0.3 → name movers' **queries** restores about {{claim:ch03.path_0_3_q=0.25}}; nothing reaches
@@ -479,6 +536,7 @@ plot.imshow(paths, x=[f"{k} H{h}" for k in "qkv" for h in range(model.cfg.n_head
 # ## Exercise 3.7 — attribution scores per head
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 10 minutes
+
 
 # %%
 def attribution_scores(clean_z: torch.Tensor, corrupt_z: torch.Tensor, corrupt_grad: torch.Tensor) -> torch.Tensor:
@@ -508,17 +566,25 @@ _, corrupt_cache, grads = model.run_with_cache_and_grads(data.corrupt, metric, n
 estimate = torch.stack([attribution_scores(clean_cache[n], corrupt_cache[n], grads[n]) for n in z_names])
 head_labels = [f"{l}.{h}" for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
 corr = torch.corrcoef(torch.stack([estimate.flatten(), heads["z"].flatten()]))[0, 1]
-plot.scatter(heads["z"].flatten(), estimate.flatten(), labels=head_labels, diagonal=True,
-             xlabel="real patching (z, all positions)", ylabel="attribution estimate",
-             title=f"Attribution patching vs real head patching (r = {corr:.3f})")
+plot.scatter(
+    heads["z"].flatten(),
+    estimate.flatten(),
+    labels=head_labels,
+    diagonal=True,
+    xlabel="real patching (z, all positions)",
+    ylabel="attribution estimate",
+    title=f"Attribution patching vs real head patching (r = {corr:.3f})",
+)
 
 # %%
 resid_names = [f"blocks.{l}.hook_resid_pre" for l in range(model.cfg.n_layers)]
 resid_attr = P.attribution_patch(model, data.corrupt, data.clean, metric, resid_names)
 resid_estimate = torch.stack([resid_attr[n] for n in resid_names])
 print(f"heads: correlation {corr:.3f}; head 0.3 real {heads['z'][0, 3]:.2f}, estimated {estimate[0, 3]:.2f}")
-print(f"residual stream: S2 at layer 0 real {resid[0, 10]:.2f}, estimated {resid_estimate[0, 10]:.2f}; "
-      f"END at layer 3 real {resid[3, 14]:.2f}, estimated {resid_estimate[3, 14]:.2f}")
+print(
+    f"residual stream: S2 at layer 0 real {resid[0, 10]:.2f}, estimated {resid_estimate[0, 10]:.2f}; "
+    f"END at layer 3 real {resid[3, 14]:.2f}, estimated {resid_estimate[3, 14]:.2f}"
+)
 claim("ch03.attr_corr", corr)
 claim("ch03.attr_0_3_real", heads["z"][0, 3])
 claim("ch03.attr_0_3_estimate", estimate[0, 3])
@@ -560,6 +626,7 @@ claim("ch03.attr_end_estimate", resid_estimate[3, 14])
 #
 # > Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 5 minutes
 
+
 # %%
 def ablation_value(clean_acts: torch.Tensor, corrupt_acts: torch.Tensor, kind: str) -> torch.Tensor:
     """What replaces an ablated activation. clean_acts, corrupt_acts: (batch, pos, ...).
@@ -595,8 +662,10 @@ node_labels = [str(n) for n in nodes]
 hook_names = sorted({n.hook for n in nodes})
 _, clean_nodes = model.run_with_cache(data.clean, names_filter=hook_names)
 _, corrupt_nodes = model.run_with_cache(data.corrupt, names_filter=hook_names)
-values = {kind: {name: ablation_value(clean_nodes[name], corrupt_nodes[name], kind) for name in hook_names}
-          for kind in ["zero", "mean", "resample"]}
+values = {
+    kind: {name: ablation_value(clean_nodes[name], corrupt_nodes[name], kind) for name in hook_names}
+    for kind in ["zero", "mean", "resample"]
+}
 patches = [P.Patch(n.hook, () if n.head is None else (slice(None), n.head)) for n in nodes]
 single = torch.stack([P.patch_sweep(model, data.clean, values[kind], patches, metric) for kind in values])
 at = {label: i for i, label in enumerate(node_labels)}
@@ -613,8 +682,16 @@ claim("ch03.mean_2_1", single[kind_row["mean"], at["2.1"]])
 claim("ch03.mean_2_3", single[kind_row["mean"], at["2.3"]])
 claim("ch03.zero_0_1", single[kind_row["zero"], at["0.1"]])
 claim("ch03.zero_1_0", single[kind_row["zero"], at["1.0"]])
-plot.imshow(single, x=node_labels, y=list(values), xlabel="ablated node", ylabel="ablation",
-            title="The metric with one node ablated (1 = unharmed)", zmax=1.5, text=True)
+plot.imshow(
+    single,
+    x=node_labels,
+    y=list(values),
+    xlabel="ablated node",
+    ylabel="ablation",
+    title="The metric with one node ablated (1 = unharmed)",
+    zmax=1.5,
+    text=True,
+)
 
 # %% [markdown]
 # **What to see:** the three ablations disagree.
@@ -638,6 +715,7 @@ plot.imshow(single, x=node_labels, y=list(values), xlabel="ablated node", ylabel
 # Write the loop. `score(kept)` runs the clean prompts with every node *not* in `kept` ablated and
 # returns the metric. Visit nodes from the last to the first; remove a node for good when the
 # score falls by less than `threshold` compared with the *current* circuit.
+
 
 # %%
 def prune(nodes: list[Node], score, threshold: float) -> list[Node]:
@@ -678,8 +756,10 @@ for kind in values:
     score = lambda keep, kind=kind: P.circuit_score(model, data.clean, values[kind], keep, metric)
     circuits[kind] = prune(nodes, score, threshold)
     faithfulness[kind], empty[kind] = score(circuits[kind]), score([])
-    print(f"{kind:9s} circuit ({len(circuits[kind])} nodes): {' '.join(map(str, circuits[kind]))}  "
-          f"faithfulness {faithfulness[kind]:.2f}  (nothing kept: {empty[kind]:.2f})")
+    print(
+        f"{kind:9s} circuit ({len(circuits[kind])} nodes): {' '.join(map(str, circuits[kind]))}  "
+        f"faithfulness {faithfulness[kind]:.2f}  (nothing kept: {empty[kind]:.2f})"
+    )
 claim("ch03.resample_circuit_size", len(circuits["resample"]))
 claim("ch03.resample_faithfulness", faithfulness["resample"])
 claim("ch03.mean_circuit_size", len(circuits["mean"]))
@@ -769,7 +849,10 @@ if online():
     top = g_heads.flatten().abs().argsort(descending=True)[:10]
     print(f"GPT-2 logit difference: clean {g_clean:+.2f}, swap {g_corrupt:+.2f}")
     n_heads = gpt2.cfg.n_heads
-    print("largest head effects:", ", ".join(f"{i // n_heads}.{i % n_heads} ({g_heads.flatten()[i]:+.2f})" for i in top.tolist()))
+    print(
+        "largest head effects:",
+        ", ".join(f"{i // n_heads}.{i % n_heads} ({g_heads.flatten()[i]:+.2f})" for i in top.tolist()),
+    )
     from IPython.display import display
 
     display(plot.imshow(g_heads, xlabel="head", ylabel="layer", title="GPT-2 small: denoising each head's output"))

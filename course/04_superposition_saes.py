@@ -75,6 +75,7 @@ print("Running on", device)
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
 
+
 # %%
 def toy_forward(W: torch.Tensor, b: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     """ReLU(W^T W x + b), for every instance separately.
@@ -106,8 +107,9 @@ ch04.check_toy_forward(toy_forward)
 # %%
 densities = torch.tensor([1.0, 0.7, 0.5, 0.3, 0.2, 0.1, 0.05, 0.01])
 importance = 0.9 ** torch.arange(5)
-toy = superposition.ToyModel(n_instances=8, n_features=5, n_hidden=2,
-                             feature_probability=densities[:, None], importance=importance, seed=0)
+toy = superposition.ToyModel(
+    n_instances=8, n_features=5, n_hidden=2, feature_probability=densities[:, None], importance=importance, seed=0
+)
 t0 = time.time()
 superposition.train_toy_model(toy, steps=2000, batch_size=1024, lr=1e-2, seed=0)
 print(f"trained 8 toy models in {time.time() - t0:.1f} s")
@@ -131,6 +133,7 @@ superposition.plot_features_2d(toy.W.detach(), importance, titles=[f"p = {p:g}" 
 # where $\hat W_i$ is the unit vector along $W_i$. A feature with a dimension to itself has
 # D = 1; two features sharing one dimension antipodally have 1/2 each; a pentagon gives 2/5;
 # an ignored feature 0.
+
 
 # %%
 def feature_dimensionality(W: torch.Tensor) -> torch.Tensor:
@@ -185,10 +188,15 @@ claim("ch04.pentagon_D", D[-1].max())
 phase_densities = torch.logspace(0, -1.5, 10)
 relative_importances = torch.logspace(-1, 1, 10)
 phases = superposition.phase_diagram(phase_densities, relative_importances, steps=1500, seed=0)
-plot.imshow(phases.float(), x=[f"{d:.2g}" for d in phase_densities.tolist()],
-                  y=[f"{r:.2g}" for r in relative_importances.tolist()], diverging=False,
-                  title="0: only feature 0 · 1: only feature 1 · 2: both, in superposition · 3: neither",
-                  xlabel="feature density p (sparser →)", ylabel="relative importance of feature 1")
+plot.imshow(
+    phases.float(),
+    x=[f"{d:.2g}" for d in phase_densities.tolist()],
+    y=[f"{r:.2g}" for r in relative_importances.tolist()],
+    diverging=False,
+    title="0: only feature 0 · 1: only feature 1 · 2: both, in superposition · 3: neither",
+    xlabel="feature density p (sparser →)",
+    ylabel="relative importance of feature 1",
+)
 
 # %% [markdown]
 # Dense features (left): whichever feature is more important gets the dimension, the other
@@ -239,6 +247,7 @@ claim("ch04.resid_norm", eval_acts.norm(dim=-1).mean())
 # Normalise the decoder rows inside the forward pass (divide each row by its norm), so the
 # decoder you use is always unit-norm whatever the optimiser does to the raw parameter.
 
+
 # %%
 def sae_forward(
     x: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor
@@ -274,9 +283,14 @@ ch04.check_sae_forward(sae_forward)
 # Not on the pre-activations (negative values are already zero after the ReLU), not on the
 # reconstruction, not on the weights.
 
+
 # %%
 def sae_loss(
-    x: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor,
+    x: torch.Tensor,
+    W_enc: torch.Tensor,
+    b_enc: torch.Tensor,
+    W_dec: torch.Tensor,
+    b_dec: torch.Tensor,
     l1_coeff: float,
 ) -> torch.Tensor:
     """mean((x_hat - x)^2) + l1_coeff * mean over tokens of sum over latents |f|. x: (batch, d_in) -> scalar."""
@@ -307,8 +321,12 @@ l1_history = sae.train_sae(l1_sae, acts, steps=800, batch_size=1024, lr=2e-3, se
 print(f"trained in {time.time() - t0:.0f} s")
 claim("ch04.l1_l0_start", max(l1_history["l0"][:100]))
 claim("ch04.l1_l0_end", l1_history["l0"][-1])
-plot.line({"MSE": torch.tensor(l1_history["mse"]), "L0 / 100": torch.tensor(l1_history["l0"]) / 100},
-          title="ReLU + L1 SAE training", xlabel="step", log_y=True)
+plot.line(
+    {"MSE": torch.tensor(l1_history["mse"]), "L0 / 100": torch.tensor(l1_history["l0"]) / 100},
+    title="ReLU + L1 SAE training",
+    xlabel="step",
+    log_y=True,
+)
 
 # %% [markdown]
 # The reconstruction error drops at once. As the L1 penalty warms up (the first 80 steps), L0 —
@@ -324,6 +342,7 @@ plot.line({"MSE": torch.tensor(l1_history["mse"]), "L0 / 100": torch.tensor(l1_h
 # fire. Gao et al. (2024) drop it and enforce sparsity directly: keep each token's `k` largest
 # pre-activations and zero the rest. L0 is then k by construction, and there is nothing to tune
 # but k.
+
 
 # %%
 def topk_activation(pre: torch.Tensor, k: int) -> torch.Tensor:
@@ -357,8 +376,12 @@ t0 = time.time()
 topk_history = sae.train_sae(topk_sae, acts, steps=800, batch_size=1024, lr=2e-3, seed=0, resample_every=200)
 print(f"trained in {time.time() - t0:.0f} s; latents resampled at each check: {topk_history['resampled']}")
 claim("ch04.topk_resampled", sum(topk_history["resampled"]))
-plot.line({"ReLU + L1": torch.tensor(l1_history["mse"]), "TopK": torch.tensor(topk_history["mse"])},
-          title="reconstruction MSE while training", xlabel="step", log_y=True)
+plot.line(
+    {"ReLU + L1": torch.tensor(l1_history["mse"]), "TopK": torch.tensor(topk_history["mse"])},
+    title="reconstruction MSE while training",
+    xlabel="step",
+    log_y=True,
+)
 
 # %% [markdown]
 # # Part 3 — Is it any good? The metrics practitioners report
@@ -374,6 +397,7 @@ plot.line({"ReLU + L1": torch.tensor(l1_history["mse"]), "TopK": torch.tensor(to
 # L0 is the number of non-zero latents **per token**, averaged over tokens. (Not the number of
 # latents that fired somewhere in the batch: that grows with the batch and says nothing about
 # how short each token's explanation is.)
+
 
 # %%
 def l0(f: torch.Tensor) -> torch.Tensor:
@@ -406,6 +430,7 @@ ch04.check_l0(l0)
 # The MSE alone is hard to read: is 0.05 good? Compare it with the variance of the
 # activations: the fraction of variance explained is 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖², with x̄ the
 # mean activation over tokens. 1 is perfect; 0 is no better than always predicting x̄.
+
 
 # %%
 def explained_variance(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -441,6 +466,7 @@ ch04.check_explained_variance(explained_variance)
 # A latent's **firing frequency** is the fraction of tokens on which it is non-zero. A latent
 # that never fires is **dead**: wasted capacity. One that fires on a large fraction of tokens
 # (here: more than 10%) is **dense**, and rarely interpretable. Both should be few.
+
 
 # %%
 def latent_frequencies(f: torch.Tensor) -> torch.Tensor:
@@ -482,6 +508,7 @@ ch04.check_latent_frequencies(latent_frequencies)
 # return_type="loss")` for the mean next-token loss, and `model.hooks(fwd_hooks=...)` or
 # `model.run_with_hooks` to swap the activation.
 
+
 # %%
 def ce_loss_recovered(model, autoencoder: torch.nn.Module, tokens: torch.Tensor, hook_name: str) -> float:
     """(CE_zero - CE_sae) / (CE_zero - CE_clean) with the activation at hook_name replaced at every position but BOS.
@@ -489,6 +516,7 @@ def ce_loss_recovered(model, autoencoder: torch.nn.Module, tokens: torch.Tensor,
     tokens: (batch, pos), no padding. autoencoder (an `sae.SAE`, say): autoencoder(x) returns
     (latents, reconstruction) for x (..., d_in).
     """
+
     # BEGIN SOLUTION
     def splice(x: torch.Tensor, hook) -> torch.Tensor:
         return torch.cat([x[:, :1], autoencoder(x[:, 1:])[1]], dim=1)
@@ -550,7 +578,9 @@ for name, s in [("ReLU + L1, 256", l1_sae), ("TopK k=16, 256", topk_sae), ("ship
 print(f"{'':26}" + "".join(f"{k:>13}" for k in next(iter(rows.values()))))
 for name, r in rows.items():
     print(f"{name:26}" + "".join(f"{v:13.3f}" for v in r.values()))
-print(f"\nshipped SAE, CE: clean {clean:.3f}, SAE spliced {spliced:.3f}, mean-ablated {mean_ablated:.3f}, zero-ablated {zeroed:.3f}")
+print(
+    f"\nshipped SAE, CE: clean {clean:.3f}, SAE spliced {spliced:.3f}, mean-ablated {mean_ablated:.3f}, zero-ablated {zeroed:.3f}"
+)
 l1_row, topk_row, shipped_row = rows.values()
 claim("ch04.l1_l0", l1_row["L0"])
 claim("ch04.l1_ev", l1_row["expl. var."])
@@ -594,8 +624,13 @@ claim("ch04.ce_sae", spliced)
 with torch.no_grad():
     shipped_latents = shipped(eval_acts)[0]  # (tokens, d_sae)
 log_freq = latent_frequencies(shipped_latents).clamp_min(1e-6).log10()
-plot.histogram(log_freq, nbins=50, title="shipped SAE: log10 firing frequency of each latent",
-               xlabel="log10(fraction of tokens)", ylabel="latents").update_layout(height=300)
+plot.histogram(
+    log_freq,
+    nbins=50,
+    title="shipped SAE: log10 firing frequency of each latent",
+    xlabel="log10(fraction of tokens)",
+    ylabel="latents",
+).update_layout(height=300)
 
 # %% [markdown]
 # ### Dead latents, and how to revive them
@@ -637,8 +672,10 @@ alive = latent_frequencies(small_sae(eval_acts)[0].detach()) > 0.001
 split = ((cos > 0.6).sum(1) >= 2) & alive
 candidate = int(((cos > 0.6).sum(1) * alive).argmax())
 print(f"{int(split.sum())} live latents of the 128-SAE have two or more 256-SAE latents with cosine > 0.6")
-print(f"small-SAE latent {candidate} has {int((cos[candidate] > 0.6).sum())} big-SAE latents with cosine > 0.6:",
-      [(int(i), round(float(cos[candidate, i]), 2)) for i in cos[candidate].topk(4).indices])
+print(
+    f"small-SAE latent {candidate} has {int((cos[candidate] > 0.6).sum())} big-SAE latents with cosine > 0.6:",
+    [(int(i), round(float(cos[candidate, i]), 2)) for i in cos[candidate].topk(4).indices],
+)
 claim("ch04.split_median_cos", best.median())
 claim("ch04.split_count", split.sum())
 
@@ -663,6 +700,7 @@ print("latents per sequence position:", tuple(latents.shape))
 # ## Exercise 4.10 — top-activating contexts
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
+
 
 # %%
 def top_activations(latent_acts: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -707,6 +745,7 @@ sae.activation_histogram(latents[..., LATENT], LATENT)
 # number common to all logits, which we leave out), and multiplies by its weight. Our weights
 # are raw Hugging Face weights, so that weight is not folded into `W_U`: apply it yourself.
 
+
 # %%
 def logit_effects(direction: torch.Tensor, W_U: torch.Tensor, ln_weight: torch.Tensor) -> torch.Tensor:
     """The direct effect of a residual direction on every logit, through the final LayerNorm.
@@ -731,7 +770,7 @@ ch04.check_logit_effects(logit_effects)
 ln_weight = model.norm_module(None).weight.detach()
 effects = logit_effects(shipped.W_dec_normalized[LATENT].detach(), model.W_U.detach(), ln_weight)
 for label, ids in [("promotes", effects.topk(10).indices), ("suppresses", (-effects).topk(10).indices)]:
-    print(f"latent {LATENT} {label}:", [model.to_str_tokens(ids[i:i + 1])[0] for i in range(len(ids))])
+    print(f"latent {LATENT} {label}:", [model.to_str_tokens(ids[i : i + 1])[0] for i in range(len(ids))])
 
 # %% [markdown]
 # ### A latent browser
@@ -762,8 +801,10 @@ found = sae.label_latents(latents, labels, top_k=20, min_share=0.8)
 n_alive = int((latents.flatten(0, 1) > 0).any(0).sum())
 generator_labels = [f for f in found if not f[1].startswith("'")]
 print(f"{len(found)} of {n_alive} live latents have a label shared by >= 80% of their top 20 activations;")
-print(f"{len(generator_labels)} of them match a category or IOI role of the generator, "
-      f"{len(found) - len(generator_labels)} a single word.")
+print(
+    f"{len(generator_labels)} of them match a category or IOI role of the generator, "
+    f"{len(found) - len(generator_labels)} a single word."
+)
 counts: dict[str, int] = {}
 for _, lab, _ in generator_labels:
     counts[lab] = counts.get(lab, 0) + 1
@@ -775,7 +816,10 @@ for lab in ["name", "number", "S2", "END", "IO answer", "animal (member)"]:
     if lab in by_label:
         lat = by_label[lab]
         seqs, poss, _ = top_activations(latents[..., lat], 3)
-        ctx = [" ".join(model.to_str_tokens(eval_tokens[s, max(1, p - 5):p + 1])) for s, p in zip(seqs.tolist(), poss.tolist())]
+        ctx = [
+            " ".join(model.to_str_tokens(eval_tokens[s, max(1, p - 5) : p + 1]))
+            for s, p in zip(seqs.tolist(), poss.tolist())
+        ]
         print(f"{lab:16} latent {lat:4}: ...{' | ...'.join(ctx)}")
 
 # %% [markdown]
@@ -793,6 +837,7 @@ for lab in ["name", "number", "S2", "END", "IO answer", "animal (member)"]:
 # ## Exercise 4.12 — a steering hook
 #
 # > Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 5 minutes
+
 
 # %%
 def steering_hook(direction: torch.Tensor, alpha: float):
@@ -835,8 +880,10 @@ is_vehicle = torch.isin(eval_tokens, vehicle_ids)  # (seq, pos)
 fires = latents > 0
 selectivity = fires[is_vehicle].float().mean(0) - fires[~is_vehicle].float().mean(0)
 steer_latent = int(selectivity.argmax())
-print(f"latent {steer_latent} fires on {fires[is_vehicle][:, steer_latent].float().mean():.0%} of vehicle words "
-      f"and {fires[~is_vehicle][:, steer_latent].float().mean():.1%} of other tokens")
+print(
+    f"latent {steer_latent} fires on {fires[is_vehicle][:, steer_latent].float().mean():.0%} of vehicle words "
+    f"and {fires[~is_vehicle][:, steer_latent].float().mean():.1%} of other tokens"
+)
 direction = shipped.W_dec_normalized[steer_latent].detach()
 steer_prompts = ["a car is a", "a horse is an", "Paris is in"]
 outputs: dict[float, list[str]] = {}
@@ -850,12 +897,17 @@ for prompt in steer_prompts:
 
 def names_a_vehicle(output: str, prompt: str) -> bool:
     """Whether the generated continuation (after the prompt) contains a vehicle word."""
-    return any(word in VEHICLES for word in output.split()[len(prompt.split()):])
+    return any(word in VEHICLES for word in output.split()[len(prompt.split()) :])
 
 
 claim("ch04.steer_changed_at_4", sum(a != b for a, b in zip(outputs[0.0], outputs[4.0])))
-claim("ch04.steer_vehicles_at_8", sum(names_a_vehicle(o, q) and not names_a_vehicle(o0, q)
-                                      for o, o0, q in zip(outputs[8.0], outputs[0.0], steer_prompts)))
+claim(
+    "ch04.steer_vehicles_at_8",
+    sum(
+        names_a_vehicle(o, q) and not names_a_vehicle(o0, q)
+        for o, o0, q in zip(outputs[8.0], outputs[0.0], steer_prompts)
+    ),
+)
 
 # %% [markdown]
 # At α = 0 the model says what it learned, and at α = 4 the nudge is still too weak to matter

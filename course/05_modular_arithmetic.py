@@ -66,7 +66,9 @@ print("Running on", device)
 model = load_model("modadd", device=device)
 history = fourier.load_history("modadd")
 p = history["config"]["p"]
-train_x, train_y, test_x, test_y = modadd_dataset(p, history["config"]["frac_train"], seed=history["config"]["data_seed"])
+train_x, train_y, test_x, test_y = modadd_dataset(
+    p, history["config"]["frac_train"], seed=history["config"]["data_seed"]
+)
 print(model)
 print(f"p = {p}: {len(train_x)} training pairs, {len(test_x)} test pairs")
 
@@ -151,6 +153,7 @@ claim("ch05.plateau_again", 100 * plateau)
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 10 minutes
 
+
 # %%
 def fourier_basis(p: int) -> torch.Tensor:
     """The orthonormal Fourier basis of Z_p (p odd).
@@ -187,7 +190,9 @@ ch05.check_fourier_basis(fourier_basis)
 basis = fourier_basis(p).to(device)
 labels = fourier.basis_labels(p)
 print("orthonormal:", torch.allclose(basis @ basis.T, torch.eye(p, device=device), atol=1e-5))
-plot.imshow(basis[:21], y=labels[:21], title="The first 21 Fourier basis vectors (rows)", xlabel="x", ylabel="basis vector")
+plot.imshow(
+    basis[:21], y=labels[:21], title="The first 21 Fourier basis vectors (rows)", xlabel="x", ylabel="basis vector"
+)
 
 # %% [markdown]
 # ## 3. The embedding lives on a few frequencies
@@ -201,6 +206,7 @@ plot.imshow(basis[:21], y=labels[:21], title="The first 21 Fourier basis vectors
 # ## Exercise 5.2 — project a matrix onto the Fourier basis
 #
 # > Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 5 minutes
+
 
 # %%
 def project_onto_basis(W: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
@@ -230,8 +236,13 @@ ch05.check_project_onto_basis(project_onto_basis)
 # %%
 W_E = model.W_E[:p].detach()  # (p, d_model): the number tokens
 W_E_fourier = project_onto_basis(W_E, basis)
-plot.line(W_E_fourier.norm(dim=1), x=labels, title="Norm of each Fourier component of the embedding",
-          xlabel="Fourier component", ylabel="norm")
+plot.line(
+    W_E_fourier.norm(dim=1),
+    x=labels,
+    title="Norm of each Fourier component of the embedding",
+    xlabel="Fourier component",
+    ylabel="norm",
+)
 
 # %% [markdown]
 # ## Exercise 5.3 — rank the frequencies
@@ -241,6 +252,7 @@ plot.line(W_E_fourier.norm(dim=1), x=labels, title="Norm of each Fourier compone
 # A frequency `k` is the *pair* of rows `cos k` and `sin k` (the phase of a wave decides how
 # it splits between them). Score each frequency by the norm of both rows together,
 # `sqrt(‖cos k‖² + ‖sin k‖²)`, and return the `n` best.
+
 
 # %%
 def key_frequencies(W_fourier: torch.Tensor, n: int) -> list[int]:
@@ -270,8 +282,13 @@ ch05.check_key_frequencies(key_frequencies)
 # %%
 freq_norms = fourier.frequency_norms(W_E_fourier)
 print("the ten strongest frequencies:", key_frequencies(W_E_fourier, 10))
-plot.line(freq_norms, x=list(range(1, p // 2 + 1)), title="Embedding norm per frequency", xlabel="frequency k",
-          ylabel="sqrt(|cos k|² + |sin k|²)")
+plot.line(
+    freq_norms,
+    x=list(range(1, p // 2 + 1)),
+    title="Embedding norm per frequency",
+    xlabel="frequency k",
+    ylabel="sqrt(|cos k|² + |sin k|²)",
+)
 
 # %% [markdown]
 # Each frequency `k` turns the number `x` into an angle `wx` with `w = 2πk/p`, and the
@@ -290,6 +307,7 @@ plot.line(freq_norms, x=list(range(1, p // 2 + 1)), title="Embedding norm per fr
 #
 # Project onto the basis, zero the `cos k` and `sin k` rows of each frequency to remove, and
 # project back. The constant row always stays.
+
 
 # %%
 def ablate_frequencies(W: torch.Tensor, basis: torch.Tensor, remove: list[int]) -> torch.Tensor:
@@ -359,6 +377,7 @@ claim("ch05.only_key_accuracy", 100 * keep_curve[n])
 # `a·p + b`) and return the MLP activations *after* the ReLU (`blocks.0.mlp.hook_post`) at the
 # `=` position, reshaped so that you can index them `[a, b, neuron]`.
 
+
 # %%
 def neuron_acts(model, p: int) -> torch.Tensor:
     """MLP activations after the ReLU at the "=" position for every input.
@@ -389,6 +408,7 @@ ch05.check_neuron_acts(neuron_acts)
 #
 # To see *which* waves a neuron is made of, transform over both inputs: the coefficient
 # `[i, j]` measures how much of `basis_i(a) · basis_j(b)` is in the activation.
+
 
 # %%
 def fourier_2d(acts: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
@@ -428,8 +448,13 @@ for n in neuron_frac.argsort(descending=True).tolist():
         seen.add(neuron_freq[n].item())
     if len(shown) == 4:
         break
-fig = px.imshow(acts[:, :, shown].permute(2, 0, 1).cpu(), facet_col=0, color_continuous_scale="Blues",
-                labels=dict(x="b", y="a", color="activation"), title="Neuron activations over every (a, b)")
+fig = px.imshow(
+    acts[:, :, shown].permute(2, 0, 1).cpu(),
+    facet_col=0,
+    color_continuous_scale="Blues",
+    labels=dict(x="b", y="a", color="activation"),
+    title="Neuron activations over every (a, b)",
+)
 for i, n in enumerate(shown):
     fig.layout.annotations[i].text = f"neuron {n}: frequency {neuron_freq[n].item()} ({neuron_frac[n]:.0%})"
 fig
@@ -442,8 +467,14 @@ fig
 n0 = shown[0]
 coeffs = acts_fourier[:, :, n0].clone()
 coeffs[0, 0] = 0  # the constant term dwarfs the rest
-plot.imshow(coeffs, x=labels, y=labels, title=f"Neuron {n0} in the 2-D Fourier basis (const × const removed)",
-            xlabel="component of b", ylabel="component of a")
+plot.imshow(
+    coeffs,
+    x=labels,
+    y=labels,
+    title=f"Neuron {n0} in the 2-D Fourier basis (const × const removed)",
+    xlabel="component of b",
+    ylabel="component of a",
+)
 
 # %% [markdown]
 # Now every neuron. About half of them ({{claim:ch05.neurons_key_best=259}} of 512) have a key frequency as their best
@@ -456,8 +487,13 @@ print(f"{in_key} of {acts.shape[-1]} neurons have a key frequency as their best 
 print(f"{(neuron_frac > 0.5).float().mean():.0%} of neurons have over half their variance explained by one frequency")
 claim("ch05.neurons_key_best", in_key)
 claim("ch05.neurons_one_frequency", 100 * (neuron_frac > 0.5).float().mean())
-plot.scatter(neuron_freq, neuron_frac, title="Each neuron's best frequency and the variance it explains",
-             xlabel="frequency", ylabel="fraction of variance explained")
+plot.scatter(
+    neuron_freq,
+    neuron_frac,
+    title="Each neuron's best frequency and the variance it explains",
+    xlabel="frequency",
+    ylabel="fraction of variance explained",
+)
 
 # %% [markdown]
 # ## 5. The logits are a sum of cos(w(a + b − c))
@@ -474,6 +510,7 @@ plot.scatter(neuron_freq, neuron_frac, title="Each neuron's best frequency and t
 # ## Exercise 5.7 — the cos(w(a + b − c)) terms
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
+
 
 # %%
 def cos_logit_terms(p: int, freqs: list[int]) -> torch.Tensor:
@@ -514,16 +551,23 @@ fitted = torch.einsum("k,kabc->abc", alpha, terms)
 explained = 1 - (logits - fitted).pow(2).sum() / logits.pow(2).sum()
 fit_acc = (fitted.argmax(-1).reshape(-1).cpu() == labels_all).float().mean()
 print("coefficients α_w:", {k: round(a, 2) for k, a in zip(key_freqs, alpha.tolist())})
-print(f"{len(key_freqs)} cos(w(a+b-c)) terms explain {explained:.1%} of the logits' variance; "
-      f"their argmax alone gets {fit_acc:.1%} of all pairs right")
+print(
+    f"{len(key_freqs)} cos(w(a+b-c)) terms explain {explained:.1%} of the logits' variance; "
+    f"their argmax alone gets {fit_acc:.1%} of all pairs right"
+)
 claim("ch05.fit_explained", 100 * explained)
 claim("ch05.fit_accuracy", 100 * fit_acc)
 
 # %%
 a_fixed = 5
-fig = px.imshow(torch.stack([logits[a_fixed], fitted[a_fixed]]).cpu(), facet_col=0, color_continuous_scale="RdBu",
-                color_continuous_midpoint=0.0, labels=dict(x="c", y="b", color="logit"),
-                title=f"Centred logits for a = {a_fixed}, every b and c")
+fig = px.imshow(
+    torch.stack([logits[a_fixed], fitted[a_fixed]]).cpu(),
+    facet_col=0,
+    color_continuous_scale="RdBu",
+    color_continuous_midpoint=0.0,
+    labels=dict(x="c", y="b", color="logit"),
+    title=f"Centred logits for a = {a_fixed}, every b and c",
+)
 fig.layout.annotations[0].text, fig.layout.annotations[1].text = "the model", "the cos(w(a+b-c)) fit"
 claim("ch05.n_terms", len(key_freqs))
 fig
@@ -558,7 +602,8 @@ claim("ch05.single_min_accuracy", 100 * min(r["accuracy"] for r in singles))
 claim("ch05.single_loss_ratio", min(r["loss"] for r in singles) / results["original"]["loss"])
 claim("ch05.single_loss_ratio", max(r["loss"] for r in singles) / results["original"]["loss"])
 go.Figure(go.Bar(x=list(results), y=[r["accuracy"] for r in results.values()])).update_layout(
-    title="Ablating frequencies of the embedding", yaxis_title="accuracy on all pairs")
+    title="Ablating frequencies of the embedding", yaxis_title="accuracy on all pairs"
+)
 
 # %% [markdown]
 # Read the numbers. Keeping only the key frequencies leaves the model working ({{claim:ch05.only_key_again=99.95%}}).
@@ -587,7 +632,9 @@ tokens_all, labels_all = all_pairs(p)
 W_no_key = ablate_frequencies(W_E, basis, key_freqs)
 with torch.no_grad():
     out_clean = model(tokens_all)[:, -1, :p].float()
-    out_no_key_in = model.run_with_hooks(tokens_all, fwd_hooks=[("hook_embed", fourier.embedding_replacement_hook(tokens_all, W_no_key))])[:, -1, :p].float()
+    out_no_key_in = model.run_with_hooks(
+        tokens_all, fwd_hooks=[("hook_embed", fourier.embedding_replacement_hook(tokens_all, W_no_key))]
+    )[:, -1, :p].float()
 
 
 def accuracy_without_key_output(out: torch.Tensor) -> float:
@@ -641,7 +688,9 @@ if LIVE_RUN:
     small_basis = fourier_basis(small_p)
     small_W_E = small.W_E[:small_p].detach()
     small_norms = fourier.frequency_norms(project_onto_basis(small_W_E, small_basis))
-    small_key = key_frequencies(project_onto_basis(small_W_E, small_basis), int((small_norms > small_norms.max() / 4).sum()))
+    small_key = key_frequencies(
+        project_onto_basis(small_W_E, small_basis), int((small_norms > small_norms.max() / 4).sum())
+    )
     small_non_key = [k for k in range(1, small_p // 2 + 1) if k not in small_key]
     print(f"key frequencies of the small model: {small_key}")
     print(f"original: {fourier.evaluate_all_pairs(small, small_p)['accuracy']:.1%}")
@@ -653,8 +702,13 @@ if LIVE_RUN:
         r = fourier.evaluate_all_pairs(small, small_p, ablate_frequencies(small_W_E, small_basis, [k]))
         print(f"without key frequency {k}: {r['accuracy']:.1%}")
         claim("ch05.small_without_one", 100 * r["accuracy"])
-    plot.line(small_norms, x=list(range(1, small_p // 2 + 1)), title="The small model's embedding norm per frequency",
-              xlabel="frequency k", ylabel="norm").show()
+    plot.line(
+        small_norms,
+        x=list(range(1, small_p // 2 + 1)),
+        title="The small model's embedding norm per frequency",
+        xlabel="frequency k",
+        ylabel="norm",
+    ).show()
 
 # %% [markdown]
 # {{claim:ch05.small_n_key=3}} frequencies, and each one is load-bearing: keep only them and the model still gets
@@ -677,8 +731,13 @@ if online():
     norms_100 = fourier.frequency_norms(gpt2_fourier)
     top = fourier.key_frequencies(gpt2_fourier, 4)
     print("GPT-2's strongest number frequencies:", {k: f"period {100 / k:g}" for k in top})
-    plot.line(norms_100, x=list(range(1, 51)), title="GPT-2 number embeddings: norm per frequency (p = 100)",
-              xlabel="frequency k (period 100/k)", ylabel="norm").show()
+    plot.line(
+        norms_100,
+        x=list(range(1, 51)),
+        title="GPT-2 number embeddings: norm per frequency (p = 100)",
+        xlabel="frequency k (period 100/k)",
+        ylabel="norm",
+    ).show()
 else:
     print("Offline: skipping GPT-2.")
 

@@ -89,7 +89,9 @@ with torch.no_grad():
     isa_logits = model(isa_tokens)[rows, isa_last][:, category_ids]
 print(len(isa), "prompts, e.g.", repr(isa_texts[0]))
 print("categories:", categories)
-print(f"the model names the right category (among the 7) in {(isa_logits.argmax(-1).cpu() == isa_y).float().mean():.0%} of prompts")
+print(
+    f"the model names the right category (among the 7) in {(isa_logits.argmax(-1).cpu() == isa_y).float().mean():.0%} of prompts"
+)
 
 # %% [markdown]
 # (If transformers warns about an `attention_mask`: the batch is padded on the *right* and
@@ -107,6 +109,7 @@ print(f"the model names the right category (among the 7) in {(isa_logits.argmax(
 #
 # Careful: the prompts have different lengths, so the batch is right-padded. "The last token"
 # is *not* column `-1` for the shorter prompts — that is padding.
+
 
 # %%
 def residuals_at(model, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -156,9 +159,14 @@ print("mean residual norm by layer:", [round(v, 1) for v in X_last.norm(dim=-1).
 # the classes are separable. Return a `LinearProbe(W, b)`: it has `.logits(X)`,
 # `.predict(X)`, `.accuracy(X, y)` and `.direction(cls)`.
 
+
 # %%
 def train_probe(
-    X: torch.Tensor, y: torch.Tensor, n_classes: int | None = None, steps: int = 300, lr: float = 0.01,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    n_classes: int | None = None,
+    steps: int = 300,
+    lr: float = 0.01,
     weight_decay: float = 1e-3,
 ) -> LinearProbe:
     """Multinomial logistic regression: full batch, Adam, from zero weights.
@@ -199,8 +207,10 @@ ch06.check_train_probe(train_probe)
 # %%
 train_idx, test_idx = P.split_indices(len(isa), test_frac=0.3, seed=0)
 probe = train_probe(X_last[2, train_idx], isa_y[train_idx], len(categories))
-print(f"layer 2, last token: train accuracy {probe.accuracy(X_last[2, train_idx], isa_y[train_idx]):.2f}, "
-      f"held-out accuracy {probe.accuracy(X_last[2, test_idx], isa_y[test_idx]):.2f} (chance {1 / len(categories):.2f})")
+print(
+    f"layer 2, last token: train accuracy {probe.accuracy(X_last[2, train_idx], isa_y[train_idx]):.2f}, "
+    f"held-out accuracy {probe.accuracy(X_last[2, test_idx], isa_y[test_idx]):.2f} (chance {1 / len(categories):.2f})"
+)
 
 # %% [markdown]
 # ## 2. Is it the model, or the probe? Control tasks
@@ -226,6 +236,7 @@ print(f"layer 2, last token: train accuracy {probe.accuracy(X_last[2, train_idx]
 #
 # One random label per distinct type, shared by all its examples, balanced over the types
 # (each label goes to the same number of types, ±1), drawn from a generator seeded by `seed`.
+
 
 # %%
 def control_labels(types: list[str], n_classes: int, seed: int = 0) -> torch.Tensor:
@@ -260,9 +271,14 @@ ch06.check_control_labels(control_labels)
 # both on the **held-out** examples, and return `{"task": (L,), "control": (L,), "selectivity": (L,)}`
 # with selectivity = task − control. Pass `**train_kwargs` on to `train_probe`.
 
+
 # %%
 def probe_scores(
-    X: torch.Tensor, y: torch.Tensor, y_control: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    y_control: torch.Tensor,
+    train_idx: torch.Tensor,
+    test_idx: torch.Tensor,
     **train_kwargs,
 ) -> dict[str, torch.Tensor]:
     """Held-out accuracy of a task probe and a control probe at every layer, and the selectivity.
@@ -318,8 +334,10 @@ claim("ch06.isa_subject_control", subject["control"].max())
 # %%
 plot.line(
     {f"{where}: {key}": s[key] for where, s in isa_scores.items() for key in ("task", "control")},
-    x=list(range(n_layers + 1)), title="Is-a probes: held-out accuracy by layer (chance 0.14)",
-    xlabel="layer boundary (0 = embedding)", ylabel="accuracy",
+    x=list(range(n_layers + 1)),
+    title="Is-a probes: held-out accuracy by layer (chance 0.14)",
+    xlabel="layer boundary (0 = embedding)",
+    ylabel="accuracy",
 )
 
 # %% [markdown]
@@ -357,7 +375,9 @@ X_kind = residuals_at(model, kind_tokens, P.last_positions(kind_tokens, model.to
 held_out_words = set(sorted(set(kind_words))[::3])
 word_test = torch.tensor([word in held_out_words for word in kind_words])
 kind_accuracy = [
-    train_probe(X_kind[layer, ~word_test], kind_y[~word_test], len(kinds)).accuracy(X_kind[layer, word_test], kind_y[word_test])
+    train_probe(X_kind[layer, ~word_test], kind_y[~word_test], len(kinds)).accuracy(
+        X_kind[layer, word_test], kind_y[word_test]
+    )
     for layer in range(n_layers + 1)
 ]
 print(f"{len(held_out_words)} held-out words, e.g. {sorted(held_out_words)[:5]}")
@@ -410,9 +430,11 @@ claim("ch06.truth_selectivity", truth_scores["selectivity"][-1])
 
 # %%
 plot.line(
-    {key: truth_scores[key] for key in ("task", "control")}, x=list(range(n_layers + 1)),
+    {key: truth_scores[key] for key in ("task", "control")},
+    x=list(range(n_layers + 1)),
     title="True vs false statements: held-out probe accuracy by layer (chance 0.5)",
-    xlabel="layer boundary (0 = embedding)", ylabel="accuracy",
+    xlabel="layer boundary (0 = embedding)",
+    ylabel="accuracy",
 )
 
 # %% [markdown]
@@ -459,6 +481,7 @@ claim("ch06.transfer_out", transfer[-1])
 # Probe weight vectors have arbitrary length. To remove the component of `resid` along
 # `direction`, normalise the direction first: `resid - (resid · d̂) d̂`.
 
+
 # %%
 def project_out(resid: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     """resid with its component along `direction` removed.
@@ -489,6 +512,7 @@ ch06.check_project_out(project_out)
 # Write a factory that returns a hook function for a residual-stream hook point. It edits only
 # the given position of each prompt: with `alpha=None` it projects the direction out; with a
 # number it adds `alpha * unit(direction)`. It returns the edited copy.
+
 
 # %%
 def direction_hook(direction: torch.Tensor, positions: torch.Tensor, alpha: float | None = None):
@@ -532,7 +556,9 @@ ch06.check_direction_hook(direction_hook)
 ABLATE_LAYER = 3
 ablate_name = P.resid_names(n_layers)[ABLATE_LAYER]
 isa_probe = train_probe(X_last[ABLATE_LAYER], isa_y, len(categories))
-probe_basis, _ = torch.linalg.qr(isa_probe.W - isa_probe.W.mean(dim=1, keepdim=True))  # (d_model, 7); last column spurious
+probe_basis, _ = torch.linalg.qr(
+    isa_probe.W - isa_probe.W.mean(dim=1, keepdim=True)
+)  # (d_model, 7); last column spurious
 random_basis, _ = torch.linalg.qr(torch.randn(model.cfg.d_model, 6, generator=torch.Generator().manual_seed(0)))
 
 
@@ -548,8 +574,11 @@ def ablation_hooks(basis: torch.Tensor) -> list:
     return [(ablate_name, direction_hook(basis[:, i].to(device), isa_last)) for i in range(6)]
 
 
-ablation = {"clean": category_accuracy([]), "probe subspace removed": category_accuracy(ablation_hooks(probe_basis)),
-            "random subspace removed": category_accuracy(ablation_hooks(random_basis))}
+ablation = {
+    "clean": category_accuracy([]),
+    "probe subspace removed": category_accuracy(ablation_hooks(probe_basis)),
+    "random subspace removed": category_accuracy(ablation_hooks(random_basis)),
+}
 print("category accuracy: " + ", ".join(f"{k} {v:.2f}" for k, v in ablation.items()))
 claim("ch06.ablate_clean", ablation["clean"])
 claim("ch06.ablate_probe", ablation["probe subspace removed"])
@@ -587,10 +616,15 @@ print({k: [round(v, 2) for v in s.tolist()] for k, s in steering.items()})
 claim("ch06.norm_layer3", X_last[ABLATE_LAYER].norm(dim=-1).mean())
 claim("ch06.steer_6", 100 * steering["probe's animal direction"][alphas.index(6)])
 claim("ch06.steer_8", 100 * steering["probe's animal direction"][alphas.index(8)])
-claim("ch06.steer_from_10", 100 * steering["probe's animal direction"][alphas.index(10):].min())
+claim("ch06.steer_from_10", 100 * steering["probe's animal direction"][alphas.index(10) :].min())
 claim("ch06.steer_random", 100 * steering["random direction"].max())
-plot.line(steering, x=alphas, title="Steering non-animals towards 'animal' at layer 3, last token",
-          xlabel="alpha (steering strength)", ylabel="share now answered ' animal'")
+plot.line(
+    steering,
+    x=alphas,
+    title="Steering non-animals towards 'animal' at layer 3, last token",
+    xlabel="alpha (steering strength)",
+    ylabel="share now answered ' animal'",
+)
 
 # %% [markdown]
 # What to see: removing the probe's 6-dimensional subspace at one position drops category
@@ -622,14 +656,18 @@ induction_maps = {
     name: induction.head_scores(m, rep_tokens, partial(induction.induction_score, seg_len=SEG)).cpu()
     for name, m in models.items()
 }
-prev_maps = {name: induction.head_scores(m, rep_tokens, induction.previous_token_score).cpu() for name, m in models.items()}
+prev_maps = {
+    name: induction.head_scores(m, rep_tokens, induction.previous_token_score).cpu() for name, m in models.items()
+}
 for name in models:
     flat = induction_maps[name].flatten()
     top = flat.topk(3)
-    print(f"{name:>16}: top induction heads",
-          ", ".join(f"{i // 4}.{i % 4} ({v:.2f})" for v, i in zip(top.values.tolist(), top.indices.tolist())),
-          f"| best previous-token head {prev_maps[name].argmax() // 4}.{prev_maps[name].argmax() % 4}"
-          f" ({prev_maps[name].max():.2f})")
+    print(
+        f"{name:>16}: top induction heads",
+        ", ".join(f"{i // 4}.{i % 4} ({v:.2f})" for v, i in zip(top.values.tolist(), top.indices.tolist())),
+        f"| best previous-token head {prev_maps[name].argmax() // 4}.{prev_maps[name].argmax() % 4}"
+        f" ({prev_maps[name].max():.2f})",
+    )
 gpt2_ind, llama_ind = induction_maps["toylang (GPT-2)"], induction_maps["toylang-llama"]
 claim("ch06.gpt2_induction", gpt2_ind[2, :3].min())
 claim("ch06.gpt2_induction", gpt2_ind[2, :3].max())
@@ -663,13 +701,18 @@ patch_maps, attention_maps, ioi_ld = {}, {}, {}
 for name, m in models.items():
     clean, flipped, io_ids, s_ids = P.ioi_batch(m, ioi)
     with torch.no_grad():
-        ioi_ld[name] = (float(logit_diff(m(clean), io_ids, s_ids).mean()), float(logit_diff(m(flipped), io_ids, s_ids).mean()))
+        ioi_ld[name] = (
+            float(logit_diff(m(clean), io_ids, s_ids).mean()),
+            float(logit_diff(m(flipped), io_ids, s_ids).mean()),
+        )
         print(f"{name:>16}: logit difference clean {ioi_ld[name][0]:.2f}, flipped {ioi_ld[name][1]:.2f}")
     patch_maps[name] = P.head_patching_map(m, clean, flipped, io_ids, s_ids)
     attention_maps[name] = P.ioi_attention_map(m, clean, io_ids, s_ids).cpu()
     top = patch_maps[name].flatten().topk(3)
-    print(" " * 18 + "heads restoring the most:",
-          ", ".join(f"{i // 4}.{i % 4} ({v:.2f})" for v, i in zip(top.values.tolist(), top.indices.tolist())))
+    print(
+        " " * 18 + "heads restoring the most:",
+        ", ".join(f"{i // 4}.{i % 4} ({v:.2f})" for v, i in zip(top.values.tolist(), top.indices.tolist())),
+    )
 P.side_by_side(patch_maps, title="Patching one head's output (clean -> flipped): share of logit difference restored")
 
 # %%
@@ -707,6 +750,7 @@ P.side_by_side(attention_maps, title="Attention from the last token: to the indi
 # average over the batch and over every query position but the first (position 0 can only
 # attend to itself, so every head agrees there).
 
+
 # %%
 def pattern_similarity(pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
     """Mean cosine similarity of attention rows between every head of a and every head of b.
@@ -739,13 +783,23 @@ heads = [f"{layer}.{h}" for layer in range(n_layers) for h in range(model.cfg.n_
 similarity = pattern_similarity(P.all_patterns(model, rep_tokens).cpu(), P.all_patterns(llama, rep_tokens).cpu())
 best = similarity.max(dim=1)
 for i in range(len(heads)):
-    print(f"GPT-2 {heads[i]} ~ Llama {heads[best.indices[i]]} (cosine {best.values[i]:.2f})", end="   " if i % 4 < 3 else "\n")
+    print(
+        f"GPT-2 {heads[i]} ~ Llama {heads[best.indices[i]]} (cosine {best.values[i]:.2f})",
+        end="   " if i % 4 < 3 else "\n",
+    )
 llama_induction = [heads.index("2.0"), heads.index("2.2")]
 for gpt2_head in ("2.0", "2.1", "2.2"):  # each GPT-2 induction head's better match among Llama's two
     claim("ch06.induction_pattern_cosine", similarity[heads.index(gpt2_head), llama_induction].max())
 claim("ch06.early_pattern_cosine", similarity[heads.index("1.0"), heads.index("1.0")])
-plot.imshow(similarity, x=heads, y=heads, title="Attention-pattern similarity on repeated tokens",
-            xlabel="toylang-llama head", ylabel="toylang (GPT-2) head", diverging=False)
+plot.imshow(
+    similarity,
+    x=heads,
+    y=heads,
+    title="Attention-pattern similarity on repeated tokens",
+    xlabel="toylang-llama head",
+    ylabel="toylang (GPT-2) head",
+    diverging=False,
+)
 
 # %% [markdown]
 # What to see: the GPT-2 induction heads 2.0–2.2 match Llama's induction heads 2.0 and 2.2
@@ -782,8 +836,8 @@ if online():
     g_last = torch.tensor([len(gpt2.to_tokens(text)[0]) - 1 for text, _, _ in truth])
     g_X = []
     for start in range(0, len(truth), 64):  # 64 statements at a time, each batch only as wide as it needs
-        texts = [text for text, _, _ in truth[start:start + 64]]
-        g_X.append(residuals_at(gpt2, gpt2.to_tokens(texts), g_last[start:start + 64].to(device)).cpu())
+        texts = [text for text, _, _ in truth[start : start + 64]]
+        g_X.append(residuals_at(gpt2, gpt2.to_tokens(texts), g_last[start : start + 64].to(device)).cpu())
     g_X = torch.cat(g_X, dim=1)
     g_scores = probe_scores(g_X, truth_y, truth_control, truth_train, truth_test)
     print("GPT-2 small, truth probe by layer:", " ".join(f"{v:.2f}" for v in g_scores["task"].tolist()))

@@ -93,9 +93,17 @@ claim("ch07.train_minutes", transcoder_card("toylang")["train_seconds"] / 60)
 # Write the forward pass for one layer's transcoder. Keep the k largest pre-activations after
 # the ReLU, zero the rest (chapter 4's TopK), then decode and add the skip.
 
+
 # %%
-def transcoder_forward(x: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, W_dec: torch.Tensor,
-                       b_dec: torch.Tensor, W_skip: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def transcoder_forward(
+    x: torch.Tensor,
+    W_enc: torch.Tensor,
+    b_enc: torch.Tensor,
+    W_dec: torch.Tensor,
+    b_dec: torch.Tensor,
+    W_skip: torch.Tensor,
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One transcoder on the MLP's input.
 
     x (..., d_model); W_enc (d_model, d_tc); b_enc (d_tc,); W_dec (d_tc, d_model); b_dec (d_model,);
@@ -133,6 +141,7 @@ ch07.check_transcoder_forward(transcoder_forward)
 # better than predicting the mean output", 0 means perfect. One minus it is the **fraction of
 # variance explained** that the transcoders' card reports.
 
+
 # %%
 def transcoder_loss(y: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
     """Normalised MSE. y, y_hat (tokens, d_model), the real and the predicted MLP output -> a scalar tensor:
@@ -164,9 +173,13 @@ eval_tokens = toylang_tokens(model, 60, seed=7_000_000)
 metrics = evaluate_transcoders(model, tc, eval_tokens)
 for key in ["fve_per_layer", "l0_per_layer", "dead_fraction_per_layer"]:
     print(f"{key:24s}", metrics[key])
-print(f"next-token loss: clean {metrics['ce_clean']:.3f}, all MLPs replaced {metrics['ce_all_replaced']:.3f}, "
-      f"all zero-ablated {metrics['ce_all_zero_ablated']:.3f}, all mean-ablated {metrics['ce_all_mean_ablated']:.3f}")
-print(f"CE loss recovered: {metrics['ce_recovered_vs_zero']:.3f} (zero floor), {metrics['ce_recovered_vs_mean']:.3f} (mean floor)")
+print(
+    f"next-token loss: clean {metrics['ce_clean']:.3f}, all MLPs replaced {metrics['ce_all_replaced']:.3f}, "
+    f"all zero-ablated {metrics['ce_all_zero_ablated']:.3f}, all mean-ablated {metrics['ce_all_mean_ablated']:.3f}"
+)
+print(
+    f"CE loss recovered: {metrics['ce_recovered_vs_zero']:.3f} (zero floor), {metrics['ce_recovered_vs_mean']:.3f} (mean floor)"
+)
 claim("ch07.min_fve", metrics["min_fve"])
 claim("ch07.mean_l0", sum(metrics["l0_per_layer"]) / len(metrics["l0_per_layer"]))
 claim("ch07.ce_recovered_mean", metrics["ce_recovered_vs_mean"])
@@ -233,9 +246,16 @@ claim("ch07.exact_digits", -torch.log10(torch.tensor(err / fact.values.abs().max
 # receiver's pre-activation with the source present minus without it (every other source held
 # fixed). Write it.
 
+
 # %%
-def direct_effect(fm: A.FrozenModel, embeddings: torch.Tensor, activations: list[torch.Tensor],
-                  errors: torch.Tensor, source: tuple[int, int, int], receiver: tuple[int, int, int]) -> float:
+def direct_effect(
+    fm: A.FrozenModel,
+    embeddings: torch.Tensor,
+    activations: list[torch.Tensor],
+    errors: torch.Tensor,
+    source: tuple[int, int, int],
+    receiver: tuple[int, int, int],
+) -> float:
     """The direct effect of feature `source` on feature `receiver` in the frozen model of one prompt.
 
     fm: the prompt's frozen model; embeddings (pos, d_model); activations: n_layers tensors (pos, d_tc),
@@ -269,6 +289,7 @@ ch07.check_direct_effect(direct_effect)
 #
 # Let us use it on the fact graph: the strongest edge between two features.
 
+
 # %%
 def activations_of(graph: A.Graph) -> list[torch.Tensor]:
     acts = [torch.zeros(graph.n_pos, tc.cfg.d_tc, dtype=torch.float64) for _ in range(graph.n_layers)]
@@ -279,8 +300,14 @@ def activations_of(graph: A.Graph) -> list[torch.Tensor]:
 
 ff = fact.adjacency[: fact.n_features, : fact.n_features]
 t, s = divmod(int(ff.abs().argmax()), fact.n_features)
-mine = direct_effect(fact.frozen, fact.embeddings, activations_of(fact), fact.errors,
-                     tuple(fact.features[s].tolist()), tuple(fact.features[t].tolist()))
+mine = direct_effect(
+    fact.frozen,
+    fact.embeddings,
+    activations_of(fact),
+    fact.errors,
+    tuple(fact.features[s].tolist()),
+    tuple(fact.features[t].tolist()),
+)
 print(f"{fact.name(s)} -> {fact.name(t)}: yours {mine:+.4f}, the package's {fact.adjacency[t, s].item():+.4f}")
 
 # %% [markdown]
@@ -296,10 +323,17 @@ print(f"{fact.name(s)} -> {fact.name(t)}: yours {mine:+.4f}, the package's {fact
 # returned by `frozen_forward` when you pass `target_weights`). Errors and embeddings receive
 # nothing: their rows stay zero.
 
+
 # %%
-def adjacency_matrix(fm: A.FrozenModel, embeddings: torch.Tensor, activations: list[torch.Tensor],
-                     errors: torch.Tensor, features: torch.Tensor, target_weights: torch.Tensor,
-                     target_pos: int) -> torch.Tensor:
+def adjacency_matrix(
+    fm: A.FrozenModel,
+    embeddings: torch.Tensor,
+    activations: list[torch.Tensor],
+    errors: torch.Tensor,
+    features: torch.Tensor,
+    target_weights: torch.Tensor,
+    target_pos: int,
+) -> torch.Tensor:
     """The prompt's adjacency matrix (n_nodes, n_nodes), float64, adjacency[t, s] = direct effect of s on t.
 
     embeddings (pos, d_model); activations: n_layers tensors (pos, d_tc); errors (n_layers, pos, d_model);
@@ -357,8 +391,9 @@ ch07.check_adjacency_matrix(adjacency_matrix)
 
 # %%
 t0 = time.perf_counter()
-mine = adjacency_matrix(fact.frozen, fact.embeddings, activations_of(fact), fact.errors, fact.features,
-                        fact.target_weights, fact.target_pos)
+mine = adjacency_matrix(
+    fact.frozen, fact.embeddings, activations_of(fact), fact.errors, fact.features, fact.target_weights, fact.target_pos
+)
 t_mine = time.perf_counter() - t0
 print(f"yours: {t_mine:.2f} s; largest difference from the package's: {(mine - fact.adjacency).abs().max():.1e}")
 
@@ -375,6 +410,7 @@ print(f"yours: {t_mine:.2f} s; largest difference from the package's: {(mine - f
 # ## Exercise 7.5 — influence on the target
 #
 # > Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 15 minutes
+
 
 # %%
 def influence(adjacency: torch.Tensor, target: int) -> torch.Tensor:
@@ -418,14 +454,17 @@ ch07.check_influence(influence)
 # 3. **Tidy.** Drop every node (but the target) that no kept edge touches, and every edge that
 #    touches a dropped node.
 
+
 # %%
-def prune_graph(adjacency: torch.Tensor, n_features: int, target: int, node_threshold: float,
-                edge_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+def prune_graph(
+    adjacency: torch.Tensor, n_features: int, target: int, node_threshold: float, edge_threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Which nodes and edges survive pruning: (nodes (n,) bool, edges (n, n) bool, aligned with adjacency).
 
     adjacency (n, n): its first n_features nodes are features (the only nodes pruned in step 1);
     target: the target's node. Thresholds are fractions in (0, 1].
     """
+
     # BEGIN SOLUTION
     def keep_until(scores: torch.Tensor, threshold: float) -> torch.Tensor:
         keep = torch.zeros(len(scores), dtype=torch.bool)
@@ -499,6 +538,7 @@ print(A.graph_text(fact_pruned, contexts, k=8))
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
 
+
 # %%
 def feature_label(acts: torch.Tensor, labels: list[list[str]], top_k: int) -> tuple[str, float]:
     """The most common label among a feature's top_k largest activations, and its share of them.
@@ -546,8 +586,10 @@ for i in fact_pruned.nodes[: fact.n_features].nonzero()[:, 0].tolist():
     label, share = A.label_feature(acts, labels, top_k=20)  # the package's version of your feature_label
     nxt, nshare = A.label_feature(acts, next_words, top_k=20)
     before_animal += pos == fact.target_pos and nxt == "animal" and nshare >= 0.5
-    print(f"{fact.name(i):26s} influence {fact_pruned.influence[i]:.3f}   fires on: {label} ({share:.0%}), "
-          f"next word: {nxt} ({nshare:.0%})")
+    print(
+        f"{fact.name(i):26s} influence {fact_pruned.influence[i]:.3f}   fires on: {label} ({share:.0%}), "
+        f"next word: {nxt} ({nshare:.0%})"
+    )
 print(f"kept features at the last position whose next word is mostly 'animal': {before_animal}")
 claim("ch07.before_animal", before_animal)
 
@@ -570,9 +612,11 @@ claim("ch07.before_animal", before_animal)
 #
 # > Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵🔵 · about 20 minutes
 
+
 # %%
-def predict_intervention(adjacency: torch.Tensor, values: torch.Tensor, n_features: int, target: int,
-                         nodes: list[int], factor: float) -> float:
+def predict_intervention(
+    adjacency: torch.Tensor, values: torch.Tensor, n_features: int, target: int, nodes: list[int], factor: float
+) -> float:
     """The change of the target the graph predicts when features `nodes` are multiplied by `factor`.
 
     adjacency (n, n); values (n,): the first n_features entries are the features' activations; target:
@@ -635,8 +679,13 @@ claim("ch07.fact_faith_norms", fact_faith["norms"]["faithfulness"])
 claim("ch07.fact_faith_patterns", fact_faith["patterns"]["faithfulness"])
 claim("ch07.fact_faith_none", fact_faith["none"]["faithfulness"])
 claim("ch07.fact_ratio", ratio.median().item())
-plot.scatter(torch.tensor(r["predicted"]), torch.tensor(r["actual"]), xlabel="predicted change of the logit",
-             ylabel="actual change (nothing frozen)", title="a cat is an → animal: ablating the top features")
+plot.scatter(
+    torch.tensor(r["predicted"]),
+    torch.tensor(r["actual"]),
+    xlabel="predicted change of the logit",
+    ylabel="actual change (nothing frozen)",
+    title="a cat is an → animal: ablating the top features",
+)
 
 # %% [markdown]
 # **What to see:** with everything frozen the prediction is exact (faithfulness
@@ -664,6 +713,7 @@ plot.scatter(torch.tensor(r["predicted"]), torch.tensor(r["actual"]), xlabel="pr
 # number. Walking back from the target along the strongest edge is greedy and can miss it;
 # compute instead, for every node, the best product from it to the target (dynamic programming
 # over the acyclic graph), then follow the best choices from the best source.
+
 
 # %%
 def strongest_path(adjacency: torch.Tensor, target: int, sources: list[int]) -> list[int]:
@@ -745,7 +795,9 @@ claim("ch07.path_first_animal", animal_share)
 for freeze in A.FREEZE_LEVELS:
     pred = A.predicted_change(fact, cat_features)
     act = A.actual_change(model, tc, fact, cat_features, freeze=freeze)
-    print(f"ablate the {len(cat_features)} features at 'cat', freeze={freeze:15s}: predicted {pred:+.3f}, actual {act:+.3f}")
+    print(
+        f"ablate the {len(cat_features)} features at 'cat', freeze={freeze:15s}: predicted {pred:+.3f}, actual {act:+.3f}"
+    )
 cat_none = A.actual_change(model, tc, fact, cat_features, freeze="none")
 claim("ch07.cat_pred", A.predicted_change(fact, cat_features))
 claim("ch07.cat_none", cat_none)
@@ -773,8 +825,10 @@ t0 = time.perf_counter()
 ioi = A.attribution_graph(model, tc, ioi_prompt, ("Mary", "John"))
 t_ioi = time.perf_counter() - t0
 ioi_pruned = A.prune(ioi)
-print(f"{ioi.n_pos} tokens, {ioi.n_features} active features, built in {t_ioi:.1f} s; "
-      f"kept {ioi_pruned.n_kept_features} features")
+print(
+    f"{ioi.n_pos} tokens, {ioi.n_features} active features, built in {t_ioi:.1f} s; "
+    f"kept {ioi_pruned.n_kept_features} features"
+)
 print(f"logit difference {ioi.values[-1]:.2f}; exactness error {A.exactness_error(ioi):.1e}")
 print(A.graph_text(ioi_pruned, contexts, k=8))
 A.graph_figure(ioi_pruned, contexts, title="IOI: logit(Mary) − logit(John)")
@@ -785,13 +839,21 @@ A.graph_figure(ioi_pruned, contexts, title="IOI: logit(Mary) − logit(John)")
 # %%
 row = ioi.adjacency[ioi.target_index]
 n_f, n_p, n_l = ioi.n_features, ioi.n_pos, ioi.n_layers
-parts = {"features": row[:n_f].sum(), "errors": row[n_f:n_f + n_l * n_p].sum(),
-         "embeddings": row[n_f + n_l * n_p:-1].sum(), "bias": ioi.bias[-1]}
+parts = {
+    "features": row[:n_f].sum(),
+    "errors": row[n_f : n_f + n_l * n_p].sum(),
+    "embeddings": row[n_f + n_l * n_p : -1].sum(),
+    "bias": ioi.bias[-1],
+}
 for name, v in parts.items():
     print(f"{name:10s} {v.item():+7.2f}")
-emb_row = row[n_f + n_l * n_p:-1]
-print("direct edges from the embeddings, by token:",
-      ", ".join(f"{ioi.str_tokens[p].strip()} {emb_row[p]:+.2f}" for p in emb_row.abs().argsort(descending=True)[:4].tolist()))
+emb_row = row[n_f + n_l * n_p : -1]
+print(
+    "direct edges from the embeddings, by token:",
+    ", ".join(
+        f"{ioi.str_tokens[p].strip()} {emb_row[p]:+.2f}" for p in emb_row.abs().argsort(descending=True)[:4].tolist()
+    ),
+)
 ioi_faith = {freeze: A.faithfulness(model, tc, ioi, n=8, freeze=freeze) for freeze in A.FREEZE_LEVELS}
 for freeze, r in ioi_faith.items():
     print(f"freeze={freeze:15s} faithfulness {r['faithfulness']:+.3f}")

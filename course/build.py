@@ -189,7 +189,7 @@ def header(stem: str, folder: str) -> list[tuple[str, str]]:
         '        raise RuntimeError("Installing the course failed: pip says why above.")',
         "    import ipywidgets",
         "",
-        "    if int(ipywidgets.__version__.split(\".\")[0]) >= 8:  # Colab draws ipywidgets 8 only with its own widget manager",
+        '    if int(ipywidgets.__version__.split(".")[0]) >= 8:  # Colab draws ipywidgets 8 only with its own widget manager',
         "        from google.colab import output",
         "",
         "        output.enable_custom_widget_manager()",
@@ -300,7 +300,8 @@ def sorted_imports(lines: list[str]) -> list[str]:
     out: list[str] = []
     for section in range(3):
         block = sorted(plain[section]) + [
-            f"from {module} import {', '.join(sorted(names, key=by_type))}" for module, names in sorted(froms[section].items())
+            f"from {module} import {', '.join(sorted(names, key=by_type))}"
+            for module, names in sorted(froms[section].items())
         ]
         if block and out:
             out.append("")
@@ -324,7 +325,11 @@ def solutions_module(source: Path, cells: list[tuple[str, str]]) -> str:
                     continue
                 for alias in node.names:
                     bound = (alias.asname or alias.name).split(".")[0]
-                    one = ast.Import([alias]) if isinstance(node, ast.Import) else ast.ImportFrom(node.module, [alias], node.level)
+                    one = (
+                        ast.Import([alias])
+                        if isinstance(node, ast.Import)
+                        else ast.ImportFrom(node.module, [alias], node.level)
+                    )
                     imports.setdefault(bound, ast.unparse(one))
         if "# BEGIN SOLUTION" not in text:
             continue

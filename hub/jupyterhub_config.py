@@ -47,8 +47,13 @@ c.Authenticator.admin_users = admins
 c.JupyterHub.load_roles = []
 if os.environ.get("DIGSITE_HUB_API_TOKEN"):
     c.JupyterHub.services = [{"name": "digsite-facilitator", "api_token": os.environ["DIGSITE_HUB_API_TOKEN"]}]
-    c.JupyterHub.load_roles = [{"name": "digsite-facilitator", "services": ["digsite-facilitator"],
-                                "scopes": ["admin:users", "admin:servers", "tokens", "access:servers", "list:users"]}]
+    c.JupyterHub.load_roles = [
+        {
+            "name": "digsite-facilitator",
+            "services": ["digsite-facilitator"],
+            "scopes": ["admin:users", "admin:servers", "tokens", "access:servers", "list:users"],
+        }
+    ]
 
 # Each learner's server: JupyterLab on chapter 0, the course's own Python, no network for models,
 # one thread per kernel (many learners share few cores; one thread each is also the fastest).

@@ -38,8 +38,10 @@ def read_users(path: Path) -> list[str]:
     names = [n for n in names if n]
     bad = [n for n in names if not NAME.match(n)]
     if bad:
-        raise ValueError(f"{path}: these names are not usable as accounts (lower-case letter first, then "
-                         f"letters, digits, - or _, at most 32): {', '.join(bad)}")
+        raise ValueError(
+            f"{path}: these names are not usable as accounts (lower-case letter first, then "
+            f"letters, digits, - or _, at most 32): {', '.join(bad)}"
+        )
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: a name appears twice.")
     if not names:
@@ -57,8 +59,10 @@ def proxy_command() -> str:
         return found
     npm = shutil.which("npm")
     if npm is None:
-        raise RuntimeError("JupyterHub needs configurable-http-proxy (a Node.js program): install Node.js and npm "
-                           "(Debian: apt-get install nodejs npm), then run this command again.")
+        raise RuntimeError(
+            "JupyterHub needs configurable-http-proxy (a Node.js program): install Node.js and npm "
+            "(Debian: apt-get install nodejs npm), then run this command again."
+        )
     print("Installing configurable-http-proxy into hub/node_modules (npm ci) ...", flush=True)
     subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--prefix", str(HUB)], check=True, timeout=600)
     return str(local)
@@ -91,15 +95,25 @@ def give_chapters(home: Path, owner: str | None, with_solutions: bool) -> int:
     return copied
 
 
-def prepare(users_file: Path, password: str, accounts: str, state: Path, ip: str = "127.0.0.1",
-            port: int = 8000, admins: tuple[str, ...] = (), api_token: str | None = None,
-            with_solutions: bool = False) -> tuple[list[str], dict[str, str]]:
+def prepare(
+    users_file: Path,
+    password: str,
+    accounts: str,
+    state: Path,
+    ip: str = "127.0.0.1",
+    port: int = 8000,
+    admins: tuple[str, ...] = (),
+    api_token: str | None = None,
+    with_solutions: bool = False,
+) -> tuple[list[str], dict[str, str]]:
     """Everything before the hub runs: homes, chapters, proxy. Returns (the command, its environment)."""
     if len(password) < 8:
         raise ValueError("The room's password must have 8 characters or more.")
     if accounts == "system" and os.geteuid() != 0:
-        raise PermissionError("--accounts system creates a Unix account per learner: run as root, "
-                              "or use --accounts shared (no isolation between learners).")
+        raise PermissionError(
+            "--accounts system creates a Unix account per learner: run as root, "
+            "or use --accounts shared (no isolation between learners)."
+        )
     names = read_users(users_file)
     state.mkdir(parents=True, exist_ok=True)
     for name in [*names, *admins]:
@@ -124,8 +138,11 @@ def prepare(users_file: Path, password: str, accounts: str, state: Path, ip: str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=Path, required=True, help="file with one learner name a line")
-    parser.add_argument("--password", default=os.environ.get("DIGSITE_HUB_PASSWORD"),
-                        help="the room's shared password (default: $DIGSITE_HUB_PASSWORD, else a random one, printed)")
+    parser.add_argument(
+        "--password",
+        default=os.environ.get("DIGSITE_HUB_PASSWORD"),
+        help="the room's shared password (default: $DIGSITE_HUB_PASSWORD, else a random one, printed)",
+    )
     parser.add_argument("--admins", default="", help="comma-separated facilitator names (admin rights)")
     parser.add_argument("--accounts", choices=["system", "shared"], default="system" if os.geteuid() == 0 else "shared")
     parser.add_argument("--ip", default="127.0.0.1", help="address to listen on; 0.0.0.0 for the room's network")
@@ -135,13 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     password = args.password or secrets.token_urlsafe(9)
     admins = tuple(a.strip() for a in args.admins.split(",") if a.strip())
-    command, env = prepare(args.users, password, args.accounts, args.state, args.ip, args.port, admins,
-                           with_solutions=args.with_solutions)
+    command, env = prepare(
+        args.users, password, args.accounts, args.state, args.ip, args.port, admins, with_solutions=args.with_solutions
+    )
     n = len(read_users(args.users))
-    print(f"Dig Site hub: {n} learners ({args.accounts} accounts), http://{args.ip}:{args.port}/ , "
-          f"room password: {password}\nProgress of the room: python -m digsite.progress --room "
-          f"{'/home' if args.accounts == 'system' else args.state / 'homes'}\nCtrl-C stops the hub and every server.",
-          flush=True)
+    print(
+        f"Dig Site hub: {n} learners ({args.accounts} accounts), http://{args.ip}:{args.port}/ , "
+        f"room password: {password}\nProgress of the room: python -m digsite.progress --room "
+        f"{'/home' if args.accounts == 'system' else args.state / 'homes'}\nCtrl-C stops the hub and every server.",
+        flush=True,
+    )
     os.execve(command[0], command, env)  # the hub replaces this process: Ctrl-C reaches it directly
     return 0  # pragma: no cover - execve does not return
 

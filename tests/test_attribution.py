@@ -97,7 +97,9 @@ def test_each_edge_is_the_change_when_its_source_alone_is_removed():
     for l, p in [(0, 4), (2, P - 1)]:  # errors
         e2 = [e.clone() for e in errs]
         e2[l][p] = 0
-        assert torch.allclose(base - receivers(acts, e2, g.embeddings), g.adjacency[recv, g.error_index(l, p)], atol=1e-9)
+        assert torch.allclose(
+            base - receivers(acts, e2, g.embeddings), g.adjacency[recv, g.error_index(l, p)], atol=1e-9
+        )
     emb = g.embeddings.clone()
     emb[2] = 0
     assert torch.allclose(base - receivers(acts, errs, emb), g.adjacency[recv, g.embedding_index(2)], atol=1e-9)

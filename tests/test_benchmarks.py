@@ -41,7 +41,9 @@ def test_hooks_benchmark_runs_compute_the_same_forward_and_the_nnsight_set():
     # like for like: the nnsight set is the 10 module inputs/outputs per block nnsight saves, plus ln_f's output
     assert len(caches["digsite nnsight's set"]) == 10 * 2 + 1
     assert set(caches["digsite nnsight's set"]) <= set(caches["digsite all"])
-    torch.testing.assert_close(caches["digsite all"]["ln_final.hook_out"], model.transformer.ln_f(caches["digsite all"]["resid_post", 1]))
+    torch.testing.assert_close(
+        caches["digsite all"]["ln_final.hook_out"], model.transformer.ln_f(caches["digsite all"]["resid_post", 1])
+    )
     rows = bench.measure(repeats=1, pairs=[("tiny", model, tokens)])
     assert [row["model"] for row in rows] == ["tiny"] and set(runs) <= set(rows[0]["median_ms"])
 

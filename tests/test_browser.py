@@ -35,7 +35,9 @@ except ImportError:  # pragma: no cover - depends on the machine
 _missing = [what for what, ok in (("chromium", CHROMIUM), ("playwright", sync_playwright)) if not ok]
 if _missing and os.environ.get("CI"):
     raise RuntimeError(f"CI must run the browser test, but {', '.join(_missing)} is missing (see .ci/run).")
-pytestmark = pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)}: apt-get install chromium; pip install playwright")
+pytestmark = pytest.mark.skipif(
+    bool(_missing), reason=f"needs {', '.join(_missing)}: apt-get install chromium; pip install playwright"
+)
 
 
 def _free_port() -> int:
@@ -61,13 +63,22 @@ def jupyterlab(tmp_path):
     log = open(tmp_path / "jupyter.log", "w")
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "jupyter", "lab", "--no-browser",
-            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={served}", f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={served}",
+            f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
             f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
             *(["--allow-root"] if os.geteuid() == 0 else []),  # CI machines run as root
         ],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config")},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config")},
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -98,8 +109,15 @@ def test_solution_notebook_renders_in_a_real_browser(jupyterlab):
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.on("pageerror", lambda err: errors.append(str(err)))
@@ -118,7 +136,8 @@ def test_solution_notebook_renders_in_a_real_browser(jupyterlab):
             page.wait_for_function(
                 """n => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent);
                           return p.length === n && p.every(t => /\\[\\d+\\]/.test(t)); }""",
-                arg=n_code, timeout=240_000,
+                arg=n_code,
+                timeout=240_000,
             )
         finally:
             page.screenshot(path=str(shots / "after_run_all.png"))

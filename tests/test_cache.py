@@ -10,7 +10,14 @@ from digsite.cache import ActivationCache, get_act_name
 from digsite.hooks import HookedModel
 
 VOCAB = 53
-SMALL = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=48, vocab_size=VOCAB, max_position_embeddings=32)
+SMALL = dict(
+    num_hidden_layers=2,
+    hidden_size=32,
+    num_attention_heads=4,
+    intermediate_size=48,
+    vocab_size=VOCAB,
+    max_position_embeddings=32,
+)
 CONFIGS = {
     "gpt2": lambda: GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=32, vocab_size=VOCAB),
     "neox_parallel": lambda: GPTNeoXConfig(**SMALL, rotary_pct=0.5),

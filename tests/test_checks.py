@@ -111,9 +111,18 @@ def test_an_input_changed_in_place_is_named(name):
 
 
 MODEL_CHECKS = [
-    "check_cache_residual_stream", "check_logits_without_mlp", "check_loss_with_head_ablated", "check_logit_lens",
-    "check_patch_resid_once", "check_ce_loss_recovered", "check_neuron_acts", "check_residuals_at",
-    "check_contrastive_vector", "check_head_effects", "check_token_attribution", "check_attention_to",
+    "check_cache_residual_stream",
+    "check_logits_without_mlp",
+    "check_loss_with_head_ablated",
+    "check_logit_lens",
+    "check_patch_resid_once",
+    "check_ce_loss_recovered",
+    "check_neuron_acts",
+    "check_residuals_at",
+    "check_contrastive_vector",
+    "check_head_effects",
+    "check_token_attribution",
+    "check_attention_to",
 ]
 
 

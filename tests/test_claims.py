@@ -71,7 +71,10 @@ def test_claim_bounds_refuses_what_is_not_one_number_or_a_range(spec):
 def test_render_replaces_each_claim_by_its_value_and_records_its_line():
     found: dict[str, dict] = {}
     text = "Head 1.2 scores {{claim:ch09.a=0.91}}.\nLoss falls to {{claim:ch09.b=5–12}} nats."
-    assert build.render_claims(text, "course/09_x.py", 40, found, "ch09.") == "Head 1.2 scores 0.91.\nLoss falls to 5–12 nats."
+    assert (
+        build.render_claims(text, "course/09_x.py", 40, found, "ch09.")
+        == "Head 1.2 scores 0.91.\nLoss falls to 5–12 nats."
+    )
     assert found["ch09.a"]["where"] == "course/09_x.py:40" and found["ch09.b"]["where"] == "course/09_x.py:41"
 
 
@@ -106,7 +109,9 @@ def test_every_quoted_claim_is_measured_by_a_solution_cell():
         code = code_outside_solutions(source)
         names = {m["name"] for m in CALL.finditer(code)}
         dynamic = [m["arg"] for m in ANY_CALL.finditer(code) if not m["arg"].strip().startswith(("'", '"'))]
-        assert not dynamic, f"{source.name}: claim() must name its claim literally (the coverage test reads it): {dynamic}"
+        assert not dynamic, (
+            f"{source.name}: claim() must name its claim literally (the coverage test reads it): {dynamic}"
+        )
         for name in names:
             measured.setdefault(name, set()).add(source.name)
     unmeasured = sorted(f"{n} (quoted at {c['where']})" for n, c in manifest.items() if n not in measured)
@@ -210,11 +215,29 @@ def test_a_drifted_claim_fails_a_notebook_under_the_suite(tmp_path):
     manifest.write_text(json.dumps(found))
     env = {**os.environ, "DIGSITE_CLAIMS_MANIFEST": str(manifest), "DIGSITE_STRICT_CLAIMS": "1"}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--rootdir", str(tmp_path), str(notebook)],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--nbval-lax",
+            "--rootdir",
+            str(tmp_path),
+            str(notebook),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
     )
     assert run.returncode != 0, run.stdout[-2000:]
-    assert "ClaimDrift" in run.stdout and "ch98.answer" in run.stdout and "measured 54" in run.stdout, run.stdout[-3000:]
+    assert "ClaimDrift" in run.stdout and "ch98.answer" in run.stdout and "measured 54" in run.stdout, run.stdout[
+        -3000:
+    ]
 
 
 def test_claims_accept_tensors():

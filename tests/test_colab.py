@@ -87,7 +87,9 @@ def test_setup_cell_in_colab_prints_pips_messages_and_stops_when_pip_fails(fake_
 
 
 @pytest.mark.parametrize("version, enabled", [("7.7.1", False), ("8.1.5", True)])
-def test_setup_cell_enables_colabs_widget_manager_for_ipywidgets_8_only(version, enabled, fake_colab, recorded_runs, monkeypatch):
+def test_setup_cell_enables_colabs_widget_manager_for_ipywidgets_8_only(
+    version, enabled, fake_colab, recorded_runs, monkeypatch
+):
     import ipywidgets
 
     monkeypatch.setattr(ipywidgets, "__version__", version)

@@ -36,10 +36,17 @@ NOTEBOOK = ROOT / "solutions" / "00_orientation.ipynb"
 
 def _python_313() -> str | None:
     """A Python 3.13 interpreter's real path (a pyenv shim may exist and still refuse to run)."""
-    candidates = [shutil.which("python3.13"), *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.13*/bin/python3.13")))]
+    candidates = [
+        shutil.which("python3.13"),
+        *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.13*/bin/python3.13"))),
+    ]
     for candidate in filter(None, candidates):
-        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 13), sys.executable)"],
-                               capture_output=True, text=True, check=False)
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 13), sys.executable)"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if probe.returncode == 0 and probe.stdout.startswith("True"):
             return probe.stdout.split(maxsplit=1)[1].strip()
     return None
@@ -75,7 +82,11 @@ def colab_environment() -> Path:
     if record.exists():
         expected, now = json.loads(record.read_text()), _installed(python)
         if now != expected:  # an interrupted run left something behind: put Colab's versions back
-            differ = {name: (expected.get(name), now.get(name)) for name in set(expected) | set(now) if expected.get(name) != now.get(name)}
+            differ = {
+                name: (expected.get(name), now.get(name))
+                for name in set(expected) | set(now)
+                if expected.get(name) != now.get(name)
+            }
             print(f"Restoring the cached simulated Colab (was, now): {differ}")
             if extra := sorted(set(now) - set(expected)):
                 _run([str(python), "-m", "pip", "uninstall", "-y", *extra])
@@ -143,13 +154,23 @@ def test_chapter_0_runs_in_a_simulated_colab(tmp_path):
     try:
         run = subprocess.run(
             [str(python), str(tmp_path / "runner.py"), str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb")],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
         )
         after = _installed(python)
     finally:
         added = set(_installed(python)) - set(before)
         if added:  # leave the cached Colab as Colab ships it
-            subprocess.run([str(python), "-m", "pip", "uninstall", "-y", *sorted(added)], capture_output=True, env=_colab_env(), check=False)
+            subprocess.run(
+                [str(python), "-m", "pip", "uninstall", "-y", *sorted(added)],
+                capture_output=True,
+                env=_colab_env(),
+                check=False,
+            )
     assert run.returncode == 0, f"chapter 0 failed in the simulated Colab:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
 
     cells = json.loads((tmp_path / "out.ipynb").read_text())["cells"]

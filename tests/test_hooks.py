@@ -20,7 +20,14 @@ from digsite.adapters import in_out_weight
 from digsite.hooks import Hook, HookedModel, HookError
 
 VOCAB = 61
-SMALL = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=48, vocab_size=VOCAB, max_position_embeddings=64)
+SMALL = dict(
+    num_hidden_layers=2,
+    hidden_size=32,
+    num_attention_heads=4,
+    intermediate_size=48,
+    vocab_size=VOCAB,
+    max_position_embeddings=64,
+)
 CONFIGS = {
     "gpt2": lambda: GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=64, vocab_size=VOCAB),
     "neox_parallel": lambda: GPTNeoXConfig(**SMALL, rotary_pct=0.25, use_parallel_residual=True),
@@ -180,13 +187,17 @@ def test_replacing_resid_mid_changes_residual_and_mlp(hm, tokens):
 
 
 def test_scale_is_transformer_lens_divisor_and_replaceable(hm, tokens):
-    _, cache = hm.run_with_cache(tokens, ["blocks.0.hook_resid_pre", "blocks.0.ln1.hook_scale", "blocks.0.ln1.hook_normalized"])
+    _, cache = hm.run_with_cache(
+        tokens, ["blocks.0.hook_resid_pre", "blocks.0.ln1.hook_scale", "blocks.0.ln1.hook_normalized"]
+    )
     x, scale = cache["resid_pre", 0], cache["scale", 0, "ln1"]
     if hm.cfg.normalization_type == "LN":
         x = x - x.mean(-1, keepdim=True)
     assert scale.shape == (*tokens.shape, 1)
     torch.testing.assert_close(scale, (x.pow(2).mean(-1, keepdim=True) + hm.cfg.eps).sqrt())
-    torch.testing.assert_close(cache["normalized", 0, "ln1"], x / scale)  # before weight and bias, as in TransformerLens
+    torch.testing.assert_close(
+        cache["normalized", 0, "ln1"], x / scale
+    )  # before weight and bias, as in TransformerLens
     ln1 = hm.norm_module(0, "ln1")
     bias = ln1.bias if getattr(ln1, "bias", None) is not None else 0
     _, before = hm.run_with_cache(tokens, ["blocks.0.ln1.hook_out"])
@@ -207,7 +218,9 @@ def test_normalized_is_before_weight_and_bias_and_replaceable(hm, tokens):
 
 
 def test_pos_embed_has_the_batch_dim_and_scores_are_minus_inf_where_masked(hm, tokens):
-    _, cache = hm.run_with_cache(tokens, ["hook_embed", "blocks.0.attn.hook_attn_scores"] + (["hook_pos_embed"] if hm.cfg.has_pos_embed else []))
+    _, cache = hm.run_with_cache(
+        tokens, ["hook_embed", "blocks.0.attn.hook_attn_scores"] + (["hook_pos_embed"] if hm.cfg.has_pos_embed else [])
+    )
     if hm.cfg.has_pos_embed:
         assert cache["hook_pos_embed"].shape == cache["hook_embed"].shape == (*tokens.shape, hm.cfg.d_model)
         with hm.hooks([("hook_pos_embed", lambda p, hook: p * 0)]):
@@ -251,7 +264,9 @@ def test_hooks_removed_after_exception(hm, tokens):
         raise RuntimeError("inside hook")
 
     with pytest.raises(RuntimeError, match="inside hook"):
-        hm.run_with_hooks(tokens, fwd_hooks=[("blocks.1.attn.hook_pattern", boom), ("blocks.0.hook_resid_post", lambda x, h: x)])
+        hm.run_with_hooks(
+            tokens, fwd_hooks=[("blocks.1.attn.hook_pattern", boom), ("blocks.0.hook_resid_post", lambda x, h: x)]
+        )
     assert_no_hooks(hm)
 
 
@@ -259,10 +274,18 @@ def test_hook_names_per_architecture(hm):
     names = set(hm.hook_names)
     assert ("hook_pos_embed" in names) == hm.cfg.has_pos_embed
     assert ("blocks.0.mlp.hook_pre_linear" in names) == hm.cfg.gated_mlp
-    for name in ["hook_embed", "blocks.1.attn.hook_q", "blocks.1.attn.hook_attn_scores", "blocks.1.mlp.hook_post", "ln_final.hook_scale"]:
+    for name in [
+        "hook_embed",
+        "blocks.1.attn.hook_q",
+        "blocks.1.attn.hook_attn_scores",
+        "blocks.1.mlp.hook_post",
+        "ln_final.hook_scale",
+    ]:
         assert name in names
     assert not any(n.endswith("hook_result") for n in hm.names(None))
-    assert hm.names(lambda n: n.endswith("resid_post")) == [f"blocks.{l}.hook_resid_post" for l in range(hm.cfg.n_layers)]
+    assert hm.names(lambda n: n.endswith("resid_post")) == [
+        f"blocks.{l}.hook_resid_post" for l in range(hm.cfg.n_layers)
+    ]
 
 
 def test_bad_inputs_raise_helpful_errors(hm, tokens):

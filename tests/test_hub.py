@@ -65,8 +65,11 @@ def test_prepare_refuses_weak_settings(tmp_path):
             start.prepare(users, "long enough", "system", tmp_path / "state")
 
 
-_proxy = (ROOT / "hub" / "node_modules" / ".bin" / "configurable-http-proxy").exists() or shutil.which(
-    "configurable-http-proxy") or shutil.which("npm")
+_proxy = (
+    (ROOT / "hub" / "node_modules" / ".bin" / "configurable-http-proxy").exists()
+    or shutil.which("configurable-http-proxy")
+    or shutil.which("npm")
+)
 try:
     import jupyterhub  # noqa: F401
 except ImportError:  # pragma: no cover - depends on the machine
@@ -88,7 +91,8 @@ def test_hub_serves_two_learners_at_once_and_stops_cleanly():
     for proc in psutil.process_iter(["cmdline"]):
         try:
             if proc.environ().get("JUPYTERHUB_USER", "").startswith("learner") or any(
-                    "digsite-hub-load-" in part for part in proc.info["cmdline"] or []):
+                "digsite-hub-load-" in part for part in proc.info["cmdline"] or []
+            ):
                 leftovers.append(proc.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

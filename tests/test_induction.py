@@ -17,8 +17,17 @@ SEG = 5
 @lru_cache(maxsize=1)
 def tiny() -> HookedModel:
     """A seeded random 2-layer GPT-2 with a word-level-like tokenizer-free setup."""
-    return seeded_gpt2(vocab_size=30, n_positions=32, n_embd=32, n_layer=2, n_head=4, n_inner=64,
-                       initializer_range=0.2, bos_token_id=1, eos_token_id=1)
+    return seeded_gpt2(
+        vocab_size=30,
+        n_positions=32,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        n_inner=64,
+        initializer_range=0.2,
+        bos_token_id=1,
+        eos_token_id=1,
+    )
 
 
 def repeated(batch: int = 3, seg_len: int = SEG) -> torch.Tensor:

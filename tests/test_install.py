@@ -91,7 +91,10 @@ def test_dry_run_on_this_machine_installs_nothing(tmp_path):
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin"}
     out = subprocess.run(
         [sys.executable, str(ROOT / "install.py"), "--dry-run", "--venv", str(tmp_path / "venv")],
-        capture_output=True, text=True, check=True, env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     ).stdout
     assert "1/3" in out and "2/3" in out and "3/3" in out and "dry run" in out
     assert not (tmp_path / "venv").exists()

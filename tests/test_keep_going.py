@@ -89,7 +89,9 @@ def test_run_all_on_chapter_0_with_keep_going_runs_to_the_end(tmp_path):
         try:
             client.execute(env={**os.environ, "PYTHONPATH": str(ROOT / "utils")})
         except nbclient.exceptions.CellExecutionError as err:
-            stopped = next(i for i, c in enumerate(nb.cells) if any(o.get("output_type") == "error" for o in c.get("outputs", [])))
+            stopped = next(
+                i for i, c in enumerate(nb.cells) if any(o.get("output_type") == "error" for o in c.get("outputs", []))
+            )
             return stopped, str(err)
         return len(nb.cells), ""
 

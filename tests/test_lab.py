@@ -90,7 +90,10 @@ def test_launcher_serves_the_repository_root_with_a_token(tmp_path):
         # Started from an unrelated folder: it must still find the checkout.
         proc = subprocess.Popen(
             [sys.executable, "-m", "digsite.lab", "--no-browser", "--port", str(port)],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 120

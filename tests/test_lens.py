@@ -13,8 +13,17 @@ def model():
     from digsite.organisms.tokenizer import build_tokenizer
 
     tok = build_tokenizer()
-    model = seeded_gpt2(tok, vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=2, n_head=2,
-                        bos_token_id=tok.bos_token_id, eos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id)
+    model = seeded_gpt2(
+        tok,
+        vocab_size=len(tok),
+        n_positions=64,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.bos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     hf = model.model
     with torch.no_grad():  # a visible final-LayerNorm bias, larger logits, blocks that change the stream
         hf.transformer.ln_f.bias.normal_(0, 0.5)

@@ -105,7 +105,9 @@ def test_bundled_organisms_load_and_hook(name):
     logits, cache = hm.run_with_cache(tokens)
     # Caching every name switches attention to eager (SDPA gives no pattern): float-level differences only.
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(cache.accumulated_resid(apply_ln=True)[-1] @ hm.W_U + hm.b_U, logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        cache.accumulated_resid(apply_ln=True)[-1] @ hm.W_U + hm.b_U, logits, atol=1e-4, rtol=1e-4
+    )
 
 
 def _word_tokenizer(words: list[str]):

@@ -57,4 +57,4 @@ def test_exercises_are_stubbed_and_solutions_complete():
         n_regions = path.read_text().count("# BEGIN SOLUTION")
         assert exercise.count("raise NotImplementedError") >= n_regions >= 1, path.name
         assert "BEGIN SOLUTION" not in exercise + solution
-        assert "NotImplementedError(\\\"Your turn" not in solution
+        assert 'NotImplementedError(\\"Your turn' not in solution

@@ -26,6 +26,7 @@ def tok(tmp_path_factory):
 
 # ------------------------------------------------------------------ data generators
 
+
 def test_generators_are_seeded():
     assert D.ioi_prompts(20, seed=3) == D.ioi_prompts(20, seed=3)
     assert D.ioi_prompts(20, seed=3) != D.ioi_prompts(20, seed=4)
@@ -127,6 +128,7 @@ def test_repeated_tokens_and_modadd():
 
 # ------------------------------------------------------------------ tokenizer
 
+
 def test_tokenizer_round_trip(tok):
     assert isinstance(tok, PreTrainedTokenizerFast)
     assert tok.bos_token == "<bos>" and tok.pad_token == "<pad>" and tok.bos_token_id == D.BOS_ID
@@ -150,9 +152,11 @@ def test_modadd_tokenizer(tmp_path):
 
 # ------------------------------------------------------------------ training smoke test
 
+
 @pytest.mark.parametrize("name", ORGANISMS)
 def test_quick_training_writes_a_checkpoint(tmp_path, name):
     from digsite.organisms.train import train
+
     torch.set_num_threads(1)
     out = train(name, tmp_path / name, steps=3, quick=True)
     files = {p.name for p in out.iterdir()}
@@ -162,13 +166,16 @@ def test_quick_training_writes_a_checkpoint(tmp_path, name):
     assert hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest() in card
     model = AutoModelForCausalLM.from_pretrained(str(out))
     t = AutoTokenizer.from_pretrained(str(out))
-    ids = torch.tensor([t("1 2 =").input_ids]) if name == "modadd" else t("Mary and John", return_tensors="pt").input_ids
+    ids = (
+        torch.tensor([t("1 2 =").input_ids]) if name == "modadd" else t("Mary and John", return_tensors="pt").input_ids
+    )
     assert model(input_ids=ids).logits.shape[-1] == len(t)
 
 
 def test_cli_lists_and_rejects_unknown():
     from digsite.organisms.__main__ import main
     from digsite.organisms.train import train
+
     with pytest.raises(KeyError):
         train("no-such-organism", "/tmp/none")
     assert main(["list"]) == 0
@@ -176,13 +183,17 @@ def test_cli_lists_and_rejects_unknown():
 
 # ------------------------------------------------------------------ shipped weights
 
+
 def _shipped() -> list[str]:
     return [n for n in ORGANISMS if n in organism_names()]
 
 
-@pytest.mark.skipif(not _shipped(), reason="no organism weights shipped yet (train them with python -m digsite.organisms train NAME)")
+@pytest.mark.skipif(
+    not _shipped(), reason="no organism weights shipped yet (train them with python -m digsite.organisms train NAME)"
+)
 def test_shipped_weights_pass_evaluation():
     from digsite.organisms.evaluate import evaluate
+
     torch.set_num_threads(2)
     results = evaluate(_shipped())
     bad = {n: m["failures"] for n, m in results.items() if m["failures"]}

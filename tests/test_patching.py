@@ -63,26 +63,47 @@ def test_every_combination_of_savings_gives_the_same_answer(kind):
     full = sweep(model, data.corrupt, data.clean, metric, reuse_prefix=False, skip_noops=False, reuse_positions=False)
     for flags in itertools.product([False, True], repeat=3):
         kwargs = dict(zip(["reuse_prefix", "skip_noops", "reuse_positions"], flags))
-        torch.testing.assert_close(sweep(model, data.corrupt, data.clean, metric, max_rows=10, **kwargs), full,
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            sweep(model, data.corrupt, data.clean, metric, max_rows=10, **kwargs), full, atol=1e-5, rtol=1e-5
+        )
 
 
 def test_position_reuse_runs_only_the_positions_from_the_first_change(monkeypatch):
     model, data, metric = setting()
     starts = []
     run_from = P._run_from
-    monkeypatch.setattr(P, "_run_from", lambda model, tokens, p0, *rest: starts.append(p0) or run_from(model, tokens, p0, *rest))
+    monkeypatch.setattr(
+        P, "_run_from", lambda model, tokens, p0, *rest: starts.append(p0) or run_from(model, tokens, p0, *rest)
+    )
     P.resid_sweep(model, data.corrupt, data.clean, metric)
     s2 = int(data.pos["S2"][0])  # the only token that differs
     assert (data.pos["S2"] == s2).all() and starts and min(starts) == s2
 
 
-@pytest.mark.parametrize("config", [
-    LlamaConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
-                intermediate_size=48, vocab_size=40, max_position_embeddings=32),
-    GPTNeoXConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=48, vocab_size=40,
-                  max_position_embeddings=32, rotary_pct=0.25),
-], ids=["llama_gqa", "neox"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        LlamaConfig(
+            num_hidden_layers=2,
+            hidden_size=32,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=48,
+            vocab_size=40,
+            max_position_embeddings=32,
+        ),
+        GPTNeoXConfig(
+            num_hidden_layers=2,
+            hidden_size=32,
+            num_attention_heads=4,
+            intermediate_size=48,
+            vocab_size=40,
+            max_position_embeddings=32,
+            rotary_pct=0.25,
+        ),
+    ],
+    ids=["llama_gqa", "neox"],
+)
 def test_sweeps_equal_the_loop_on_rotary_models(config):
     """Rotary positions and grouped key-value heads survive the key-value prefix."""
     torch.manual_seed(0)
@@ -101,8 +122,9 @@ def test_sweeps_equal_the_loop_on_rotary_models(config):
             patches = [P._head_patch(l, h, kind) for l in range(2) for h in range(heads)]
         source = P._cache(model, source_tokens, names)
         loop = P.patch_loop(model, base, source, patches, metric)
-        torch.testing.assert_close(P.patch_sweep(model, base, source, patches, metric, max_rows=6), loop,
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            P.patch_sweep(model, base, source, patches, metric, max_rows=6), loop, atol=1e-5, rtol=1e-5
+        )
 
 
 def test_model_is_restored_after_a_prefix_pass():
@@ -148,7 +170,10 @@ def test_path_patching_equals_the_direct_path_by_hand():
     delta = (clean["blocks.0.attn.hook_z"][:, :, sender_h] - corrupt["blocks.0.attn.hook_z"][:, :, sender_h]) @ W_O
     resid = corrupt["blocks.2.hook_resid_pre"] + delta
     ln1 = model.norm_module(2, "ln1")
-    q = ln1(resid) @ model.W_Q[2, 1] + model.model.transformer.h[2].attn.c_attn.bias[: cfg.d_model].reshape(cfg.n_heads, -1)[1]
+    q = (
+        ln1(resid) @ model.W_Q[2, 1]
+        + model.model.transformer.h[2].attn.c_attn.bias[: cfg.d_model].reshape(cfg.n_heads, -1)[1]
+    )
 
     def set_q(act, hook):
         act = act.clone()

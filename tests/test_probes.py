@@ -16,8 +16,16 @@ from digsite.organisms.tokenizer import build_tokenizer
 def tiny():
     tok = build_tokenizer()
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                     bos_token_id=D.BOS_ID, eos_token_id=D.BOS_ID, pad_token_id=D.PAD_ID)
+    cfg = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=D.BOS_ID,
+        eos_token_id=D.BOS_ID,
+        pad_token_id=D.PAD_ID,
+    )
     return wrap(GPT2LMHeadModel(cfg).eval(), tok)
 
 

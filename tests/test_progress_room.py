@@ -20,10 +20,17 @@ def _notebook(path, outputs_per_check):
 
 
 PASSED = [{"output_type": "stream", "name": "stdout", "text": "\u2705 check_a: all checks passed.\n"}]
-STUB = [{"output_type": "error", "ename": "CheckFailed", "evalue": "`f` is not implemented yet: replace it",
-         "traceback": []}]
-WRONG = [{"output_type": "error", "ename": "CheckFailed", "evalue": "\u274c f: the attention is transposed",
-          "traceback": []}]
+STUB = [
+    {
+        "output_type": "error",
+        "ename": "CheckFailed",
+        "evalue": "`f` is not implemented yet: replace it",
+        "traceback": [],
+    }
+]
+WRONG = [
+    {"output_type": "error", "ename": "CheckFailed", "evalue": "\u274c f: the attention is transposed", "traceback": []}
+]
 
 
 @pytest.fixture

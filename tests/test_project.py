@@ -21,7 +21,10 @@ def test_ci_runs_exactly_the_readme_test_command():
     script = ROOT / ".ci" / "run"
     extracted = subprocess.run(
         ["bash", "-c", re.search(r'TEST_COMMAND="\$\((.*)\)"', script.read_text())[1]],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     readme = (ROOT / "README.md").read_text()
     assert extracted == 'pip install -e ".[test]" && pytest'

@@ -125,9 +125,16 @@ def test_save_and_load_round_trip(tmp_path, monkeypatch):
 def test_ioi_roles_and_labels_follow_the_grammar():
     words = "When Mary and John went to the store , John gave a drink to Mary .".split()
     roles = ioi_roles(words)
-    assert roles[1] == "IO" and roles[3] == "S1" and roles[9] == "S2" and roles[13] == "END" and roles[14] == "IO answer"
+    assert (
+        roles[1] == "IO" and roles[3] == "S1" and roles[9] == "S2" and roles[13] == "END" and roles[14] == "IO answer"
+    )
     labels = token_labels("a cat is an animal . three plus four is seven".split())
-    assert labels[1] == "animal (member)" and labels[4] == "category word" and labels[6] == "number" and labels[2] == "'is'"
+    assert (
+        labels[1] == "animal (member)"
+        and labels[4] == "category word"
+        and labels[6] == "number"
+        and labels[2] == "'is'"
+    )
 
 
 def test_label_latents_finds_a_pure_latent():

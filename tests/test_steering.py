@@ -14,8 +14,19 @@ from digsite.organisms.tokenizer import build_tokenizer
 @lru_cache(maxsize=1)
 def tiny():
     tok = build_tokenizer()
-    return seeded_gpt2(tok, seed=3, vocab_size=len(tok), n_positions=40, n_embd=32, n_layer=2, n_head=2,
-                       initializer_range=0.3, bos_token_id=BOS_ID, eos_token_id=BOS_ID, pad_token_id=PAD_ID)
+    return seeded_gpt2(
+        tok,
+        seed=3,
+        vocab_size=len(tok),
+        n_positions=40,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        initializer_range=0.3,
+        bos_token_id=BOS_ID,
+        eos_token_id=BOS_ID,
+        pad_token_id=PAD_ID,
+    )
 
 
 def hooks_on(model) -> int:
@@ -42,8 +53,10 @@ def test_contrastive_vector_is_a_difference_of_means_at_the_positions():
     neg, neg_at = tokens_and_last(model, TEXTS[:1])
     _, cache = model.run_with_cache(pos, names_filter=["blocks.1.hook_resid_pre"])
     _, cache_neg = model.run_with_cache(neg, names_filter=["blocks.1.hook_resid_pre"])
-    manual = torch.stack([cache["blocks.1.hook_resid_pre"][i, pos_at[i]] for i in range(3)]).mean(0) - \
-        cache_neg["blocks.1.hook_resid_pre"][0, neg_at[0]]
+    manual = (
+        torch.stack([cache["blocks.1.hook_resid_pre"][i, pos_at[i]] for i in range(3)]).mean(0)
+        - cache_neg["blocks.1.hook_resid_pre"][0, neg_at[0]]
+    )
     got = steering.contrastive_vector(model, pos, neg, pos_at, neg_at, "blocks.1.hook_resid_pre")
     assert torch.allclose(got, manual, atol=1e-6)
     # a prompt set against itself gives zero
@@ -106,8 +119,9 @@ def test_steering_curve_starts_at_the_unsteered_model_and_leaves_no_hook():
     tokens, _ = tokens_and_last(model, ["a cat is an animal . a dog is an animal"])
     v = torch.randn(model.cfg.d_model)
     before = hooks_on(model)
-    curve = steering.steering_curve(model, "blocks.1.hook_resid_pre", v, [0.0, 5.0],
-                                    lambda m: m(tokens)[0, -1, 7].item(), tokens)
+    curve = steering.steering_curve(
+        model, "blocks.1.hook_resid_pre", v, [0.0, 5.0], lambda m: m(tokens)[0, -1, 7].item(), tokens
+    )
     assert hooks_on(model) == before
     with torch.no_grad():
         assert curve["behaviour"][0] == pytest.approx(model(tokens)[0, -1, 7].item(), abs=1e-5)

@@ -50,7 +50,12 @@ def test_dense_features_get_dedicated_dimensions_and_sparse_ones_superpose():
 
 def test_classify_two_features():
     W = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]], [[1.0, -1.0]], [[0.1, -0.2]]])
-    assert classify_two_features(W).tolist() == [0, 1, 2, 3]  # the last represents neither feature, not "only feature 1"
+    assert classify_two_features(W).tolist() == [
+        0,
+        1,
+        2,
+        3,
+    ]  # the last represents neither feature, not "only feature 1"
 
 
 def test_plot_features_2d_has_one_arrow_per_feature():

@@ -33,6 +33,7 @@ _spec.loader.exec_module(site)
 
 # --- unit tests: no build, no browser ---------------------------------------------------------
 
+
 def test_every_chapter_is_found_with_its_title():
     chapters = site.find_chapters()
     assert [c.stem for c in chapters] == sorted(p.stem for p in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
@@ -54,21 +55,43 @@ def test_static_outputs_replace_plotly_and_widgets():
         "box": {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_s", "IPY_MODEL_o", "IPY_MODEL_t"]}},
         "s": {"model_name": "IntSliderModel", "state": {"description": "layer", "min": 0, "max": 3, "value": 1}},
         "t": {"model_name": "ToggleButtonsModel", "state": {"_options_labels": ["logit", "tuned"], "index": 1}},
-        "o": {"model_name": "OutputModel", "state": {"outputs": [
-            {"output_type": "display_data", "data": {"application/vnd.plotly.v1+json": {"data": [], "layout": {}}}},
-            {"output_type": "stream", "name": "stdout", "text": "a < b"},
-        ]}},
+        "o": {
+            "model_name": "OutputModel",
+            "state": {
+                "outputs": [
+                    {
+                        "output_type": "display_data",
+                        "data": {"application/vnd.plotly.v1+json": {"data": [], "layout": {}}},
+                    },
+                    {"output_type": "stream", "name": "stdout", "text": "a < b"},
+                ]
+            },
+        },
     }
-    nb = {"metadata": {"widgets": {"application/vnd.jupyter.widget-state+json": {"state": state}}}, "cells": [
-        {"cell_type": "code", "outputs": [
-            {"output_type": "display_data", "data": {"application/vnd.plotly.v1+json": {"data": [{"y": ["</script>"]}]}}},
-            {"output_type": "execute_result", "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "box"},
-                                                       "text/plain": "Explorer(...)"}},
-        ]},
-    ]}
+    nb = {
+        "metadata": {"widgets": {"application/vnd.jupyter.widget-state+json": {"state": state}}},
+        "cells": [
+            {
+                "cell_type": "code",
+                "outputs": [
+                    {
+                        "output_type": "display_data",
+                        "data": {"application/vnd.plotly.v1+json": {"data": [{"y": ["</script>"]}]}},
+                    },
+                    {
+                        "output_type": "execute_result",
+                        "data": {
+                            "application/vnd.jupyter.widget-view+json": {"model_id": "box"},
+                            "text/plain": "Explorer(...)",
+                        },
+                    },
+                ],
+            },
+        ],
+    }
     site.static_outputs(nb)
     figure, widget = (o["data"]["text/html"] for o in nb["cells"][0]["outputs"])
-    assert 'data-plotly-for="digsite-plotly-' in figure and "</script>\"" not in figure and "<\\/script>" in figure
+    assert 'data-plotly-for="digsite-plotly-' in figure and '</script>"' not in figure and "<\\/script>" in figure
     assert "snapshot" in widget and 'type="range"' in widget and 'value="1"' in widget
     assert "data-plotly-for" in widget and "a &lt; b" in widget and 'chosen">tuned' in widget
     assert "widgets" not in nb["metadata"]  # no widget manager, which would come from a CDN
@@ -100,11 +123,14 @@ try:
     import mkdocs_jupyter  # noqa: F401
 except ImportError:  # pragma: no cover - depends on the machine
     mkdocs = None
-_missing = [w for w, ok in (("chromium", CHROMIUM), ("playwright", sync_playwright), ("mkdocs-jupyter", mkdocs)) if not ok]
+_missing = [
+    w for w, ok in (("chromium", CHROMIUM), ("playwright", sync_playwright), ("mkdocs-jupyter", mkdocs)) if not ok
+]
 if _missing and os.environ.get("CI"):
     raise RuntimeError(f"CI must run the website test, but {', '.join(_missing)} is missing (see .ci/run).")
-needs_browser = pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)}: apt-get install chromium; "
-                                   'pip install -e ".[test]"')
+needs_browser = pytest.mark.skipif(
+    bool(_missing), reason=f'needs {", ".join(_missing)}: apt-get install chromium; pip install -e ".[test]"'
+)
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +139,15 @@ def served_site():
     # The site renders what the notebooks print; whether the prose's numbers hold is nbval's test
     # (strict claims there). Here a timing claim may drift because two notebooks run at once.
     env = {**os.environ, "DIGSITE_STRICT_CLAIMS": "0"}
-    result = subprocess.run([sys.executable, str(ROOT / "website" / "build.py"), "--jobs", "2"],
-                            capture_output=True, text=True, timeout=1800, cwd=ROOT, check=False, env=env)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "website" / "build.py"), "--jobs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=ROOT,
+        check=False,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     handler = functools.partial(QuietHandler, directory=str(site.OUT))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -151,23 +184,36 @@ def test_every_page_renders_offline_in_a_real_browser(served_site):
     problems: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         page.on("request", lambda request: requests.append(request.url))
         page.on("pageerror", lambda err: problems.append(f"{page.url}: {err}"))
         page.on("response", lambda r: r.status >= 400 and problems.append(f"{page.url}: HTTP {r.status} {r.url}"))
-        page.on("console", lambda msg: msg.type == "error" and not _harmless(msg.text)
-                and problems.append(f"{page.url}: console: {msg.text}"))
+        page.on(
+            "console",
+            lambda msg: (
+                msg.type == "error" and not _harmless(msg.text) and problems.append(f"{page.url}: console: {msg.text}")
+            ),
+        )
         for name in pages:
             page.goto(f"{base}/{name}", wait_until="load", timeout=120_000)
             page.wait_for_load_state("networkidle", timeout=120_000)
             n_plotly = page.locator("script[data-plotly-for]").count()
             if n_plotly:
-                page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {n_plotly}",
-                                       timeout=60_000)
+                page.wait_for_function(
+                    f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {n_plotly}", timeout=60_000
+                )
             n_cv = page.locator("[id^='circuits-vis-']").count()
             if n_cv:  # each circuitsvis figure drew something inside its div (React, from its inline JS)
                 page.wait_for_function(
@@ -175,8 +221,9 @@ def test_every_page_renders_offline_in_a_real_browser(served_site):
                     timeout=60_000,
                 )
             if name in with_math:  # MathJax (the site's own copy) typeset the formulas
-                page.wait_for_function("document.querySelectorAll('.MathJax, .MathJax_Display').length > 0",
-                                       timeout=60_000)
+                page.wait_for_function(
+                    "document.querySelectorAll('.MathJax, .MathJax_Display').length > 0", timeout=60_000
+                )
             outputs = " ".join(page.locator(".jp-OutputArea-output").all_inner_texts())
             assert "Traceback" not in outputs, f"{name} shows a traceback"
             if name.startswith("0") and name != "index.html":
@@ -184,8 +231,10 @@ def test_every_page_renders_offline_in_a_real_browser(served_site):
                 badge = page.locator("a[href^='https://colab.research.google.com/github/'] img").first
                 assert badge.get_attribute("src").startswith("assets/"), f"{name}: the Colab badge is not local"
             page.screenshot(path=str(shots / f"website_{name.removesuffix('.html')}.png"))
-            print(f"{name}: {n_plotly} plotly, {n_cv} circuitsvis, "
-                  f"{page.locator('.digsite-widget-static').count()} widget snapshot(s)")
+            print(
+                f"{name}: {n_plotly} plotly, {n_cv} circuitsvis, "
+                f"{page.locator('.digsite-widget-static').count()} widget snapshot(s)"
+            )
         # Pages with the three kinds of figure exist at all (so the checks above are not vacuous).
         page.goto(f"{base}/00_orientation.html", wait_until="networkidle")
         assert page.locator(".js-plotly-plot .main-svg").count() >= 1
@@ -206,6 +255,12 @@ def test_every_page_renders_offline_in_a_real_browser(served_site):
         assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
         assert any("NotImplementedError" in "".join(c["source"]) for c in nb["cells"])
         browser.close()
-    outside = sorted({u for u in requests if urlparse(u).hostname not in ("127.0.0.1",) and not u.startswith(("data:", "blob:", "about:"))})
+    outside = sorted(
+        {
+            u
+            for u in requests
+            if urlparse(u).hostname not in ("127.0.0.1",) and not u.startswith(("data:", "blob:", "about:"))
+        }
+    )
     assert outside == [], f"pages requested the network: {outside}"
     assert problems == [], f"JavaScript errors: {problems}"

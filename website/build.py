@@ -122,7 +122,10 @@ def execute(notebook: Path, target: Path, timeout: int) -> float:
     nb = nbformat.read(notebook, as_version=4)
     start = time.perf_counter()
     NotebookClient(
-        nb, timeout=timeout, store_widget_state=True, kernel_name="python3",
+        nb,
+        timeout=timeout,
+        store_widget_state=True,
+        kernel_name="python3",
         resources={"metadata": {"path": str(notebook.parent)}},
     ).execute()
     seconds = time.perf_counter() - start
@@ -147,8 +150,10 @@ def executed_notebooks(chapters: list[Chapter], cache: Path, jobs: int, timeout:
     if todo:
         print(f"Executing {len(todo)} notebook(s), {jobs} at a time ...", flush=True)
         with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = {chapter.stem: (pool.submit(execute, chapter.solution, target, timeout), target)
-                       for chapter, target in todo}
+            futures = {
+                chapter.stem: (pool.submit(execute, chapter.solution, target, timeout), target)
+                for chapter, target in todo
+            }
             for stem, (future, target) in futures.items():
                 seconds = future.result()
                 print(f"  {stem}: {seconds:.0f} s", flush=True)
@@ -163,13 +168,16 @@ def executed_notebooks(chapters: list[Chapter], cache: Path, jobs: int, timeout:
 
 # --- static versions of what needs a live kernel ---------------------------------------------
 
+
 def plotly_html(figure: dict) -> str:
     """A plotly figure as a placeholder div plus its JSON; website/assets/figures.js draws it."""
     data = json.dumps(figure, separators=(",", ":"))
     div_id = "digsite-plotly-" + hashlib.sha1(data.encode()).hexdigest()[:12]
     safe = data.replace("</", "<\\/")  # a "</script>" inside a string must not close the tag
-    return (f'<div class="digsite-plotly" id="{div_id}"></div>'
-            f'<script type="application/json" data-plotly-for="{div_id}">{safe}</script>')
+    return (
+        f'<div class="digsite-plotly" id="{div_id}"></div>'
+        f'<script type="application/json" data-plotly-for="{div_id}">{safe}</script>'
+    )
 
 
 def output_html(output: dict) -> str:
@@ -200,16 +208,22 @@ def widget_html(model_id: str, state: dict, depth: int = 0) -> str:
     if name.endswith("BoxModel") or name in ("AccordionModel", "TabModel", "StackModel"):
         return f'<div class="digsite-widget-column">{"".join(children)}</div>'
     if name.endswith("SliderModel"):
-        return (f'<label class="digsite-widget-control">{label} <input type="range" disabled '
-                f'min="{s.get("min", 0)}" max="{s.get("max", 100)}" value="{s.get("value", 0)}"> '
-                f'{html.escape(str(s.get("value", "")))}</label>')
+        return (
+            f'<label class="digsite-widget-control">{label} <input type="range" disabled '
+            f'min="{s.get("min", 0)}" max="{s.get("max", 100)}" value="{s.get("value", 0)}"> '
+            f"{html.escape(str(s.get('value', '')))}</label>"
+        )
     if name in ("TextModel", "TextareaModel", "IntTextModel", "FloatTextModel"):
-        return (f'<label class="digsite-widget-control">{label} <input type="text" disabled '
-                f'value="{html.escape(str(s.get("value", "")))}"></label>')
+        return (
+            f'<label class="digsite-widget-control">{label} <input type="text" disabled '
+            f'value="{html.escape(str(s.get("value", "")))}"></label>'
+        )
     if "_options_labels" in s:
         chosen = s.get("index")
-        options = "".join(f'<span class="digsite-widget-option{" chosen" if i == chosen else ""}">{html.escape(o)}</span>'
-                          for i, o in enumerate(s["_options_labels"]))
+        options = "".join(
+            f'<span class="digsite-widget-option{" chosen" if i == chosen else ""}">{html.escape(o)}</span>'
+            for i, o in enumerate(s["_options_labels"])
+        )
         return f'<span class="digsite-widget-control">{label} {options}</span>'
     if name in ("FloatProgressModel", "IntProgressModel"):  # e.g. a tqdm bar
         return f'<progress max="{s.get("max", 100)}" value="{s.get("value", 0)}"></progress>'
@@ -221,7 +235,7 @@ def widget_html(model_id: str, state: dict, depth: int = 0) -> str:
     if name == "LabelModel":
         return f'<div class="digsite-widget-label">{html.escape(str(s.get("value", "")))}</div>'
     if name in ("HTMLModel", "HTMLMathModel"):
-        return f'<div>{s.get("value", "")}</div>'
+        return f"<div>{s.get('value', '')}</div>"
     if name == "OutputModel":
         return "".join(output_html(o) for o in s.get("outputs", []))
     return ""
@@ -232,13 +246,17 @@ def widget_snapshot(model_id: str, state: dict) -> str:
     body = widget_html(model_id, state)
     if "disabled" not in body:  # no controls (a progress bar, a label): just what it shows
         return f'<div class="digsite-widget-static-plain">{body}</div>'
-    return ('<div class="digsite-widget-static"><p class="digsite-widget-note">A snapshot of an interactive '
-            f"explorer. Download the notebook or open it in Colab to move its controls.</p>{body}</div>")
+    return (
+        '<div class="digsite-widget-static"><p class="digsite-widget-note">A snapshot of an interactive '
+        f"explorer. Download the notebook or open it in Colab to move its controls.</p>{body}</div>"
+    )
 
 
 def static_outputs(nb: dict) -> None:
     """Replace, in place, every output that needs a live kernel by its static HTML version."""
-    state = nb.get("metadata", {}).get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    state = (
+        nb.get("metadata", {}).get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    )
     for cell in nb["cells"]:
         for output in cell.get("outputs", []):
             data = output.get("data", {})
@@ -274,6 +292,7 @@ def page_notebook(executed: Path, chapter: Chapter, repo: str) -> dict:
 
 
 # --- the MkDocs project ---------------------------------------------------------------------
+
 
 def home_page(chapters: list[Chapter], repo: str) -> str:
     """The README up to its test instructions, with links into the site (or to the repository)."""
@@ -313,22 +332,26 @@ def mkdocs_config(chapters: list[Chapter], guides: list[str], repo: str) -> dict
             "features": ["navigation.sections", "navigation.top", "search.highlight", "toc.follow"],
             "palette": {"primary": "brown", "accent": "amber"},
         },
-        "extra": {"social": [{"icon": "fontawesome/brands/github", "link": f"https://github.com/{repo}"}],
-                  "generator": False},
+        "extra": {
+            "social": [{"icon": "fontawesome/brands/github", "link": f"https://github.com/{repo}"}],
+            "generator": False,
+        },
         "extra_css": ["assets/site.css"],
         "extra_javascript": ["assets/plotly.min.js", "assets/figures.js"],
         "markdown_extensions": ["tables", "admonition", "attr_list", "md_in_html", "toc"],
         "plugins": [
             "search",
-            {"mkdocs-jupyter": {
-                "include": ["*.ipynb"],
-                "ignore": ["downloads/*", "downloads/*/*"],
-                "execute": False,  # executed (and cached) by this script, outputs made static first
-                "include_requirejs": False,
-                "custom_mathjax_url": "assets/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe,local/digsite",
-                "cache_dir": str(ROOT / "build" / "website-render-cache"),
-                "highlight_extra_classes": "",
-            }},
+            {
+                "mkdocs-jupyter": {
+                    "include": ["*.ipynb"],
+                    "ignore": ["downloads/*", "downloads/*/*"],
+                    "execute": False,  # executed (and cached) by this script, outputs made static first
+                    "include_requirejs": False,
+                    "custom_mathjax_url": "assets/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe,local/digsite",
+                    "cache_dir": str(ROOT / "build" / "website-render-cache"),
+                    "highlight_extra_classes": "",
+                }
+            },
         ],
         "nav": [
             {"Home": "index.md"},
@@ -380,8 +403,12 @@ def build(jobs: int = 1, timeout: int = 600) -> dict:
     write_sources(chapters, executed, repo)
     mkdocs_build(load_config(str(SRC / "mkdocs.yml")))
     total = time.perf_counter() - start
-    report = {"chapters": {c.stem: executed[c.stem][1] for c in chapters},
-              "execute_s": round(t_exec, 1), "total_s": round(total, 1), "site": str(OUT)}
+    report = {
+        "chapters": {c.stem: executed[c.stem][1] for c in chapters},
+        "execute_s": round(t_exec, 1),
+        "total_s": round(total, 1),
+        "site": str(OUT),
+    }
     (OUT / "build.json").write_text(json.dumps(report, indent=1))
     return report
 

@@ -106,8 +106,10 @@ def _scale(x: Tensor, eps: float) -> Tensor:
 def _gpt2_blocks(model: HookedModel) -> list:
     base = getattr(model.model, "transformer", None)
     if base is None or not hasattr(base, "wpe") or not hasattr(base.h[0].attn, "c_attn"):
-        raise TypeError("Attribution graphs here support GPT-2 models (LayerNorm, learned positions), like the "
-                        f"'toylang' organism; got a {model.cfg.architecture}.")
+        raise TypeError(
+            "Attribution graphs here support GPT-2 models (LayerNorm, learned positions), like the "
+            f"'toylang' organism; got a {model.cfg.architecture}."
+        )
     return list(base.h)
 
 
@@ -128,8 +130,10 @@ def frozen_model(model: HookedModel, tc: Transcoders, cache) -> FrozenModel:
     blocks = _gpt2_blocks(model)
     L, H = model.cfg.n_layers, model.cfg.n_heads
     if tc.cfg.n_layers != L or tc.cfg.d_model != model.cfg.d_model:
-        raise ValueError(f"These transcoders are for a {tc.cfg.n_layers}-layer, d_model {tc.cfg.d_model} model; "
-                         f"this model has {L} layers, d_model {model.cfg.d_model}.")
+        raise ValueError(
+            f"These transcoders are for a {tc.cfg.n_layers}-layer, d_model {tc.cfg.d_model} model; "
+            f"this model has {L} layers, d_model {model.cfg.d_model}."
+        )
     lnf = model.model.transformer.ln_f
 
     def stack(get) -> Tensor:
@@ -143,12 +147,24 @@ def frozen_model(model: HookedModel, tc: Transcoders, cache) -> FrozenModel:
         return t.detach().to(F64)
 
     return FrozenModel(
-        W_E=w(model.W_E), W_pos=w(model.W_pos),
-        ln1_w=stack(lambda b: b.ln_1.weight), ln1_b=stack(lambda b: b.ln_1.bias),
-        ln2_w=stack(lambda b: b.ln_2.weight), ln2_b=stack(lambda b: b.ln_2.bias),
-        W_V=w(model.W_V), b_V=stack(lambda b: b.attn.c_attn.bias.chunk(3)[2].reshape(H, -1)),
-        W_O=w(model.W_O), b_O=w(model.b_O), lnf_w=w(lnf.weight), lnf_b=w(lnf.bias), W_U=w(model.W_U),
-        b_U=w(model.b_U), W_enc=w(tc.W_enc), b_enc=w(tc.b_enc), W_dec=w(tc.W_dec), b_dec=w(tc.b_dec),
+        W_E=w(model.W_E),
+        W_pos=w(model.W_pos),
+        ln1_w=stack(lambda b: b.ln_1.weight),
+        ln1_b=stack(lambda b: b.ln_1.bias),
+        ln2_w=stack(lambda b: b.ln_2.weight),
+        ln2_b=stack(lambda b: b.ln_2.bias),
+        W_V=w(model.W_V),
+        b_V=stack(lambda b: b.attn.c_attn.bias.chunk(3)[2].reshape(H, -1)),
+        W_O=w(model.W_O),
+        b_O=w(model.b_O),
+        lnf_w=w(lnf.weight),
+        lnf_b=w(lnf.bias),
+        W_U=w(model.W_U),
+        b_U=w(model.b_U),
+        W_enc=w(tc.W_enc),
+        b_enc=w(tc.b_enc),
+        W_dec=w(tc.W_dec),
+        b_dec=w(tc.b_dec),
         W_skip=w(tc.W_skip),
         patterns=torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][0] for l in range(L)]).to(F64),
         scale1=torch.stack([_scale(x, blocks[l].ln_1.eps) for l, x in enumerate(pre)]),
@@ -173,8 +189,13 @@ def frozen_attention_adjoint(fm: FrozenModel, layer: int, g: Tensor) -> Tensor:
     return frozen_ln_adjoint(gx, fm.scale1[layer], fm.ln1_w[layer])
 
 
-def frozen_forward(fm: FrozenModel, embeddings: Tensor, features: Sequence[Tensor], errors: Sequence[Tensor],
-                   target_weights: Tensor | None = None) -> tuple[list[Tensor], Tensor | None]:
+def frozen_forward(
+    fm: FrozenModel,
+    embeddings: Tensor,
+    features: Sequence[Tensor],
+    errors: Sequence[Tensor],
+    target_weights: Tensor | None = None,
+) -> tuple[list[Tensor], Tensor | None]:
     """The frozen replacement model run forward from given sources.
 
     embeddings (pos, d_model); features[l] (pos, d_tc), the activations each feature writes
@@ -332,8 +353,12 @@ def target_weights_for(model: HookedModel, target: Target) -> tuple[Tensor, str]
 def _prompt_tokens(model: HookedModel, prompt: str | Tensor) -> Tensor:
     if isinstance(prompt, str):
         return model.to_tokens(prompt)[0]
-    if not isinstance(prompt, Tensor) or prompt.dtype != torch.long or prompt.ndim not in (1, 2) or (
-            prompt.ndim == 2 and prompt.shape[0] != 1):
+    if (
+        not isinstance(prompt, Tensor)
+        or prompt.dtype != torch.long
+        or prompt.ndim not in (1, 2)
+        or (prompt.ndim == 2 and prompt.shape[0] != 1)
+    ):
         raise ValueError("prompt must be a string or a 1-D LongTensor of token ids (one prompt)")
     return prompt.reshape(-1).to(model.device)
 
@@ -350,8 +375,14 @@ def active_features(model: HookedModel, tc: Transcoders, cache) -> list[Tensor]:
 
 
 @torch.no_grad()
-def attribution_graph(model: HookedModel, tc: Transcoders, prompt: str | Tensor, target: Target,
-                      target_pos: int = -1, batch_size: int = 256) -> Graph:
+def attribution_graph(
+    model: HookedModel,
+    tc: Transcoders,
+    prompt: str | Tensor,
+    target: Target,
+    target_pos: int = -1,
+    batch_size: int = 256,
+) -> Graph:
     """The attribution graph of `prompt` (a string, BOS added; or a 1-D tensor of ids) for one target.
 
     target: see `target_weights_for` (a word, an id, a (good, bad) pair, or weights);
@@ -386,12 +417,20 @@ def attribution_graph(model: HookedModel, tc: Transcoders, prompt: str | Tensor,
         masks.append(mask)
         acts.append(f)
         errs.append(err)
-    features = torch.cat([torch.stack([torch.full_like(m.nonzero()[:, 0], l), *m.nonzero().T], 1)
-                          for l, m in enumerate(masks)]) if any(m.any() for m in masks) else torch.zeros(0, 3, dtype=torch.long)
-    activations = torch.stack([acts[l][p, i] for l, p, i in features.tolist()]) if len(features) else torch.zeros(0, dtype=F64)
+    features = (
+        torch.cat(
+            [torch.stack([torch.full_like(m.nonzero()[:, 0], l), *m.nonzero().T], 1) for l, m in enumerate(masks)]
+        )
+        if any(m.any() for m in masks)
+        else torch.zeros(0, 3, dtype=torch.long)
+    )
+    activations = (
+        torch.stack([acts[l][p, i] for l, p, i in features.tolist()]) if len(features) else torch.zeros(0, dtype=F64)
+    )
     pres, target_all = frozen_forward(fm, emb, acts, errs, tw)
-    zero_pres, zero_target = frozen_forward(fm, torch.zeros_like(emb), [torch.zeros_like(a) for a in acts],
-                                            [torch.zeros_like(e) for e in errs], tw)
+    zero_pres, zero_target = frozen_forward(
+        fm, torch.zeros_like(emb), [torch.zeros_like(a) for a in acts], [torch.zeros_like(e) for e in errs], tw
+    )
     nF = len(features)
     n = nF + (L + 1) * P + 1
     values = torch.zeros(n, dtype=F64)
@@ -399,8 +438,8 @@ def attribution_graph(model: HookedModel, tc: Transcoders, prompt: str | Tensor,
     if nF:
         values[:nF] = torch.stack([pres[l][p, i] for l, p, i in features.tolist()])
         bias[:nF] = torch.stack([zero_pres[l][p, i] for l, p, i in features.tolist()])
-    values[nF:nF + L * P] = torch.stack(errs).norm(dim=-1).flatten()
-    values[nF + L * P:n - 1] = emb.norm(dim=-1)
+    values[nF : nF + L * P] = torch.stack(errs).norm(dim=-1).flatten()
+    values[nF + L * P : n - 1] = emb.norm(dim=-1)
     values[-1], bias[-1] = target_all[tpos], zero_target[tpos]
 
     adjacency = torch.zeros(n, n, dtype=F64)
@@ -410,15 +449,40 @@ def attribution_graph(model: HookedModel, tc: Transcoders, prompt: str | Tensor,
     layer_rows = [(features[:, 0] == l).nonzero()[:, 0] for l in range(L)]
     u = fm.W_U @ tw
     for start in range(0, len(receivers), batch_size):
-        rows = torch.tensor(receivers[start:start + batch_size])
+        rows = torch.tensor(receivers[start : start + batch_size])
         adjacency[rows] = _receiver_rows(fm, rows, features, layer_rows, writes, err_stack, emb, u, tpos, n, nF, P)
-    return Graph(tokens=tokens.cpu(), str_tokens=model.to_str_tokens(tokens), features=features, activations=activations,
-                 errors=err_stack, embeddings=emb, adjacency=adjacency, values=values, bias=bias, target_weights=tw,
-                 target_pos=tpos, target_label=label, n_layers=L, frozen=fm)
+    return Graph(
+        tokens=tokens.cpu(),
+        str_tokens=model.to_str_tokens(tokens),
+        features=features,
+        activations=activations,
+        errors=err_stack,
+        embeddings=emb,
+        adjacency=adjacency,
+        values=values,
+        bias=bias,
+        target_weights=tw,
+        target_pos=tpos,
+        target_label=label,
+        n_layers=L,
+        frozen=fm,
+    )
 
 
-def _receiver_rows(fm: FrozenModel, rows: Tensor, features: Tensor, layer_rows: list[Tensor], writes: list[Tensor],
-                   errors: Tensor, emb: Tensor, u: Tensor, tpos: int, n: int, nF: int, P: int) -> Tensor:
+def _receiver_rows(
+    fm: FrozenModel,
+    rows: Tensor,
+    features: Tensor,
+    layer_rows: list[Tensor],
+    writes: list[Tensor],
+    errors: Tensor,
+    emb: Tensor,
+    u: Tensor,
+    tpos: int,
+    n: int,
+    nF: int,
+    P: int,
+) -> Tensor:
     """Rows `rows` of the adjacency matrix: one backward sweep through the frozen model for each receiver."""
     L = fm.n_layers
     B = len(rows)
@@ -437,7 +501,7 @@ def _receiver_rows(fm: FrozenModel, rows: Tensor, features: Tensor, layer_rows: 
         lr = layer_rows[l]
         for p, cols, w in by_pos[l]:  # one small matmul per position: no (batch, n_features, d) gather
             out[:, cols] = G[:, p] @ w.T
-        out[:, nF + l * P: nF + (l + 1) * P] = torch.einsum("bpd,pd->bp", G, errors[l])
+        out[:, nF + l * P : nF + (l + 1) * P] = torch.einsum("bpd,pd->bp", G, errors[l])
         G = G + frozen_ln_adjoint(G @ fm.W_skip[l].T, fm.scale2[l], fm.ln2_w[l])
         for f in lr.tolist():  # receivers among layer l's features read here, at resid_mid
             b = local.get(f)
@@ -445,7 +509,7 @@ def _receiver_rows(fm: FrozenModel, rows: Tensor, features: Tensor, layer_rows: 
                 _, p, i = features[f].tolist()
                 G[b, p] += frozen_ln_adjoint(fm.W_enc[l][:, i][None], fm.scale2[l][p], fm.ln2_w[l])[0]
         G = G + frozen_attention_adjoint(fm, l, G)
-    out[:, nF + L * P: nF + (L + 1) * P] = torch.einsum("bpd,pd->bp", G, emb)
+    out[:, nF + L * P : nF + (L + 1) * P] = torch.einsum("bpd,pd->bp", G, emb)
     return out
 
 
@@ -508,12 +572,13 @@ def _cumulative_keep(scores: Tensor, threshold: float) -> Tensor:
     order = scores.argsort(descending=True)
     cum = scores[order].cumsum(0) / total
     n_keep = int((cum < threshold).sum()) + 1
-    keep[order[:min(n_keep, len(scores))]] = True
+    keep[order[: min(n_keep, len(scores))]] = True
     return keep
 
 
-def prune_adjacency(adjacency: Tensor, n_features: int, target: int, node_threshold: float = 0.8,
-                    edge_threshold: float = 0.98) -> tuple[Tensor, Tensor]:
+def prune_adjacency(
+    adjacency: Tensor, n_features: int, target: int, node_threshold: float = 0.8, edge_threshold: float = 0.98
+) -> tuple[Tensor, Tensor]:
     """(nodes (n,) bool, edges (n, n) bool) kept by `prune`, for any adjacency whose first `n_features`
     nodes are features (the only nodes pruned as nodes) and whose node `target` is the target."""
     if not (0 < node_threshold <= 1 and 0 < edge_threshold <= 1):
@@ -541,10 +606,12 @@ def prune(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.9
     normalised weight times its receiver's influence on the target (1 for the target itself), both
     recomputed on the graph of kept nodes. Nodes left with no kept edge (but the target) are dropped.
     """
-    nodes, edges = prune_adjacency(graph.adjacency, graph.n_features, graph.target_index, node_threshold,
-                                   edge_threshold)
-    return PrunedGraph(graph=graph, nodes=nodes, edges=edges,
-                       influence=influence_on(graph.adjacency, graph.target_index))
+    nodes, edges = prune_adjacency(
+        graph.adjacency, graph.n_features, graph.target_index, node_threshold, edge_threshold
+    )
+    return PrunedGraph(
+        graph=graph, nodes=nodes, edges=edges, influence=influence_on(graph.adjacency, graph.target_index)
+    )
 
 
 def strongest_path(adjacency: Tensor, target: int, sources: Sequence[int]) -> list[int]:
@@ -585,8 +652,9 @@ def predicted_change(graph: Graph, nodes: Sequence[int], factor: float = 0.0) ->
     return linear_prediction(graph.adjacency, graph.values, graph.n_features, graph.target_index, nodes, factor)
 
 
-def linear_prediction(adjacency: Tensor, values: Tensor, n_features: int, target: int, nodes: Sequence[int],
-                      factor: float = 0.0) -> float:
+def linear_prediction(
+    adjacency: Tensor, values: Tensor, n_features: int, target: int, nodes: Sequence[int], factor: float = 0.0
+) -> float:
     """`predicted_change` on bare tensors: adjacency (n, n), values (n,) whose first `n_features` entries
     are the features' activations. Each edited feature moves by (factor - 1) x its value; every other
     feature moves by the sum over its incoming feature edges of edge / source value x the source's move."""
@@ -613,8 +681,9 @@ FREEZE_LEVELS = ("none", "patterns", "norms", "patterns+norms", "all")
 
 
 @torch.no_grad()
-def actual_change(model: HookedModel, tc: Transcoders, graph: Graph, nodes: Sequence[int], factor: float = 0.0,
-                  freeze: str = "none") -> float:
+def actual_change(
+    model: HookedModel, tc: Transcoders, graph: Graph, nodes: Sequence[int], factor: float = 0.0, freeze: str = "none"
+) -> float:
     """The change of the target when the replacement model (transcoders + the graph's error vectors) runs with
     features `nodes` clamped to `factor` x their activation on the prompt (0 ablates; factor 2 doubles the
     clean value, whatever their inputs now say), against the same model unedited.
@@ -637,9 +706,14 @@ def actual_change(model: HookedModel, tc: Transcoders, graph: Graph, nodes: Sequ
     return _replacement_target(model, tc, graph, edits, factor, freeze) - base
 
 
-def replacement_hooks(model: HookedModel, tc: Transcoders, graph: Graph,
-                      edits: dict[int, list[tuple[int, int, float]]] | None = None, factor: float = 0.0,
-                      freeze: str = "none") -> list:
+def replacement_hooks(
+    model: HookedModel,
+    tc: Transcoders,
+    graph: Graph,
+    edits: dict[int, list[tuple[int, int, float]]] | None = None,
+    factor: float = 0.0,
+    freeze: str = "none",
+) -> list:
     """Forward hooks that run the local replacement model of `graph`'s prompt: each MLP output becomes the
     transcoder's prediction (features at BOS off) plus the graph's error vector; `edits` maps a layer to
     (pos, feature, clean activation) triples, each clamped to factor x clean activation; `freeze` as in
@@ -689,6 +763,7 @@ def replacement_hooks(model: HookedModel, tc: Transcoders, graph: Graph,
 def _const_hook(value: Tensor):
     def hook(x: Tensor, hook) -> Tensor:
         return value.to(x.dtype).expand_as(x)
+
     return hook
 
 
@@ -698,8 +773,9 @@ def _replacement_target(model, tc, graph: Graph, edits, factor: float, freeze: s
     return (logits.to(F64).cpu() @ graph.target_weights).item()
 
 
-def faithfulness(model: HookedModel, tc: Transcoders, graph: Graph, n: int = 10, factor: float = 0.0,
-                 freeze: str = "none") -> dict[str, object]:
+def faithfulness(
+    model: HookedModel, tc: Transcoders, graph: Graph, n: int = 10, factor: float = 0.0, freeze: str = "none"
+) -> dict[str, object]:
     """Test the graph by intervention: ablate (factor 0) or scale each of the `n` features most influential on the
     target, one at a time, then all of them together; compare the graph's predicted change of the target
     with the actual change in the replacement model (`freeze` as in `actual_change`).
@@ -714,8 +790,12 @@ def faithfulness(model: HookedModel, tc: Transcoders, graph: Graph, n: int = 10,
     act = [actual_change(model, tc, graph, s, factor, freeze) for s in sets]
     err = sum(abs(p - a) for p, a in zip(pred, act))
     total = sum(abs(a) for a in act)
-    return {"nodes": top, "predicted": pred, "actual": act,
-            "faithfulness": 1 - err / total if total > 0 else float("nan")}
+    return {
+        "nodes": top,
+        "predicted": pred,
+        "actual": act,
+        "faithfulness": 1 - err / total if total > 0 else float("nan"),
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -730,7 +810,9 @@ class FeatureContexts:
     `seq_len` tokens (seed 5,000,000: texts the organism never trained on).
     """
 
-    def __init__(self, model: HookedModel, tc: Transcoders, n_docs: int = 120, seq_len: int = 48, seed: int = 5_000_000):
+    def __init__(
+        self, model: HookedModel, tc: Transcoders, n_docs: int = 120, seq_len: int = 48, seed: int = 5_000_000
+    ):
         from .sae import toylang_tokens
 
         self.tokens = toylang_tokens(model, n_docs, seed=seed, seq_len=seq_len)
@@ -762,7 +844,7 @@ class FeatureContexts:
                 break
             s, p = divmod(f, acts.shape[1])
             toks = self.str_tokens[s]
-            text = " ".join(t.strip() for t in toks[max(1, p - window):p]) + f" [{toks[p].strip()}]"
+            text = " ".join(t.strip() for t in toks[max(1, p - window) : p]) + f" [{toks[p].strip()}]"
             out.append((text.strip(), v))
         return out
 
@@ -843,10 +925,22 @@ def graph_figure(pg: PrunedGraph, contexts: FeatureContexts | None = None, title
                     xs += [xy[s][0], xy[t][0], None]
                     ys += [xy[s][1], xy[t][1], None]
             if xs:
-                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False,
-                                         line={"width": 0.5 + 5 * hi, "color": colour.format(a=0.25 + 0.6 * hi)}))
-    for kind, symbol, colour in (("feature", "circle", "#f39c12"), ("error", "square", "#95a5a6"),
-                                 ("embedding", "diamond", "#16a085"), ("target", "star", "#8e44ad")):
+                fig.add_trace(
+                    go.Scatter(
+                        x=xs,
+                        y=ys,
+                        mode="lines",
+                        hoverinfo="skip",
+                        showlegend=False,
+                        line={"width": 0.5 + 5 * hi, "color": colour.format(a=0.25 + 0.6 * hi)},
+                    )
+                )
+    for kind, symbol, colour in (
+        ("feature", "circle", "#f39c12"),
+        ("error", "square", "#95a5a6"),
+        ("embedding", "diamond", "#16a085"),
+        ("target", "star", "#8e44ad"),
+    ):
         ids = [i for i in xy if g.node(i)[0] == kind]
         if not ids:
             continue
@@ -858,18 +952,38 @@ def graph_figure(pg: PrunedGraph, contexts: FeatureContexts | None = None, title
                 lines.append(f"fires on {contexts.density(layer, idx):.1%} of tokens; top contexts:")
                 lines += [f"{v:.2f}: {html.escape(c)}" for c, v in contexts.top(layer, idx, k=5)]
             texts.append("<br>".join(lines))
-        size = [10 + 25 * min(1.0, pg.influence[i].item() / max(1e-9, pg.influence[:g.n_features].max().item()))
-                if kind == "feature" else 14 for i in ids]
-        fig.add_trace(go.Scatter(x=[xy[i][0] for i in ids], y=[xy[i][1] for i in ids], mode="markers", name=kind,
-                                 marker={"symbol": symbol, "size": size, "color": colour, "line": {"width": 1, "color": "black"}},
-                                 hovertext=texts, hoverinfo="text"))
+        size = [
+            10 + 25 * min(1.0, pg.influence[i].item() / max(1e-9, pg.influence[: g.n_features].max().item()))
+            if kind == "feature"
+            else 14
+            for i in ids
+        ]
+        fig.add_trace(
+            go.Scatter(
+                x=[xy[i][0] for i in ids],
+                y=[xy[i][1] for i in ids],
+                mode="markers",
+                name=kind,
+                marker={"symbol": symbol, "size": size, "color": colour, "line": {"width": 1, "color": "black"}},
+                hovertext=texts,
+                hoverinfo="text",
+            )
+        )
     fig.update_layout(
         title=title or f"Attribution graph: {g.target_label} at position {g.target_pos}",
-        xaxis={"tickvals": list(range(g.n_pos)), "ticktext": [f"{p}: {t.strip()}" for p, t in enumerate(g.str_tokens)],
-                   "tickangle": -45},
-        yaxis={"tickvals": list(range(g.n_layers + 2)),
-                   "ticktext": ["embeddings", *[f"layer {l}" for l in range(g.n_layers)], "target"]},
-        height=520, plot_bgcolor="white", hoverlabel={"align": "left"}, legend={"orientation": "h", "y": -0.35},
+        xaxis={
+            "tickvals": list(range(g.n_pos)),
+            "ticktext": [f"{p}: {t.strip()}" for p, t in enumerate(g.str_tokens)],
+            "tickangle": -45,
+        },
+        yaxis={
+            "tickvals": list(range(g.n_layers + 2)),
+            "ticktext": ["embeddings", *[f"layer {l}" for l in range(g.n_layers)], "target"],
+        },
+        height=520,
+        plot_bgcolor="white",
+        hoverlabel={"align": "left"},
+        legend={"orientation": "h", "y": -0.35},
     )
     return fig
 
@@ -888,26 +1002,40 @@ def graph_svg(pg: PrunedGraph, width: int = 900, height: int = 420) -> str:
 
     edges = _edge_list(pg)
     wmax = max((abs(w) for *_, w in edges), default=1.0) or 1.0
-    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="10"><rect width="100%" height="100%" fill="white"/>')]
+    parts = [
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+            f'font-size="10"><rect width="100%" height="100%" fill="white"/>'
+        )
+    ]
     for s, t, w in sorted(edges, key=lambda e: abs(e[2])):
         if s in xy and t in xy:
             (x1, y1), (x2, y2) = px(xy[s]), px(xy[t])
             c = "40,90,200" if w > 0 else "210,50,40"
             a = abs(w) / wmax
-            parts.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
-                         f'stroke="rgba({c},{0.2 + 0.7 * a:.2f})" stroke-width="{0.5 + 4 * a:.2f}"/>')
+            parts.append(
+                f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
+                f'stroke="rgba({c},{0.2 + 0.7 * a:.2f})" stroke-width="{0.5 + 4 * a:.2f}"/>'
+            )
     colours = {"feature": "#f39c12", "error": "#95a5a6", "embedding": "#16a085", "target": "#8e44ad"}
     for i, p in xy.items():
         x, y = px(p)
         kind = g.node(i)[0]
-        r = 5 if kind != "feature" else 4 + 8 * min(1.0, pg.influence[i].item() / max(1e-9, pg.influence[:g.n_features].max().item()))
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" fill="{colours[kind]}" stroke="black" '
-                     f'stroke-width="0.5"><title>{html.escape(g.name(i))}</title></circle>')
+        r = (
+            5
+            if kind != "feature"
+            else 4 + 8 * min(1.0, pg.influence[i].item() / max(1e-9, pg.influence[: g.n_features].max().item()))
+        )
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" fill="{colours[kind]}" stroke="black" '
+            f'stroke-width="0.5"><title>{html.escape(g.name(i))}</title></circle>'
+        )
     for p, t in enumerate(g.str_tokens):
         x, y = px((p, 0))
-        parts.append(f'<text x="{x:.1f}" y="{height - 18}" text-anchor="end" transform="rotate(-40 {x:.1f} '
-                     f'{height - 18})">{html.escape(t.strip())}</text>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - 18}" text-anchor="end" transform="rotate(-40 {x:.1f} '
+            f'{height - 18})">{html.escape(t.strip())}</text>'
+        )
     for lvl, name in enumerate(["emb", *[f"L{l}" for l in range(g.n_layers)], "target"]):
         x, y = px((0, lvl))
         parts.append(f'<text x="8" y="{y + 3:.1f}">{name}</text>')
@@ -920,9 +1048,13 @@ def graph_text(pg: PrunedGraph, contexts: FeatureContexts | None = None, k: int 
     context) and the k strongest kept edges."""
     g = pg.graph
     kept = pg.nodes[: g.n_features].nonzero()[:, 0]
-    lines = [(f"{g.target_label} at position {g.target_pos} = {g.values[-1].item():.3f}; "
-             f"{g.n_features} active features, {len(kept)} kept; {int(pg.edges.sum())} edges kept"),
-             "most influential features:"]
+    lines = [
+        (
+            f"{g.target_label} at position {g.target_pos} = {g.values[-1].item():.3f}; "
+            f"{g.n_features} active features, {len(kept)} kept; {int(pg.edges.sum())} edges kept"
+        ),
+        "most influential features:",
+    ]
     for i in sorted(kept.tolist(), key=lambda i: -pg.influence[i].item())[:k]:
         _, layer, _, idx = g.node(i)
         ctx = ""

@@ -76,7 +76,9 @@ def slice_pos(x: Tensor, pos_slice: PosSlice, dim: int = -2) -> Tensor:
     """Keep the positions pos_slice (int: drop the dim; slice / list / tensor: keep it) along dim."""
     if pos_slice is None:
         return x
-    index = (slice(None),) * (dim % x.ndim) + (pos_slice if not isinstance(pos_slice, list) else torch.tensor(pos_slice),)
+    index = (slice(None),) * (dim % x.ndim) + (
+        pos_slice if not isinstance(pos_slice, list) else torch.tensor(pos_slice),
+    )
     return x[index]
 
 
@@ -173,7 +175,9 @@ class ActivationCache:
             labels.append("final_post")
         stack = slice_pos(torch.stack(parts), pos_slice)
         if apply_ln:
-            stack = self.apply_ln_to_stack(stack, layer if layer < n_layers else None, pos_slice=pos_slice, add_bias=True)
+            stack = self.apply_ln_to_stack(
+                stack, layer if layer < n_layers else None, pos_slice=pos_slice, add_bias=True
+            )
         return (stack, labels) if return_labels else stack
 
     def decompose_resid(

@@ -75,9 +75,20 @@ def tiny(n_layer: int = 2, toy: bool = False) -> HookedModel:
     """
     tok = toy_tokenizer() if toy else None
     wide = n_layer < 12
-    return tiny_gpt2(tok, vocab_size=len(tok) if toy else 40, n_positions=32, n_embd=32 if wide else 16, n_layer=n_layer,
-                     n_head=4, n_inner=64 if wide else 32, initializer_range=0.2, biases=0.1, bos_token_id=1,
-                     eos_token_id=1, pad_token_id=0)
+    return tiny_gpt2(
+        tok,
+        vocab_size=len(tok) if toy else 40,
+        n_positions=32,
+        n_embd=32 if wide else 16,
+        n_layer=n_layer,
+        n_head=4,
+        n_inner=64 if wide else 32,
+        initializer_range=0.2,
+        biases=0.1,
+        bos_token_id=1,
+        eos_token_id=1,
+        pad_token_id=0,
+    )
 
 
 def forget(model: Any) -> bool:

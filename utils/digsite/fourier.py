@@ -183,9 +183,11 @@ def grokking_figure(history: Sequence[dict], title: str = "Grokking") -> go.Figu
     for col, key in ((1, "loss"), (2, "acc")):
         for split, colour in (("train", "#1f77b4"), ("test", "#d62728")):
             fig.add_trace(
-                go.Scatter(x=steps, y=[r[f"{split}_{key}"] for r in history], name=f"{split} {key}",
-                           line=dict(color=colour)),
-                row=1, col=col,
+                go.Scatter(
+                    x=steps, y=[r[f"{split}_{key}"] for r in history], name=f"{split} {key}", line=dict(color=colour)
+                ),
+                row=1,
+                col=col,
             )
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_xaxes(title_text="step")
@@ -238,8 +240,17 @@ def train_grokking(
         return _train_grokking(p, frac_train, steps, d_model, lr, weight_decay, seed, log_every, progress)
 
 
-def _train_grokking(p: int, frac_train: float, steps: int, d_model: int, lr: float, weight_decay: float, seed: int,
-                    log_every: int, progress: bool) -> GrokRun:
+def _train_grokking(
+    p: int,
+    frac_train: float,
+    steps: int,
+    d_model: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    log_every: int,
+    progress: bool,
+) -> GrokRun:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from .organisms.train import train_full_batch
@@ -250,13 +261,32 @@ def _train_grokking(p: int, frac_train: float, steps: int, d_model: int, lr: flo
     n_train = int(round(frac_train * p * p))
     train_idx, test_idx = perm[:n_train], perm[n_train:]
     cfg = GPT2Config(
-        vocab_size=p + 1, n_positions=3, n_embd=d_model, n_layer=1, n_head=4, n_inner=4 * d_model,
-        activation_function="relu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        vocab_size=p + 1,
+        n_positions=3,
+        n_embd=d_model,
+        n_layer=1,
+        n_head=4,
+        n_inner=4 * d_model,
+        activation_function="relu",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
     )
     model = GPT2LMHeadModel(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
     data = tokens[train_idx], labels[train_idx], tokens[test_idx], labels[test_idx]
-    history, _ = train_full_batch(model, data, opt, steps, log_every, grokked=1.0,
-                                  extra_steps=lambda step: max(100, step // 4), desc=f"grokking p={p}", progress=progress)
+    history, _ = train_full_batch(
+        model,
+        data,
+        opt,
+        steps,
+        log_every,
+        grokked=1.0,
+        extra_steps=lambda step: max(100, step // 4),
+        desc=f"grokking p={p}",
+        progress=progress,
+    )
     return GrokRun(model, p, train_idx, test_idx, history)

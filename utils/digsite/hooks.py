@@ -115,8 +115,13 @@ _REPLACED_SCALES: dict[nn.Module, tuple[Tensor, Tensor]] = {}
 class _HookSet:
     """The PyTorch hooks behind one `HookedModel.hooks()` context, and how to remove them."""
 
-    def __init__(self, owner: HookedModel, fwd: dict[str, list[HookFn]], bwd: dict[str, list[HookFn]],
-                 grad_path: Sequence[str] = ()):
+    def __init__(
+        self,
+        owner: HookedModel,
+        fwd: dict[str, list[HookFn]],
+        bwd: dict[str, list[HookFn]],
+        grad_path: Sequence[str] = (),
+    ):
         self.owner, self.fwd, self.bwd = owner, fwd, bwd
         self.grad_path = set(bwd) | set(grad_path)  # computed values that must stay on the gradient path
         self.handles: list = []
@@ -251,7 +256,11 @@ class _HookSet:
         cfg = self.owner.cfg
         if scale is None:
             replaced = _REPLACED_SCALES.get(norm)
-            scale = replaced[1] if replaced is not None and replaced[0] is x else norm_scale(x, cfg.eps, cfg.normalization_type)
+            scale = (
+                replaced[1]
+                if replaced is not None and replaced[0] is x
+                else norm_scale(x, cfg.eps, cfg.normalization_type)
+            )
         normalized = normalize(x, scale, cfg.normalization_type)
         new = self.run(site.name, normalized)
         if new is normalized and not (site.name in self.grad_path and torch.is_grad_enabled()):
@@ -514,8 +523,10 @@ class HookedModel(Tokenization, Weights):
         out = self.model.generate(ids, attention_mask=mask, max_new_tokens=max_new_tokens, **kwargs)
         if isinstance(tokens, Tensor):
             return out
-        texts = [self._need_tokenizer().decode(row[ids.shape[1] - len(r) :], skip_special_tokens=True)
-                 for row, r in zip(out.tolist(), rows)]
+        texts = [
+            self._need_tokenizer().decode(row[ids.shape[1] - len(r) :], skip_special_tokens=True)
+            for row, r in zip(out.tolist(), rows)
+        ]
         return texts[0] if isinstance(tokens, str) else texts
 
     def __repr__(self) -> str:

@@ -67,7 +67,9 @@ def free_port(preferred: int = DEFAULT_PORT, tries: int = 50) -> int:
 def command(root: Path, port: int, open_browser: bool = True, extra: list[str] | None = None) -> list[str]:
     """The `jupyter lab` command line: localhost only, the course root as its root, chapter 0 opened."""
     cmd = [
-        sys.executable, "-m", "jupyterlab",
+        sys.executable,
+        "-m",
+        "jupyterlab",
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",  # the address printed below must be the one it serves
@@ -87,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         "Other arguments go to `jupyter lab`.",
     )
     parser.add_argument("--root", type=Path, help="the course checkout (default: found from here or from the package)")
-    parser.add_argument("--port", type=int, default=None, help=f"port to listen on (default: {DEFAULT_PORT} or the next free one)")
+    parser.add_argument(
+        "--port", type=int, default=None, help=f"port to listen on (default: {DEFAULT_PORT} or the next free one)"
+    )
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
     args, extra = parser.parse_known_args(argv)
 
@@ -112,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     port = args.port or free_port()
     cmd = command(root, port, open_browser=not args.no_browser, extra=extra)
     if "--allow-root" in cmd:
-        print("Warning: running as root, so JupyterLab gets --allow-root; a normal user account is safer.", file=sys.stderr)
+        print(
+            "Warning: running as root, so JupyterLab gets --allow-root; a normal user account is safer.",
+            file=sys.stderr,
+        )
     # The token travels in the environment, not on the command line (where `ps` would show it).
     token = os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24)
     base = f"http://127.0.0.1:{port}"
@@ -154,6 +161,7 @@ def _wait_until_up(server: subprocess.Popen, status_url: str, timeout: float = 1
     if server.poll() is None:
         print(f"JupyterLab did not answer within {timeout:.0f} s; see its messages above.", file=sys.stderr)
     return False
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -66,8 +66,12 @@ def activation_histogram(latent_acts: Tensor, latent: int):
     from .plot import histogram
 
     density = latent_acts.gt(0).float().mean().item()
-    fig = histogram(latent_acts[latent_acts > 0], title=f"Latent {latent}: activations when firing (density {density:.2%})",
-                    xlabel="activation", ylabel="tokens")
+    fig = histogram(
+        latent_acts[latent_acts > 0],
+        title=f"Latent {latent}: activations when firing (density {density:.2%})",
+        xlabel="activation",
+        ylabel="tokens",
+    )
     return fig.update_layout(height=280)
 
 
@@ -92,11 +96,15 @@ def _html_context(str_tokens: Sequence[str], values: Tensor, vmax: float) -> str
     spans = []
     for t, v in zip(str_tokens, values.tolist()):
         alpha = min(1.0, max(0.0, v / vmax)) if vmax > 0 else 0.0
-        spans.append(f'<span title="{v:.2f}" style="background: rgba(255, 80, 0, {alpha:.2f}); padding: 1px">{html.escape(t)}</span>')
+        spans.append(
+            f'<span title="{v:.2f}" style="background: rgba(255, 80, 0, {alpha:.2f}); padding: 1px">{html.escape(t)}</span>'
+        )
     return " ".join(spans)
 
 
-def dashboard_html(model, tokens: Tensor, latents: Tensor, latent: int, W_dec: Tensor, k: int = 5, n_logits: int = 8) -> str:
+def dashboard_html(
+    model, tokens: Tensor, latents: Tensor, latent: int, W_dec: Tensor, k: int = 5, n_logits: int = 8
+) -> str:
     """A static HTML dashboard of one latent (no JavaScript, so it renders in any widget, offline).
 
     tokens (n_seq, pos), latents (n_seq, pos, d_sae), W_dec (d_sae, d_model). Shows the
@@ -109,14 +117,18 @@ def dashboard_html(model, tokens: Tensor, latents: Tensor, latent: int, W_dec: T
     rows = []
     for s, p, v in zip(seqs.tolist(), poss.tolist(), vals.tolist()):
         lo = max(1, p - 10)
-        rows.append(f"<li>{v:.2f}: {_html_context(model.to_str_tokens(tokens[s, lo:p + 2]), acts[s, lo:p + 2], vmax)}</li>")
+        rows.append(
+            f"<li>{v:.2f}: {_html_context(model.to_str_tokens(tokens[s, lo : p + 2]), acts[s, lo : p + 2], vmax)}</li>"
+        )
     ln = model.norm_module(None)
-    effects = logit_effects(W_dec[latent], model.W_U, getattr(ln, "weight", None), model.cfg.normalization_type).detach()
+    effects = logit_effects(
+        W_dec[latent], model.W_U, getattr(ln, "weight", None), model.cfg.normalization_type
+    ).detach()
     up = effects.topk(n_logits)
     down = (-effects).topk(n_logits)
 
     def words(ids: Tensor) -> str:
-        return ", ".join(html.escape(model.to_str_tokens(ids[i:i + 1])[0]) for i in range(len(ids)))
+        return ", ".join(html.escape(model.to_str_tokens(ids[i : i + 1])[0]) for i in range(len(ids)))
 
     return (
         f"<h4>Latent {latent} — fires on {density:.2%} of tokens</h4>"

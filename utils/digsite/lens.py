@@ -267,8 +267,15 @@ def lens_figure(model: HookedModel, prompt: str, lens: TunedLens | None = None, 
     x = [f"{i}: {t}" for i, t in enumerate(str_tokens)]  # unique column names for repeated tokens
     fig = go.Figure(
         go.Heatmap(
-            z=top_p.cpu().numpy(), x=x, y=stack_labels(model.cfg.n_layers), text=text, texttemplate="%{text}",
-            colorscale="Blues", zmin=0, zmax=1, colorbar=dict(title="p(top)"),
+            z=top_p.cpu().numpy(),
+            x=x,
+            y=stack_labels(model.cfg.n_layers),
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            colorbar=dict(title="p(top)"),
             hovertemplate="after %{x}<br>%{y}: %{text} (p = %{z:.2f})<extra></extra>",
         )
     )

@@ -22,7 +22,9 @@ NORMALIZATION_TYPES = ("LN", "RMS")
 
 def _check(normalization: str) -> None:
     if normalization not in NORMALIZATION_TYPES:
-        raise ValueError(f"normalization must be one of {NORMALIZATION_TYPES} (model.cfg.normalization_type), not {normalization!r}")
+        raise ValueError(
+            f"normalization must be one of {NORMALIZATION_TYPES} (model.cfg.normalization_type), not {normalization!r}"
+        )
 
 
 def centre(x: Tensor, normalization: str) -> Tensor:
@@ -64,7 +66,9 @@ def apply_norm(x: Tensor, scale: Tensor, norm: nn.Module, normalization: str) ->
     return affine(normalize(x, scale, normalization), norm)
 
 
-def normalize_stack(stack: Tensor, scale: Tensor, norm: nn.Module, normalization: str, add_bias: bool = False) -> Tensor:
+def normalize_stack(
+    stack: Tensor, scale: Tensor, norm: nn.Module, normalization: str, add_bias: bool = False
+) -> Tensor:
     """Pieces of residual streams (…, pos, d_model) through a norm whose scale (…, pos, 1) is held fixed.
 
     Each piece is centred (LayerNorm only), divided by the given scale and multiplied by the

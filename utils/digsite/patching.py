@@ -94,8 +94,14 @@ class IOIData:
     labels: list[str]
 
 
-def ioi_data(model: HookedModel, n: int = 32, seed: int = 0, template: str = "when", split: str = "heldout",
-             io_first: bool | None = True) -> IOIData:
+def ioi_data(
+    model: HookedModel,
+    n: int = 32,
+    seed: int = 0,
+    template: str = "when",
+    split: str = "heldout",
+    io_first: bool | None = True,
+) -> IOIData:
     """`n` IOI prompts of one template family, all the same token length, and their corruptions.
 
     Works with any tokenizer: prompts whose names are not single tokens, or whose length
@@ -115,7 +121,9 @@ def ioi_data(model: HookedModel, n: int = 32, seed: int = 0, template: str = "wh
             if len(io_id) != 1 or len(s_id) != 1 or io_id[0] not in ids or s_id[0] not in ids:
                 continue  # a name that is not one token (possible with BPE tokenizers)
             first = ids.index(io_id[0]) < ids.index(s_id[0])
-            same_length = (length is None or len(ids) == length) and model.to_tokens(p.corrupt_text).shape[1] == len(ids)
+            same_length = (length is None or len(ids) == length) and model.to_tokens(p.corrupt_text).shape[1] == len(
+                ids
+            )
             if same_length and (io_first is None or first == io_first):
                 prompts.append(p)
                 length = len(ids)
@@ -156,7 +164,9 @@ def ioi_tokens(model: HookedModel, prompts: Sequence[IOIPrompt]) -> tuple[Tensor
     clean = model.to_tokens([p.text for p in prompts])
     lengths = {len(tok.encode(p.text, add_special_tokens=False)) for p in prompts}
     if len(lengths) != 1:
-        raise ValueError("IOI prompts must all have the same token length: use ioi_prompts(..., same_length=True, template=...).")
+        raise ValueError(
+            "IOI prompts must all have the same token length: use ioi_prompts(..., same_length=True, template=...)."
+        )
     io = torch.tensor([tok.encode(p.answer, add_special_tokens=False)[0] for p in prompts], device=clean.device)
     s = torch.tensor([tok.encode(" " + p.s, add_special_tokens=False)[0] for p in prompts], device=clean.device)
     corrupt = clean.clone()
@@ -174,8 +184,9 @@ def ioi_metric(model: HookedModel, data: IOIData) -> tuple[Metric, float, float]
     return normalized_logit_diff(model, data.clean, data.corrupt, data.io, data.s)
 
 
-def normalized_logit_diff(model: HookedModel, clean: Tensor, corrupt: Tensor, io: Tensor, s: Tensor
-                          ) -> tuple[Metric, float, float]:
+def normalized_logit_diff(
+    model: HookedModel, clean: Tensor, corrupt: Tensor, io: Tensor, s: Tensor
+) -> tuple[Metric, float, float]:
     """`ioi_metric` for any clean / corrupt token batches (batch, pos) and answers io, s (batch,)."""
     with torch.no_grad():
         clean_ld = logit_diff(model(clean), io, s).mean().item()
@@ -264,7 +275,9 @@ def _rows_hook(entries: list[tuple[int, Tensor]], n: int) -> Callable[[Tensor, H
         act = act.clone()
         axis = _position_axis(hook.name)
         for j, full in entries:  # a pass from position p0 sees the last (pos - p0) positions
-            act[j * n:(j + 1) * n] = full.narrow(axis, full.shape[axis] - act.shape[axis], act.shape[axis]).to(act.dtype)
+            act[j * n : (j + 1) * n] = full.narrow(axis, full.shape[axis] - act.shape[axis], act.shape[axis]).to(
+                act.dtype
+            )
         return act
 
     return hook
@@ -276,12 +289,14 @@ def _run_from(model: HookedModel, tokens: Tensor, p0: int, first_block: int, key
         return model(tokens)
     k = tokens.shape[0] // keys_values.layers[0][0].shape[0]
     positions = torch.arange(p0, tokens.shape[1], device=tokens.device).expand(tokens.shape[0], -1)
-    return forward_with_cache(model.model, keys_values.prefix(p0, k, first_block), input_ids=tokens[:, p0:],
-                              position_ids=positions).logits
+    return forward_with_cache(
+        model.model, keys_values.prefix(p0, k, first_block), input_ids=tokens[:, p0:], position_ids=positions
+    ).logits
 
 
-def _base_run(model: HookedModel, base: Tensor, names: Sequence[str], keys_values: bool
-              ) -> tuple[Tensor, dict[str, Tensor], KeysValues | None]:
+def _base_run(
+    model: HookedModel, base: Tensor, names: Sequence[str], keys_values: bool
+) -> tuple[Tensor, dict[str, Tensor], KeysValues | None]:
     """The base run: logits, the named activations and (if asked) every layer's keys and values.
 
     Keys and values come from the model's own cache, so the attention implementation (and the
@@ -299,8 +314,9 @@ def _base_run(model: HookedModel, base: Tensor, names: Sequence[str], keys_value
     return out.logits, store, kv_cache_from_output(out)
 
 
-def patch_loop(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], patches: Sequence[Patch],
-               metric: Metric) -> Tensor:
+def patch_loop(
+    model: HookedModel, base: Tensor, source: Mapping[str, Tensor], patches: Sequence[Patch], metric: Metric
+) -> Tensor:
     """The reference: one forward pass of `base` per patch. Returns (len(patches),) metric values.
 
     base: (batch, pos) tokens; source[name]: the activations to patch in, with batch dim
@@ -314,9 +330,17 @@ def patch_loop(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], p
     return torch.stack(out).float().cpu()
 
 
-def patch_sweep(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], patches: Sequence[Patch],
-                metric: Metric, max_rows: int = 256, reuse_prefix: bool = True, skip_noops: bool = True,
-                reuse_positions: bool = True) -> Tensor:
+def patch_sweep(
+    model: HookedModel,
+    base: Tensor,
+    source: Mapping[str, Tensor],
+    patches: Sequence[Patch],
+    metric: Metric,
+    max_rows: int = 256,
+    reuse_prefix: bool = True,
+    skip_noops: bool = True,
+    reuse_positions: bool = True,
+) -> Tensor:
     """Many patches per forward pass; the same values as `patch_loop`. Returns (len(patches),).
 
     The base batch (n prompts) is repeated k times, patch-major, and row block i gets patch i
@@ -351,7 +375,7 @@ def patch_sweep(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], 
     with torch.no_grad():
         start = 0
         while start < len(todo):
-            chunk = todo[start:start + per_pass]
+            chunk = todo[start : start + per_pass]
             if reuse_prefix:  # one layer per pass, so that the pass can start at that layer
                 chunk = [i for i in chunk if patches[i].layer == patches[chunk[0]].layer]
             start += len(chunk)
@@ -374,7 +398,7 @@ def patch_sweep(model: HookedModel, base: Tensor, source: Mapping[str, Tensor], 
             with _blocks_from(model, first), model.hooks(hooks):
                 logits = _run_from(model, base.repeat(k, 1), p0, first, keys_values)
             for j, i in enumerate(chunk):
-                rows = logits[j * n:(j + 1) * n]
+                rows = logits[j * n : (j + 1) * n]
                 if p0 > 0:
                     rows = torch.cat([base_logits[:, :p0], rows], dim=1)
                 out[i] = metric(rows).float().cpu()
@@ -386,8 +410,15 @@ def _cache(model: HookedModel, tokens: Tensor, names: list[str]) -> dict[str, Te
     return {name: cache[name] for name in names}
 
 
-def resid_sweep(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: Metric, site: str = "resid_pre",
-                layers: Sequence[int] | None = None, **kwargs) -> Tensor:
+def resid_sweep(
+    model: HookedModel,
+    base: Tensor,
+    source_tokens: Tensor,
+    metric: Metric,
+    site: str = "resid_pre",
+    layers: Sequence[int] | None = None,
+    **kwargs,
+) -> Tensor:
     """Patch the residual stream (`blocks.{l}.hook_{site}`) at one position at a time.
 
     Denoising: base = corrupt tokens, source_tokens = clean tokens. Returns (n_layers, pos):
@@ -406,8 +437,9 @@ def _head_patch(layer: int, head: int, kind: str) -> Patch:
     return Patch(name, (head,) if kind == "pattern" else (slice(None), head))  # pattern: (batch, head, q, k)
 
 
-def head_sweep(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: Metric, kind: str = "z",
-               **kwargs) -> Tensor:
+def head_sweep(
+    model: HookedModel, base: Tensor, source_tokens: Tensor, metric: Metric, kind: str = "z", **kwargs
+) -> Tensor:
     """Patch one head's `kind` (z, q, k, v or pattern) at every position. Returns (n_layers, n_heads)."""
     if kind not in ("z", "q", "k", "v", "pattern"):
         raise ValueError(f"kind must be one of z, q, k, v, pattern, not {kind!r}")
@@ -421,8 +453,16 @@ def head_sweep(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: 
 # --- path patching ----------------------------------------------------------------------------
 
 
-def path_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: Metric, receivers: Sequence[Head],
-               receiver_input: str = "q", freeze_mlps: bool = False, max_rows: int = 256) -> Tensor:
+def path_patch(
+    model: HookedModel,
+    base: Tensor,
+    source_tokens: Tensor,
+    metric: Metric,
+    receivers: Sequence[Head],
+    receiver_input: str = "q",
+    freeze_mlps: bool = False,
+    max_rows: int = 256,
+) -> Tensor:
     """Path patching from every sender head to the receivers' `receiver_input` (q, k or v).
 
     For each sender head (l, h) below the top receiver's layer: (1) run `base` with the
@@ -448,7 +488,7 @@ def path_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: 
     per_pass = max(1, max_rows // n)
     with torch.no_grad():
         for start in range(0, len(senders), per_pass):
-            chunk = senders[start:start + per_pass]
+            chunk = senders[start : start + per_pass]
             k = len(chunk)
             tokens = base.repeat(k, 1)
 
@@ -457,7 +497,7 @@ def path_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: 
                 if hook.name.endswith("hook_z"):
                     for j, (l, h) in enumerate(chunk):
                         if l == hook.layer():
-                            act[j * n:(j + 1) * n, :, h] = source[hook.name][:, :, h]
+                            act[j * n : (j + 1) * n, :, h] = source[hook.name][:, :, h]
                 return act
 
             recorded: dict[str, Tensor] = {}
@@ -465,8 +505,9 @@ def path_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: 
             def record(act: Tensor, hook: Hook, recorded: dict[str, Tensor] = recorded) -> None:
                 recorded[hook.name] = act.clone()
 
-            model.run_with_hooks(tokens, fwd_hooks=[(name, freeze) for name in frozen_names]
-                                 + [(name, record) for name in recv_names])
+            model.run_with_hooks(
+                tokens, fwd_hooks=[(name, freeze) for name in frozen_names] + [(name, record) for name in recv_names]
+            )
 
             def replace(act: Tensor, hook: Hook, recorded: dict[str, Tensor] = recorded) -> Tensor:
                 act = act.clone()
@@ -477,15 +518,16 @@ def path_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: 
 
             logits = model.run_with_hooks(tokens, fwd_hooks=[(name, replace) for name in recv_names])
             for j, (l, h) in enumerate(chunk):
-                out[l, h] = metric(logits[j * n:(j + 1) * n]).float().cpu()
+                out[l, h] = metric(logits[j * n : (j + 1) * n]).float().cpu()
     return out
 
 
 # --- attribution patching -----------------------------------------------------------------
 
 
-def attribution_patch(model: HookedModel, base: Tensor, source_tokens: Tensor, metric: Metric,
-                      names: Sequence[str]) -> dict[str, Tensor]:
+def attribution_patch(
+    model: HookedModel, base: Tensor, source_tokens: Tensor, metric: Metric, names: Sequence[str]
+) -> dict[str, Tensor]:
     """The first-order estimate of patching every site at once: (source - base) . d metric / d act.
 
     One forward and backward on `base`, one forward on `source_tokens`. Returns name ->
@@ -519,8 +561,14 @@ def ablation_values(model: HookedModel, clean: Tensor, corrupt: Tensor, kind: st
     raise ValueError(f"kind must be 'resample', 'mean' or 'zero', not {kind!r}")
 
 
-def circuit_score(model: HookedModel, clean: Tensor, values: Mapping[str, Tensor], keep: Sequence[Node],
-                  metric: Metric, nodes: Sequence[Node] | None = None) -> float:
+def circuit_score(
+    model: HookedModel,
+    clean: Tensor,
+    values: Mapping[str, Tensor],
+    keep: Sequence[Node],
+    metric: Metric,
+    nodes: Sequence[Node] | None = None,
+) -> float:
     """The metric of the clean run with every node of `nodes` (default: all) not in `keep` ablated.
 
     values: from `ablation_values`. With resample ablation and the normalised metric,
@@ -548,8 +596,9 @@ def circuit_score(model: HookedModel, clean: Tensor, values: Mapping[str, Tensor
     return float(metric(logits))
 
 
-def prune_circuit(nodes: Sequence[Node], score: Callable[[list[Node]], float], threshold: float
-                  ) -> tuple[list[Node], list[tuple[Node, float, bool]]]:
+def prune_circuit(
+    nodes: Sequence[Node], score: Callable[[list[Node]], float], threshold: float
+) -> tuple[list[Node], list[tuple[Node, float, bool]]]:
     """ACDC-style greedy pruning over nodes, from the output backwards, with a log.
 
     Exercise 3.9's answer (`digsite.solutions.ch03.prune`): start from every node; for each
@@ -567,9 +616,10 @@ def prune_circuit(nodes: Sequence[Node], score: Callable[[list[Node]], float], t
 
     kept = _prune(nodes, recorded, threshold)
     if len(scores) != len(nodes) + 1:
-        raise RuntimeError(f"prune scored {len(scores)} circuits; expected the full one and one per node ({len(nodes) + 1}).")
+        raise RuntimeError(
+            f"prune scored {len(scores)} circuits; expected the full one and one per node ({len(nodes) + 1})."
+        )
     return kept, [(node, value, node not in kept) for node, value in zip(reversed(nodes), scores[1:])]
-
 
 
 def head_roles(model: HookedModel, data: IOIData) -> dict[str, Tensor]:
@@ -583,8 +633,13 @@ def head_roles(model: HookedModel, data: IOIData) -> dict[str, Tensor]:
     cache = _cache(model, data.clean, names)
     b = torch.arange(data.clean.shape[0])
     pos = data.pos
-    pairs = {"END->IO": ("END", pos["IO"]), "END->S1": ("END", pos["S1"]), "END->S2": ("END", pos["S2"]),
-             "S2->S1": ("S2", pos["S1"]), "S2->S1+1": ("S2", pos["S1"] + 1)}
+    pairs = {
+        "END->IO": ("END", pos["IO"]),
+        "END->S1": ("END", pos["S1"]),
+        "END->S2": ("END", pos["S2"]),
+        "S2->S1": ("S2", pos["S1"]),
+        "S2->S1+1": ("S2", pos["S1"] + 1),
+    }
     out = {}
     for label, (q_role, k_pos) in pairs.items():
         rows = [cache[name][b, :, pos[q_role], k_pos].mean(0) for name in names]  # (head,) per layer

@@ -91,11 +91,15 @@ def scatter(
     fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel)
     if diagonal:
         lo, hi = float(min(xs.min(), ys.min())), float(max(xs.max(), ys.max()))
-        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(dash="dot", color="gray"), showlegend=False))
+        fig.add_trace(
+            go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(dash="dot", color="gray"), showlegend=False)
+        )
     return fig
 
 
-def histogram(values: torch.Tensor, nbins: int = 40, title: str = "", xlabel: str = "", ylabel: str = "count") -> go.Figure:
+def histogram(
+    values: torch.Tensor, nbins: int = 40, title: str = "", xlabel: str = "", ylabel: str = "count"
+) -> go.Figure:
     """A histogram of any tensor's values (flattened), without pandas."""
     fig = go.Figure(go.Histogram(x=_np(values).ravel(), nbinsx=nbins))
     return fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, showlegend=False)

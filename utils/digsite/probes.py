@@ -93,7 +93,9 @@ def isa_prompts(n_contexts: int = 4, seed: int = 0) -> list[tuple[str, str, str]
     """
     rng = random.Random(f"isa|{seed}")
     facts = [(s, o) for s, rel, o in D.fact_table() if rel == "is-a"]
-    return [(f"{_context(rng)} {D.article(s)} {s} is {D.article(o)}", s, o) for _ in range(n_contexts) for s, o in facts]
+    return [
+        (f"{_context(rng)} {D.article(s)} {s} is {D.article(o)}", s, o) for _ in range(n_contexts) for s, o in facts
+    ]
 
 
 #: the kinds of thing a word can name, for `kind_prompts`: person, place or animal.
@@ -111,7 +113,9 @@ def kind_prompts(n_contexts: int = 3, seed: int = 0) -> list[tuple[str, str, str
     word is always the last token. See `KINDS`.
     """
     rng = random.Random(f"kind|{seed}")
-    return [(f"{_context(rng)} {w}", w, kind) for _ in range(n_contexts) for kind, words in KINDS.items() for w in words]
+    return [
+        (f"{_context(rng)} {w}", w, kind) for _ in range(n_contexts) for kind, words in KINDS.items() for w in words
+    ]
 
 
 def truth_statements(n_contexts: int = 2, seed: int = 0) -> list[tuple[str, str, bool]]:
@@ -125,7 +129,11 @@ def truth_statements(n_contexts: int = 2, seed: int = 0) -> list[tuple[str, str,
     for _ in range(n_contexts):
         for subj, rel, obj in D.fact_table():
             for truth in (True, False):
-                o = obj if truth else rng.choice([x for x in (list(D.CATEGORIES) if rel == "is-a" else D.COUNTRIES) if x != obj])
+                o = (
+                    obj
+                    if truth
+                    else rng.choice([x for x in (list(D.CATEGORIES) if rel == "is-a" else D.COUNTRIES) if x != obj])
+                )
                 statement = f"{D.article(subj)} {subj} is {D.article(o)} {o}" if rel == "is-a" else f"{subj} is in {o}"
                 out.append((f"{_context(rng)} {statement}", statement, truth))
     return out
@@ -159,8 +167,9 @@ def split_indices(n: int, test_frac: float = 0.3, seed: int = 0) -> tuple[Tensor
     return perm[k:].sort().values, perm[:k].sort().values
 
 
-def probe_scores(X: Tensor, y: Tensor, y_control: Tensor, train_idx: Tensor, test_idx: Tensor, **train_kwargs
-                 ) -> dict[str, Tensor]:
+def probe_scores(
+    X: Tensor, y: Tensor, y_control: Tensor, train_idx: Tensor, test_idx: Tensor, **train_kwargs
+) -> dict[str, Tensor]:
     """Train a task probe and a control probe at every layer; score them on held-out examples.
 
     Exercise 6.4's answer (`digsite.solutions.ch06.probe_scores`), with gradients on and on one
@@ -265,11 +274,20 @@ def side_by_side(maps: dict[str, Tensor], title: str = "", colorbar: str = "") -
         m = m.detach().float().cpu()
         fig.add_trace(
             go.Heatmap(
-                z=m.numpy(), x=[f"H{h}" for h in range(m.shape[1])], y=[f"L{layer}" for layer in range(m.shape[0])],
-                colorscale="RdBu", zmid=0.0, zmin=-zmax, zmax=zmax, showscale=i == 0, colorbar=dict(title=colorbar),
-                text=[[f"{v:.2f}" for v in row] for row in m.tolist()], texttemplate="%{text}",
+                z=m.numpy(),
+                x=[f"H{h}" for h in range(m.shape[1])],
+                y=[f"L{layer}" for layer in range(m.shape[0])],
+                colorscale="RdBu",
+                zmid=0.0,
+                zmin=-zmax,
+                zmax=zmax,
+                showscale=i == 0,
+                colorbar=dict(title=colorbar),
+                text=[[f"{v:.2f}" for v in row] for row in m.tolist()],
+                texttemplate="%{text}",
             ),
-            row=1, col=i + 1,
+            row=1,
+            col=i + 1,
         )
         fig.update_yaxes(autorange="reversed", row=1, col=i + 1)
     fig.update_layout(title=title)

@@ -79,7 +79,9 @@ def _rows(cells: list) -> list[tuple[str, str, str]]:
 def format_rows(title: str, rows: list[tuple[str, str, str]]) -> str:
     """A small text table: one line per check, then a count."""
     lines = [title]
-    lines += [f"  {SYMBOL[status]} {name:<40} {status}{'  ' + detail if detail else ''}" for name, status, detail in rows]
+    lines += [
+        f"  {SYMBOL[status]} {name:<40} {status}{'  ' + detail if detail else ''}" for name, status, detail in rows
+    ]
     done = sum(status == "passed" for _, status, _ in rows)
     lines.append(f"  {done}/{len(rows)} exercises pass")
     return "\n".join(lines)
@@ -163,8 +165,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.room is not None:
         room = room_progress(args.room, args.pattern, execute=args.execute, timeout=args.timeout)
         if args.json:
-            print(json.dumps({learner: {stem: [dict(zip(("check", "status", "detail"), r)) for r in rows]
-                                        for stem, rows in done.items()} for learner, done in room.items()}, indent=1))
+            print(
+                json.dumps(
+                    {
+                        learner: {
+                            stem: [dict(zip(("check", "status", "detail"), r)) for r in rows]
+                            for stem, rows in done.items()
+                        }
+                        for learner, done in room.items()
+                    },
+                    indent=1,
+                )
+            )
         else:
             print(format_room(room, detail=args.detail))
     return 0

@@ -59,16 +59,41 @@ from .threads import one_thread
 
 __all__ = [
     # here
-    "SAE_DIR", "SAEConfig", "normalize_rows", "topk_activation", "SAE", "sae_loss",
-    "resample_dead_latents", "train_sae", "save_sae", "sae_card", "load_sae",
+    "SAE_DIR",
+    "SAEConfig",
+    "normalize_rows",
+    "topk_activation",
+    "SAE",
+    "sae_loss",
+    "resample_dead_latents",
+    "train_sae",
+    "save_sae",
+    "sae_card",
+    "load_sae",
     # digsite.sae_eval
-    "toylang_tokens", "collect_activations", "l0_per_token", "explained_variance", "latent_frequencies",
-    "dead_and_dense", "splice_hook", "zero_ablate_hook", "ce_losses", "ce_loss_recovered", "evaluate_sae",
+    "toylang_tokens",
+    "collect_activations",
+    "l0_per_token",
+    "explained_variance",
+    "latent_frequencies",
+    "dead_and_dense",
+    "splice_hook",
+    "zero_ablate_hook",
+    "ce_losses",
+    "ce_loss_recovered",
+    "evaluate_sae",
     # digsite.latents
-    "top_activations", "logit_effects", "label_latents", "activation_histogram", "top_contexts_figure",
-    "dashboard_html", "steering_hook",
+    "top_activations",
+    "logit_effects",
+    "label_latents",
+    "activation_histogram",
+    "top_contexts_figure",
+    "dashboard_html",
+    "steering_hook",
     # digsite.organisms.labels
-    "word_categories", "ioi_roles", "token_labels",
+    "word_categories",
+    "ioi_roles",
+    "token_labels",
 ]
 
 SAE_DIR = WEIGHTS_DIR / "saes"  # shipped SAEs: NAME.safetensors (weights) and NAME.json (config and card)
@@ -243,7 +268,9 @@ def save_sae(sae: SAE, path: str | Path, card: dict) -> None:
     weights = path.with_suffix(".safetensors")
     save_file(state, str(weights))
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    path.with_suffix(".json").write_text(json.dumps({"config": asdict(sae.cfg), **card, "sha256": digest}, indent=2) + "\n")
+    path.with_suffix(".json").write_text(
+        json.dumps({"config": asdict(sae.cfg), **card, "sha256": digest}, indent=2) + "\n"
+    )
 
 
 def sae_card(name: str = "toylang") -> dict:
@@ -263,4 +290,3 @@ def load_sae(name: str = "toylang") -> SAE:
     sae = SAE(SAEConfig(**card["config"]))
     sae.load_state_dict(load_file(str(SAE_DIR / f"{name}.safetensors")))
     return sae.eval()
-

@@ -35,7 +35,11 @@ def toylang_tokens(model, n_docs: int, seed: int = 1_000_000, seq_len: int = 64)
 
     tokens = model.to_tokens(toylang_texts(n_docs, seed=seed))
     pad = model.tokenizer.pad_token_id
-    full = (tokens[:, :seq_len] != pad).all(dim=1) if tokens.shape[1] >= seq_len else torch.zeros(len(tokens), dtype=torch.bool)
+    full = (
+        (tokens[:, :seq_len] != pad).all(dim=1)
+        if tokens.shape[1] >= seq_len
+        else torch.zeros(len(tokens), dtype=torch.bool)
+    )
     return tokens[full, :seq_len]
 
 
@@ -95,7 +99,9 @@ def ce_losses(model, sae: torch.nn.Module, tokens: Tensor, hook_name: str) -> tu
 
 
 @torch.no_grad()
-def evaluate_sae(sae: torch.nn.Module, acts: Tensor, model=None, tokens: Tensor | None = None, batch: int = 8192) -> dict[str, float]:
+def evaluate_sae(
+    sae: torch.nn.Module, acts: Tensor, model=None, tokens: Tensor | None = None, batch: int = 8192
+) -> dict[str, float]:
     """Every metric practitioners report, on held-out activations (tokens, d_in) and optionally the model.
 
     Returns mse, explained_variance, l0 (mean per token), dead / dense fractions, and, with
@@ -117,6 +123,10 @@ def evaluate_sae(sae: torch.nn.Module, acts: Tensor, model=None, tokens: Tensor 
     }
     if model is not None and tokens is not None:
         clean, spliced, zero = ce_losses(model, sae, tokens, sae.cfg.hook_name)
-        out |= {"ce_clean": clean, "ce_sae": spliced, "ce_zero_ablation": zero,
-                "ce_loss_recovered": (zero - spliced) / (zero - clean)}
+        out |= {
+            "ce_clean": clean,
+            "ce_sae": spliced,
+            "ce_zero_ablation": zero,
+            "ce_loss_recovered": (zero - spliced) / (zero - clean),
+        }
     return out

@@ -54,8 +54,14 @@ def last_residuals(model: HookedModel, tokens: Tensor, positions: Tensor, hook_n
     return cache[hook_name][torch.arange(tokens.shape[0]), positions]
 
 
-def contrastive_vector(model: HookedModel, pos_tokens: Tensor, neg_tokens: Tensor, pos_positions: Tensor,
-                       neg_positions: Tensor, hook_name: str) -> Tensor:
+def contrastive_vector(
+    model: HookedModel,
+    pos_tokens: Tensor,
+    neg_tokens: Tensor,
+    pos_positions: Tensor,
+    neg_positions: Tensor,
+    hook_name: str,
+) -> Tensor:
     """Mean activation over the behaviour's prompts minus the mean over the contrast prompts, (d,).
 
     pos_tokens, neg_tokens: (batch, pos) (the two batches may differ in size and length);
@@ -76,12 +82,19 @@ def head_outputs(model: HookedModel, tokens: Tensor, positions: Tensor) -> Tenso
     _, cache = model.run_with_cache(tokens, names_filter=names)
     rows = torch.arange(tokens.shape[0])
     W_O = model.W_O  # (layers, heads, d_head, d_model)
-    return torch.stack([torch.einsum("bhd,hdm->hbm", cache[n][rows, positions], W_O[layer])
-                        for layer, n in enumerate(names)])
+    return torch.stack(
+        [torch.einsum("bhd,hdm->hbm", cache[n][rows, positions], W_O[layer]) for layer, n in enumerate(names)]
+    )
 
 
-def head_effects(model: HookedModel, task_tokens: Tensor, task_positions: Tensor, base_tokens: Tensor,
-                 base_positions: Tensor, metric: Callable[[Tensor], Tensor]) -> Tensor:
+def head_effects(
+    model: HookedModel,
+    task_tokens: Tensor,
+    task_positions: Tensor,
+    base_tokens: Tensor,
+    base_positions: Tensor,
+    metric: Callable[[Tensor], Tensor],
+) -> Tensor:
     """Causal indirect effect of each head (Todd et al. 2024), (n_layers, n_heads).
 
     For head (l, h): in the ``base`` prompts, replace the head's output at ``base_positions``
@@ -97,10 +110,12 @@ def head_effects(model: HookedModel, task_tokens: Tensor, task_positions: Tensor
     effects = torch.zeros(n_layers, n_heads)
     for layer in range(n_layers):
         for head in range(n_heads):
+
             def patch(result: Tensor, hook: Hook, layer: int = layer, head: int = head) -> Tensor:
                 result = result.clone()  # (batch, pos, heads, d_model)
                 result[rows, base_positions, head] = mean_out[layer, head].to(result.dtype)
                 return result
+
             with torch.no_grad():
                 value = metric(model.run_with_hooks(base_tokens, [(f"blocks.{layer}.attn.hook_result", patch)]))
             effects[layer, head] = value - base_value
@@ -130,8 +145,14 @@ def add_hook(vector: Tensor, alpha: float) -> Callable[[Tensor, Hook], Tensor]:
     return hook
 
 
-def steering_curve(model: HookedModel, hook_name: str, vector: Tensor, alphas: Sequence[float],
-                   behaviour: Callable[[HookedModel], float], ordinary_tokens: Tensor) -> dict[str, list[float]]:
+def steering_curve(
+    model: HookedModel,
+    hook_name: str,
+    vector: Tensor,
+    alphas: Sequence[float],
+    behaviour: Callable[[HookedModel], float],
+    ordinary_tokens: Tensor,
+) -> dict[str, list[float]]:
     """Effect against damage: for each alpha, ``behaviour(model)`` and the next-token loss on ordinary text.
 
     Both are measured with ``add_hook(vector, alpha)`` at ``hook_name``. ``ordinary_tokens``:

@@ -54,8 +54,13 @@ class ToyModel(nn.Module):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         shape = (n_instances, n_features)
-        self.register_buffer("feature_probability", torch.broadcast_to(torch.as_tensor(feature_probability, dtype=torch.float32), shape).clone())
-        self.register_buffer("importance", torch.broadcast_to(torch.as_tensor(importance, dtype=torch.float32), shape).clone())
+        self.register_buffer(
+            "feature_probability",
+            torch.broadcast_to(torch.as_tensor(feature_probability, dtype=torch.float32), shape).clone(),
+        )
+        self.register_buffer(
+            "importance", torch.broadcast_to(torch.as_tensor(importance, dtype=torch.float32), shape).clone()
+        )
         W = torch.empty(n_instances, n_hidden, n_features)
         bound = math.sqrt(6 / (n_hidden + n_features))  # Xavier uniform
         W.uniform_(-bound, bound, generator=gen)
@@ -110,10 +115,18 @@ def plot_features_2d(W: Tensor, importance: Tensor | None = None, titles: Sequen
             colour = f"rgba(31, 119, 180, {shade:.2f})"
             x, y = float(W[i, 0, f]), float(W[i, 1, f])
             fig.add_trace(
-                go.Scatter(x=[0, x], y=[0, y], mode="lines+markers", line=dict(color=colour, width=2),
-                           marker=dict(size=[0, 7], color=colour), name=f"feature {f}", showlegend=False,
-                           hovertext=f"feature {f}"),
-                row=1, col=i + 1,
+                go.Scatter(
+                    x=[0, x],
+                    y=[0, y],
+                    mode="lines+markers",
+                    line=dict(color=colour, width=2),
+                    marker=dict(size=[0, 7], color=colour),
+                    name=f"feature {f}",
+                    showlegend=False,
+                    hovertext=f"feature {f}",
+                ),
+                row=1,
+                col=i + 1,
             )
         fig.update_xaxes(range=[-lim, lim], visible=False, row=1, col=i + 1)
         fig.update_yaxes(range=[-lim, lim], visible=False, scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
@@ -122,7 +135,11 @@ def plot_features_2d(W: Tensor, importance: Tensor | None = None, titles: Sequen
 
 
 def phase_diagram(
-    densities: Tensor, relative_importances: Tensor, steps: int = 2000, restarts: int = 3, seed: int = 0,
+    densities: Tensor,
+    relative_importances: Tensor,
+    steps: int = 2000,
+    restarts: int = 3,
+    seed: int = 0,
     progress: bool = True,
 ) -> Tensor:
     """The phase change of Elhage et al. for 2 features in 1 hidden dimension, one instance per grid cell.
@@ -138,7 +155,9 @@ def phase_diagram(
     cells = n_d * n_r  # instance i = restart i // cells, r index (i % cells) // n_d, density index i % n_d
     dens = densities.repeat(n_r).repeat(restarts)
     rel = relative_importances.repeat_interleave(n_d).repeat(restarts)
-    model = ToyModel(cells * restarts, 2, 1, torch.stack([dens, dens], 1), torch.stack([torch.ones_like(rel), rel], 1), seed=seed)
+    model = ToyModel(
+        cells * restarts, 2, 1, torch.stack([dens, dens], 1), torch.stack([torch.ones_like(rel), rel], 1), seed=seed
+    )
     train_toy_model(model, steps=steps, batch_size=512, lr=2e-2, seed=seed, progress=progress)
     with torch.no_grad():
         x = generate_batch(8192, model.feature_probability, torch.Generator().manual_seed(seed + 1))

@@ -82,8 +82,18 @@ class TranscoderRecipe:
 
     def quick(self) -> TranscoderRecipe:
         """A smoke-test version: tiny sizes, a few steps (not a usable set of transcoders)."""
-        return TranscoderRecipe(self.model_name, d_tc=64, k=4, n_docs=40, seq_len=32, steps=20, batch_size=128,
-                                lr=self.lr, resample_every=10, seed=self.seed)
+        return TranscoderRecipe(
+            self.model_name,
+            d_tc=64,
+            k=4,
+            n_docs=40,
+            seq_len=32,
+            steps=20,
+            batch_size=128,
+            lr=self.lr,
+            resample_every=10,
+            seed=self.seed,
+        )
 
 
 class Transcoders(nn.Module):
@@ -185,8 +195,12 @@ def collect_mlp_io(model: HookedModel, tokens: Tensor, batch: int = 64) -> tuple
 # --------------------------------------------------------------------------------------
 
 
-def splice_hooks(model: HookedModel, tc: Transcoders, layers: list[int] | None = None,
-                 edit: Callable[[Tensor, int], Tensor] | None = None) -> list[tuple[str, Callable]]:
+def splice_hooks(
+    model: HookedModel,
+    tc: Transcoders,
+    layers: list[int] | None = None,
+    edit: Callable[[Tensor, int], Tensor] | None = None,
+) -> list[tuple[str, Callable]]:
     """Forward hooks replacing each chosen block's MLP output by its transcoder's prediction (BOS kept).
 
     `edit(features, layer) -> features` may change the features (batch, pos, d_tc) before they
@@ -218,6 +232,7 @@ def _mean_hooks(means: Tensor) -> list[tuple[str, Callable]]:
         out = means[hook.layer()].to(y.dtype).expand_as(y).clone()
         out[:, :1] = y[:, :1]
         return out
+
     return [(mlp_names(l)[1], hook) for l in range(len(means))]
 
 
@@ -246,10 +261,15 @@ def evaluate_transcoders(model: HookedModel, tc: Transcoders, tokens: Tensor) ->
         with model.hooks(_mean_hooks(ys.mean(1))):
             mean = model(tokens, return_type="loss").item()
     return {
-        "fve_per_layer": [round(v, 4) for v in fve], "min_fve": min(fve),
-        "l0_per_layer": [round(v, 2) for v in l0], "dead_fraction_per_layer": [round(v, 4) for v in dead],
+        "fve_per_layer": [round(v, 4) for v in fve],
+        "min_fve": min(fve),
+        "l0_per_layer": [round(v, 2) for v in l0],
+        "dead_fraction_per_layer": [round(v, 4) for v in dead],
         "max_dead_fraction": max(dead),
-        "ce_clean": clean, "ce_all_replaced": spliced, "ce_all_zero_ablated": zero, "ce_all_mean_ablated": mean,
+        "ce_clean": clean,
+        "ce_all_replaced": spliced,
+        "ce_all_zero_ablated": zero,
+        "ce_all_mean_ablated": mean,
         "ce_recovered_vs_zero": (zero - spliced) / (zero - clean),
         "ce_recovered_vs_mean": (mean - spliced) / (mean - clean),
     }
@@ -291,8 +311,9 @@ def _resample(tc: Transcoders, layer: int, x: Tensor, y: Tensor, dead: Tensor, g
     return n
 
 
-def train_transcoders(tc: Transcoders, xs: Tensor, ys: Tensor, recipe: TranscoderRecipe, progress: bool = True
-                      ) -> dict[str, list[float]]:
+def train_transcoders(
+    tc: Transcoders, xs: Tensor, ys: Tensor, recipe: TranscoderRecipe, progress: bool = True
+) -> dict[str, list[float]]:
     """Adam on the normalised MSE of every layer at once; xs, ys: (n_layers, tokens, d_model).
 
     b_dec starts at the mean output, W_skip at the least-squares linear map from input to
@@ -330,8 +351,9 @@ def train_transcoders(tc: Transcoders, xs: Tensor, ys: Tensor, recipe: Transcode
             sched.step()
             tc.normalize_decoder()
             if recipe.resample_every and (step + 1) % recipe.resample_every == 0 and step < 3 * steps // 4:
-                history["resampled"].append(sum(
-                    _resample(tc, l, xs[l, idx], ys[l, idx], ~fired[l], gen) for l in range(L)))
+                history["resampled"].append(
+                    sum(_resample(tc, l, xs[l, idx], ys[l, idx], ~fired[l], gen) for l in range(L))
+                )
                 fired.zero_()
             history["loss"].append(loss.item() / L)
             if step % 100 == 0:
@@ -378,30 +400,47 @@ def card_markdown(cfg: TranscoderConfig, card: dict) -> str:
     """The human-readable card: what the transcoders are, how they were trained, what they score."""
     m = card.get("metrics", {})
     lines = [
-        f"# Transcoders for `{cfg.model_name}`", "",
-        (f"One TopK skip-transcoder per MLP block ({cfg.n_layers} layers): MLP input (ln2 output, d_model "
-        f"{cfg.d_model}) -> {cfg.d_tc} features, k = {cfg.k} active per token -> MLP output, plus a linear skip. "
-        "Position 0 (BOS) is never replaced."), "",
-        f"Trained by `{card.get('command', '?')}` in {card.get('train_seconds', '?')} s (CPU, 1 thread).", "",
+        f"# Transcoders for `{cfg.model_name}`",
+        "",
+        (
+            f"One TopK skip-transcoder per MLP block ({cfg.n_layers} layers): MLP input (ln2 output, d_model "
+            f"{cfg.d_model}) -> {cfg.d_tc} features, k = {cfg.k} active per token -> MLP output, plus a linear skip. "
+            "Position 0 (BOS) is never replaced."
+        ),
+        "",
+        f"Trained by `{card.get('command', '?')}` in {card.get('train_seconds', '?')} s (CPU, 1 thread).",
+        "",
         f"- recipe: {json.dumps(card.get('recipe', {}))}",
         f"- data: {card.get('data', '')}",
         f"- evaluation: {card.get('eval', '')}",
-        f"- transcoders.safetensors sha256: `{card.get('sha256', '?')}`", "",
-        "## Metrics", "",
-        "| layer | variance explained | L0 | dead fraction |", "|---|---|---|---|",
+        f"- transcoders.safetensors sha256: `{card.get('sha256', '?')}`",
+        "",
+        "## Metrics",
+        "",
+        "| layer | variance explained | L0 | dead fraction |",
+        "|---|---|---|---|",
     ]
-    for l, (f, k0, d) in enumerate(zip(m.get("fve_per_layer", []), m.get("l0_per_layer", []),
-                                      m.get("dead_fraction_per_layer", []))):
+    for l, (f, k0, d) in enumerate(
+        zip(m.get("fve_per_layer", []), m.get("l0_per_layer", []), m.get("dead_fraction_per_layer", []))
+    ):
         lines.append(f"| {l} | {f:.3f} | {k0:.1f} | {d:.3f} |")
     if m:
         lines += [
-            "", "With every MLP replaced at once (BOS kept):", "",
-            (f"- next-token loss: clean {m['ce_clean']:.4f}, replaced {m['ce_all_replaced']:.4f}, "
-            f"all MLPs zero-ablated {m['ce_all_zero_ablated']:.4f}, all MLPs mean-ablated {m['ce_all_mean_ablated']:.4f}"),
-            (f"- CE loss recovered: {m['ce_recovered_vs_zero']:.3f} against zero ablation, "
-            f"{m['ce_recovered_vs_mean']:.3f} against mean ablation"), "",
+            "",
+            "With every MLP replaced at once (BOS kept):",
+            "",
+            (
+                f"- next-token loss: clean {m['ce_clean']:.4f}, replaced {m['ce_all_replaced']:.4f}, "
+                f"all MLPs zero-ablated {m['ce_all_zero_ablated']:.4f}, all MLPs mean-ablated {m['ce_all_mean_ablated']:.4f}"
+            ),
+            (
+                f"- CE loss recovered: {m['ce_recovered_vs_zero']:.3f} against zero ablation, "
+                f"{m['ce_recovered_vs_mean']:.3f} against mean ablation"
+            ),
+            "",
             "Gate (`python -m digsite.organisms evaluate toylang-transcoders`): "
-            + ", ".join(f"{k} {op} {v}" for k, (op, v) in THRESHOLDS.items()), "",
+            + ", ".join(f"{k} {op} {v}" for k, (op, v) in THRESHOLDS.items()),
+            "",
         ]
     return "\n".join(lines)
 
@@ -471,8 +510,10 @@ def train_and_save(out: Path, recipe: TranscoderRecipe, command: str) -> dict[st
     tokens = toylang_tokens(model, recipe.n_docs, seed=1_000_000, seq_len=recipe.seq_len)
     xs, ys = collect_mlp_io(model, tokens)
     print(f"collected {xs.shape[1]} tokens per layer in {time.time() - t0:.0f} s", flush=True)
-    tc = Transcoders(TranscoderConfig(model.cfg.n_layers, model.cfg.d_model, recipe.d_tc, recipe.k,
-                                      recipe.model_name), seed=recipe.seed)
+    tc = Transcoders(
+        TranscoderConfig(model.cfg.n_layers, model.cfg.d_model, recipe.d_tc, recipe.k, recipe.model_name),
+        seed=recipe.seed,
+    )
     train_transcoders(tc, xs, ys, recipe)
     wall = time.time() - t0
     for p in tc.parameters():
@@ -480,9 +521,11 @@ def train_and_save(out: Path, recipe: TranscoderRecipe, command: str) -> dict[st
     tc.eval()
     metrics = evaluate_transcoders(model, tc, eval_tokens(model))
     card = {
-        "command": command, "recipe": asdict(recipe), "train_seconds": round(wall, 1),
+        "command": command,
+        "recipe": asdict(recipe),
+        "train_seconds": round(wall, 1),
         "data": f"{recipe.n_docs} toy-language documents (toylang_texts, seed 1000000: never trained on by the "
-                f"organism), cut to {recipe.seq_len} tokens, BOS dropped",
+        f"organism), cut to {recipe.seq_len} tokens, BOS dropped",
         "eval": f"{EVAL_DOCS} fresh documents (seed {EVAL_SEED}), 64 tokens each",
         "metrics": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()},
     }

@@ -168,7 +168,9 @@ class KeysValues:
 
     def prefix(self, p0: int, k: int, first_block: int):
         """A cache of positions < p0, repeated k times, for a pass that starts at `first_block`."""
-        cut = [(keys[:, :, :p0].repeat(k, 1, 1, 1), values[:, :, :p0].repeat(k, 1, 1, 1)) for keys, values in self.layers]
+        cut = [
+            (keys[:, :, :p0].repeat(k, 1, 1, 1), values[:, :, :p0].repeat(k, 1, 1, 1)) for keys, values in self.layers
+        ]
         if self.by_position:
             return tuple(cut[first_block:])
         cache = DynamicCache()

@@ -51,8 +51,9 @@ class AttentionExplorer(widgets.VBox):
     def __init__(self, model: HookedModel, text: str, layer: int = 0):
         self.model = model
         self.layer = widgets.IntSlider(value=layer, min=0, max=model.cfg.n_layers - 1, description="layer")
-        self.prompt = widgets.Text(value=text, description="prompt", continuous_update=False,
-                                   layout=widgets.Layout(width="90%"))
+        self.prompt = widgets.Text(
+            value=text, description="prompt", continuous_update=False, layout=widgets.Layout(width="90%")
+        )
         self.summary = widgets.Label()
         self.output = widgets.Output()
         super().__init__([widgets.HBox([self.layer, self.prompt]), self.summary, self.output])
@@ -90,8 +91,9 @@ class LensExplorer:
     def __init__(self, model: HookedModel, prompt: str, k: int = 5, tuned: TunedLens | None = None):
         self.model, self.k, self.tuned = model, k, tuned
         n = model.cfg.n_layers
-        self.prompt = widgets.Text(value=prompt, description="prompt", continuous_update=False,
-                                   layout=widgets.Layout(width="90%"))
+        self.prompt = widgets.Text(
+            value=prompt, description="prompt", continuous_update=False, layout=widgets.Layout(width="90%")
+        )
         self.layer = widgets.IntSlider(value=n, min=0, max=n, description="layer", continuous_update=True)
         options = ["logit lens"] + (["tuned lens"] if tuned is not None else [])
         self.lens = widgets.ToggleButtons(options=options, value="logit lens", description="lens")

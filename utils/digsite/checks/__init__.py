@@ -23,4 +23,13 @@ CHAPTER_MODULES = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.nam
 for _name in CHAPTER_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
 
-__all__ = ["CHAPTER_MODULES", "REGISTRY", "Check", "CheckFailed", "assert_close", "exercise_check", "run_learner", "verify"]
+__all__ = [
+    "CHAPTER_MODULES",
+    "REGISTRY",
+    "Check",
+    "CheckFailed",
+    "assert_close",
+    "exercise_check",
+    "run_learner",
+    "verify",
+]

@@ -107,8 +107,13 @@ def check_cache_residual_stream(fn) -> None:
     """`cache_residual_stream(hf_model, input_ids)` returns every block's output and leaves no hook behind."""
     why = "Stack the per-block outputs with torch.stack: later cells index it as (n_layers, batch, pos, d_model)."
     verify(fn, _tiny_gpt2(), _tiny_tokens(batch=3), what="the stacked block outputs (2 layers, batch 3)", why=why)
-    verify(fn, _tiny_gpt2(12), _tiny_tokens(batch=1, seg_len=4, seed=5), what="the stacked block outputs (12 layers, batch 1)",
-           why=why)
+    verify(
+        fn,
+        _tiny_gpt2(12),
+        _tiny_tokens(batch=1, seg_len=4, seed=5),
+        what="the stacked block outputs (12 layers, batch 1)",
+        why=why,
+    )
 
 
 # --- 1.2 a hook that replaces an output --------------------------------------------------------
@@ -158,9 +163,16 @@ def _zero_mlp_weights(hf_model: nn.Module, input_ids: Tensor, layer: int) -> Ten
 )
 def check_logits_without_mlp(fn) -> None:
     """`logits_without_mlp(hf_model, input_ids, layer)` zeroes that block's MLP output, and only for one run."""
-    verify(fn, _tiny_gpt2(), _tiny_tokens(batch=3, seed=1), 1, what="logits with layer 1's MLP zeroed (2 layers, batch 3)")
-    verify(fn, _tiny_gpt2(12), _tiny_tokens(batch=1, seg_len=4, seed=2), 10,
-           what="logits with layer 10's MLP zeroed (12 layers, batch 1)")
+    verify(
+        fn, _tiny_gpt2(), _tiny_tokens(batch=3, seed=1), 1, what="logits with layer 1's MLP zeroed (2 layers, batch 3)"
+    )
+    verify(
+        fn,
+        _tiny_gpt2(12),
+        _tiny_tokens(batch=1, seg_len=4, seed=2),
+        10,
+        what="logits with layer 10's MLP zeroed (12 layers, batch 1)",
+    )
 
 
 # --- 1.3 attention pattern from q and k ----------------------------------------------------------
@@ -201,10 +213,18 @@ def _pattern_mask_transposed(q: Tensor, k: Tensor) -> Tensor:
 def check_attention_pattern(fn) -> None:
     """`attention_pattern(q, k)` scales, masks the future and softmaxes over keys."""
     g = torch.Generator().manual_seed(0)
-    verify(fn, torch.randn(2, 7, 3, 8, generator=g), torch.randn(2, 7, 3, 8, generator=g),
-           what="the attention pattern (batch, head, q_pos, k_pos) for batch 2, 3 heads, d_head 8")
-    verify(fn, torch.randn(1, 5, 2, 16, generator=g) * 2, torch.randn(1, 5, 2, 16, generator=g),
-           what="the attention pattern for batch 1, 2 heads, d_head 16")
+    verify(
+        fn,
+        torch.randn(2, 7, 3, 8, generator=g),
+        torch.randn(2, 7, 3, 8, generator=g),
+        what="the attention pattern (batch, head, q_pos, k_pos) for batch 2, 3 heads, d_head 8",
+    )
+    verify(
+        fn,
+        torch.randn(1, 5, 2, 16, generator=g) * 2,
+        torch.randn(1, 5, 2, 16, generator=g),
+        what="the attention pattern for batch 1, 2 heads, d_head 16",
+    )
 
 
 # --- 1.4 per-token loss -------------------------------------------------------------------------
@@ -236,10 +256,18 @@ def _loss_without_log_softmax(logits: Tensor, tokens: Tensor) -> Tensor:
 def check_per_token_loss(fn) -> None:
     """`per_token_loss(logits, tokens)` is -log p(next token) at each position: (batch, pos - 1)."""
     g = torch.Generator().manual_seed(0)
-    verify(fn, torch.randn(3, 9, 11, generator=g) * 3, torch.randint(0, 11, (3, 9), generator=g),
-           what="the per-token loss (batch 3, pos 9)")
-    verify(fn, torch.randn(1, 5, 17, generator=g), torch.randint(0, 17, (1, 5), generator=g),
-           what="the per-token loss (batch 1, pos 5)")
+    verify(
+        fn,
+        torch.randn(3, 9, 11, generator=g) * 3,
+        torch.randint(0, 11, (3, 9), generator=g),
+        what="the per-token loss (batch 3, pos 9)",
+    )
+    verify(
+        fn,
+        torch.randn(1, 5, 17, generator=g),
+        torch.randint(0, 17, (1, 5), generator=g),
+        what="the per-token loss (batch 1, pos 5)",
+    )
 
 
 # --- 1.5 previous-token score -------------------------------------------------------------------
@@ -410,9 +438,22 @@ def _ablation_hook_returns_nothing(model: HookedModel, tokens: Tensor, layer: in
 )
 def check_loss_with_head_ablated(fn) -> None:
     """`loss_with_head_ablated(model, tokens, layer, head)` runs with exactly that head zeroed."""
-    verify(fn, _tiny_hooked(), _tiny_tokens(batch=3, seed=2), 1, 2, what="the per-token loss with head 1.2 ablated (batch 3)")
-    verify(fn, _tiny_hooked(12), _tiny_tokens(batch=1, seg_len=4, seed=3), 10, 3,
-           what="the per-token loss with head 10.3 ablated (12 layers, batch 1)")
+    verify(
+        fn,
+        _tiny_hooked(),
+        _tiny_tokens(batch=3, seed=2),
+        1,
+        2,
+        what="the per-token loss with head 1.2 ablated (batch 3)",
+    )
+    verify(
+        fn,
+        _tiny_hooked(12),
+        _tiny_tokens(batch=1, seg_len=4, seed=3),
+        10,
+        3,
+        what="the per-token loss with head 10.3 ablated (12 layers, batch 1)",
+    )
 
 
 # --- 1.9 K-composition score ------------------------------------------------------------------
@@ -492,5 +533,7 @@ def _similarity_between_dimensions(W_pos: Tensor) -> Tensor:
 def check_positional_similarity(fn) -> None:
     """`positional_similarity(W_pos)`: cosine similarity of every pair of positions, (n_ctx, n_ctx)."""
     g = torch.Generator().manual_seed(0)
-    verify(fn, torch.randn(10, 6, generator=g) * torch.rand(10, 1, generator=g) * 3, what="the similarity matrix (10 x 6)")
+    verify(
+        fn, torch.randn(10, 6, generator=g) * torch.rand(10, 1, generator=g) * 3, what="the similarity matrix (10 x 6)"
+    )
     verify(fn, torch.randn(4, 9, generator=g) + 1, what="the similarity matrix (4 x 9)")

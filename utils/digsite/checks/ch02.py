@@ -33,8 +33,19 @@ def tiny_model(n_layer: int = 2):
     or the checks' shared 12-layer model."""
     if n_layer >= 12:
         return tiny(n_layer)
-    return tiny_gpt2(vocab_size=D_VOCAB, n_positions=N_CTX, n_embd=16, n_layer=n_layer, n_head=2, tie_word_embeddings=False,
-                     initializer_range=0.3, biases=0.5, bos_token_id=1, eos_token_id=1, pad_token_id=0)
+    return tiny_gpt2(
+        vocab_size=D_VOCAB,
+        n_positions=N_CTX,
+        n_embd=16,
+        n_layer=n_layer,
+        n_head=2,
+        tie_word_embeddings=False,
+        initializer_range=0.3,
+        biases=0.5,
+        bos_token_id=1,
+        eos_token_id=1,
+        pad_token_id=0,
+    )
 
 
 @lru_cache(maxsize=2)
@@ -53,7 +64,9 @@ def tiny_run(n_layer: int = 2):
         tokens[b, p + 1 :] = 0
     with torch.no_grad():
         logits, cache = model.run_with_cache(tokens)
-    correct, wrong = (torch.tensor([5, 9, 14]), torch.tensor([7, 3, 20])) if batch == 3 else (torch.tensor([2]), torch.tensor([11]))
+    correct, wrong = (
+        (torch.tensor([5, 9, 14]), torch.tensor([7, 3, 20])) if batch == 3 else (torch.tensor([2]), torch.tensor([11]))
+    )
     return model, tokens, final_pos, logits, cache, correct, wrong
 
 
@@ -80,12 +93,10 @@ def _stack_mid(cache, n_layers: int) -> Tensor:
     reference=residual_stack,
     wrong_answers={
         (
-            "Your stack starts after block 0: the first entry should be the embeddings, resid_pre of "
-            "block 0."
+            "Your stack starts after block 0: the first entry should be the embeddings, resid_pre of block 0."
         ): _stack_resid_post_only,
         (
-            "Your stack stops before the last block's output: add the final resid_post as its last "
-            "entry."
+            "Your stack stops before the last block's output: add the final resid_post as its last entry."
         ): _stack_resid_pre_only,
         (
             "Your stack uses resid_mid (the stream between attention and MLP); the lens reads the "
@@ -99,7 +110,6 @@ def check_residual_stack(fn) -> None:
     for n in RUNS:
         cache = tiny_run(n)[4]
         verify(fn, cache, n, what=f"the residual stack of the {n}-layer model (layer, batch, pos, d_model)", why=why)
-
 
 
 # --- 2.2 the logit lens --------------------------------------------------------------------
@@ -123,12 +133,10 @@ def _lens_with_embedding(model, stack: Tensor) -> Tensor:
     wrong_answers={
         "The final LayerNorm is missing: the unembedding was trained on normalised vectors.": _lens_without_ln,
         (
-            "You normalised but left out the LayerNorm's own weight and bias; use the model's final "
-            "norm module itself."
+            "You normalised but left out the LayerNorm's own weight and bias; use the model's final norm module itself."
         ): _lens_ln_without_affine,
         (
-            "You unembedded with the embedding matrix; this model's unembedding W_U is a separate "
-            "matrix."
+            "You unembedded with the embedding matrix; this model's unembedding W_U is a separate matrix."
         ): _lens_with_embedding,
     },
 )
@@ -136,8 +144,12 @@ def check_logit_lens(fn) -> None:
     """Your `logit_lens(model, stack)` must apply the final LayerNorm and the unembedding to every entry."""
     for n in RUNS:
         model, cache = tiny_run(n)[0], tiny_run(n)[4]
-        verify(fn, model, residual_stack(cache, n), what=f"the logit lens of the {n}-layer model (layer, batch, pos, d_vocab)")
-
+        verify(
+            fn,
+            model,
+            residual_stack(cache, n),
+            what=f"the logit lens of the {n}-layer model (layer, batch, pos, d_vocab)",
+        )
 
 
 # --- 2.3 probability and rank of the answer --------------------------------------------------
@@ -161,8 +173,7 @@ def _rank_from_one(lens_logits: Tensor, final_pos: Tensor, answer_ids: Tensor) -
     reference=answer_prob_and_rank,
     wrong_answers={
         (
-            "Position -1 is padding for the shorter prompts: read each prompt at its own last real "
-            "position."
+            "Position -1 is padding for the shorter prompts: read each prompt at its own last real position."
         ): _rank_at_last_position,
         (
             "You read the position after the prompt's last token; the prediction of the answer is made "
@@ -177,7 +188,6 @@ def check_answer_prob_and_rank(fn) -> None:
         model, _, final_pos, _, cache, correct, _ = tiny_run(n)
         lens_logits = logit_lens(model, residual_stack(cache, n)).detach()
         verify(fn, lens_logits, final_pos, correct, what=f"(p(answer), rank) per layer and prompt, {n}-layer model")
-
 
 
 # --- 2.4 the final LayerNorm on a stack, with the cached scale ---------------------------------
@@ -210,8 +220,7 @@ def _ln_forgotten(stack: Tensor, cache, model) -> Tensor:
         ): _ln_recomputed_scale,
         "The pieces are not centred: LayerNorm subtracts the mean before dividing by the scale.": _ln_not_centred,
         (
-            "You added the LayerNorm bias to every piece, so it is counted many times; it belongs to no "
-            "piece."
+            "You added the LayerNorm bias to every piece, so it is counted many times; it belongs to no piece."
         ): _ln_bias_everywhere,
         "The final LayerNorm is missing: the unembedding was trained on normalised vectors.": _ln_forgotten,
     },
@@ -221,7 +230,6 @@ def check_apply_ln_to_stack(fn) -> None:
     for n in RUNS:
         model, cache = tiny_run(n)[0], tiny_run(n)[4]
         verify(fn, cache.decompose_resid(), cache, model, what=f"the normalised pieces of the {n}-layer model")
-
 
 
 # --- 2.5 every head's contribution -------------------------------------------------------------
@@ -254,8 +262,7 @@ def _heads_without_pos_embed(cache, model) -> Tensor:
     reference=decompose_by_head,
     wrong_answers={
         (
-            "The attention output bias b_O is missing, so the parts do not add up to the residual "
-            "stream."
+            "The attention output bias b_O is missing, so the parts do not add up to the residual stream."
         ): _heads_without_bias,
         "You added b_O to each head's output; it is added once per layer, as its own part.": _heads_with_bias_each,
         "The position embedding is missing from your parts.": _heads_without_pos_embed,
@@ -266,7 +273,6 @@ def check_decompose_by_head(fn) -> None:
     for n in RUNS:
         model, cache = tiny_run(n)[0], tiny_run(n)[4]
         verify(fn, cache, model, what=f"the parts (component, batch, pos, d_model) of the {n}-layer model")
-
 
 
 # --- 2.6 direct logit attribution --------------------------------------------------------------
@@ -307,16 +313,13 @@ def _dla_embedding_directions(model, cache, parts, correct, wrong, final_pos) ->
             "to the logit difference."
         ): _dla_without_constant,
         (
-            "You recomputed the LayerNorm scale for each part; use the cached scale so the parts add up "
-            "to the total."
+            "You recomputed the LayerNorm scale for each part; use the cached scale so the parts add up to the total."
         ): _dla_recomputed_scale,
         (
-            "Position -1 is padding for the shorter prompts: read each prompt at its own last real "
-            "position."
+            "Position -1 is padding for the shorter prompts: read each prompt at its own last real position."
         ): _dla_last_position,
         (
-            "Your logit directions come from the embedding W_E; the logit of a token is read through "
-            "its column of W_U."
+            "Your logit directions come from the embedding W_E; the logit of a token is read through its column of W_U."
         ): _dla_embedding_directions,
     },
 )
@@ -325,9 +328,26 @@ def check_direct_logit_attribution(fn) -> None:
     for n in RUNS:
         model, _, final_pos, _, cache, correct, wrong = tiny_run(n)
         parts = decompose_by_head(cache, model)
-        verify(fn, model, cache, parts, correct, wrong, final_pos, what=f"the attributions (component + 1, batch), {n}-layer model")
-        verify(fn, model, cache, parts, wrong, correct, final_pos, what=f"the attributions with the answers swapped, {n}-layer model")
-
+        verify(
+            fn,
+            model,
+            cache,
+            parts,
+            correct,
+            wrong,
+            final_pos,
+            what=f"the attributions (component + 1, batch), {n}-layer model",
+        )
+        verify(
+            fn,
+            model,
+            cache,
+            parts,
+            wrong,
+            correct,
+            final_pos,
+            what=f"the attributions with the answers swapped, {n}-layer model",
+        )
 
 
 # --- 2.7 KL to the final output -------------------------------------------------------------
@@ -360,11 +380,18 @@ def _kl_summed(lens_logits: Tensor, final_logits: Tensor) -> Tensor:
 def check_kl_to_final(fn) -> None:
     """Your `kl_to_final(lens_logits, final_logits)` must give the mean KL(final || lens) per layer."""
     gen = torch.Generator().manual_seed(3)
-    verify(fn, 3 * torch.randn(4, 6, D_VOCAB, generator=gen), 3 * torch.randn(6, D_VOCAB, generator=gen) + 2,
-           what="KL(final || lens) per layer (4 layers, 6 positions)")
-    verify(fn, torch.randn(13, 1, 7, generator=gen), 2 * torch.randn(1, 7, generator=gen),
-           what="KL(final || lens) per layer (13 layers, 1 position)")
-
+    verify(
+        fn,
+        3 * torch.randn(4, 6, D_VOCAB, generator=gen),
+        3 * torch.randn(6, D_VOCAB, generator=gen) + 2,
+        what="KL(final || lens) per layer (4 layers, 6 positions)",
+    )
+    verify(
+        fn,
+        torch.randn(13, 1, 7, generator=gen),
+        2 * torch.randn(1, 7, generator=gen),
+        what="KL(final || lens) per layer (13 layers, 1 position)",
+    )
 
 
 # --- 2.8 the tuned lens ---------------------------------------------------------------------

@@ -73,8 +73,7 @@ def _logit_diff_mean(logits, io, s):
     reference=logit_diff,
     wrong_answers={
         (
-            "You read the logits at the first position; the prediction of the name is made at the last "
-            "position."
+            "You read the logits at the first position; the prediction of the name is made at the last position."
         ): _logit_diff_first_position,
         (
             "Your sign is flipped: the metric is logit(IO) minus logit(S), positive when the model "
@@ -89,9 +88,14 @@ def check_logit_diff(fn) -> None:
     for batch, pos, vocab in ((5, 7, 20), (1, 4, 9)):
         io = torch.randint(0, vocab, (batch,), generator=g)
         s = (io + 1 + torch.randint(0, vocab - 2, (batch,), generator=g)) % vocab
-        verify(fn, torch.randn(batch, pos, vocab, generator=g) * 2, io, s, what=f"the logit difference per prompt (batch {batch})",
-               why="Return one value per prompt as a tensor: later cells average and normalise it.")
-
+        verify(
+            fn,
+            torch.randn(batch, pos, vocab, generator=g) * 2,
+            io,
+            s,
+            what=f"the logit difference per prompt (batch {batch})",
+            why="Return one value per prompt as a tensor: later cells average and normalise it.",
+        )
 
 
 # --- 3.2 the normalised metric ----------------------------------------------------------------
@@ -101,21 +105,21 @@ def check_logit_diff(fn) -> None:
     reference=normalise,
     wrong_answers={
         (
-            "You returned the raw logit difference; map the corrupt value to 0 and the clean value to "
-            "1."
+            "You returned the raw logit difference; map the corrupt value to 0 and the clean value to 1."
         ): lambda ld, clean_ld, corrupt_ld: ld,
         (
             "Dividing by the clean value alone maps the corrupt run to corrupt_ld / clean_ld, not to 0: "
             "subtract the corrupt value first."
         ): lambda ld, clean_ld, corrupt_ld: ld / clean_ld,
-        "Your scale is backwards: the clean run should give 1 and the corrupt run 0.": lambda ld, clean_ld, corrupt_ld: (clean_ld - ld) / (clean_ld - corrupt_ld),
+        "Your scale is backwards: the clean run should give 1 and the corrupt run 0.": lambda ld, clean_ld, corrupt_ld: (
+            (clean_ld - ld) / (clean_ld - corrupt_ld)
+        ),
     },
 )
 def check_normalise(fn) -> None:
     """Your `normalise(ld, clean_ld, corrupt_ld)` must map clean to 1 and corrupt to 0, linearly."""
     verify(fn, torch.tensor([3.0, -1.0, 0.5, 2.25]), 3.0, -1.0, what="normalise(ld, clean_ld=3.0, corrupt_ld=-1.0)")
     verify(fn, torch.tensor([[0.5], [-2.0]]), -2.5, 1.5, what="normalise(ld, clean_ld=-2.5, corrupt_ld=1.5) (batch 2)")
-
 
 
 # --- 3.3 a residual-stream patching hook ----------------------------------------------------
@@ -151,7 +155,6 @@ def check_patch_resid_hook(fn) -> None:
         verify(fn, resid, Hook(name), pos, {name: clean}, what=f"the patched residual stream at {name} (pos={pos})")
 
 
-
 # --- 3.4 one denoising patch ------------------------------------------------------------------
 
 
@@ -163,7 +166,9 @@ def _patch_resid_post(model, clean_tokens, corrupt_tokens, layer, pos, metric):
     name = f"blocks.{layer}.hook_resid_post"
     _, clean_cache = model.run_with_cache(clean_tokens, names_filter=[name])
     with torch.no_grad():
-        logits = model.run_with_hooks(corrupt_tokens, fwd_hooks=[(name, lambda r, h: patch_resid_hook(r, h, pos, clean_cache))])
+        logits = model.run_with_hooks(
+            corrupt_tokens, fwd_hooks=[(name, lambda r, h: patch_resid_hook(r, h, pos, clean_cache))]
+        )
     return float(metric(logits))
 
 
@@ -180,19 +185,34 @@ def _patch_resid_wrong_pos(model, clean_tokens, corrupt_tokens, layer, pos, metr
         ): _patch_corrupt_into_clean,
         "You patched the position before `pos`.": _patch_resid_wrong_pos,
         (
-            "You patched resid_post, the output of block `layer`; the exercise patches its input, "
-            "resid_pre."
+            "You patched resid_post, the output of block `layer`; the exercise patches its input, resid_pre."
         ): _patch_resid_post,
     },
 )
 def check_patch_resid_once(fn) -> None:
     """Your `patch_resid_once` must run the corrupt prompts with one clean residual vector patched in."""
     model, data, metric = _tiny_ioi()
-    verify(fn, model, data.clean, data.corrupt, 1, int(data.pos["S2"][0]), metric, what="the metric after patching layer 1 at S2")
+    verify(
+        fn,
+        model,
+        data.clean,
+        data.corrupt,
+        1,
+        int(data.pos["S2"][0]),
+        metric,
+        what="the metric after patching layer 1 at S2",
+    )
     model, data, metric = _tiny_ioi(12)
-    verify(fn, model, data.clean, data.corrupt, 10, int(data.pos["S1"][0]), metric,
-           what="the metric after patching layer 10 at S1 (12 layers, 1 prompt)")
-
+    verify(
+        fn,
+        model,
+        data.clean,
+        data.corrupt,
+        10,
+        int(data.pos["S1"][0]),
+        metric,
+        what="the metric after patching layer 10 at S1 (12 layers, 1 prompt)",
+    )
 
 
 # --- 3.5 a head-patching hook for z, q, k, v and the pattern ---------------------------------
@@ -223,8 +243,7 @@ def _head_hook_last_position(act, hook, head, clean_cache):
     reference=patch_head_hook,
     wrong_answers={
         (
-            "hook_pattern is (batch, head, q_pos, k_pos): its heads are on axis 1, unlike z, q, k and "
-            "v."
+            "hook_pattern is (batch, head, q_pos, k_pos): its heads are on axis 1, unlike z, q, k and v."
         ): _head_hook_z_layout_only,
         (
             "hook_z, q, k and v are (batch, pos, head, d_head): their heads are on axis 2; only the "
@@ -236,12 +255,15 @@ def _head_hook_last_position(act, hook, head, clean_cache):
 def check_patch_head_hook(fn) -> None:
     """Your hook must patch one head, at every position, for hook_z/q/k/v and for hook_pattern."""
     g = _gen(35)
-    cases = (("blocks.1.attn.hook_z", (3, 6, 4, 5), 2), ("blocks.2.attn.hook_q", (1, 4, 3, 2), 0),
-             ("blocks.0.attn.hook_pattern", (3, 4, 6, 6), 2), ("blocks.11.attn.hook_pattern", (1, 3, 4, 4), 1))
+    cases = (
+        ("blocks.1.attn.hook_z", (3, 6, 4, 5), 2),
+        ("blocks.2.attn.hook_q", (1, 4, 3, 2), 0),
+        ("blocks.0.attn.hook_pattern", (3, 4, 6, 6), 2),
+        ("blocks.11.attn.hook_pattern", (1, 3, 4, 4), 1),
+    )
     for name, shape, head in cases:
         act, clean = torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)
         verify(fn, act, Hook(name), head, {name: clean}, what=f"patching head {head} at {name}")
-
 
 
 # --- 3.6 path patching: freeze everything but the sender ---------------------------------
@@ -268,16 +290,14 @@ def _freeze_sender_every_layer(z, hook, sender, clean_cache, corrupt_cache):
     reference=freeze_hook,
     wrong_answers={
         (
-            "The other heads are not frozen: every head but the sender should take its value from the "
-            "corrupt run."
+            "The other heads are not frozen: every head but the sender should take its value from the corrupt run."
         ): _freeze_nothing,
         (
             "You froze everything to the clean run; freeze to the corrupt run and let only the sender "
             "carry the clean signal."
         ): _freeze_to_clean,
         (
-            "You patched the sender's head index in every layer; only the sender's own layer "
-            "(hook.layer()) gets it."
+            "You patched the sender's head index in every layer; only the sender's own layer (hook.layer()) gets it."
         ): _freeze_sender_every_layer,
     },
 )
@@ -287,8 +307,15 @@ def check_freeze_hook(fn) -> None:
     for layer, shape, sender in ((1, (2, 5, 4, 3), (1, 3)), (0, (2, 5, 4, 3), (1, 3)), (11, (1, 3, 2, 2), (11, 0))):
         name = f"blocks.{layer}.attn.hook_z"
         z, clean, corrupt = (torch.randn(*shape, generator=g) for _ in range(3))
-        verify(fn, z, Hook(name), sender, {name: clean}, {name: corrupt}, what=f"hook_z of layer {layer} with sender {sender}")
-
+        verify(
+            fn,
+            z,
+            Hook(name),
+            sender,
+            {name: clean},
+            {name: corrupt},
+            what=f"hook_z of layer {layer} with sender {sender}",
+        )
 
 
 # --- 3.7 attribution patching --------------------------------------------------------------
@@ -298,15 +325,18 @@ def check_freeze_hook(fn) -> None:
     reference=attribution_scores,
     wrong_answers={
         (
-            "You multiplied the clean activation by the gradient; attribution uses the CHANGE, clean "
-            "minus corrupt."
+            "You multiplied the clean activation by the gradient; attribution uses the CHANGE, clean minus corrupt."
         ): lambda c, k, g: (c * g).sum(dim=(0, 1, 3)),
         (
             "The gradient alone says how sensitive the metric is, not how much patching would change "
             "it: multiply by the activation difference."
         ): lambda c, k, g: g.sum(dim=(0, 1, 3)),
-        "Your difference runs corrupt minus clean; patching moves the corrupt run toward clean.": lambda c, k, g: ((k - c) * g).sum(dim=(0, 1, 3)),
-        "You summed over heads; keep one number per head and sum over batch, position and d_head.": lambda c, k, g: ((c - k) * g).sum(dim=(0, 1, 2)),
+        "Your difference runs corrupt minus clean; patching moves the corrupt run toward clean.": lambda c, k, g: (
+            (k - c) * g
+        ).sum(dim=(0, 1, 3)),
+        "You summed over heads; keep one number per head and sum over batch, position and d_head.": lambda c, k, g: (
+            (c - k) * g
+        ).sum(dim=(0, 1, 2)),
     },
 )
 def check_attribution_scores(fn) -> None:
@@ -315,7 +345,6 @@ def check_attribution_scores(fn) -> None:
     for shape in ((3, 5, 4, 6), (1, 2, 7, 3)):
         clean, corrupt, grad = (torch.randn(*shape, generator=g) for _ in range(3))
         verify(fn, clean, corrupt, grad, what=f"the attribution of each head (z of shape {shape})")
-
 
 
 # --- 3.8 ablation values ---------------------------------------------------------------------
@@ -337,12 +366,10 @@ def _ablation_resample_from_clean(clean_acts, corrupt_acts, kind):
     reference=ablation_value,
     wrong_answers={
         (
-            "Your mean also averages over positions; mean ablation keeps a separate mean at each "
-            "position."
+            "Your mean also averages over positions; mean ablation keeps a separate mean at each position."
         ): _ablation_mean_over_positions,
         (
-            "Resample ablation takes activations from the corrupt (other) prompts, not the clean run's "
-            "own."
+            "Resample ablation takes activations from the corrupt (other) prompts, not the clean run's own."
         ): _ablation_resample_from_clean,
     },
 )
@@ -353,7 +380,6 @@ def check_ablation_value(fn) -> None:
         clean, corrupt = torch.randn(*shape, generator=g) + 1, torch.randn(*shape, generator=g)
         for kind in ("zero", "mean", "resample"):
             verify(fn, clean, corrupt, kind, what=f"the {kind!r} ablation value for activations of shape {shape}")
-
 
 
 # --- 3.9 an ACDC-style pruning loop ----------------------------------------------------------
@@ -400,8 +426,7 @@ def _score_negative(keep: list[Node]) -> float:
     reference=prune,
     wrong_answers={
         (
-            "You visited the nodes from the input forwards; prune from the output backwards (latest "
-            "node first)."
+            "You visited the nodes from the input forwards; prune from the output backwards (latest node first)."
         ): _prune_forwards,
         "Your test is inverted: a node is removed when removing it costs LESS than the threshold.": _prune_inverted,
         (
@@ -413,7 +438,19 @@ def _score_negative(keep: list[Node]) -> float:
 def check_prune(fn) -> None:
     """Your `prune(nodes, score, threshold)` must return the kept nodes, in forward order."""
     why = "Return a list of nodes: later cells count and draw them."
-    verify(fn, [Node(0, 0), Node(0, 1), Node(1, 0), Node(1), Node(2, 1)], _score_redundant, 0.1,
-           what="the kept nodes (threshold 0.1)", why=why)
-    verify(fn, [Node(0, 1), Node(3, 0), Node(10), Node(11, 1)], _score_negative, 0.3,
-           what="the kept nodes (negative scores, threshold 0.3, 12 layers)", why=why)
+    verify(
+        fn,
+        [Node(0, 0), Node(0, 1), Node(1, 0), Node(1), Node(2, 1)],
+        _score_redundant,
+        0.1,
+        what="the kept nodes (threshold 0.1)",
+        why=why,
+    )
+    verify(
+        fn,
+        [Node(0, 1), Node(3, 0), Node(10), Node(11, 1)],
+        _score_negative,
+        0.3,
+        what="the kept nodes (negative scores, threshold 0.3, 12 layers)",
+        why=why,
+    )

@@ -115,7 +115,9 @@ def check_feature_dimensionality(fn) -> None:
     """Your `feature_dimensionality(W)` must give D_i = ||W_i||^2 / sum_j (W_i_hat . W_j)^2 per instance."""
     g = _gen(1)
     verify(fn, torch.randn(4, 3, 6, generator=g) * 2, what="D (inst, feat) on random W (4 instances)")
-    verify(fn, torch.tensor([[[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]]]), what="D for an antipodal pair + a dedicated feature")
+    verify(
+        fn, torch.tensor([[[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]]]), what="D for an antipodal pair + a dedicated feature"
+    )
     verify(fn, torch.randn(1, 5, 2, generator=g) * 0.3, what="D (inst, feat) on small random W (1 instance, 5 hidden)")
 
 
@@ -163,9 +165,20 @@ def _sae_params(seed: int, d_in: int = 6, d_sae: int = 10) -> tuple[Tensor, ...]
 def check_sae_forward(fn) -> None:
     """Your `sae_forward(x, W_enc, b_enc, W_dec, b_dec)` must return (f, x_hat) with unit-norm decoder rows."""
     why = "Return the pair (f, x_hat): later cells unpack it."
-    verify(fn, torch.randn(2, 5, 6, generator=_gen(3)), *_sae_params(2), what="(f, x_hat) for x of shape (2, 5, 6)", why=why)
-    verify(fn, torch.randn(1, 4, generator=_gen(4)), *_sae_params(5, d_in=4, d_sae=7), what="(f, x_hat) for x of shape (1, 4)",
-           why=why)
+    verify(
+        fn,
+        torch.randn(2, 5, 6, generator=_gen(3)),
+        *_sae_params(2),
+        what="(f, x_hat) for x of shape (2, 5, 6)",
+        why=why,
+    )
+    verify(
+        fn,
+        torch.randn(1, 4, generator=_gen(4)),
+        *_sae_params(5, d_in=4, d_sae=7),
+        what="(f, x_hat) for x of shape (1, 4)",
+        why=why,
+    )
 
 
 # --- 4.4 the loss ---------------------------------------------------------------------------
@@ -203,10 +216,22 @@ def _loss_l1_mean_over_latents(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
 )
 def check_sae_loss(fn) -> None:
     """Your `sae_loss(x, W_enc, b_enc, W_dec, b_dec, l1_coeff)` must be MSE + l1_coeff * mean_tokens sum_latents |f|."""
-    verify(fn, torch.randn(9, 6, generator=_gen(5)), *_sae_params(4), 0.3, what="the loss with l1_coeff=0.3 (9 tokens)",
-           why="Return a scalar tensor: training calls .backward() on it.")
-    verify(fn, torch.randn(1, 5, generator=_gen(6)), *_sae_params(7, d_in=5, d_sae=3), 1.7,
-           what="the loss with l1_coeff=1.7 (1 token)", why="Return a scalar tensor: training calls .backward() on it.")
+    verify(
+        fn,
+        torch.randn(9, 6, generator=_gen(5)),
+        *_sae_params(4),
+        0.3,
+        what="the loss with l1_coeff=0.3 (9 tokens)",
+        why="Return a scalar tensor: training calls .backward() on it.",
+    )
+    verify(
+        fn,
+        torch.randn(1, 5, generator=_gen(6)),
+        *_sae_params(7, d_in=5, d_sae=3),
+        1.7,
+        what="the loss with l1_coeff=1.7 (1 token)",
+        why="Return a scalar tensor: training calls .backward() on it.",
+    )
 
 
 # --- 4.5 TopK -------------------------------------------------------------------------------
@@ -241,8 +266,7 @@ def _topk_no_relu(pre: Tensor, k: int) -> Tensor:
         "You keep k + 1 latents per token; keep exactly k.": _topk_plus_one,
         "You keep k - 1 latents per token; keep exactly k.": _topk_minus_one,
         (
-            "You took the top k over the batch; TopK picks k latents for each token (the last "
-            "dimension)."
+            "You took the top k over the batch; TopK picks k latents for each token (the last dimension)."
         ): _topk_over_batch,
         "You keep the k smallest values; keep the largest.": _topk_smallest,
         "Negative pre-activations survive in your output: apply a ReLU too.": _topk_no_relu,
@@ -280,8 +304,7 @@ def _sparse_latents(seed: int, shape: tuple[int, ...], density: float) -> Tensor
     reference=l0,
     wrong_answers={
         (
-            "You counted latents active anywhere in the batch; L0 counts per token, then averages over "
-            "tokens."
+            "You counted latents active anywhere in the batch; L0 counts per token, then averages over tokens."
         ): _l0_per_batch,
         "You counted every non-zero in the batch; average the per-token count over tokens.": _l0_total,
         "You returned a fraction of latents; L0 is a count of active latents per token.": _l0_fraction,
@@ -313,13 +336,11 @@ def _ev_centred_over_dims(x: Tensor, x_hat: Tensor) -> Tensor:
     reference=explained_variance,
     wrong_answers={
         (
-            "The denominator is ||x||^2; the variance is measured around the mean token, ||x - "
-            "mean(x)||^2."
+            "The denominator is ||x||^2; the variance is measured around the mean token, ||x - mean(x)||^2."
         ): _ev_uncentred,
         "You returned the unexplained fraction; explained variance is 1 minus it.": _ev_unexplained,
         (
-            "You subtracted each token's own mean over dimensions; subtract the mean token (the mean "
-            "over the batch)."
+            "You subtracted each token's own mean over dimensions; subtract the mean token (the mean over the batch)."
         ): _ev_centred_over_dims,
     },
 )
@@ -329,7 +350,9 @@ def check_explained_variance(fn) -> None:
     x = torch.randn(64, 8, generator=g) + 3 * torch.randn(8, generator=g)
     verify(fn, x, x + 0.5 * torch.randn(64, 8, generator=g), what="explained variance of a good reconstruction (64, 8)")
     y = torch.randn(5, 3, generator=g) - 2
-    verify(fn, y, 2 * torch.randn(5, 3, generator=g), what="explained variance of a bad reconstruction (negative), (5, 3)")
+    verify(
+        fn, y, 2 * torch.randn(5, 3, generator=g), what="explained variance of a bad reconstruction (negative), (5, 3)"
+    )
 
 
 # --- 4.8 latent frequencies -----------------------------------------------------------------
@@ -351,8 +374,7 @@ def _freq_mean_activation(f: Tensor) -> Tensor:
     reference=latent_frequencies,
     wrong_answers={
         (
-            "You marked whether a latent fired anywhere; the frequency is the FRACTION of tokens on "
-            "which it fires."
+            "You marked whether a latent fired anywhere; the frequency is the FRACTION of tokens on which it fires."
         ): _freq_per_batch,
         "You returned counts; divide by the number of tokens.": _freq_counts,
         "You averaged the activation values; count whether each latent fires (f > 0).": _freq_mean_activation,
@@ -382,8 +404,12 @@ def _ce_increase(model, sae, tokens, hook_name):
 def _ce_splice_bos_too(model, sae, tokens, hook_name):
     with torch.no_grad():
         clean = model(tokens, return_type="loss").item()
-        spliced = model.run_with_hooks(tokens, fwd_hooks=[(hook_name, splice_hook(sae, skip_bos=False))], return_type="loss").item()
-        zero = model.run_with_hooks(tokens, fwd_hooks=[(hook_name, lambda x, hook: torch.zeros_like(x))], return_type="loss").item()
+        spliced = model.run_with_hooks(
+            tokens, fwd_hooks=[(hook_name, splice_hook(sae, skip_bos=False))], return_type="loss"
+        ).item()
+        zero = model.run_with_hooks(
+            tokens, fwd_hooks=[(hook_name, lambda x, hook: torch.zeros_like(x))], return_type="loss"
+        ).item()
     return (zero - spliced) / (zero - clean)
 
 
@@ -395,7 +421,9 @@ def _tiny_model_and_sae(n_layer: int = 2):
     hook_name = "blocks.1.hook_resid_pre" if n_layer < 12 else "blocks.10.hook_resid_pre"
     sae = SAE(SAEConfig(d_in=d, d_sae=2 * d, k=8 if n_layer < 12 else 3, hook_name=hook_name), seed=n_layer).eval()
     batch = 4 if n_layer < 12 else 1
-    tokens = torch.cat([torch.ones(batch, 1, dtype=torch.long), torch.randint(3, 40, (batch, 15), generator=_gen(10))], dim=1)
+    tokens = torch.cat(
+        [torch.ones(batch, 1, dtype=torch.long), torch.randint(3, 40, (batch, 15), generator=_gen(10))], dim=1
+    )
     return model, sae, tokens
 
 
@@ -403,8 +431,7 @@ def _tiny_model_and_sae(n_layer: int = 2):
     reference=ce_loss_recovered,
     wrong_answers={
         (
-            "Your score has no floor: compare with zero-ablation, (CE_zero - CE_sae) / (CE_zero - "
-            "CE_clean)."
+            "Your score has no floor: compare with zero-ablation, (CE_zero - CE_sae) / (CE_zero - CE_clean)."
         ): _ce_no_baseline,
         "You measured the relative increase of the loss; the score uses zero-ablation as its floor.": _ce_increase,
         "You also replaced the BOS position; leave position 0 alone in both interventions.": _ce_splice_bos_too,
@@ -414,8 +441,16 @@ def check_ce_loss_recovered(fn) -> None:
     """Your `ce_loss_recovered(model, sae, tokens, hook_name)` must use zero-ablation as the floor, BOS kept."""
     for n in (2, 12):
         model, sae, tokens = _tiny_model_and_sae(n)
-        verify(fn, model, sae, tokens, sae.cfg.hook_name, what=f"CE loss recovered at {sae.cfg.hook_name} ({n} layers)",
-               atol=1e-3, rtol=1e-3)
+        verify(
+            fn,
+            model,
+            sae,
+            tokens,
+            sae.cfg.hook_name,
+            what=f"CE loss recovered at {sae.cfg.hook_name} ({n} layers)",
+            atol=1e-3,
+            rtol=1e-3,
+        )
 
 
 # --- 4.10 top-activating contexts -----------------------------------------------------------
@@ -446,8 +481,7 @@ def _top_one_per_sequence(latent_acts: Tensor, k: int):
         ): _top_swapped,
         "You returned the smallest activations; return the largest.": _top_bottom,
         (
-            "You kept one position per sequence; two of the top activations may come from the same "
-            "sequence."
+            "You kept one position per sequence; two of the top activations may come from the same sequence."
         ): _top_one_per_sequence,
     },
 )
@@ -481,19 +515,26 @@ def _effects_raw(direction: Tensor, W_U: Tensor, ln_weight: Tensor) -> Tensor:
     wrong_answers={
         "The final LayerNorm's weight is missing: multiply the centred direction by it.": _effects_no_ln,
         "LayerNorm centres its input: subtract the direction's mean first.": _effects_no_centre,
-        (
-            "The direction goes through the final LayerNorm (centre, then scale by its weight) before "
-            "W_U."
-        ): _effects_raw,
+        ("The direction goes through the final LayerNorm (centre, then scale by its weight) before W_U."): _effects_raw,
     },
 )
 def check_logit_effects(fn) -> None:
     """Your `logit_effects(direction, W_U, ln_weight)` must centre, scale by the LN weight, then unembed."""
     g = _gen(12)
-    verify(fn, torch.randn(8, generator=g) + 1.0, torch.randn(8, 20, generator=g), torch.rand(8, generator=g) * 2 + 0.2,
-           what="the logit effect of a direction (d_model 8, d_vocab 20)")
-    verify(fn, torch.randn(5, generator=g) - 2.0, torch.randn(5, 3, generator=g), torch.randn(5, generator=g),
-           what="the logit effect of a direction (d_model 5, d_vocab 3, signed LN weights)")
+    verify(
+        fn,
+        torch.randn(8, generator=g) + 1.0,
+        torch.randn(8, 20, generator=g),
+        torch.rand(8, generator=g) * 2 + 0.2,
+        what="the logit effect of a direction (d_model 8, d_vocab 20)",
+    )
+    verify(
+        fn,
+        torch.randn(5, generator=g) - 2.0,
+        torch.randn(5, 3, generator=g),
+        torch.randn(5, generator=g),
+        what="the logit effect of a direction (d_model 5, d_vocab 3, signed LN weights)",
+    )
 
 
 # --- 4.12 steering --------------------------------------------------------------------------
@@ -530,8 +571,15 @@ def _steer_replace(direction: Tensor, alpha: float):
 def check_steering_hook(fn) -> None:
     """Your `steering_hook(direction, alpha)` must return a hook adding alpha * unit(direction) at every position."""
     g = _gen(13)
-    for direction, alpha, x in ((torch.randn(8, generator=g) * 3, 4.0, torch.randn(2, 5, 8, generator=g)),
-                                (torch.randn(3, generator=g) * 0.2, -1.5, torch.randn(1, 2, 3, generator=g))):
-        verify(fn, direction, alpha, use=lambda hook, x=x: hook(x.clone(), None),
-               what=f"an activation of shape {tuple(x.shape)} after your hook (alpha={alpha})",
-               why="steering_hook returns a function hook(activation, hook) -> new activation.")
+    for direction, alpha, x in (
+        (torch.randn(8, generator=g) * 3, 4.0, torch.randn(2, 5, 8, generator=g)),
+        (torch.randn(3, generator=g) * 0.2, -1.5, torch.randn(1, 2, 3, generator=g)),
+    ):
+        verify(
+            fn,
+            direction,
+            alpha,
+            use=lambda hook, x=x: hook(x.clone(), None),
+            what=f"an activation of shape {tuple(x.shape)} after your hook (alpha={alpha})",
+            why="steering_hook returns a function hook(activation, hook) -> new activation.",
+        )

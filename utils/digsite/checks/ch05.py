@@ -58,13 +58,11 @@ def _basis_transposed(p: int) -> torch.Tensor:
     reference=fourier_basis,
     wrong_answers={
         (
-            "Your basis vectors are not unit length: divide each row by its norm so the basis is "
-            "orthonormal."
+            "Your basis vectors are not unit length: divide each row by its norm so the basis is orthonormal."
         ): _basis_unnormalised,
         "Your sin and cos rows are swapped: for each frequency k, cos comes first, then sin.": _basis_sin_cos_swapped,
         (
-            "Your frequencies start at 0; the constant row already covers frequency 0, so cos/sin start "
-            "at k = 1."
+            "Your frequencies start at 0; the constant row already covers frequency 0, so cos/sin start at k = 1."
         ): _basis_off_by_one,
         "Your basis vectors are columns; the exercise wants one basis vector per row.": _basis_transposed,
     },
@@ -94,8 +92,7 @@ def _project_rebuilt_unnormalised(W: torch.Tensor, basis: torch.Tensor) -> torch
     reference=project_onto_basis,
     wrong_answers={
         (
-            "You transformed along the d_model axis; the Fourier transform runs along the token axis "
-            "(the first)."
+            "You transformed along the d_model axis; the Fourier transform runs along the token axis (the first)."
         ): _project_wrong_axis,
         "basis.T @ W is the inverse transform; the coefficients are basis @ W.": _project_inverse,
         "Your result matches an unnormalised basis: use the orthonormal basis you were given.": _project_rebuilt_unnormalised,
@@ -142,8 +139,7 @@ def _spectrum(p: int, d: int, strong: dict[int, tuple[float, float]], seed: int)
     wrong_answers={
         "Your frequencies are one too small: index 0 of the per-frequency norms is frequency 1.": _key_freqs_indices,
         (
-            "You ranked frequencies by their cos row alone; a frequency's strength combines its cos AND "
-            "sin rows."
+            "You ranked frequencies by their cos row alone; a frequency's strength combines its cos AND sin rows."
         ): _key_freqs_cos_only,
         (
             "You ranked single rows: the constant row is not a frequency, and cos and sin of one "
@@ -155,7 +151,13 @@ def check_key_frequencies(fn) -> None:
     """`key_frequencies(W_fourier, n)` must return the n frequencies of largest cos+sin norm, sorted."""
     why = "Return a list of ints: later cells loop over the frequencies."
     W = _spectrum(13, 16, {2: (1.0, 1.0), 3: (0.5, 0.0), 5: (0.0, 1.6), 6: (0.9, 0.9)}, seed=3)
-    verify(fn, W, 3, what="key_frequencies(W, n=3) with strong frequencies 2, 5 (sin only), 6 and a weaker 3 (cos only)", why=why)
+    verify(
+        fn,
+        W,
+        3,
+        what="key_frequencies(W, n=3) with strong frequencies 2, 5 (sin only), 6 and a weaker 3 (cos only)",
+        why=why,
+    )
     W = _spectrum(11, 5, {1: (1.2, 0.0), 4: (0.7, 0.7)}, seed=4)
     verify(fn, W, 2, what="key_frequencies(W, n=2) with strong frequencies 1 (cos only), 4", why=why)
 
@@ -165,8 +167,20 @@ def check_key_frequencies(fn) -> None:
 
 def _tiny_modadd_model(p: int = 7):
     """A random-init 1-layer GPT-2 with the organism's layout (vocab p + 1), wrapped with hooks."""
-    return tiny_gpt2(vocab_size=p + 1, n_positions=3, n_embd=16, n_layer=1, n_head=2, n_inner=24 if p == 7 else 10,
-                     activation_function="relu", biases=0.2, seed=p, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    return tiny_gpt2(
+        vocab_size=p + 1,
+        n_positions=3,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        n_inner=24 if p == 7 else 10,
+        activation_function="relu",
+        biases=0.2,
+        seed=p,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+    )
 
 
 def _acts_pre_relu(model, p: int) -> torch.Tensor:
@@ -190,8 +204,7 @@ def _acts_b_major(model, p: int) -> torch.Tensor:
     wrong_answers={
         "These are the activations before the ReLU (hook_pre); the exercise wants hook_post.": _acts_pre_relu,
         (
-            "You read the activations at b's position; the answer is computed at the '=' position, the "
-            "last."
+            "You read the activations at b's position; the answer is computed at the '=' position, the last."
         ): _acts_wrong_position,
         "Your result is indexed [b, a]; the exercise wants [a, b] (the first operand first).": _acts_b_major,
     },
@@ -229,8 +242,12 @@ def check_fourier_2d(fn) -> None:
     """`fourier_2d(acts, basis)` must transform acts (p, p, n) over both a and b: [i, j] <-> basis_i(a) basis_j(b)."""
     gen = torch.Generator().manual_seed(7)
     for p, n in ((13, 5), (7, 1)):
-        verify(fn, torch.randn(p, p, n, generator=gen), fourier_basis(p),
-               what=f"the 2-D Fourier transform of random ({p}, {p}, {n}) activations")
+        verify(
+            fn,
+            torch.randn(p, p, n, generator=gen),
+            fourier_basis(p),
+            what=f"the 2-D Fourier transform of random ({p}, {p}, {n}) activations",
+        )
 
 
 # --- 5.6 the logit terms cos(w(a + b - c)) --------------------------------------------------
@@ -320,4 +337,10 @@ def check_ablate_frequencies(fn) -> None:
     """`ablate_frequencies(W, basis, remove)` must return W (p, d) with frequencies `remove` projected out."""
     gen = torch.Generator().manual_seed(11)
     for p, d, remove in ((13, 10, [3]), (13, 10, [1, 4, 6]), (7, 2, [2])):
-        verify(fn, torch.randn(p, d, generator=gen), fourier_basis(p), remove, what=f"W ({p}, {d}) with frequencies {remove} removed")
+        verify(
+            fn,
+            torch.randn(p, d, generator=gen),
+            fourier_basis(p),
+            remove,
+            what=f"W ({p}, {d}) with frequencies {remove} removed",
+        )

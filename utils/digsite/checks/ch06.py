@@ -52,13 +52,11 @@ def _resid_post_only(model, tokens, positions):
     reference=residuals_at,
     wrong_answers={
         (
-            "You read the last column of the padded batch; read each prompt at its own position from "
-            "`positions`."
+            "You read the last column of the padded batch; read each prompt at its own position from `positions`."
         ): _resid_last_column,
         "You read the position after the one asked for.": _resid_next_position,
         (
-            "Your stack starts after block 0: the first entry is the embedding, "
-            "blocks.0.hook_resid_pre."
+            "Your stack starts after block 0: the first entry is the embedding, blocks.0.hook_resid_pre."
         ): _resid_post_only,
     },
 )
@@ -66,9 +64,17 @@ def check_residuals_at(fn) -> None:
     """`residuals_at(model, tokens, positions)` must return (n_layers + 1, batch, d_model) at each prompt's position."""
     model = _tiny_model()
     tokens = model.to_tokens(["a cat is an animal", "Paris is in France", "When Mary and John went to the park"])
-    verify(fn, model, tokens, torch.tensor([2, 1, 4]), what="the residuals at the subject positions (2 layers, batch 3)")
+    verify(
+        fn, model, tokens, torch.tensor([2, 1, 4]), what="the residuals at the subject positions (2 layers, batch 3)"
+    )
     model = _tiny_model(12)
-    verify(fn, model, model.to_tokens(["the owl is a bird"]), torch.tensor([3]), what="the residuals at position 3 (12 layers, batch 1)")
+    verify(
+        fn,
+        model,
+        model.to_tokens(["the owl is a bird"]),
+        torch.tensor([3]),
+        what="the residuals at position 3 (12 layers, batch 1)",
+    )
 
 
 # --- 6.2 training a probe ----------------------------------------------------------------------
@@ -114,8 +120,11 @@ def _probe_shuffled_rows(X, y, n_classes=None, steps=300, lr=0.01, weight_decay=
 
 def _probe_params(probe) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(probe, P.LinearProbe):
-        raise CheckFailed(f"train_probe should return a LinearProbe(W, b), got {type(probe).__name__}: later cells call "
-                          "its .accuracy and .logits.", kind="type")
+        raise CheckFailed(
+            f"train_probe should return a LinearProbe(W, b), got {type(probe).__name__}: later cells call "
+            "its .accuracy and .logits.",
+            kind="type",
+        )
     return probe.W, probe.b
 
 
@@ -134,11 +143,31 @@ def check_train_probe(fn) -> None:
     """`train_probe(X, y, n_classes, steps, lr, weight_decay)` must learn the reference's weights (deterministic Adam)."""
     Xtr, ytr, _, _ = _probe_data(0)
     with torch.enable_grad(), P.one_thread():
-        verify(fn, Xtr[:120, :8], ytr[:120], 3, 30, use=_probe_params, what="the learned (W, b) with n_classes=3, steps=30",
-               atol=1e-3, rtol=1e-3)
+        verify(
+            fn,
+            Xtr[:120, :8],
+            ytr[:120],
+            3,
+            30,
+            use=_probe_params,
+            what="the learned (W, b) with n_classes=3, steps=30",
+            atol=1e-3,
+            rtol=1e-3,
+        )
         X, y = Xtr[120:160, :5], ytr[120:160] % 2
-        verify(fn, X, y, None, 20, 0.05, 0.01, use=_probe_params,
-               what="the learned (W, b) with n_classes=None, steps=20, lr=0.05, weight_decay=0.01", atol=1e-3, rtol=1e-3)
+        verify(
+            fn,
+            X,
+            y,
+            None,
+            20,
+            0.05,
+            0.01,
+            use=_probe_params,
+            what="the learned (W, b) with n_classes=None, steps=20, lr=0.05, weight_decay=0.01",
+            atol=1e-3,
+            rtol=1e-3,
+        )
 
 
 # --- 6.3 control labels ------------------------------------------------------------------------
@@ -166,8 +195,11 @@ def _control_contract(types: list[str], n_classes: int, differ_from: torch.Tenso
 
     def compare(got, expected, what, **_):
         if not isinstance(got, torch.Tensor) or got.dtype != torch.long or tuple(got.shape) != (len(types),):
-            raise CheckFailed(f"{what}: expected a long tensor of shape ({len(types)},), got {_short(got)}: later cells "
-                              "train probes on these labels.", kind="type")
+            raise CheckFailed(
+                f"{what}: expected a long tensor of shape ({len(types)},), got {_short(got)}: later cells "
+                "train probes on these labels.",
+                kind="type",
+            )
         if got.min() < 0 or got.max() >= n_classes:
             raise CheckFailed(f"{what}: labels must lie in 0..{n_classes - 1}; got {sorted(set(got.tolist()))[:8]}.")
         per_type: dict[str, set[int]] = {}
@@ -175,10 +207,14 @@ def _control_contract(types: list[str], n_classes: int, differ_from: torch.Tenso
             per_type.setdefault(t, set()).add(label)
         mixed = [t for t, s in per_type.items() if len(s) > 1]
         if mixed:
-            raise CheckFailed(f"{what}: every example of a type must get the same label; {mixed[0]!r} got {sorted(per_type[mixed[0]])}.")
+            raise CheckFailed(
+                f"{what}: every example of a type must get the same label; {mixed[0]!r} got {sorted(per_type[mixed[0]])}."
+            )
         counts = torch.bincount(torch.tensor([next(iter(s)) for s in per_type.values()]), minlength=n_classes)
         if counts.max() - counts.min() > 1:
-            raise CheckFailed(f"{what}: the labels should be balanced over the {len(per_type)} types; types per label: {counts.tolist()}.")
+            raise CheckFailed(
+                f"{what}: the labels should be balanced over the {len(per_type)} types; types per label: {counts.tolist()}."
+            )
         if differ_from is not None and torch.equal(got, differ_from):
             raise CheckFailed(f"{what}: this seed gave the same labelling as seed 0.")
 
@@ -193,13 +229,11 @@ def _short(x) -> str:
     reference=control_labels,
     wrong_answers={
         (
-            "You drew a fresh label for every example; each distinct TYPE gets one label, shared by all "
-            "its examples."
+            "You drew a fresh label for every example; each distinct TYPE gets one label, shared by all its examples."
         ): _control_per_example,
         "Your labels do not change with `seed`: draw them with a generator seeded by it.": _control_ignores_seed,
         (
-            "Your labels are not balanced: each of the n_classes labels should go to about the same "
-            "number of types."
+            "Your labels are not balanced: each of the n_classes labels should go to about the same number of types."
         ): _control_unbalanced,
     },
 )
@@ -208,8 +242,12 @@ def check_control_labels(fn) -> None:
     words = ["cat", "dog", "owl", "pear", "plum", "saw", "axe", "harp", "drum", "bus", "car", "kite"]
     g = torch.Generator().manual_seed(1)
     types = [words[i] for i in torch.randint(len(words), (60,), generator=g)] + words
-    first = verify(fn, types, 4, 0, compare=_control_contract(types, 4), what="control labels (12 types, 4 classes, seed 0)")
-    verify(fn, types, 4, 1, compare=_control_contract(types, 4, first), what="control labels (12 types, 4 classes, seed 1)")
+    first = verify(
+        fn, types, 4, 0, compare=_control_contract(types, 4), what="control labels (12 types, 4 classes, seed 0)"
+    )
+    verify(
+        fn, types, 4, 1, compare=_control_contract(types, 4, first), what="control labels (12 types, 4 classes, seed 1)"
+    )
     few = ["b", "a", "c", "a", "e", "d", "b"]
     verify(fn, few, 2, 7, compare=_control_contract(few, 2), what="control labels (5 types, 2 classes, seed 7)")
 
@@ -261,13 +299,35 @@ def check_probe_scores(fn) -> None:
     why = "Return a dict of tensors {'task', 'control', 'selectivity'}, one value per layer: later cells plot them."
     X, y, y_control, train_idx, test_idx = _selectivity_data()
     with torch.enable_grad(), P.one_thread():
-        verify(fn, X, y, y_control, train_idx, test_idx, **_FAST, what="probe scores by layer (2 layers)", why=why, atol=1e-3)
+        verify(
+            fn,
+            X,
+            y,
+            y_control,
+            train_idx,
+            test_idx,
+            **_FAST,
+            what="probe scores by layer (2 layers)",
+            why=why,
+            atol=1e-3,
+        )
         g = torch.Generator().manual_seed(9)
         X2 = torch.randn(3, 24, 4, generator=g)
         y2 = (X2[2, :, 0] > 0).long()
         X2[2, :, 1] += 3 * y2
-        verify(fn, X2, y2, torch.arange(24) % 3, torch.arange(0, 24, 2), torch.arange(1, 24, 2), steps=6, lr=0.3,
-               what="probe scores by layer (3 layers, steps=6, lr=0.3)", why=why, atol=1e-3)
+        verify(
+            fn,
+            X2,
+            y2,
+            torch.arange(24) % 3,
+            torch.arange(0, 24, 2),
+            torch.arange(1, 24, 2),
+            steps=6,
+            lr=0.3,
+            what="probe scores by layer (3 layers, steps=6, lr=0.3)",
+            why=why,
+            atol=1e-3,
+        )
 
 
 # --- 6.5 projecting a direction out ------------------------------------------------------------
@@ -291,8 +351,7 @@ def _project_divides_once(resid, direction):
     wrong_answers={
         "You projected onto a direction that is not unit length; normalise it first.": _project_unnormalised,
         (
-            "You divided by the direction's norm once; projecting onto d takes (r·d) d / |d|², or a "
-            "unit vector."
+            "You divided by the direction's norm once; projecting onto d takes (r·d) d / |d|², or a unit vector."
         ): _project_divides_once,
         "You returned the component along the direction; return what remains after removing it.": _project_returns_component,
     },
@@ -300,8 +359,18 @@ def _project_divides_once(resid, direction):
 def check_project_out(fn) -> None:
     """`project_out(resid, direction)` must remove exactly the component along the direction, whatever its length."""
     g = torch.Generator().manual_seed(5)
-    verify(fn, torch.randn(3, 4, 16, generator=g), 3 * torch.randn(16, generator=g), what="resid (3, 4, 16) with a direction projected out")
-    verify(fn, torch.randn(1, 5, generator=g), 0.2 * torch.randn(5, generator=g), what="resid (1, 5) with a short direction projected out")
+    verify(
+        fn,
+        torch.randn(3, 4, 16, generator=g),
+        3 * torch.randn(16, generator=g),
+        what="resid (3, 4, 16) with a direction projected out",
+    )
+    verify(
+        fn,
+        torch.randn(1, 5, generator=g),
+        0.2 * torch.randn(5, generator=g),
+        what="resid (1, 5) with a short direction projected out",
+    )
 
 
 # --- 6.6 a hook that ablates or steers along a direction --------------------------------------
@@ -323,15 +392,16 @@ def _hook_every_position(direction, positions, alpha=None):
 
 
 def _hook_last_position(direction, positions, alpha=None):
-    return lambda resid, hook: direction_hook(direction, torch.full_like(positions, resid.shape[1] - 1), alpha)(resid, hook)
+    return lambda resid, hook: direction_hook(direction, torch.full_like(positions, resid.shape[1] - 1), alpha)(
+        resid, hook
+    )
 
 
 @exercise_check(
     reference=direction_hook,
     wrong_answers={
         (
-            "You steered by alpha times the raw direction; normalise it so alpha alone sets the "
-            "strength."
+            "You steered by alpha times the raw direction; normalise it so alpha alone sets the strength."
         ): _hook_unnormalised,
         "Your hook edits every position; edit only each prompt's position from `positions`.": _hook_every_position,
         "Your hook edits the last position; edit each prompt's position from `positions`.": _hook_last_position,
@@ -341,13 +411,22 @@ def check_direction_hook(fn) -> None:
     """`direction_hook(direction, positions, alpha)` must return a hook editing only the given positions."""
     g = torch.Generator().manual_seed(6)
     why = "direction_hook returns a function hook(resid, hook) -> edited resid."
-    cases = ((torch.randn(3, 5, 16, generator=g), 2.5 * torch.randn(16, generator=g), torch.tensor([1, 3, 2])),
-             (torch.randn(1, 4, 6, generator=g), 0.3 * torch.randn(6, generator=g), torch.tensor([0])))
+    cases = (
+        (torch.randn(3, 5, 16, generator=g), 2.5 * torch.randn(16, generator=g), torch.tensor([1, 3, 2])),
+        (torch.randn(1, 4, 6, generator=g), 0.3 * torch.randn(6, generator=g), torch.tensor([0])),
+    )
     for resid, direction, positions in cases:
         hook = Hook("blocks.1.hook_resid_pre")
         for alpha in (None, 4.0, -2.0):
-            verify(fn, direction, positions, alpha, use=lambda h, resid=resid, hook=hook: h(resid.clone(), hook), why=why,
-                   what=f"resid {tuple(resid.shape)} after your hook with alpha={alpha}")
+            verify(
+                fn,
+                direction,
+                positions,
+                alpha,
+                use=lambda h, resid=resid, hook=hook: h(resid.clone(), hook),
+                why=why,
+                what=f"resid {tuple(resid.shape)} after your hook with alpha={alpha}",
+            )
 
 
 # --- 6.7 attention-pattern similarity ----------------------------------------------------------
@@ -387,5 +466,9 @@ def check_pattern_similarity(fn) -> None:
     pa, pb = _random_patterns(3, g), _random_patterns(4, g)
     pb[0] = pa[1]  # one head of b is a copy of a head of a
     verify(fn, pa, pb, what="the similarity matrix (3 heads x 4 heads, batch 2)")
-    verify(fn, _random_patterns(1, g, batch=1, pos=4), _random_patterns(2, g, batch=1, pos=4),
-           what="the similarity matrix (1 head x 2 heads, batch 1)")
+    verify(
+        fn,
+        _random_patterns(1, g, batch=1, pos=4),
+        _random_patterns(2, g, batch=1, pos=4),
+        what="the similarity matrix (1 head x 2 heads, batch 1)",
+    )

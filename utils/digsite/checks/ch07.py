@@ -66,10 +66,8 @@ def _fwd_skip_from_output(x, W_enc, b_enc, W_dec, b_dec, W_skip, k):
     wrong_answers={
         "You left out the linear skip: the prediction needs `x @ W_skip` added to the decoded features.": _fwd_no_skip,
         "You kept every positive feature: only the k largest pre-activations may fire (TopK).": _fwd_relu_only,
-        "You picked the k largest pre-activations by absolute value; pick the k largest values (after the ReLU).":
-            _fwd_abs_topk,
-        "Your skip reads the decoded output; it reads the MLP's input x, the same vector the encoder reads.":
-            _fwd_skip_from_output,
+        "You picked the k largest pre-activations by absolute value; pick the k largest values (after the ReLU).": _fwd_abs_topk,
+        "Your skip reads the decoded output; it reads the MLP's input x, the same vector the encoder reads.": _fwd_skip_from_output,
     },
 )
 def check_transcoder_forward(fn) -> None:
@@ -82,9 +80,18 @@ def check_transcoder_forward(fn) -> None:
         W_dec = torch.randn(n, d, generator=g)
         b_dec = torch.randn(d, generator=g)
         W_skip = torch.randn(d, d, generator=g) / d**0.5
-        verify(fn, x, W_enc, b_enc, W_dec, b_dec, W_skip, k,
-               what=f"(features, predicted MLP output) for x of shape {tuple(x.shape)}, k={k}",
-               why="Return a pair (features, predicted MLP output): later cells unpack it.")
+        verify(
+            fn,
+            x,
+            W_enc,
+            b_enc,
+            W_dec,
+            b_dec,
+            W_skip,
+            k,
+            what=f"(features, predicted MLP output) for x of shape {tuple(x.shape)}, k={k}",
+            why="Return a pair (features, predicted MLP output): later cells unpack it.",
+        )
 
 
 # --- 7.2 the loss --------------------------------------------------------------------------------
@@ -117,8 +124,13 @@ def check_transcoder_loss(fn) -> None:
         g = _gen(seed)
         y = torch.randn(n, d, generator=g) * 2 + shift
         y_hat = y + torch.randn(n, d, generator=g) * 0.7
-        verify(fn, y, y_hat, what=f"the loss on ({n}, {d}) tokens",
-               why="Return a scalar tensor: training calls `.backward()` on it.")
+        verify(
+            fn,
+            y,
+            y_hat,
+            what=f"the loss on ({n}, {d}) tokens",
+            why="Return a scalar tensor: training calls `.backward()` on it.",
+        )
 
 
 # --- tiny random graphs for 7.3 - 7.6 and 7.8 ----------------------------------------------------
@@ -132,8 +144,20 @@ def _tiny_graph(seed: int) -> tuple[Graph, Transcoders]:
     """
     n_layers, d, n_pos, d_tc, k = ((2, 16, 6, 24, 4), (3, 24, 7, 32, 3))[seed % 2]
     tok = toy_tokenizer()
-    model = tiny_gpt2(tok, seed=seed, biases=0.2, vocab_size=len(tok), n_positions=32, n_embd=d, n_layer=n_layers,
-                      n_head=2, n_inner=2 * d, bos_token_id=1, eos_token_id=1, initializer_range=0.2)
+    model = tiny_gpt2(
+        tok,
+        seed=seed,
+        biases=0.2,
+        vocab_size=len(tok),
+        n_positions=32,
+        n_embd=d,
+        n_layer=n_layers,
+        n_head=2,
+        n_inner=2 * d,
+        bos_token_id=1,
+        eos_token_id=1,
+        initializer_range=0.2,
+    )
     g = _gen(100 + seed)
     tc = Transcoders(TranscoderConfig(n_layers, d, d_tc, k), seed=seed)
     with torch.no_grad():
@@ -179,8 +203,7 @@ def _de_times_activation(fm, embeddings, activations, errors, source, receiver):
         "You returned the receiver's whole pre-activation; the direct effect is how much of it the source "
         "supplies (with the source minus without it).": _de_full,
         "The sign is flipped: compute (with the source) minus (without the source).": _de_flipped,
-        "You multiplied by the source's activation again; removing the source already accounts for it.":
-            _de_times_activation,
+        "You multiplied by the source's activation again; removing the source already accounts for it.": _de_times_activation,
     },
 )
 def check_direct_effect(fn) -> None:
@@ -194,9 +217,19 @@ def check_direct_effect(fn) -> None:
         # the strongest positive and the strongest negative edge: both signs, other layers and positions
         for t, s in (divmod(int(ff.argmax()), graph.n_features), divmod(int(ff.argmin()), graph.n_features)):
             src, rcv = tuple(graph.features[s].tolist()), tuple(graph.features[t].tolist())
-            verify(fn, fm, emb, acts, errs, src, rcv,
-                   what=f"the direct effect of feature {src} on feature {rcv} ({graph.n_layers}-layer model)",
-                   why="Return a float (`.item()`): the cells below print and compare it.", atol=1e-6, rtol=1e-5)
+            verify(
+                fn,
+                fm,
+                emb,
+                acts,
+                errs,
+                src,
+                rcv,
+                what=f"the direct effect of feature {src} on feature {rcv} ({graph.n_layers}-layer model)",
+                why="Return a float (`.item()`): the cells below print and compare it.",
+                atol=1e-6,
+                rtol=1e-5,
+            )
 
 
 # --- 7.4 the adjacency matrix ---------------------------------------------------------------------
@@ -208,7 +241,7 @@ def _adj_transposed(*args):
 
 def _adj_no_embeddings(fm, embeddings, activations, errors, features, target_weights, target_pos):
     A = adjacency_matrix(fm, embeddings, activations, errors, features, target_weights, target_pos)
-    A[:, len(features) + len(activations) * len(embeddings): -1] = 0
+    A[:, len(features) + len(activations) * len(embeddings) : -1] = 0
     return A
 
 
@@ -221,8 +254,7 @@ def _adj_no_target(*args):
 @exercise_check(
     reference=adjacency_matrix,
     wrong_answers={
-        "Rows and columns are swapped: adjacency[t, s] is the effect OF source s ON receiver t (rows receive).":
-            _adj_transposed,
+        "Rows and columns are swapped: adjacency[t, s] is the effect OF source s ON receiver t (rows receive).": _adj_transposed,
         "The embedding columns are empty: the token + position embeddings are sources too.": _adj_no_embeddings,
         "The target's row is empty: the target is a receiver like the features.": _adj_no_target,
     },
@@ -231,8 +263,19 @@ def check_adjacency_matrix(fn) -> None:
     """`adjacency_matrix(fm, embeddings, activations, errors, features, target_weights, target_pos)` -> (n, n)."""
     for seed in (0, 1):
         graph, fm, emb, acts, errs = _inputs(seed)
-        verify(fn, fm, emb, acts, errs, graph.features, graph.target_weights, graph.target_pos,
-               what=f"the adjacency matrix of a {graph.n_layers}-layer, {graph.n_pos}-token graph", atol=1e-6, rtol=1e-5)
+        verify(
+            fn,
+            fm,
+            emb,
+            acts,
+            errs,
+            graph.features,
+            graph.target_weights,
+            graph.target_pos,
+            what=f"the adjacency matrix of a {graph.n_layers}-layer, {graph.n_pos}-token graph",
+            atol=1e-6,
+            rtol=1e-5,
+        )
 
 
 # --- 7.5 influence ---------------------------------------------------------------------------------
@@ -270,17 +313,18 @@ def _inf_direct_only(adjacency, target):
     wrong_answers={
         "Take absolute values before normalising: influence counts how much, not which way.": _inf_signed,
         "Normalise each row of |A| to sum to 1 first, so that influences are shares.": _inf_unnormalised,
-        "You kept only direct edges into the target; add the paths through other nodes (A + A² + A³ + …).":
-            _inf_direct_only,
+        "You kept only direct edges into the target; add the paths through other nodes (A + A² + A³ + …).": _inf_direct_only,
     },
 )
 def check_influence(fn) -> None:
     """`influence(adjacency, target)`: each node's summed influence on the target over all paths."""
     graph = _tiny_graph(1)[0]
-    for A, target in ((_random_dag(5, 7, 0.6), 6), (_random_dag(6, 12, 0.35), 10),
-                      (graph.adjacency, graph.target_index)):
-        verify(fn, A, target, what=f"the influences on node {target} of a {len(A)}-node graph",
-               atol=1e-9, rtol=1e-7)
+    for A, target in (
+        (_random_dag(5, 7, 0.6), 6),
+        (_random_dag(6, 12, 0.35), 10),
+        (graph.adjacency, graph.target_index),
+    ):
+        verify(fn, A, target, what=f"the influences on node {target} of a {len(A)}-node graph", atol=1e-9, rtol=1e-7)
 
 
 # --- 7.6 pruning -----------------------------------------------------------------------------------
@@ -320,10 +364,8 @@ def _prune_per_node(adjacency, n_features, target, node_threshold, edge_threshol
 @exercise_check(
     reference=prune_graph,
     wrong_answers={
-        "Only feature nodes are pruned as nodes: keep every error and embedding node (prune their edges instead).":
-            _prune_everything,
-        "An edge's score is its normalised weight times its receiver's influence on the target, not its raw weight.":
-            _prune_raw_edges,
+        "Only feature nodes are pruned as nodes: keep every error and embedding node (prune their edges instead).": _prune_everything,
+        "An edge's score is its normalised weight times its receiver's influence on the target, not its raw weight.": _prune_raw_edges,
         "Keep features in order of influence until their cumulative share reaches the threshold, not by a "
         "cut-off relative to the strongest one.": _prune_per_node,
     },
@@ -332,9 +374,16 @@ def check_prune_graph(fn) -> None:
     """`prune_graph(adjacency, n_features, target, node_threshold, edge_threshold)` -> (nodes, edges) masks."""
     for seed, nt, et in ((0, 0.8, 0.98), (1, 0.6, 0.9)):
         graph = _tiny_graph(seed)[0]
-        verify(fn, graph.adjacency, graph.n_features, graph.target_index, nt, et,
-               what=f"the kept (nodes, edges) of a {graph.n_layers}-layer graph, thresholds {nt}, {et}",
-               why="Return a pair (nodes, edges) of boolean tensors (masks): later cells index the graph with them.")
+        verify(
+            fn,
+            graph.adjacency,
+            graph.n_features,
+            graph.target_index,
+            nt,
+            et,
+            what=f"the kept (nodes, edges) of a {graph.n_layers}-layer graph, thresholds {nt}, {et}",
+            why="Return a pair (nodes, edges) of boolean tensors (masks): later cells index the graph with them.",
+        )
 
 
 # --- 7.7 labelling a feature ----------------------------------------------------------------------
@@ -370,10 +419,8 @@ def _label_case(seed: int, n_seq: int, pos: int, n_fire: int) -> tuple[Tensor, l
 @exercise_check(
     reference=feature_label,
     wrong_answers={
-        "You counted every token where the feature fires; count only its top_k strongest activations.":
-            _label_all_firing,
-        "The share is over the tokens you counted (fewer than top_k when the feature fires less often).":
-            _label_share_of_k,
+        "You counted every token where the feature fires; count only its top_k strongest activations.": _label_all_firing,
+        "The share is over the tokens you counted (fewer than top_k when the feature fires less often).": _label_share_of_k,
         "You took the weakest activations: sort from the largest down.": _label_bottom,
     },
 )
@@ -381,8 +428,14 @@ def check_feature_label(fn) -> None:
     """`feature_label(acts, labels, top_k)` -> (the most common label among the top_k activations, its share)."""
     for seed, n_seq, pos, n_fire, k in ((0, 6, 10, 30, 5), (1, 3, 7, 6, 15)):
         acts, labels = _label_case(seed, n_seq, pos, n_fire)
-        verify(fn, acts, labels, k, what=f"(label, share) for top_k={k}, {n_fire} firing tokens",
-               why="Return a pair (label, share): the table below unpacks it.")
+        verify(
+            fn,
+            acts,
+            labels,
+            k,
+            what=f"(label, share) for top_k={k}, {n_fire} firing tokens",
+            why="Return a pair (label, share): the table below unpacks it.",
+        )
 
 
 # --- 7.8 the graph's prediction of an intervention -------------------------------------------------
@@ -411,8 +464,7 @@ def _pred_not_per_unit(adjacency, values, n_features, target, nodes, factor):
     wrong_answers={
         "You kept only the edited features' direct edges into the target; the other features respond too, "
         "and pass the change on along their own edges.": _pred_direct_only,
-        "Multiplying a feature by `factor` changes it by (factor − 1) × its value, not factor × its value.":
-            _pred_factor_not_delta,
+        "Multiplying a feature by `factor` changes it by (factor − 1) × its value, not factor × its value.": _pred_factor_not_delta,
         "An edge is the effect of its source at its present value: divide by the source's activation to get "
         "the effect per unit before multiplying by the change.": _pred_not_per_unit,
     },
@@ -423,9 +475,19 @@ def check_predict_intervention(fn) -> None:
         graph = _tiny_graph(seed)[0]
         inf = influence(graph.adjacency, graph.target_index)[: graph.n_features]
         nodes = inf.argsort(descending=True)[which].tolist()
-        verify(fn, graph.adjacency, graph.values, graph.n_features, graph.target_index, nodes,
-               factor, what=f"the predicted change for features {nodes} times {factor}",
-               why="Return a float (`.item()`): the cells below compare it with the real change.", atol=1e-6, rtol=1e-5)
+        verify(
+            fn,
+            graph.adjacency,
+            graph.values,
+            graph.n_features,
+            graph.target_index,
+            nodes,
+            factor,
+            what=f"the predicted change for features {nodes} times {factor}",
+            why="Return a float (`.item()`): the cells below compare it with the real change.",
+            atol=1e-6,
+            rtol=1e-5,
+        )
 
 
 # --- 7.9 the strongest path -------------------------------------------------------------------------
@@ -482,8 +544,17 @@ def check_strongest_path(fn) -> None:
     A2[2, 0], A2[2, 1] = 1.0, -100.0
     A2[3, 0] = 0.001
     graph = _tiny_graph(1)[0]
-    cases = [(A1, 5, [0, 1, 2]), (A2, 4, [0]),
-             (graph.adjacency, graph.target_index, [graph.embedding_index(p) for p in range(graph.n_pos)])]
+    cases = [
+        (A1, 5, [0, 1, 2]),
+        (A2, 4, [0]),
+        (graph.adjacency, graph.target_index, [graph.embedding_index(p) for p in range(graph.n_pos)]),
+    ]
     for A, target, sources in cases:
-        verify(fn, A, target, sources, what=f"the strongest path in a {len(A)}-node graph",
-               why="Return a list of node indices (ints), source first.")
+        verify(
+            fn,
+            A,
+            target,
+            sources,
+            what=f"the strongest path in a {len(A)}-node graph",
+            why="Return a list of node indices (ints), source first.",
+        )

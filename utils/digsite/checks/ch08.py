@@ -75,10 +75,12 @@ def _applied(x: Tensor) -> Callable:
     return use
 
 
-_POS_TEXTS = ["When Mary and John went to the store, John gave a drink to", "a cat is an animal",
-              "Tom likes the red hat. Tom"]
-_NEG_TEXTS = ["Paris is in France", "The dog was very quiet. Anna and Ben went to the park",
-              "one plus two is three"]
+_POS_TEXTS = [
+    "When Mary and John went to the store, John gave a drink to",
+    "a cat is an animal",
+    "Tom likes the red hat. Tom",
+]
+_NEG_TEXTS = ["Paris is in France", "The dog was very quiet. Anna and Ben went to the park", "one plus two is three"]
 
 
 # --- 8.1 contrastive vector -------------------------------------------------------------------
@@ -91,8 +93,9 @@ def _cv_all_positions(model, pos_tokens, neg_tokens, pos_positions, neg_position
 
 
 def _cv_last_column(model, pos_tokens, neg_tokens, pos_positions, neg_positions, hook_name):
-    return contrastive_vector(model, pos_tokens, neg_tokens, torch.full_like(pos_positions, -1),
-                              torch.full_like(neg_positions, -1), hook_name)
+    return contrastive_vector(
+        model, pos_tokens, neg_tokens, torch.full_like(pos_positions, -1), torch.full_like(neg_positions, -1), hook_name
+    )
 
 
 def _cv_swapped(model, pos_tokens, neg_tokens, pos_positions, neg_positions, hook_name):
@@ -121,13 +124,29 @@ def check_contrastive_vector(fn) -> None:
     model = _model(2)
     pos, pos_at = _texts_tokens(model, _POS_TEXTS)
     neg, neg_at = _texts_tokens(model, _NEG_TEXTS[:2])
-    verify(fn, model, pos, neg, pos_at, neg_at, "blocks.1.hook_resid_pre",
-           what="the vector at blocks.1.hook_resid_pre (2-layer model, 3 vs 2 prompts)")
+    verify(
+        fn,
+        model,
+        pos,
+        neg,
+        pos_at,
+        neg_at,
+        "blocks.1.hook_resid_pre",
+        what="the vector at blocks.1.hook_resid_pre (2-layer model, 3 vs 2 prompts)",
+    )
     model = _model(12)
     pos, pos_at = _texts_tokens(model, _POS_TEXTS[1:2])
     neg, neg_at = _texts_tokens(model, _NEG_TEXTS)
-    verify(fn, model, pos, neg, pos_at - 1, neg_at, "blocks.11.hook_resid_mid",
-           what="the vector at blocks.11.hook_resid_mid (12-layer model, 1 vs 3 prompts, one token before the end)")
+    verify(
+        fn,
+        model,
+        pos,
+        neg,
+        pos_at - 1,
+        neg_at,
+        "blocks.11.hook_resid_mid",
+        what="the vector at blocks.11.hook_resid_mid (12-layer model, 1 vs 3 prompts, one token before the end)",
+    )
 
 
 # --- 8.2 the steering hook --------------------------------------------------------------------
@@ -171,8 +190,7 @@ _HOOK_WHY = "Return a function hook(x, hook) -> new activation: later cells run 
         "Your hook edits the activation it was given in place; return a new tensor instead.": _add_in_place,
         "Your hook ignores `alpha`: the vector must be scaled by the strength it is given.": _add_without_alpha,
         (
-            "You added the vector at the last position only; steering adds it at every position after "
-            "<bos>."
+            "You added the vector at the last position only; steering adds it at every position after <bos>."
         ): _add_last_only,
     },
 )
@@ -181,8 +199,14 @@ def check_add_hook(fn) -> None:
     g = torch.Generator().manual_seed(8)
     for batch, pos, d, alpha in ((1, 4, 6, 2.5), (3, 7, 5, -0.75)):
         x, vector = torch.randn(batch, pos, d, generator=g), torch.randn(d, generator=g)
-        verify(fn, vector, alpha, use=_applied(x), why=_HOOK_WHY,
-               what=f"an activation of shape {tuple(x.shape)} after your hook (alpha={alpha})")
+        verify(
+            fn,
+            vector,
+            alpha,
+            use=_applied(x),
+            why=_HOOK_WHY,
+            what=f"an activation of shape {tuple(x.shape)} after your hook (alpha={alpha})",
+        )
 
 
 # --- 8.3 head effects -------------------------------------------------------------------------
@@ -196,12 +220,16 @@ def _he_every_position(model, task_tokens, task_positions, base_tokens, base_pos
     out = torch.zeros(L, H)
     for layer in range(L):
         for head in range(H):
+
             def patch(r, hook, layer=layer, head=head):
                 r = r.clone()
                 r[:, :, head] = mean_out[layer, head]
                 return r
+
             with torch.no_grad():
-                out[layer, head] = metric(model.run_with_hooks(base_tokens, [(f"blocks.{layer}.attn.hook_result", patch)])) - base
+                out[layer, head] = (
+                    metric(model.run_with_hooks(base_tokens, [(f"blocks.{layer}.attn.hook_result", patch)])) - base
+                )
     return out
 
 
@@ -220,15 +248,19 @@ def _he_late_binding(model, task_tokens, task_positions, base_tokens, base_posit
     hooks = []
     for layer in range(L):
         for head in range(H):
+
             def patch(r, hook):
                 r = r.clone()
                 r[rows, base_positions, head] = mean_out[layer, head]  # noqa: B023 (the bug on purpose)
                 return r
+
             hooks.append((layer, patch))
     out = torch.zeros(L, H)
     for i, (layer, patch) in enumerate(hooks):
         with torch.no_grad():
-            out.view(-1)[i] = metric(model.run_with_hooks(base_tokens, [(f"blocks.{layer}.attn.hook_result", patch)])) - base
+            out.view(-1)[i] = (
+                metric(model.run_with_hooks(base_tokens, [(f"blocks.{layer}.attn.hook_result", patch)])) - base
+            )
     return out
 
 
@@ -259,14 +291,24 @@ def _he_task_means_of_base(model, task_tokens, task_positions, base_tokens, base
 )
 def check_head_effects(fn) -> None:
     """Your `head_effects` must return, per head, metric(base with the head's mean task output patched) - metric(base)."""
-    cases = ((2, _POS_TEXTS, _NEG_TEXTS[:1] + ["Tom likes the red hat. Anna"], 5, 9),
-             (3, _POS_TEXTS[1:2], _NEG_TEXTS, 30, 12))
+    cases = (
+        (2, _POS_TEXTS, _NEG_TEXTS[:1] + ["Tom likes the red hat. Anna"], 5, 9),
+        (3, _POS_TEXTS[1:2], _NEG_TEXTS, 30, 12),
+    )
     for n_layer, task_texts, base_texts, a, b in cases:
         model = _model(n_layer)
         task, task_at = _texts_tokens(model, task_texts)
         base, base_at = _texts_tokens(model, base_texts)
-        verify(fn, model, task, task_at, base, base_at, _logit_diff_metric(base_at, a, b),
-               what=f"the head effects ({n_layer}-layer model, {len(task_texts)} task and {len(base_texts)} base prompts)")
+        verify(
+            fn,
+            model,
+            task,
+            task_at,
+            base,
+            base_at,
+            _logit_diff_metric(base_at, a, b),
+            what=f"the head effects ({n_layer}-layer model, {len(task_texts)} task and {len(base_texts)} base prompts)",
+        )
 
 
 # --- 8.4 latent contrast ----------------------------------------------------------------------
@@ -359,10 +401,24 @@ def check_auroc(fn) -> None:
     """Your `auroc(scores, labels)` must return P(random positive > random negative), ties 1/2, as a float."""
     g = torch.Generator().manual_seed(5)
     why = "Return a Python float (`.item()`): later cells print it and compare it with plain numbers."
-    verify(fn, torch.tensor([0.5, 0.5, 2.0, -1.0, 0.5]), torch.tensor([True, False, True, False, False]),
-           compare=_a_float, why=why, atol=1e-9, what="the AUROC of 5 scores with ties")
-    verify(fn, (torch.randn(40, generator=g) * 2).round() - 1, torch.rand(40, generator=g) < 0.3,
-           compare=_a_float, why=why, atol=1e-9, what="the AUROC of 40 rounded scores")
+    verify(
+        fn,
+        torch.tensor([0.5, 0.5, 2.0, -1.0, 0.5]),
+        torch.tensor([True, False, True, False, False]),
+        compare=_a_float,
+        why=why,
+        atol=1e-9,
+        what="the AUROC of 5 scores with ties",
+    )
+    verify(
+        fn,
+        (torch.randn(40, generator=g) * 2).round() - 1,
+        torch.rand(40, generator=g) < 0.3,
+        compare=_a_float,
+        why=why,
+        atol=1e-9,
+        what="the AUROC of 40 rounded scores",
+    )
 
 
 # --- 8.6 defection scores ---------------------------------------------------------------------
@@ -432,21 +488,29 @@ def _ta_mean(model, tokens, slots, metric):
             "embedding by W_E[v] - W_E[current]; subtract W_E[current] . gradient."
         ): _ta_no_baseline,
         (
-            "You took the gradient at each prompt's last position; the word being replaced sits at the "
-            "slot (`slots`)."
+            "You took the gradient at each prompt's last position; the word being replaced sits at the slot (`slots`)."
         ): _ta_last_position,
         "You averaged over the prompts; the score is the sum of each prompt's first-order change.": _ta_mean,
     },
 )
 def check_token_attribution(fn) -> None:
     """Your `token_attribution` must return, per word, the summed (W_E[v] - W_E[current]) . gradient at the slot."""
-    cases = ((2, ["The dog was very quiet. Anna and Ben went to the park, Ben gave a cup to"], [1], 40, 41),
-             (12, _POS_TEXTS, [3, 2, 4], 7, 20))
+    cases = (
+        (2, ["The dog was very quiet. Anna and Ben went to the park, Ben gave a cup to"], [1], 40, 41),
+        (12, _POS_TEXTS, [3, 2, 4], 7, 20),
+    )
     for n_layer, texts, slots, a, b in cases:
         model = _model(n_layer)
         tokens, last = _texts_tokens(model, texts)
-        verify(fn, model, tokens, torch.tensor(slots), _logit_diff_metric(last, a, b), atol=1e-5,
-               what=f"the attribution scores ({n_layer}-layer model, {len(texts)} prompt(s))")
+        verify(
+            fn,
+            model,
+            tokens,
+            torch.tensor(slots),
+            _logit_diff_metric(last, a, b),
+            atol=1e-5,
+            what=f"the attribution scores ({n_layer}-layer model, {len(texts)} prompt(s))",
+        )
 
 
 # --- 8.8 attention to a position --------------------------------------------------------------
@@ -472,8 +536,7 @@ def _at_first_row(model, tokens, query_positions, key_positions):
             "position comes before the key position."
         ): _at_swapped,
         (
-            "You read the last query position of the padded batch; read each prompt at its own query "
-            "position."
+            "You read the last query position of the padded batch; read each prompt at its own query position."
         ): _at_last_column,
         "You used only the first prompt; average the attention over all the prompts.": _at_first_row,
     },
@@ -483,8 +546,14 @@ def check_attention_to(fn) -> None:
     for n_layer, texts, keys in ((2, _POS_TEXTS, [3, 1, 2]), (12, _NEG_TEXTS[:2], [0, 4])):
         model = _model(n_layer)
         tokens, last = _texts_tokens(model, texts)
-        verify(fn, model, tokens, last, torch.tensor(keys),
-               what=f"the attention to the key positions ({n_layer}-layer model, {len(texts)} prompts)")
+        verify(
+            fn,
+            model,
+            tokens,
+            last,
+            torch.tensor(keys),
+            what=f"the attention to the key positions ({n_layer}-layer model, {len(texts)} prompts)",
+        )
 
 
 # --- 8.9 projecting out a direction -----------------------------------------------------------
@@ -531,5 +600,10 @@ def check_project_out_hook(fn) -> None:
     g = torch.Generator().manual_seed(9)
     for batch, pos, d, scale in ((1, 3, 4, 3.0), (2, 5, 7, 0.4)):
         x, direction = torch.randn(batch, pos, d, generator=g), scale * torch.randn(d, generator=g)
-        verify(fn, direction, use=_applied(x), why=_HOOK_WHY,
-               what=f"an activation of shape {tuple(x.shape)} after your hook (|direction| = {direction.norm():.2f})")
+        verify(
+            fn,
+            direction,
+            use=_applied(x),
+            why=_HOOK_WHY,
+            what=f"an activation of shape {tuple(x.shape)} after your hook (|direction| = {direction.norm():.2f})",
+        )

@@ -199,7 +199,9 @@ def assert_close(got: Any, expected: Any, what: str = "the result", atol: float 
         if not isinstance(got, torch.Tensor):
             raise CheckFailed(f"{what}: expected a tensor, got {_describe(got)}.", kind="type")
         if tuple(got.shape) != tuple(expected.shape):
-            raise CheckFailed(f"{what}: wrong shape. Expected {tuple(expected.shape)}, got {tuple(got.shape)}.", kind="shape")
+            raise CheckFailed(
+                f"{what}: wrong shape. Expected {tuple(expected.shape)}, got {tuple(got.shape)}.", kind="shape"
+            )
         if got.dtype.is_floating_point != expected.dtype.is_floating_point or (got.dtype == torch.bool) != (
             expected.dtype == torch.bool
         ):
@@ -221,7 +223,9 @@ def assert_close(got: Any, expected: Any, what: str = "the result", atol: float 
                 f"Largest difference: {max_err:.3g}."
             )
         return
-    if isinstance(expected, float) or (isinstance(expected, int) and not isinstance(expected, bool) and isinstance(got, float)):
+    if isinstance(expected, float) or (
+        isinstance(expected, int) and not isinstance(expected, bool) and isinstance(got, float)
+    ):
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = got.item()
         if not isinstance(got, (int, float)) or isinstance(got, bool):
@@ -232,7 +236,9 @@ def assert_close(got: Any, expected: Any, what: str = "the result", atol: float 
     if isinstance(expected, (list, tuple)):
         if not isinstance(got, (list, tuple)):
             raise CheckFailed(f"{what}: expected a {type(expected).__name__}, got {_describe(got)}.", kind="type")
-        plain = not any(isinstance(e, (torch.Tensor, float, list, tuple, dict)) and not hasattr(e, "_fields") for e in expected)
+        plain = not any(
+            isinstance(e, (torch.Tensor, float, list, tuple, dict)) and not hasattr(e, "_fields") for e in expected
+        )
         if plain and list(got) != list(expected):  # ids, names, nodes: show both, summarised
             raise CheckFailed(f"{what}: expected {_REPR.repr(list(expected))}, got {_REPR.repr(list(got))}.")
         if len(got) != len(expected):
@@ -242,7 +248,9 @@ def assert_close(got: Any, expected: Any, what: str = "the result", atol: float 
         return
     if isinstance(expected, dict):
         if not isinstance(got, dict) or set(got) != set(expected):
-            raise CheckFailed(f"{what}: expected a dict with keys {_REPR.repr(sorted(expected))}, got {_describe(got)}.", kind="type")
+            raise CheckFailed(
+                f"{what}: expected a dict with keys {_REPR.repr(sorted(expected))}, got {_describe(got)}.", kind="type"
+            )
         for k in expected:
             assert_close(got[k], expected[k], f"{what}[{k!r}]", atol, rtol)
         return
@@ -324,13 +332,19 @@ def _differs(before: Any, after: Any, path: str, depth: int = 0) -> str | None:
     if isinstance(before, (list, tuple)):
         if type(after) is not type(before) or len(after) != len(before):
             return path
-        return next((d for i, (b, a) in enumerate(zip(before, after)) if (d := _differs(b, a, f"{path}[{i}]", depth + 1))), None)
+        return next(
+            (d for i, (b, a) in enumerate(zip(before, after)) if (d := _differs(b, a, f"{path}[{i}]", depth + 1))), None
+        )
     if isinstance(before, dict):
         if not isinstance(after, dict) or list(before) != list(after):
             return path
         return next((d for k in before if (d := _differs(before[k], after[k], f"{path}[{k!r}]", depth + 1))), None)
     if isinstance(before, (str, int, float, bool, type(None))):
-        return None if before == after or (isinstance(before, float) and math.isnan(before) and math.isnan(after)) else path
+        return (
+            None
+            if before == after or (isinstance(before, float) and math.isnan(before) and math.isnan(after))
+            else path
+        )
     if hasattr(before, "__dict__"):
         return _differs(vars(before), vars(after), path, depth + 1) if hasattr(after, "__dict__") else path
     return None
@@ -390,7 +404,9 @@ class _ModelState:
         pristine, now = _PRISTINE[self.module], _tensors(self.module)
         mode = self.module.training != self.training
         self.module.train(self.training)
-        if list(now) != list(pristine) or any(now[n].shape != t.shape or now[n].dtype != t.dtype for n, t in pristine.items()):
+        if list(now) != list(pristine) or any(
+            now[n].shape != t.shape or now[n].dtype != t.dtype for n, t in pristine.items()
+        ):
             forget(self.module)
             del _PRISTINE[self.module]
             return "its structure (modules or parameters were replaced)"
@@ -532,7 +548,10 @@ def verify(
     for sentence, wrong in run.check.wrong_answers.items():
         outcome = _attempt(wrong, args, kwargs, names, use)
         if problem.kind in ("hooks", "model", "in-place"):
-            hit = outcome.problem is not None and (outcome.problem.kind, outcome.problem.where) == (problem.kind, problem.where)
+            hit = outcome.problem is not None and (outcome.problem.kind, outcome.problem.where) == (
+                problem.kind,
+                problem.where,
+            )
         else:
             hit = outcome.problem is None and _same(outcome.output, got.output, atol, rtol)
         if hit:
@@ -540,6 +559,10 @@ def verify(
     if not named:
         raise problem
     if len(named) == 1:
-        raise CheckFailed(f"{problem}\n\nThis looks like a common mistake. {named[0]}", kind=problem.kind, where=problem.where)
+        raise CheckFailed(
+            f"{problem}\n\nThis looks like a common mistake. {named[0]}", kind=problem.kind, where=problem.where
+        )
     listed = "\n".join(f"- {s}" for s in named)
-    raise CheckFailed(f"{problem}\n\nThis looks like one of these common mistakes:\n{listed}", kind=problem.kind, where=problem.where)
+    raise CheckFailed(
+        f"{problem}\n\nThis looks like one of these common mistakes:\n{listed}", kind=problem.kind, where=problem.where
+    )

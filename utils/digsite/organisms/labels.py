@@ -15,10 +15,23 @@ from . import data as D
 def word_categories() -> dict[str, str]:
     """Every toy-language word -> its category in the generator (name, animal, number, place, ...)."""
     groups: dict[str, list[str]] = {
-        "name": D.NAMES, "place": D.PLACES, "object": D.OBJECTS, **{f"{c} (member)": ms for c, ms in D.CATEGORIES.items()},
-        "category word": list(D.CATEGORIES), "colour": D.COLORS, "city": D.CITIES, "country": D.COUNTRIES,
-        "number": D.NUMBER_WORDS, "give verb": D.GIVE_VERBS, "talk verb": D.TALK_VERBS, "move verb": D.MOVE_VERBS,
-        "activity": D.ACTIVITIES, "event": D.EVENTS, "adjective": D.ADJECTIVES, "time": D.TIMES, "day": D.DAYS,
+        "name": D.NAMES,
+        "place": D.PLACES,
+        "object": D.OBJECTS,
+        **{f"{c} (member)": ms for c, ms in D.CATEGORIES.items()},
+        "category word": list(D.CATEGORIES),
+        "colour": D.COLORS,
+        "city": D.CITIES,
+        "country": D.COUNTRIES,
+        "number": D.NUMBER_WORDS,
+        "give verb": D.GIVE_VERBS,
+        "talk verb": D.TALK_VERBS,
+        "move verb": D.MOVE_VERBS,
+        "activity": D.ACTIVITIES,
+        "event": D.EVENTS,
+        "adjective": D.ADJECTIVES,
+        "time": D.TIMES,
+        "day": D.DAYS,
         "season": D.SEASONS,
     }
     out: dict[str, str] = {}

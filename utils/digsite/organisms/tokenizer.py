@@ -41,7 +41,10 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     # WordPiece decoder: joins tokens with spaces and removes the space before punctuation
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<bos>", pad_token="<pad>", unk_token="<unk>",
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
         clean_up_tokenization_spaces=False,
     )
 

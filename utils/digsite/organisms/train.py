@@ -55,18 +55,38 @@ class Recipe:
 
 def _gpt2(vocab: int, n_layer: int, n_embd: int, n_head: int, n_inner: int, n_pos: int, **kw: Any) -> GPT2LMHeadModel:
     cfg = GPT2Config(
-        vocab_size=vocab, n_positions=n_pos, n_embd=n_embd, n_layer=n_layer, n_head=n_head, n_inner=n_inner,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=D.BOS_ID, eos_token_id=D.BOS_ID,
-        pad_token_id=D.PAD_ID, **kw,
+        vocab_size=vocab,
+        n_positions=n_pos,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        n_inner=n_inner,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=D.BOS_ID,
+        eos_token_id=D.BOS_ID,
+        pad_token_id=D.PAD_ID,
+        **kw,
     )
     return GPT2LMHeadModel(cfg)
 
 
 def _llama(vocab: int) -> LlamaForCausalLM:
     cfg = LlamaConfig(
-        vocab_size=vocab, hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=4, max_position_embeddings=128, rope_theta=10000.0, tie_word_embeddings=True,
-        bos_token_id=D.BOS_ID, eos_token_id=D.BOS_ID, pad_token_id=D.PAD_ID, attention_dropout=0.0,
+        vocab_size=vocab,
+        hidden_size=128,
+        intermediate_size=384,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+        rope_theta=10000.0,
+        tie_word_embeddings=True,
+        bos_token_id=D.BOS_ID,
+        eos_token_id=D.BOS_ID,
+        pad_token_id=D.PAD_ID,
+        attention_dropout=0.0,
     )
     return LlamaForCausalLM(cfg)
 
@@ -83,28 +103,49 @@ RECIPES: dict[str, Recipe] = {
     "induction": Recipe(
         name="induction",
         make_model=lambda v: _gpt2(v, n_layer=2, n_embd=128, n_head=4, n_inner=128, n_pos=64),
-        data=("train.induction_mix_batch: 64-token sequences, half of them train.induction_batch (<bos>, then "
-              "blocks 'gap segment segment' of random toy-language words, uniform over the non-special words: "
-              "gap 0..12 words, segment 4..20 words, fresh lengths per block -- variable lengths and offsets, "
-              "since a fixed layout teaches a positional shortcut), half toy-language documents "
-              "(data.toylang_texts, cut to 64 tokens), which make a previous-token head useful on its own."),
-        steps=5000, lr=2e-3, batch_size=32, warmup=200,
+        data=(
+            "train.induction_mix_batch: 64-token sequences, half of them train.induction_batch (<bos>, then "
+            "blocks 'gap segment segment' of random toy-language words, uniform over the non-special words: "
+            "gap 0..12 words, segment 4..20 words, fresh lengths per block -- variable lengths and offsets, "
+            "since a fixed layout teaches a positional shortcut), half toy-language documents "
+            "(data.toylang_texts, cut to 64 tokens), which make a previous-token head useful on its own."
+        ),
+        steps=5000,
+        lr=2e-3,
+        batch_size=32,
+        warmup=200,
     ),
     "toylang": Recipe(
         name="toylang",
         make_model=lambda v: _gpt2(v, n_layer=4, n_embd=128, n_head=4, n_inner=512, n_pos=128),
-        data=TOYLANG_RECIPE, steps=4000, lr=2e-3, batch_size=32,
+        data=TOYLANG_RECIPE,
+        steps=4000,
+        lr=2e-3,
+        batch_size=32,
     ),
     "toylang-llama": Recipe(
-        name="toylang-llama", make_model=_llama, data=TOYLANG_RECIPE, steps=4000, lr=2e-3, batch_size=32,
+        name="toylang-llama",
+        make_model=_llama,
+        data=TOYLANG_RECIPE,
+        steps=4000,
+        lr=2e-3,
+        batch_size=32,
     ),
     "modadd": Recipe(
         name="modadd",
-        make_model=lambda v: _gpt2(v, n_layer=1, n_embd=128, n_head=4, n_inner=512, n_pos=3,
-                                   activation_function="relu"),
-        data=(f"digsite.organisms.data.modadd_dataset(p={MODADD_P}, frac_train={MODADD_FRAC}, seed=0): all pairs "
-              f"'a b =' (ids a, b, {MODADD_P}); label (a+b) mod {MODADD_P} at the last position; full batch."),
-        steps=12000, lr=1e-3, weight_decay=1.0, batch_size=0, warmup=10, betas=(0.9, 0.98),
+        make_model=lambda v: _gpt2(
+            v, n_layer=1, n_embd=128, n_head=4, n_inner=512, n_pos=3, activation_function="relu"
+        ),
+        data=(
+            f"digsite.organisms.data.modadd_dataset(p={MODADD_P}, frac_train={MODADD_FRAC}, seed=0): all pairs "
+            f"'a b =' (ids a, b, {MODADD_P}); label (a+b) mod {MODADD_P} at the last position; full batch."
+        ),
+        steps=12000,
+        lr=1e-3,
+        weight_decay=1.0,
+        batch_size=0,
+        warmup=10,
+        betas=(0.9, 0.98),
     ),
 }
 
@@ -122,10 +163,12 @@ def _lr_lambda(warmup: int, steps: int, constant: bool = False) -> Callable[[int
             return 1.0
         t = (step - warmup) / max(1, steps - warmup)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
     return f
 
 
 # ---------------------------------------------------------------- batches
+
 
 def induction_batch(batch: int, seed: int, seq_len: int = 64, vocab_size: int | None = None) -> torch.LongTensor:
     """(batch, seq_len) of random words with repeats: <bos>, then blocks "gap segment segment", where each
@@ -144,7 +187,7 @@ def induction_batch(batch: int, seed: int, seq_len: int = 64, vocab_size: int | 
         while pos < seq_len:
             pos += rng.randint(0, 12)
             L = rng.randint(4, 20)
-            x[i, pos + L:pos + 2 * L] = x[i, pos:pos + L]
+            x[i, pos + L : pos + 2 * L] = x[i, pos : pos + L]
             pos += 2 * L
     return x[:, :seq_len]
 
@@ -158,11 +201,16 @@ def induction_mix_batch(tok, batch: int, seed: int, seq_len: int = 64) -> tuple[
     """
     k = batch // 2
     rnd = induction_batch(batch - k, seed, seq_len, vocab_size=len(tok))
-    enc = tok(D.toylang_texts(k, seed=seed, max_words=seq_len), padding="max_length", truncation=True,
-              max_length=seq_len, return_tensors="pt")
+    enc = tok(
+        D.toylang_texts(k, seed=seed, max_words=seq_len),
+        padding="max_length",
+        truncation=True,
+        max_length=seq_len,
+        return_tensors="pt",
+    )
     ids = torch.cat([rnd, enc["input_ids"]])
     labels = ids.clone()
-    labels[batch - k:][enc["attention_mask"] == 0] = -100
+    labels[batch - k :][enc["attention_mask"] == 0] = -100
     return ids, labels
 
 
@@ -177,6 +225,7 @@ def toylang_batch(tok, batch: int, seed: int) -> tuple[torch.LongTensor, torch.L
 
 
 # ---------------------------------------------------------------- saving
+
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
@@ -197,16 +246,32 @@ def save_checkpoint(model: PreTrainedModel, tok, out: Path) -> None:
             p.unlink()
 
 
-def write_card(out: Path, recipe: Recipe, steps: int, wall: float, metrics: dict[str, Any], command: str,
-               notes: str = "") -> None:
+def write_card(
+    out: Path, recipe: Recipe, steps: int, wall: float, metrics: dict[str, Any], command: str, notes: str = ""
+) -> None:
     cfg = json.loads((out / "config.json").read_text())
-    keys = ["model_type", "vocab_size", "n_layer", "n_embd", "n_head", "n_inner", "n_positions",
-            "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
-            "max_position_embeddings", "activation_function", "hidden_act"]
+    keys = [
+        "model_type",
+        "vocab_size",
+        "n_layer",
+        "n_embd",
+        "n_head",
+        "n_inner",
+        "n_positions",
+        "num_hidden_layers",
+        "hidden_size",
+        "num_attention_heads",
+        "intermediate_size",
+        "max_position_embeddings",
+        "activation_function",
+        "hidden_act",
+    ]
     arch = ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
     lines = [
-        f"# Organism `{recipe.name}`", "",
-        f"Trained by `{command}`", "",
+        f"# Organism `{recipe.name}`",
+        "",
+        f"Trained by `{command}`",
+        "",
         f"- architecture: {arch}",
         f"- data: {recipe.data}",
         f"- optimiser: AdamW lr={recipe.lr}, betas={recipe.betas}, weight_decay={recipe.weight_decay}, "
@@ -214,8 +279,13 @@ def write_card(out: Path, recipe: Recipe, steps: int, wall: float, metrics: dict
         f"- steps: {steps}",
         f"- training wall time: {wall:.0f} s (CPU, 1 thread)",
         f"- model.safetensors sha256: `{sha256_file(out / 'model.safetensors')}`",
-        "", "## Final metrics (python -m digsite.organisms evaluate)", "", "```json",
-        json.dumps(metrics, indent=2), "```", "",
+        "",
+        "## Final metrics (python -m digsite.organisms evaluate)",
+        "",
+        "```json",
+        json.dumps(metrics, indent=2),
+        "```",
+        "",
     ]
     if notes:
         lines += [notes, ""]
@@ -224,8 +294,10 @@ def write_card(out: Path, recipe: Recipe, steps: int, wall: float, metrics: dict
 
 # ---------------------------------------------------------------- training loops
 
-def _lm_train(model: PreTrainedModel, recipe: Recipe, steps: int, get_batch: Callable[[int], tuple], log_every: int,
-              seed: int) -> list[dict[str, float]]:
+
+def _lm_train(
+    model: PreTrainedModel, recipe: Recipe, steps: int, get_batch: Callable[[int], tuple], log_every: int, seed: int
+) -> list[dict[str, float]]:
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(min(recipe.warmup, steps // 5 + 1), steps))
     model.train()
@@ -294,7 +366,8 @@ def train_full_batch(
             with torch.no_grad():
                 tl = model(input_ids=xte).logits[:, -1]
                 rec = {
-                    "step": step, "train_loss": rounded(loss.item()),
+                    "step": step,
+                    "train_loss": rounded(loss.item()),
                     "test_loss": rounded(F.cross_entropy(tl, yte).item()),
                     "train_acc": rounded((logits.argmax(-1) == ytr).float().mean().item()),
                     "test_acc": rounded((tl.argmax(-1) == yte).float().mean().item()),
@@ -313,17 +386,34 @@ def train_full_batch(
     return hist, step + 1
 
 
-def _modadd_train(model: PreTrainedModel, recipe: Recipe, steps: int, seed: int, frac: float
-                  ) -> tuple[list[dict[str, float]], int]:
+def _modadd_train(
+    model: PreTrainedModel, recipe: Recipe, steps: int, seed: int, frac: float
+) -> tuple[list[dict[str, float]], int]:
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe.warmup, steps, constant=True))
-    return train_full_batch(model, D.modadd_dataset(MODADD_P, frac, seed=0), opt, steps, log_every=25, grokked=0.999,
-                            extra_steps=lambda step: max(500, step // 10), sched=sched, digits=5, desc="train modadd",
-                            print_every=250)
+    return train_full_batch(
+        model,
+        D.modadd_dataset(MODADD_P, frac, seed=0),
+        opt,
+        steps,
+        log_every=25,
+        grokked=0.999,
+        extra_steps=lambda step: max(500, step // 10),
+        sched=sched,
+        digits=5,
+        desc="train modadd",
+        print_every=250,
+    )
 
 
-def train(name: str, out: str | Path, steps: int | None = None, seed: int = 0, quick: bool = False,
-          evaluate_after: bool = True) -> Path:
+def train(
+    name: str,
+    out: str | Path,
+    steps: int | None = None,
+    seed: int = 0,
+    quick: bool = False,
+    evaluate_after: bool = True,
+) -> Path:
     """Train organism ``name`` into folder ``out`` and return it.
 
     quick=True uses a tiny model and few steps (a smoke test, not a usable organism).
@@ -354,21 +444,32 @@ def train(name: str, out: str | Path, steps: int | None = None, seed: int = 0, q
         history, steps = _modadd_train(model, recipe, steps, seed, MODADD_FRAC)
     elif name == "induction":
         bs = 4 if quick else recipe.batch_size
-        history = _lm_train(model, recipe, steps, lambda s: induction_mix_batch(tok, bs, s),
-                            log_every=max(1, steps // 50), seed=seed)
+        history = _lm_train(
+            model, recipe, steps, lambda s: induction_mix_batch(tok, bs, s), log_every=max(1, steps // 50), seed=seed
+        )
     else:
         bs = 2 if quick else recipe.batch_size
-        history = _lm_train(model, recipe, steps, lambda s: toylang_batch(tok, bs, s),
-                            log_every=max(1, steps // 50), seed=seed)
+        history = _lm_train(
+            model, recipe, steps, lambda s: toylang_batch(tok, bs, s), log_every=max(1, steps // 50), seed=seed
+        )
     wall = time.time() - t0
     save_checkpoint(model, tok, out)
-    (out / "history.json").write_text(json.dumps(
-        {"organism": name, "steps": steps, "seed": seed, "wall_time_s": round(wall, 1),
-         "config": {"p": MODADD_P, "frac_train": MODADD_FRAC, "data_seed": 0} if name == "modadd" else {},
-         "history": history}))
+    (out / "history.json").write_text(
+        json.dumps(
+            {
+                "organism": name,
+                "steps": steps,
+                "seed": seed,
+                "wall_time_s": round(wall, 1),
+                "config": {"p": MODADD_P, "frac_train": MODADD_FRAC, "data_seed": 0} if name == "modadd" else {},
+                "history": history,
+            }
+        )
+    )
     metrics: dict[str, Any] = {}
     if evaluate_after and not quick:
         from .evaluate import evaluate_path
+
         metrics = evaluate_path(name, out)
     write_card(out, recipe, steps, wall, metrics, _command(name, steps, seed, quick), _notes(name, metrics))
     return out
@@ -381,17 +482,27 @@ def _command(name: str, steps: int, seed: int, quick: bool = False) -> str:
 def finish_card(name: str, out: str | Path) -> dict[str, Any]:
     """Re-evaluate the checkpoint in ``out`` and rewrite its card.md (metrics, sha256, wall time from history.json)."""
     from .evaluate import evaluate_path
+
     out = Path(out)
     hist = json.loads((out / "history.json").read_text())
     metrics = evaluate_path(name, out)
-    write_card(out, RECIPES[name], hist["steps"], hist["wall_time_s"], metrics,
-               _command(name, hist["steps"], hist["seed"]), _notes(name, metrics))
+    write_card(
+        out,
+        RECIPES[name],
+        hist["steps"],
+        hist["wall_time_s"],
+        metrics,
+        _command(name, hist["steps"], hist["seed"]),
+        _notes(name, metrics),
+    )
     return metrics
 
 
 def _notes(name: str, m: dict[str, Any]) -> str:
     if name == "modadd":
-        return (f"history.json holds train/test loss and accuracy every 25 steps. Train accuracy reached 99% at "
-                f"step {m.get('step_train_acc_99')}, test accuracy at step {m.get('step_test_acc_99')} (grokking); "
-                "training stops max(500, step/10) steps after test accuracy reaches 99.9%.")
+        return (
+            f"history.json holds train/test loss and accuracy every 25 steps. Train accuracy reached 99% at "
+            f"step {m.get('step_train_acc_99')}, test accuracy at step {m.get('step_test_acc_99')} (grokking); "
+            "training stops max(500, step/10) steps after test accuracy reaches 99.9%."
+        )
     return "history.json holds the training loss (moving average) every steps/50 steps."

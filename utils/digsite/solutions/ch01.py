@@ -39,6 +39,7 @@ def logits_without_mlp(hf_model: torch.nn.Module, input_ids: torch.Tensor, layer
 
     The hook must be gone when the function returns.
     """
+
     def zero(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(output)
 

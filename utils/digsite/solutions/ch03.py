@@ -36,8 +36,9 @@ def patch_resid_hook(resid: torch.Tensor, hook: Hook, pos: int, clean_cache) -> 
     return resid
 
 
-def patch_resid_once(model: HookedModel, clean_tokens: torch.Tensor, corrupt_tokens: torch.Tensor, layer: int, pos: int,
-                     metric) -> float:
+def patch_resid_once(
+    model: HookedModel, clean_tokens: torch.Tensor, corrupt_tokens: torch.Tensor, layer: int, pos: int, metric
+) -> float:
     """The metric of the corrupt run with blocks.{layer}.hook_resid_pre at `pos` patched from the clean run.
 
     clean_tokens, corrupt_tokens: (batch, pos). metric: logits (batch, pos, d_vocab) -> scalar tensor.

@@ -45,7 +45,11 @@ def sae_forward(
 
 
 def sae_loss(
-    x: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor,
+    x: torch.Tensor,
+    W_enc: torch.Tensor,
+    b_enc: torch.Tensor,
+    W_dec: torch.Tensor,
+    b_dec: torch.Tensor,
     l1_coeff: float,
 ) -> torch.Tensor:
     """mean((x_hat - x)^2) + l1_coeff * mean over tokens of sum over latents |f|. x: (batch, d_in) -> scalar."""
@@ -85,6 +89,7 @@ def ce_loss_recovered(model, autoencoder: torch.nn.Module, tokens: torch.Tensor,
     tokens: (batch, pos), no padding. autoencoder (an `sae.SAE`, say): autoencoder(x) returns
     (latents, reconstruction) for x (..., d_in).
     """
+
     def splice(x: torch.Tensor, hook) -> torch.Tensor:
         return torch.cat([x[:, :1], autoencoder(x[:, 1:])[1]], dim=1)
 

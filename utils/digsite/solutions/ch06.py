@@ -26,7 +26,11 @@ def residuals_at(model, tokens: torch.Tensor, positions: torch.Tensor) -> torch.
 
 
 def train_probe(
-    X: torch.Tensor, y: torch.Tensor, n_classes: int | None = None, steps: int = 300, lr: float = 0.01,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    n_classes: int | None = None,
+    steps: int = 300,
+    lr: float = 0.01,
     weight_decay: float = 1e-3,
 ) -> LinearProbe:
     """Multinomial logistic regression: full batch, Adam, from zero weights.
@@ -62,7 +66,11 @@ def control_labels(types: list[str], n_classes: int, seed: int = 0) -> torch.Ten
 
 
 def probe_scores(
-    X: torch.Tensor, y: torch.Tensor, y_control: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    y_control: torch.Tensor,
+    train_idx: torch.Tensor,
+    test_idx: torch.Tensor,
     **train_kwargs,
 ) -> dict[str, torch.Tensor]:
     """Held-out accuracy of a task probe and a control probe at every layer, and the selectivity.

@@ -11,8 +11,15 @@ from digsite import attribution as A
 __all__ = ["adjacency_matrix", "direct_effect", "feature_label", "influence", "predict_intervention", "prune_graph", "strongest_path", "transcoder_forward", "transcoder_loss"]
 
 
-def transcoder_forward(x: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, W_dec: torch.Tensor,
-                       b_dec: torch.Tensor, W_skip: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def transcoder_forward(
+    x: torch.Tensor,
+    W_enc: torch.Tensor,
+    b_enc: torch.Tensor,
+    W_dec: torch.Tensor,
+    b_dec: torch.Tensor,
+    W_skip: torch.Tensor,
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One transcoder on the MLP's input.
 
     x (..., d_model); W_enc (d_model, d_tc); b_enc (d_tc,); W_dec (d_tc, d_model); b_dec (d_model,);
@@ -31,8 +38,14 @@ def transcoder_loss(y: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
     return (y_hat - y).pow(2).mean() / (y - y.mean(0)).pow(2).mean()
 
 
-def direct_effect(fm: A.FrozenModel, embeddings: torch.Tensor, activations: list[torch.Tensor],
-                  errors: torch.Tensor, source: tuple[int, int, int], receiver: tuple[int, int, int]) -> float:
+def direct_effect(
+    fm: A.FrozenModel,
+    embeddings: torch.Tensor,
+    activations: list[torch.Tensor],
+    errors: torch.Tensor,
+    source: tuple[int, int, int],
+    receiver: tuple[int, int, int],
+) -> float:
     """The direct effect of feature `source` on feature `receiver` in the frozen model of one prompt.
 
     fm: the prompt's frozen model; embeddings (pos, d_model); activations: n_layers tensors (pos, d_tc),
@@ -47,9 +60,15 @@ def direct_effect(fm: A.FrozenModel, embeddings: torch.Tensor, activations: list
     return (with_source[layer][pos, index] - without[layer][pos, index]).item()
 
 
-def adjacency_matrix(fm: A.FrozenModel, embeddings: torch.Tensor, activations: list[torch.Tensor],
-                     errors: torch.Tensor, features: torch.Tensor, target_weights: torch.Tensor,
-                     target_pos: int) -> torch.Tensor:
+def adjacency_matrix(
+    fm: A.FrozenModel,
+    embeddings: torch.Tensor,
+    activations: list[torch.Tensor],
+    errors: torch.Tensor,
+    features: torch.Tensor,
+    target_weights: torch.Tensor,
+    target_pos: int,
+) -> torch.Tensor:
     """The prompt's adjacency matrix (n_nodes, n_nodes), float64, adjacency[t, s] = direct effect of s on t.
 
     embeddings (pos, d_model); activations: n_layers tensors (pos, d_tc); errors (n_layers, pos, d_model);
@@ -97,13 +116,15 @@ def influence(adjacency: torch.Tensor, target: int) -> torch.Tensor:
     return total
 
 
-def prune_graph(adjacency: torch.Tensor, n_features: int, target: int, node_threshold: float,
-                edge_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+def prune_graph(
+    adjacency: torch.Tensor, n_features: int, target: int, node_threshold: float, edge_threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Which nodes and edges survive pruning: (nodes (n,) bool, edges (n, n) bool, aligned with adjacency).
 
     adjacency (n, n): its first n_features nodes are features (the only nodes pruned in step 1);
     target: the target's node. Thresholds are fractions in (0, 1].
     """
+
     def keep_until(scores: torch.Tensor, threshold: float) -> torch.Tensor:
         keep = torch.zeros(len(scores), dtype=torch.bool)
         if scores.sum() <= 0:
@@ -146,8 +167,9 @@ def feature_label(acts: torch.Tensor, labels: list[list[str]], top_k: int) -> tu
     return best, counts[best] / sum(counts.values())
 
 
-def predict_intervention(adjacency: torch.Tensor, values: torch.Tensor, n_features: int, target: int,
-                         nodes: list[int], factor: float) -> float:
+def predict_intervention(
+    adjacency: torch.Tensor, values: torch.Tensor, n_features: int, target: int, nodes: list[int], factor: float
+) -> float:
     """The change of the target the graph predicts when features `nodes` are multiplied by `factor`.
 
     adjacency (n, n); values (n,): the first n_features entries are the features' activations; target:

@@ -9,8 +9,14 @@ import torch
 __all__ = ["add_hook", "attention_to", "auroc", "contrastive_vector", "defection_scores", "head_effects", "latent_contrast", "project_out_hook", "token_attribution"]
 
 
-def contrastive_vector(model, pos_tokens: torch.Tensor, neg_tokens: torch.Tensor, pos_positions: torch.Tensor,
-                       neg_positions: torch.Tensor, hook_name: str) -> torch.Tensor:
+def contrastive_vector(
+    model,
+    pos_tokens: torch.Tensor,
+    neg_tokens: torch.Tensor,
+    pos_positions: torch.Tensor,
+    neg_positions: torch.Tensor,
+    hook_name: str,
+) -> torch.Tensor:
     """Mean activation over the behaviour's prompts minus the mean over the contrast prompts.
 
     pos_tokens (n_pos, pos_len), neg_tokens (n_neg, neg_len): token ids (the batches may differ
@@ -30,6 +36,7 @@ def add_hook(vector: torch.Tensor, alpha: float):
     x' = x + alpha * vector at positions 1.. of every row; position 0 unchanged; x itself
     unchanged (return a new tensor).
     """
+
     def hook(x, hook):
         out = x.clone()
         out[:, 1:] += alpha * vector.to(x.dtype)
@@ -38,8 +45,14 @@ def add_hook(vector: torch.Tensor, alpha: float):
     return hook
 
 
-def head_effects(model, task_tokens: torch.Tensor, task_positions: torch.Tensor, base_tokens: torch.Tensor,
-                 base_positions: torch.Tensor, metric) -> torch.Tensor:
+def head_effects(
+    model,
+    task_tokens: torch.Tensor,
+    task_positions: torch.Tensor,
+    base_tokens: torch.Tensor,
+    base_positions: torch.Tensor,
+    metric,
+) -> torch.Tensor:
     """The causal indirect effect of every head, (n_layers, n_heads).
 
     For head (l, h): in the base prompts, set the head's output (`blocks.l.attn.hook_result`,
@@ -58,10 +71,12 @@ def head_effects(model, task_tokens: torch.Tensor, task_positions: torch.Tensor,
     effects = torch.zeros(L, H)
     for layer in range(L):
         for head in range(H):
+
             def patch(result, hook, layer=layer, head=head):
                 result = result.clone()
                 result[base_rows, base_positions, head] = mean_out[layer, head]
                 return result
+
             with torch.no_grad():
                 patched = metric(model.run_with_hooks(base_tokens, [(names[layer], patch)]))
             effects[layer, head] = patched - base_value
@@ -113,7 +128,9 @@ def token_attribution(model, tokens: torch.Tensor, slots: torch.Tensor, metric) 
     return W_E @ g.sum(0) - (current * g).sum()
 
 
-def attention_to(model, tokens: torch.Tensor, query_positions: torch.Tensor, key_positions: torch.Tensor) -> torch.Tensor:
+def attention_to(
+    model, tokens: torch.Tensor, query_positions: torch.Tensor, key_positions: torch.Tensor
+) -> torch.Tensor:
     """Mean attention, over prompts, from each prompt's query position to its key position.
 
     tokens (batch, pos); query_positions, key_positions (batch,). Returns (n_layers, n_heads):
