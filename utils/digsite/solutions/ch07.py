@@ -6,9 +6,9 @@ digsite.checks.ch07 take their references from here.
 
 import torch
 
-from digsite import attribution as A
+from digsite import replacement
 
-__all__ = ["adjacency_matrix", "direct_effect", "feature_label", "influence", "predict_intervention", "prune_graph", "strongest_path", "transcoder_forward", "transcoder_loss"]
+__all__ = ["adjacency_matrix", "direct_effect", "feature_label", "influence", "normalized_adjacency", "predict_intervention", "prune_graph", "strongest_path", "transcoder_forward", "transcoder_loss"]
 
 
 def transcoder_forward(
@@ -39,7 +39,7 @@ def transcoder_loss(y: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
 
 
 def direct_effect(
-    fm: A.FrozenModel,
+    fm: replacement.FrozenModel,
     embeddings: torch.Tensor,
     activations: list[torch.Tensor],
     errors: torch.Tensor,
@@ -52,16 +52,16 @@ def direct_effect(
     each feature's activation on the prompt; errors (n_layers, pos, d_model). source, receiver:
     (layer, pos, feature index). Returns a float: the part of the receiver's pre-activation the source supplies.
     """
-    with_source, _ = A.frozen_forward(fm, embeddings, activations, list(errors))
+    with_source, _ = replacement.frozen_forward(fm, embeddings, activations, list(errors))
     removed = [a.clone() for a in activations]
     removed[source[0]][source[1], source[2]] = 0
-    without, _ = A.frozen_forward(fm, embeddings, removed, list(errors))
+    without, _ = replacement.frozen_forward(fm, embeddings, removed, list(errors))
     layer, pos, index = receiver
     return (with_source[layer][pos, index] - without[layer][pos, index]).item()
 
 
 def adjacency_matrix(
-    fm: A.FrozenModel,
+    fm: replacement.FrozenModel,
     embeddings: torch.Tensor,
     activations: list[torch.Tensor],
     errors: torch.Tensor,
@@ -80,7 +80,7 @@ def adjacency_matrix(
     rows = list(range(n_features)) + [n - 1]
 
     def receivers(acts, errs, emb):
-        pres, target = A.frozen_forward(fm, emb, acts, list(errs), target_weights)
+        pres, target = replacement.frozen_forward(fm, emb, acts, list(errs), target_weights)
         feats = [pres[layer][pos, index] for layer, pos, index in features.tolist()]
         return torch.stack([*feats, target[target_pos]])
 
@@ -102,15 +102,23 @@ def adjacency_matrix(
     return adjacency
 
 
-def influence(adjacency: torch.Tensor, target: int) -> torch.Tensor:
-    """Each node's influence on node `target` (n,): row `target` of Â + Â² + Â³ + ..., where Â is |adjacency|
-    with each row divided by its sum (rows that sum to 0 stay 0). adjacency (n, n) is acyclic."""
+def normalized_adjacency(adjacency: torch.Tensor) -> torch.Tensor:
+    """Â (n, n): |adjacency| with each row divided by its sum, so a receiver's incoming shares sum to 1.
+    Rows that sum to 0 (sources) stay 0."""
     a = adjacency.abs()
     sums = a.sum(1, keepdim=True)
-    a_hat = torch.where(sums > 0, a / sums.clamp_min(1e-300), torch.zeros((), dtype=a.dtype))
-    total = torch.zeros(len(a), dtype=a.dtype)
+    return torch.where(sums > 0, a / sums.clamp_min(1e-300), torch.zeros((), dtype=a.dtype))
+
+
+def influence(adjacency: torch.Tensor, target: int) -> torch.Tensor:
+    """Each node's influence on node `target` (n,): row `target` of Â + Â² + Â³ + ..., where Â is
+    `normalized_adjacency(adjacency)`. adjacency (n, n) is acyclic."""
+    a_hat = normalized_adjacency(adjacency)
+    total = torch.zeros(len(a_hat), dtype=a_hat.dtype)
     row = a_hat[target].clone()
-    while row.any():
+    for _ in range(len(a_hat)):  # an acyclic graph is at most n deep: then the row is all zeros
+        if not row.any():
+            break
         total += row
         row = row @ a_hat
     return total
@@ -136,11 +144,11 @@ def prune_graph(
 
     n = len(adjacency)
     nodes = torch.ones(n, dtype=torch.bool)
-    nodes[:n_features] = keep_until(A.influence_on(adjacency, target)[:n_features], node_threshold)
+    nodes[:n_features] = keep_until(influence(adjacency, target)[:n_features], node_threshold)
     kept = adjacency * nodes[:, None] * nodes[None, :]
-    receiver_influence = A.influence_on(kept, target)
+    receiver_influence = influence(kept, target)
     receiver_influence[target] = 1.0
-    scores = A.normalized_adjacency(kept) * receiver_influence[:, None]
+    scores = normalized_adjacency(kept) * receiver_influence[:, None]
     edges = keep_until(scores.flatten(), edge_threshold).reshape(n, n) & (kept != 0)
     used = edges.any(0) | edges.any(1)
     used[target] = True
@@ -183,9 +191,12 @@ def predict_intervention(
     edited = torch.tensor(nodes, dtype=torch.long)
     change = torch.zeros(n, dtype=adjacency.dtype)
     change[edited] = (factor - 1.0) * values[edited]
-    for _ in range(n):  # more than the graph's depth: the changes have reached the target
-        change = per_unit @ change
-        change[edited] = (factor - 1.0) * values[edited]
+    for _ in range(n):  # at most the graph's depth: then the changes have reached the target
+        new = per_unit @ change
+        new[edited] = change[edited]
+        if torch.equal(new, change):
+            break
+        change = new
     return change[target].item()
 
 
@@ -195,7 +206,7 @@ def strongest_path(adjacency: torch.Tensor, target: int, sources: list[int]) -> 
     The weight of an edge is its share Â[t, s] = |A[t, s]| / sum_s' |A[t, s']|. Ties go to the lower
     node index. adjacency (n, n) is acyclic.
     """
-    a_hat = A.normalized_adjacency(adjacency)
+    a_hat = normalized_adjacency(adjacency)
     n = len(a_hat)
     best = torch.zeros(n, dtype=a_hat.dtype)
     best[target] = 1.0
@@ -204,6 +215,8 @@ def strongest_path(adjacency: torch.Tensor, target: int, sources: list[int]) -> 
         through, receiver = (a_hat * best[:, None]).max(0)  # best product via each possible next node
         through[target] = 1.0
         better = through > best
+        if not better.any():
+            break
         best, step = torch.where(better, through, best), torch.where(better, receiver, step)
     srcs = torch.tensor(sources)
     node = int(srcs[best[srcs].argmax()])
