@@ -50,6 +50,55 @@ def test_cache_key_follows_the_notebook_and_the_package(tmp_path):
     assert site.cache_key(a, "p") != site.cache_key(a, "q")
 
 
+def _tiny_notebook(path: Path, sources: list[str]) -> Path:
+    import nbformat
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources]), path)
+    return path
+
+
+def _run(recorder, code_cell: int, text: str) -> None:
+    """Feed the recorder what a kernel says when a cell prints `text`."""
+    for msg_type, content in (("stream", {"name": "stdout", "text": text}), ("status", {"execution_state": "idle"})):
+        msg = {"msg_type": msg_type, "header": {"msg_type": msg_type}, "parent_header": {"msg_id": "x"}}
+        recorder.message({**msg, "content": content, "metadata": {}}, code_cell)
+    recorder.finished(code_cell, passed=True)
+
+
+def test_recorded_notebook_is_what_the_build_looks_up(tmp_path):
+    nb = _tiny_notebook(tmp_path / "solutions" / "09_tiny.ipynb", ["print(1)", "if online():\n    print(2)"])
+    recorder = site.Recorder(nb, cache=tmp_path / "cache")
+    _run(recorder, 0, "1\n")
+    _run(recorder, 1, "2 (from the stand-in)\n")
+    target = recorder.save()
+    assert target == site.cache_entry(nb, tmp_path / "cache", site.package_fingerprint())
+    cells = json.loads(target.read_text())["cells"]
+    assert [c["execution_count"] for c in cells] == [1, 2]
+    assert "".join(cells[0]["outputs"][0]["text"]) == "1\n"
+    assert "".join(cells[1]["outputs"][0]["text"]) == site.GPT2_NOTE  # never a stand-in's output
+
+
+def test_a_recording_is_never_cached_for_a_changed_or_unfinished_notebook(tmp_path):
+    nb = _tiny_notebook(tmp_path / "solutions" / "09_tiny.ipynb", ["print(1)", "print(2)"])
+    cache = tmp_path / "cache"
+    unfinished = site.Recorder(nb, cache=cache)
+    _run(unfinished, 0, "1\n")  # the second cell never ran (deselected, or the run stopped)
+    assert unfinished.save() is None
+    failed = site.Recorder(nb, cache=cache)
+    _run(failed, 0, "1\n")
+    failed.finished(1, passed=False)
+    assert failed.save() is None
+    edited = site.Recorder(nb, cache=cache)
+    _run(edited, 0, "1\n")
+    _run(edited, 1, "2\n")
+    _tiny_notebook(nb, ["print(1)", "print(3)"])  # the notebook changed while it ran
+    assert edited.save() is None
+    assert not cache.exists() or not list(cache.iterdir())
+    # and a recording of the old notebook is not what the build looks up for the new one
+    assert site.cache_entry(nb, cache, site.package_fingerprint()) != edited.target
+
+
 def test_static_outputs_replace_plotly_and_widgets():
     state = {
         "box": {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_s", "IPY_MODEL_o", "IPY_MODEL_t"]}},

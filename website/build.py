@@ -9,7 +9,12 @@ What it does, in order:
 2. executes each solution notebook with no network (HF_HUB_OFFLINE=1), caching the executed
    notebook under `~/.cache/digsite/website/` (or $DIGSITE_WEBSITE_CACHE), keyed by the
    notebook's bytes and the `digsite` package's files: a rebuild with nothing changed executes
-   nothing, in this checkout or in a fresh clone of the same commit (as CI makes);
+   nothing, in this checkout or in a fresh clone of the same commit (as CI makes). The test
+   suite fills the same cache: while nbval runs `solutions/NN_*.ipynb`, the root conftest.py
+   hands every kernel message to a `Recorder`, which writes the executed notebook under the
+   same key, so `pytest` executes each notebook once, not once for nbval and once for the site.
+   Cells that try GPT-2 (they call `online()`) show a note instead of their output either way:
+   the site is built offline, and under the test suite they ran on a random stand-in;
 3. turns what only a live kernel can show into static HTML: plotly figures (drawn by a local
    copy of plotly.js), ipywidgets explorers (a snapshot of their controls and output, with a
    note to run the notebook to move them); circuitsvis figures already carry their JavaScript;
@@ -43,7 +48,9 @@ DOCS = SRC / "docs"
 # Outside the checkout, so a fresh clone of the same commit (CI's) finds what this one executed.
 CACHE = Path(os.environ.get("DIGSITE_WEBSITE_CACHE", Path.home() / ".cache" / "digsite" / "website"))
 # Bump when the way notebooks are executed changes, so every cached notebook is redone.
-EXECUTION_VERSION = "1"
+EXECUTION_VERSION = "2"
+#: What the site shows in place of a cell's output when the cell tries GPT-2 (calls `online()`).
+GPT2_NOTE = "This cell tries GPT-2, which needs the network; the site is built offline. Run the notebook to see it.\n"
 BADGE_URL = "https://colab.research.google.com/assets/colab-badge.svg"
 BINDER_BADGE_URL = "https://mybinder.org/badge_logo.svg"
 #: Badge images the README and notebooks take from other sites, and the site's own copies of them.
@@ -129,11 +136,95 @@ def execute(notebook: Path, target: Path, timeout: int) -> float:
         resources={"metadata": {"path": str(notebook.parent)}},
     ).execute()
     seconds = time.perf_counter() - start
+    save_executed(nb, target)
+    return seconds
+
+
+def tries_gpt2(cell: dict) -> bool:
+    """Whether a code cell is a "Try it on GPT-2" cell: by the course's rule, it calls `online()`."""
+    return cell["cell_type"] == "code" and "online()" in "".join(cell["source"])
+
+
+def save_executed(nb, target: Path) -> None:
+    """Write an executed notebook to the cache, each GPT-2 cell's output replaced by `GPT2_NOTE`."""
+    import nbformat
+
+    for cell in nb.cells:
+        if tries_gpt2(cell):
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=GPT2_NOTE)]
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     nbformat.write(nb, tmp)
     tmp.replace(target)  # atomic: an interrupted build never leaves a half-written cache entry
-    return seconds
+
+
+def cache_entry(notebook: Path, cache: Path, fingerprint: str) -> Path:
+    """Where the executed version of `notebook` (with this package) is cached."""
+    return cache / f"{notebook.stem}-{cache_key(notebook, fingerprint)}.ipynb"
+
+
+class Recorder:
+    """The executed notebook that `execute` would write, built from the kernel messages of another run.
+
+    The test suite's nbval plugin runs each solution notebook cell by cell in its own kernel;
+    the root conftest.py passes every message of each cell's execution to `message` (nbclient's
+    own `process_message` turns them into outputs and widget state, as in `execute`) and calls
+    `save` when every cell has passed. The cache key is taken when the recorder is made, from
+    the notebook's bytes and the package; `save` writes nothing if either changed since (or a
+    cell failed, was skipped or did not run), so a cached notebook is always what this
+    commit's notebook printed.
+    """
+
+    def __init__(self, notebook: Path, kernel_client=None, cache: Path = CACHE):
+        import nbformat
+        from nbclient import NotebookClient
+
+        self.notebook = notebook
+        self.source = notebook.read_bytes()
+        self.fingerprint = package_fingerprint()
+        self.target = cache_entry(notebook, cache, self.fingerprint)
+        self.nb = nbformat.reads(self.source.decode(), as_version=4)
+        self.client = NotebookClient(self.nb, store_widget_state=True, record_timing=False)
+        self.client.kc = kernel_client  # Output widgets answer the kernel, as a front end does
+        self.code_cells = [i for i, cell in enumerate(self.nb.cells) if cell.cell_type == "code"]
+        self.passed: set[int] = set()
+        self.failed = False
+        self.current = -1
+
+    def message(self, msg: dict, code_cell: int) -> None:
+        """One kernel message of the execution of the `code_cell`-th code cell (0-based)."""
+        from nbclient.exceptions import CellExecutionComplete
+
+        index = self.code_cells[code_cell]
+        if code_cell != self.current:  # a new cell starts, as in nbclient's `async_execute_cell`
+            self.current = code_cell
+            self.client.clear_before_next_output = False
+            self.nb.cells[index].outputs = []
+        try:
+            self.client.process_message(msg, self.nb.cells[index], index)
+        except CellExecutionComplete:
+            pass
+
+    def finished(self, code_cell: int, passed: bool) -> None:
+        """The `code_cell`-th code cell's test is over."""
+        if passed:
+            self.passed.add(code_cell)
+        else:
+            self.failed = True
+
+    def save(self) -> Path | None:
+        """Write the executed notebook to the cache if every cell ran and passed and nothing changed since."""
+        complete = not self.failed and self.passed == set(range(len(self.code_cells)))
+        if not complete or self.notebook.read_bytes() != self.source or package_fingerprint() != self.fingerprint:
+            return None
+        for number, index in enumerate(self.code_cells):
+            self.nb.cells[index].execution_count = number + 1
+        self.client.set_widgets_metadata()
+        save_executed(self.nb, self.target)
+        for stale in self.target.parent.glob(f"{self.notebook.stem}-*.ipynb"):
+            if stale != self.target:
+                stale.unlink(missing_ok=True)
+        return self.target
 
 
 def executed_notebooks(chapters: list[Chapter], cache: Path, jobs: int, timeout: int) -> dict[str, tuple[Path, str]]:
@@ -142,7 +233,7 @@ def executed_notebooks(chapters: list[Chapter], cache: Path, jobs: int, timeout:
     result: dict[str, tuple[Path, str]] = {}
     todo = []
     for chapter in chapters:
-        target = cache / f"{chapter.stem}-{cache_key(chapter.solution, fingerprint)}.ipynb"
+        target = cache_entry(chapter.solution, cache, fingerprint)
         if target.exists():
             result[chapter.stem] = (target, "cached")
         else:
