@@ -1,20 +1,16 @@
 """digsite.steering and digsite.auditing: steering vectors, head effects, curves, AUROC, attribution, ablation."""
 
-from functools import lru_cache
-
 import pytest
 import torch
 
 from digsite import auditing, steering
-from digsite.checks.core import seeded_gpt2
+from digsite.fixtures import tiny_gpt2, toy_tokenizer
 from digsite.organisms.data import BOS_ID, PAD_ID
-from digsite.organisms.tokenizer import build_tokenizer
 
 
-@lru_cache(maxsize=1)
 def tiny():
-    tok = build_tokenizer()
-    return seeded_gpt2(
+    tok = toy_tokenizer()
+    return tiny_gpt2(
         tok,
         seed=3,
         vocab_size=len(tok),
