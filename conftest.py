@@ -76,7 +76,7 @@ def pytest_collection_modifyitems(session, config, items) -> None:
 
 def _solution_cell(item) -> bool:
     path = Path(str(item.path))
-    return hasattr(item, "cell_num") and path.suffix == ".ipynb" and path.parent == ROOT / "solutions"
+    return hasattr(item, "cell_num") and path.suffix == ".ipynb" and path.parent.name == "solutions"
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,12 +1,16 @@
 """The course website (`python website/build.py`): built from every chapter present, and, in a
 real browser, every page draws its figures and asks nothing of the network.
 
-The unit tests below need nothing but the standard library. The browser test builds the site
-(executing each solution notebook once; later runs, and fresh clones of the same commit, reuse the cache in ~/.cache/digsite/website/),
-serves it on 127.0.0.1, opens every page in headless Chromium, records every request, and
-checks that plotly, circuitsvis and MathJax rendered, widget snapshots are there, search finds
-a chapter, and the downloads are the clean notebooks. Screenshots go to build/browser/.
-Skipped with a reason without chromium, playwright or mkdocs, except in CI (a failure there).
+The unit tests below need no browser; one runs a two-cell notebook under nbval to show that the
+test suite records each solution notebook it runs into the site's cache, under the key the build
+looks up, and that a changed notebook is never served from it. The browser test builds the site
+(it runs after the solution notebooks, so it executes only what nbval did not run; run alone, it
+executes each solution notebook once, and later runs and fresh clones of the same commit reuse
+the cache in ~/.cache/digsite/website/), serves it on 127.0.0.1, opens every page in headless
+Chromium, records every request, and checks that plotly, circuitsvis and MathJax rendered,
+widget snapshots are there, search finds a chapter, and the downloads are the clean notebooks.
+Screenshots go to build/browser/. Skipped with a reason without chromium, playwright or mkdocs,
+except in CI (a failure there).
 """
 
 from __future__ import annotations
@@ -54,7 +58,9 @@ def _tiny_notebook(path: Path, sources: list[str]) -> Path:
     import nbformat
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources]), path)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
     return path
 
 
@@ -97,6 +103,34 @@ def test_a_recording_is_never_cached_for_a_changed_or_unfinished_notebook(tmp_pa
     assert not cache.exists() or not list(cache.iterdir())
     # and a recording of the old notebook is not what the build looks up for the new one
     assert site.cache_entry(nb, cache, site.package_fingerprint()) != edited.target
+
+
+def test_the_test_suite_records_each_solution_notebook_it_runs_for_the_site(tmp_path):
+    """nbval runs a notebook once; the root conftest.py hands its outputs to the site's cache."""
+    import nbformat
+
+    folder = ROOT / "build" / "record-test" / "solutions"
+    shutil.rmtree(folder, ignore_errors=True)
+    sources = ["x = 6 * 7\nprint(x)", "from IPython.display import HTML\nHTML('<b>bold</b>')"]
+    nb = _tiny_notebook(folder / "99_tiny.ipynb", sources)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(nb)],
+        cwd=ROOT,
+        env={**os.environ, "DIGSITE_WEBSITE_CACHE": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    entry = site.cache_entry(nb, tmp_path, site.package_fingerprint())
+    assert [p.name for p in tmp_path.iterdir()] == [entry.name]
+    cells = nbformat.read(entry, as_version=4).cells
+    assert cells[0].outputs[0].text == "42\n"
+    assert cells[1].outputs[0].data["text/html"] == "<b>bold</b>"
+    _tiny_notebook(nb, [*sources, "print('a new cell')"])
+    assert not site.cache_entry(nb, tmp_path, site.package_fingerprint()).exists()  # the build executes it anew
+    shutil.rmtree(folder.parent)
 
 
 def test_static_outputs_replace_plotly_and_widgets():
