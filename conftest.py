@@ -107,7 +107,7 @@ def pytest_runtest_call(item):
         outcome = yield
     finally:
         del kernel.execute_cell_input, notebook.get_kernel_message  # the classes' own methods again
-    recorder.finished(item.cell_num, passed=outcome.excinfo is None and len(sent) == 1)
+    recorder.finished(item.cell_num, item.cell.source, passed=outcome.excinfo is None and len(sent) == 1)
 
 
 def pytest_runtest_teardown(item, nextitem) -> None:

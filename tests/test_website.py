@@ -69,7 +69,7 @@ def _run(recorder, code_cell: int, text: str) -> None:
     for msg_type, content in (("stream", {"name": "stdout", "text": text}), ("status", {"execution_state": "idle"})):
         msg = {"msg_type": msg_type, "header": {"msg_type": msg_type}, "parent_header": {"msg_id": "x"}}
         recorder.message({**msg, "content": content, "metadata": {}}, code_cell)
-    recorder.finished(code_cell, passed=True)
+    recorder.finished(code_cell, recorder.nb.cells[code_cell].source, passed=True)
 
 
 def test_recorded_notebook_is_what_the_build_looks_up(tmp_path):
@@ -93,8 +93,12 @@ def test_a_recording_is_never_cached_for_a_changed_or_unfinished_notebook(tmp_pa
     assert unfinished.save() is None
     failed = site.Recorder(nb, cache=cache)
     _run(failed, 0, "1\n")
-    failed.finished(1, passed=False)
+    failed.finished(1, "print(2)", passed=False)
     assert failed.save() is None
+    other_code = site.Recorder(nb, cache=cache)
+    _run(other_code, 0, "1\n")
+    other_code.finished(1, "print(3)", passed=True)  # nbval ran an older version of the cell
+    assert other_code.save() is None
     edited = site.Recorder(nb, cache=cache)
     _run(edited, 0, "1\n")
     _run(edited, 1, "2\n")

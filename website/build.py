@@ -170,9 +170,9 @@ class Recorder:
     the root conftest.py passes every message of each cell's execution to `message` (nbclient's
     own `process_message` turns them into outputs and widget state, as in `execute`) and calls
     `save` when every cell has passed. The cache key is taken when the recorder is made, from
-    the notebook's bytes and the package; `save` writes nothing if either changed since (or a
-    cell failed, was skipped or did not run), so a cached notebook is always what this
-    commit's notebook printed.
+    the notebook's bytes and the package; `save` writes nothing if either changed since, if a
+    cell ran other code than the notebook's (nbval read the file earlier), failed, was skipped
+    or did not run, so a cached notebook is always what this commit's notebook printed.
     """
 
     def __init__(self, notebook: Path, kernel_client=None, cache: Path = CACHE):
@@ -205,9 +205,9 @@ class Recorder:
         except CellExecutionComplete:
             pass
 
-    def finished(self, code_cell: int, passed: bool) -> None:
-        """The `code_cell`-th code cell's test is over."""
-        if passed:
+    def finished(self, code_cell: int, source: str, passed: bool) -> None:
+        """The `code_cell`-th code cell's test is over; `source` is what the kernel was given to run."""
+        if passed and source == self.nb.cells[self.code_cells[code_cell]].source:
             self.passed.add(code_cell)
         else:
             self.failed = True
