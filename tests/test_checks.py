@@ -115,6 +115,8 @@ MODEL_CHECKS = [
     "check_logits_without_mlp",
     "check_loss_with_head_ablated",
     "check_logit_lens",
+    "check_train_translators",
+    "check_head_path_attribution",
     "check_patch_resid_once",
     "check_ce_loss_recovered",
     "check_neuron_acts",
