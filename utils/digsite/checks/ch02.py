@@ -588,6 +588,7 @@ def _path(
     column=False,
     constant=True,
     final_ln=True,
+    remainder=False,
 ) -> Tensor:
     """Path attribution written as a learner would, with one switch per plausible mistake."""
     batch = torch.arange(parts.shape[1])
@@ -599,10 +600,10 @@ def _path(
         if own_scale
         else cache[f"blocks.{layer}.ln1.hook_scale"]
     )
-    const_v = (
-        cache[f"blocks.{layer}.attn.hook_v"][:, :, head] - (cache[f"blocks.{layer}.ln1.hook_out"] - ln1.bias) @ W_V
-    )
-    values = torch.cat([(x / scale * ln1.weight) @ W_V, const_v[None] * constant])
+    part_v = (x / scale * ln1.weight) @ W_V
+    explained = part_v.sum(0) if remainder else (cache[f"blocks.{layer}.ln1.hook_out"] - ln1.bias) @ W_V
+    const_v = cache[f"blocks.{layer}.attn.hook_v"][:, :, head] - explained  # remainder: whatever the parts miss
+    values = torch.cat([part_v, const_v[None] * constant])
     pattern = cache[f"blocks.{layer}.attn.hook_pattern"][:, head]
     weights = pattern[batch, :, final_pos] if column else pattern[batch, final_pos]
     out = (values * weights[..., None]) @ W_O
@@ -615,6 +616,10 @@ def _path(
 
 def _path_not_centred(*args) -> Tensor:
     return _path(*args, centre=False)
+
+
+def _path_not_centred_remainder(*args) -> Tensor:
+    return _path(*args, centre=False, remainder=True)
 
 
 def _path_own_scale(*args) -> Tensor:
@@ -661,6 +666,11 @@ def _adds_up(got: Tensor, expected: Tensor, what: str, atol: float, rtol: float,
             "Your parts are not centred before ln1's scale: LayerNorm subtracts each vector's mean first, and "
             "with a frozen scale that centring is applied to every part."
         ): _path_not_centred,
+        (
+            "Your rows add up, but they split the credit wrongly: your parts were not centred before ln1's "
+            "scale, and your last row, computed as what the parts leave over, absorbed the difference. Centre "
+            "each part (LayerNorm subtracts each vector's mean first)."
+        ): _path_not_centred_remainder,
         (
             "You recomputed ln1's scale from each part; freeze it at the scale the model used (the cache has "
             "it), or the parts stop being a linear split."
