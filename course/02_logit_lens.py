@@ -803,7 +803,7 @@ ch02.check_tuned_lens_logits(tuned_lens_logits)
 #
 # > Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵🔵⚪⚪ · about 30 minutes · optional
 #
-# Now the training, the part the package did for you until now (`lens.train_tuned_lens`).
+# Now the training, the part a library usually does for you (here `lens.train_tuned_lens`).
 # Belrose et al. train every translator at once to make its layer's tuned lens match the
 # model's final distribution: the loss is the KL divergence of 2.7, one term per layer, on
 # minibatches of cached positions, minimised with Adam. The model is frozen; only the
@@ -811,9 +811,9 @@ ch02.check_tuned_lens_logits(tuned_lens_logits)
 #
 # Your loop is checked against the package's own trainer: on the same stack, with the same
 # seed, minibatch size, learning rate and number of steps, your translators must come out the
-# same (to 1e-4) and your loss curve must be the same curve. That leaves no choice unmade —
-# where the translators start, which positions each step sees, what the loss sums and averages
-# — so the docstring states each one. Write the function at the top of its cell, using only its
+# same (to 1e-4) and your loss curve must be the same curve. For that, every choice a loop
+# makes must be pinned down — where the translators start, which positions each step sees, what
+# the loss sums and what it averages — so the docstring states each one. Write the function at the top of its cell, using only its
 # arguments and your earlier answers (`tuned_lens_logits`, `kl_to_final`).
 
 
