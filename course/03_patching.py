@@ -253,7 +253,13 @@ def patch_resid_once(
 ch03.check_patch_resid_once(patch_resid_once)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1: the idea</summary>
+#
+# Two runs: one of the clean tokens that caches `blocks.{layer}.hook_resid_pre`, one of the
+# corrupt tokens with your hook from exercise 3.3 on that name; the metric of the second's logits.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
 #
 # `model.run_with_cache(clean_tokens, names_filter=[name])` gives the clean cache; then
 # `model.run_with_hooks(corrupt_tokens, fwd_hooks=[(name, lambda r, h: patch_resid_hook(r, h, pos, cache))])`.
@@ -558,10 +564,16 @@ def attribution_scores(clean_z: torch.Tensor, corrupt_z: torch.Tensor, corrupt_g
 ch03.check_attribution_scores(attribution_scores)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1: the idea</summary>
 #
-# Elementwise product of the *difference* and the gradient, then `.sum(dim=(0, 1, 3))`. The
-# metric is a mean over prompts, so the gradient already carries the 1/batch: sum, do not average.
+# The formula above, for a head: the change a patch makes to z, dotted with the gradient, summed
+# over everything the patch covers (every prompt, every position, every component of d_head).
+# </details>
+#
+# <details><summary>Hint 2: the formula</summary>
+#
+# `((clean_z - corrupt_z) * corrupt_grad).sum(dim=(0, 1, 3))`. The metric is a mean over
+# prompts, so the gradient already carries the 1/batch: sum, do not average.
 # </details>
 
 # %%
