@@ -963,7 +963,7 @@ from digsite.factored import FactoredMatrix
 with torch.no_grad():
     W_OV_all = FactoredMatrix(model.W_V, model.W_O)  # (n_layers, n_heads, d_model, d_model), inner d_head
 print(W_OV_all, "— head 1.3:", W_OV_all[1, 3])
-print("singular values of head 1.3's OV matrix:", W_OV_all[1, 3].S[:5].round(decimals=2).tolist(), "...")
+print("singular values of head 1.3's OV matrix:", [round(v, 2) for v in W_OV_all[1, 3].S[:5].tolist()], "...")
 
 # %% [markdown]
 # ## Exercise 1.11 — the full OV circuit
@@ -1347,9 +1347,9 @@ plot.imshow(
 # Exercise 1.9 scored K-composition for one pair with dense d_model × d_model matrices. A later
 # head can read an earlier head's output in three places: its queries (Q-composition), its keys
 # (K-composition) and its values (V-composition, the two heads acting as one longer OV circuit).
-# Score all three for every (earlier head, later head) pair at once, with factored matrices —
-# in GPT-2 small that is 144 × 144 pairs, and forming every d_model × d_model product would be
-# slow; here the r × r cores do the work.
+# Score all three for every (earlier head, later head) pair of two layers at once, with
+# factored matrices — in GPT-2 small that is 144 pairs for each of 66 pairs of layers, each
+# product 768 × 768 if formed; here the 64 × 64 cores do the work.
 
 
 # %%
@@ -1445,6 +1445,8 @@ print(
 claim("ch01.comp_q_0_2", comp[0, 2, induction_cols].min())
 claim("ch01.comp_q_0_2", comp[0, 2, induction_cols].max())
 claim("ch01.comp_v_max", comp[2].max())
+claim("ch01.comp_v_prev", comp[2, prev_head[1], induction_cols].min())
+claim("ch01.comp_v_prev", comp[2, prev_head[1], induction_cols].max())
 plot.imshow(
     torch.cat(list(comp - comp_baseline[:, None, None]), dim=1),
     x=[f"{kind} → 1.{h}" for kind in kinds for h in range(model.cfg.n_heads)],
@@ -1466,14 +1468,17 @@ plot.imshow(
 #   ({{claim:ch01.comp_q_0_2=0.14–0.15}}), the head exercise 1.14 found on the query side and whose ablation
 #   cost more than the detectors predicted. The weights suggest a role for it: it helps tell
 #   the query which token it sits on.
-# - **V-composition** stays close to the baseline everywhere (at most {{claim:ch01.comp_v_max=0.14}}): nothing in the
-#   circuit needs one head to pass its output through another's values, and none of the
-#   ablations pointed that way either.
+# - **V-composition** from head 0.1 into the induction heads is *below* the baseline
+#   ({{claim:ch01.comp_v_prev=0.03–0.06}}): what the previous-token head writes is read by the induction heads' keys, not
+#   copied on by their values — as it should be, since they must copy the token at the target,
+#   not its predecessor. The highest V-composition, {{claim:ch01.comp_v_max=0.14}}, is 0.0 → 1.1, a pair neither the
+#   detectors nor the ablations flagged.
 #
 # Weights and ablations agree on the ranking: the same previous-token head tops K-composition,
-# the same supporting head tops Q-composition. The weights also flag pairs the ablations never
-# tested (0.0 → 1.0 composes above baseline too; 1.0 does nothing for induction): a composition
-# score is a pointer, and the intervention decides.
+# the same supporting head tops Q-composition. The weights also flag pairs that have nothing to
+# do with induction (0.0 → 1.0 in Q-composition, 0.0 → 1.1 in V-composition; head 1.0 was the
+# control whose ablation changed nothing): a composition score is a pointer to a pair worth
+# testing, and the intervention decides — which is what the last exercise does.
 
 # %% [markdown]
 # ## Exercise 1.16 (optional) — cut one path, build it yourself
