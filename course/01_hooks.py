@@ -1028,18 +1028,14 @@ def copying_scores(circuit: FactoredMatrix, rows_per_step: int = 1024) -> tuple[
     """
     # BEGIN SOLUTION
     n = circuit.shape[-1]
-    hits = sum(
-        (
-            circuit[start : start + rows_per_step].full().argmax(dim=-1)
-            == torch.arange(start, min(start + rows_per_step, n))
-        )
-        .sum()
-        .item()
-        for start in range(0, n, rows_per_step)
-    )
+    hits = 0
+    for start in range(0, n, rows_per_step):
+        rows = circuit[start : start + rows_per_step].full()  # (rows, n): only these rows are formed
+        own = torch.arange(start, start + rows.shape[0], device=rows.device)
+        hits += (rows.argmax(dim=-1) == own).sum().item()
     eigenvalues = circuit.eigenvalues()
     eig = eigenvalues.sum().real / eigenvalues.abs().sum()
-    return torch.tensor(hits / n), eig
+    return torch.tensor(hits / n, device=eig.device), eig
     # END SOLUTION
 
 
@@ -1171,25 +1167,26 @@ with torch.no_grad():
     prev_fraction = torch.stack(
         [previous_position_fraction(model.W_pos, model.W_Q[0, h], model.W_K[0, h]) for h in range(model.cfg.n_heads)]
     )
-    pos_qk = FactoredMatrix(model.W_pos @ model.W_Q[0, 1], model.W_K[0, 1].T @ model.W_pos.T).full()
+    l, h = prev_head  # 0.1, found by the detector in section 4
+    pos_qk = FactoredMatrix(model.W_pos @ model.W_Q[l, h], model.W_K[l, h].T @ model.W_pos.T).full().cpu()
     n_ctx = pos_qk.shape[0]
-    ln0 = model.norm_module(0)
-    W_pos_ln = (model.W_pos - model.W_pos.mean(-1, keepdim=True)) * ln0.weight  # centred, times ln1's weight
-    prev_fraction_ln = previous_position_fraction(W_pos_ln, model.W_Q[0, 1], model.W_K[0, 1])
-    visible = pos_qk.masked_fill(torch.ones(n_ctx, n_ctx, dtype=torch.bool).triu(diagonal=1), float("nan"))
-    best = visible.nan_to_num(float("-inf")).argmax(-1)
+    ln = model.norm_module(l)  # the block's ln1
+    W_pos_ln = (model.W_pos - model.W_pos.mean(-1, keepdim=True)) * ln.weight  # centred, times ln1's weight
+    prev_fraction_ln = previous_position_fraction(W_pos_ln, model.W_Q[l, h], model.W_K[l, h])
+    pos_visible = pos_qk.masked_fill(torch.ones(n_ctx, n_ctx, dtype=torch.bool).triu(diagonal=1), float("nan"))
+    best = pos_visible.nan_to_num(float("-inf")).argmax(-1)
     misses = [q for q in range(1, n_ctx) if best[q] != q - 1]
 print(
     "fraction of positions whose best key is the previous one:", [f"0.{h} {f:.2f}" for h, f in enumerate(prev_fraction)]
 )
-print("head 0.1 misses at query positions", misses)
-claim("ch01.pos_prev_fraction_0_1", prev_fraction[1])
-claim("ch01.pos_prev_fraction_others", prev_fraction[[0, 2, 3]].max())
+print(f"head {l}.{h} misses at query positions", misses)
+claim("ch01.pos_prev_fraction_0_1", prev_fraction[h])
+claim("ch01.pos_prev_fraction_others", max(f for i, f in enumerate(prev_fraction) if i != h))
 claim("ch01.pos_prev_fraction_ln", prev_fraction_ln)
 claim("ch01.pos_first_miss_late", min(q for q in misses if q > 1))
 plot.imshow(
-    visible - visible.nanmean(-1, keepdim=True),
-    title="Head 0.1: position-only attention score (each row minus its mean)",
+    pos_visible - pos_visible.nanmean(-1, keepdim=True),
+    title=f"Head {l}.{h}: position-only attention score (each row minus its mean)",
     xlabel="key position",
     ylabel="query position",
 )
@@ -1298,9 +1295,9 @@ with torch.no_grad():
             model.W_K[1, h],
             cache["q", 1][:, :, h],
             cache["k", 1][:, :, h],
-        )
+        ).cpu()
         torch.testing.assert_close(  # the parts add up to the model's scores (every visible key)
-            pieces.sum((0, 1))[:, q_pos][:, visible], cache["attn_scores", 1][:, h, q_pos][:, visible]
+            pieces.sum((0, 1))[:, q_pos][:, visible], cache["attn_scores", 1][:, h, q_pos][:, visible].cpu()
         )
         rows = pieces[..., q_pos, :]  # (n+1, n+1, batch, seg_len, k)
         target = rows[..., torch.arange(SEG_LEN), q_pos - SEG_LEN + 1]  # (n+1, n+1, batch, seg_len)
@@ -1409,7 +1406,7 @@ ch01.check_composition_scores(composition_scores)
 # %%
 with torch.no_grad():
     W_QK_all = FactoredMatrix(model.W_Q, model.W_K.transpose(-1, -2))  # (n_layers, n_heads, d_model, d_model)
-    comp = composition_scores(W_OV_all[0], W_QK_all[1], W_OV_all[1])  # (3, n_heads, n_heads)
+    comp = composition_scores(W_OV_all[0], W_QK_all[1], W_OV_all[1]).cpu()  # (3, n_heads, n_heads)
     generator = torch.Generator().manual_seed(0)
 
     def random_heads(n: int) -> FactoredMatrix:

@@ -157,18 +157,14 @@ def copying_scores(circuit: FactoredMatrix, rows_per_step: int = 1024) -> tuple[
     that suppresses what it attends to. Forms at most rows_per_step rows of the matrix at a time.
     """
     n = circuit.shape[-1]
-    hits = sum(
-        (
-            circuit[start : start + rows_per_step].full().argmax(dim=-1)
-            == torch.arange(start, min(start + rows_per_step, n))
-        )
-        .sum()
-        .item()
-        for start in range(0, n, rows_per_step)
-    )
+    hits = 0
+    for start in range(0, n, rows_per_step):
+        rows = circuit[start : start + rows_per_step].full()  # (rows, n): only these rows are formed
+        own = torch.arange(start, start + rows.shape[0], device=rows.device)
+        hits += (rows.argmax(dim=-1) == own).sum().item()
     eigenvalues = circuit.eigenvalues()
     eig = eigenvalues.sum().real / eigenvalues.abs().sum()
-    return torch.tensor(hits / n), eig
+    return torch.tensor(hits / n, device=eig.device), eig
 
 
 def previous_position_fraction(W_pos: torch.Tensor, W_Q: torch.Tensor, W_K: torch.Tensor) -> torch.Tensor:
