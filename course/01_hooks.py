@@ -1110,10 +1110,10 @@ plot.imshow(
 #
 # This agrees with the ablations of section 5 more than the attention patterns did: both
 # induction heads attend alike, but 1.3's OV circuit is the cleaner copier, and 1.3 is the one
-# the model cannot do without (section 5: zeroing 1.3 takes the second-repeat loss back to guessing,
-# zeroing 1.2 costs little). That 1.2's copy is
-# weaker is a plausible reason it is redundant — a hypothesis the weights suggest, not one
-# they prove (1.2 could also matter less because of what the MLP or LayerNorm do downstream).
+# the model cannot do without (section 5: zeroing 1.3 takes the second-repeat loss back to
+# guessing, zeroing 1.2 costs little). That 1.2's copy is weaker is a plausible reason it is
+# redundant — a hypothesis the weights suggest, not one they prove (1.2 could also matter less
+# because of what the MLP or LayerNorm do downstream).
 #
 # ## Exercise 1.13 — where the previous-token head looks, by position
 #
@@ -1209,11 +1209,10 @@ plot.imshow(
 # head's actual attention scores on our repeated sequences apart. The stream that layer 1 reads
 # is a sum of pieces: token embedding, position embedding, each layer-0 head's output, layer
 # 0's attention bias and its MLP. LayerNorm is not linear — but with its scale held at the value
-# it had on this input (`blocks.1.ln1.hook_scale`), it is: each piece can be centred, divided by
-# that scale and multiplied by the norm's weight on its own, and the results add up. Then each
-# query is a sum of per-piece queries, each key a sum of per-piece keys, and every score a sum
-# over (query piece, key piece) pairs. Whatever is left (the LayerNorm's bias, `b_Q`, `b_K`) is
-# one more "piece": the model's actual queries and keys minus the sum of the pieces'.
+# it had on this input (`blocks.1.ln1.hook_scale`), it is, so each piece can go through it on
+# its own and the results add up. Then each query is a sum of per-piece queries, each key a sum
+# of per-piece keys, and every score a sum over (query piece, key piece) pairs. What belongs to
+# no piece (the LayerNorm's bias, `b_Q`, `b_K`) becomes one more "piece" of its own.
 #
 # This is the real thing: a decomposition that adds up exactly to what the model computed, and
 # that is how you check it.
@@ -1254,8 +1253,9 @@ ch01.check_score_decomposition(score_decomposition)
 # %% [markdown]
 # <details><summary>Hint 1: the plan</summary>
 #
-# 1. Put every part through the norm with the fixed scale: centre it over d_model, divide by
-#    `scale`, multiply by `ln_weight` (no bias: it belongs to no part).
+# 1. Put every part through the norm with the fixed scale: centre it over d_model (LayerNorm
+#    subtracts the mean, which is linear), divide by `scale`, multiply by `ln_weight` (no bias:
+#    it belongs to no part).
 # 2. Project each normalised part with `W_Q` and with `W_K`: per-part queries and keys.
 # 3. The leftover query is `q` minus the sum of the per-part queries (the same for keys); append
 #    it as one more part.
@@ -1568,10 +1568,10 @@ fig.update_traces(mode="markers", marker_size=12)
 
 # %% [markdown]
 # Cutting only the key path takes the second-repeat loss to {{claim:ch01.path_k=5.4±0.1}}, as much as ablating head 0.1
-# everywhere (section 5) — a little more, even; the query path ({{claim:ch01.path_q=0.25±0.05}}) and the value path ({{claim:ch01.path_v=0.25±0.05}}) barely move it. Three
-# methods now say the same thing — the QK weights (exercise 1.13), the composition scores and
-# score decomposition (1.14–1.15), and an intervention on one path: in this model, head 0.1
-# matters to induction through the keys of layer 1.
+# everywhere (section 5) — a little more, even; the query path ({{claim:ch01.path_q=0.25±0.05}}) and the value path ({{claim:ch01.path_v=0.25±0.05}}) barely move it.
+# Three kinds of evidence now agree: the weights alone (exercises 1.13 and 1.15), the
+# decomposition of the scores the model computed (1.14), and an intervention on one path (this
+# exercise). In this model, head 0.1 matters to induction through the keys of layer 1.
 
 # %% [markdown]
 # ## 8. Try it on GPT-2
