@@ -456,7 +456,7 @@ ch01.check_previous_token_score(previous_token_score)
 #
 # ## Exercise 1.6 — an induction detector
 #
-# > Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵🔵 · about 15 minutes
+# > Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵🔵 · about 20 minutes
 #
 # On `[<bos>, segment, segment]`, the first repeat fills positions `1 … SEG_LEN` and the second
 # `SEG_LEN + 1 … 2·SEG_LEN`. A query in the second repeat at position q holds the same token as
@@ -727,7 +727,7 @@ fig.add_vline(x=SEG_LEN + 0.5, line_dash="dot")
 #
 # ## Exercise 1.9 — the K-composition score
 #
-# > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
+# > Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 15 minutes
 
 
 # %%
