@@ -95,6 +95,9 @@ def test_indexing_rows_and_columns(fm):
     torch.testing.assert_close(fm[3], dense[3])
     torch.testing.assert_close(fm[:, 4], dense[:, 4])
     torch.testing.assert_close(fm[3, 4], dense[3, 4])
+    torch.testing.assert_close(fm[-1], dense[-1])
+    torch.testing.assert_close(fm[:, -2], dense[:, -2])
+    torch.testing.assert_close(fm[-3:].full(), dense[-3:])
     with pytest.raises(IndexError, match="too many"):
         fm[0, 0, 0]
     with pytest.raises(IndexError):

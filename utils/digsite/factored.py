@@ -177,8 +177,8 @@ class FactoredMatrix:
         A, B = self.A[batch_key], self.B[batch_key]
         rows = rest[0] if len(rest) > 0 else slice(None)
         cols = rest[1] if len(rest) > 1 else slice(None)
-        A = A[..., rows, :] if not isinstance(rows, int) else A[..., rows : rows + 1, :]
-        B = B[..., :, cols] if not isinstance(cols, int) else B[..., :, cols : cols + 1]
+        A = A[..., rows, :] if not isinstance(rows, int) else A[..., rows, :].unsqueeze(-2)
+        B = B[..., :, cols] if not isinstance(cols, int) else B[..., :, cols].unsqueeze(-1)
         if isinstance(rows, int) or isinstance(cols, int):
             dense = A @ B
             if isinstance(rows, int):
