@@ -114,6 +114,7 @@ MODEL_CHECKS = [
     "check_cache_residual_stream",
     "check_logits_without_mlp",
     "check_loss_with_head_ablated",
+    "check_loss_with_path_ablated",
     "check_logit_lens",
     "check_train_translators",
     "check_head_path_attribution",
