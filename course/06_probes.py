@@ -1086,14 +1086,30 @@ plot.line(
 # {{claim:ch06.ablate_lr=6.4±0.3}} and leaves {{claim:ch06.ablated_acc_lr=0.87}} right; a random direction leaves {{claim:ch06.ablated_acc_rand=1.00}}.
 #
 # So on our organism, as Marks & Tegmark found in LLaMA-2, the difference of means is the more
-# causal of the two — but only modestly, because here the two directions nearly agree. The
-# reason they agree is instructive: logistic regression trained from zero weights for a few
-# hundred steps starts out along the difference of means (the first gradient step *is* a
-# difference of class means), and our weight decay keeps it near there. Trained longer, with
-# less decay, it drifts towards whatever direction separates the training set best — which
-# includes directions of small variance the model never reads. (Try `steps=3000,
-# weight_decay=0`.) What the comparison supports is a hypothesis, not a mechanism: the model's
-# category read-out is closer to the class-mean direction than to the max-margin one.
+# causal of the two — but only modestly, because here the two directions nearly agree. How
+# close the logistic-regression direction stays depends on how it was trained: weight decay
+# pulls it towards the high-variance, class-mean direction, and without decay it drifts towards
+# whatever separates the training set with the widest margin. Train it ten times longer with no
+# weight decay and compare again:
+
+# %%
+lr_free = train_probe(X_c[C_LAYER, c_train], c_y[c_train], 2, steps=3000, weight_decay=0.0)
+free_effects = effect(direction=lr_free.direction(1).to(device), alpha=ALPHA)
+free_cosine = torch.cosine_similarity(lr_free.direction(1), dom_dirs[C_LAYER], dim=0).item()
+print(
+    f"held-out accuracy {lr_free.accuracy(X_c[C_LAYER, c_test], c_y[c_test]):.2f}, cosine to the difference of "
+    f"means {free_cosine:.2f}; " + ", ".join(f"{k} {v:.2f}" for k, v in free_effects.items())
+)
+claim("ch06.free_acc", lr_free.accuracy(X_c[C_LAYER, c_test], c_y[c_test]))
+claim("ch06.free_cosine", free_cosine)
+claim("ch06.free_ablated_acc", free_effects["ablated_accuracy"])
+
+# %% [markdown]
+# Still {{claim:ch06.free_acc=1.00}} accurate, but now at cosine {{claim:ch06.free_cosine=0.86}} to the difference of means, and projecting it out leaves
+# {{claim:ch06.free_ablated_acc=0.97}} of the answers right: a perfect classifier whose direction the model barely needs. The
+# accuracy of a probe says nothing about which of these you got. What the comparison supports
+# is a hypothesis, not a mechanism: the model's category read-out at boundary 3 lies closer to
+# the class-mean direction than to the max-margin one.
 
 # %% [markdown]
 # ## 7. The contrast set without labels: principal components
@@ -1314,6 +1330,38 @@ plot.scatter(
 #   general form: any feature that flips between the two members of a pair satisfies the CCS
 #   loss as well as truth does, so CCS finds whichever is most salient. Normalisation removes the
 #   one feature we built in; it cannot remove the ones we did not think of.
+#
+# Farquhar et al.'s own demonstration, in miniature: append a random distractor word to each
+# pair, the *same* word to both members ("... a harp is an animal. red" and "... a harp is an
+# instrument. red"; "Monday" for other pairs), and read the last token. Normalisation is on; the
+# distractor is independent of truth.
+
+# %%
+distractor = torch.randint(2, (len(contrast),), generator=torch.Generator().manual_seed(5))
+distractor_words = ("red", "Monday")
+
+
+def completed_with_distractor(word: str) -> torch.Tensor:
+    """Residuals at boundary C_LAYER at the last token of each contrast prompt + word + its pair's distractor word."""
+    texts = [f"{text} {word}. {distractor_words[int(k)]}" for (text, _, _), k in zip(contrast, distractor)]
+    tokens = model.to_tokens(texts)
+    return residuals_at(model, tokens, P.last_positions(tokens, model.tokenizer.pad_token_id))[C_LAYER].cpu()
+
+
+d_pos, d_neg = completed_with_distractor(classes[1]), completed_with_distractor(classes[0])
+d_probe, _, d_losses = P.fit_ccs(d_pos, d_neg, n_restarts=10, seed=0)
+acc_truth, acc_word = d_probe.accuracy(d_pos, d_neg, c_y), d_probe.accuracy(d_pos, d_neg, distractor)
+d_truth, d_distractor = max(acc_truth, 1 - acc_truth), max(acc_word, 1 - acc_word)  # CCS cannot know its sign
+print(
+    f"lowest-loss start (loss {d_losses.min():.2f}): truth {d_truth:.2f}, distractor word {d_distractor:.2f} (either sign)"
+)
+claim("ch06.distractor_truth", d_truth)
+claim("ch06.distractor_word", d_distractor)
+
+# %% [markdown]
+# What to see: the lowest-loss probe sorts the pairs by their distractor word ({{claim:ch06.distractor_word=1.00}}, either sign)
+# and not by truth ({{claim:ch06.distractor_truth=0.52}}, chance). The last word dominates the residual stream there, and the
+# loss cannot tell "which word came last" from "which completion is true".
 #
 # CCS is a hypothesis generator, not a truth detector: check what it found against labels,
 # against a supervised probe, and causally (exercise 6.9) before believing it.

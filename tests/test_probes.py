@@ -218,3 +218,29 @@ def test_ccs_without_normalisation_reads_the_side_not_the_truth():
         pytest.approx(y.float().mean().item()),
         pytest.approx(1 - y.float().mean().item()),
     )
+
+
+def test_train_ccs_matches_an_independent_implementation():
+    """Burns et al.'s recipe written another way (a torch Linear layer on pre-standardised pairs) learns the same probe."""
+    g = torch.Generator().manual_seed(4)
+    x_pos, x_neg = torch.randn(30, 5, generator=g) + 1.0, torch.randn(30, 5, generator=g) - 1.0
+    probe = train_ccs(x_pos, x_neg, steps=40, lr=0.05, seed=2)
+
+    z_pos = (x_pos - x_pos.mean(0)) / x_pos.std(0)
+    z_neg = (x_neg - x_neg.mean(0)) / x_neg.std(0)
+    linear = torch.nn.Linear(5, 1)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(5, generator=torch.Generator().manual_seed(2))[None] / 5**0.5)
+        linear.bias.zero_()
+    opt = torch.optim.Adam(linear.parameters(), lr=0.05)
+    for _ in range(40):
+        p_pos, p_neg = torch.sigmoid(linear(z_pos)).squeeze(1), torch.sigmoid(linear(z_neg)).squeeze(1)
+        loss = ((p_pos + p_neg - 1) ** 2).mean() + (torch.stack([p_pos, p_neg]).min(0).values ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.allclose(probe.w, linear.weight.detach()[0], atol=1e-5)
+    assert torch.allclose(probe.b, linear.bias.detach()[0], atol=1e-5)
+    credence = probe.credence(x_pos, x_neg)
+    expected = (torch.sigmoid(linear(z_pos)).squeeze(1) + 1 - torch.sigmoid(linear(z_neg)).squeeze(1)).detach() / 2
+    assert torch.allclose(credence, expected, atol=1e-5)
