@@ -126,6 +126,7 @@ MODEL_CHECKS = [
     "check_ce_loss_recovered",
     "check_neuron_acts",
     "check_residuals_at",
+    "check_direction_effects",
     "check_contrastive_vector",
     "check_head_effects",
     "check_token_attribution",
