@@ -55,6 +55,8 @@ def digsite_attention(
     attention_mask: Tensor | None,
     scaling: float | None = None,
     dropout: float = 0.0,
+    softcap: float | None = None,
+    sliding_window: int | None = None,
     **kwargs,
 ) -> tuple[Tensor, Tensor]:
     """Eager attention that passes q, k, v, scores and pattern through the active hooks.
@@ -63,6 +65,10 @@ def digsite_attention(
     additive (batch, 1, q_pos, k_pos) or boolean. Returns z (batch, q_pos, head, d_head) and
     the pattern, as every Hugging Face attention function does. Masked scores are -inf, as in
     TransformerLens; a query row with every key masked (padding) gets an all-zero pattern.
+    `softcap` (Gemma 2): scores -> softcap * tanh(scores / softcap), before the mask, so
+    hook_attn_scores sees capped scores. `sliding_window` (local attention): a query sees only
+    keys fewer than that many positions back (applied here too, as some releases leave it to
+    the attention function; where the mask already holds it, applying it again changes nothing).
     """
     callbacks = _ATTN_CALLBACKS.get(module, ())
 
@@ -80,7 +86,14 @@ def digsite_attention(
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     scale = scaling if scaling is not None else q.shape[-1] ** -0.5
     scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale)  # in place: no second (…, q_pos, k_pos) buffer
+    if softcap:
+        scores = scores.div_(softcap).tanh_().mul_(softcap)
     q_len, k_len = scores.shape[-2:]
+    if sliding_window:  # query i (cache position k_len - q_len + i) sees keys j with i - j < window
+        offsets = torch.arange(k_len - q_len, k_len, device=scores.device)[:, None] - torch.arange(
+            k_len, device=scores.device
+        )
+        scores.masked_fill_(offsets >= sliding_window, float("-inf"))
     if (attention_mask is None or attention_mask.shape[-2] == 1) and q_len > 1 and getattr(module, "is_causal", True):
         # transformers 4.4x leaves causality to SDPA's is_causal or gives a padding-only mask
         causal = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril_(k_len - q_len)
