@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import pytest
 import torch
@@ -42,10 +43,15 @@ def _config(class_name: str, **kwargs):
     return cls(**kwargs)
 
 
-def _gptj():
-    if TF < Version("5.0.0"):
-        pytest.skip("GPT-J's attention goes through the attention registry from transformers 5.0")
-    return _config("GPTJConfig", n_layer=2, n_embd=32, n_head=4, n_positions=64, vocab_size=VOCAB, rotary_dim=4)
+def _since(version: str, make: Callable[[], object]) -> Callable[[], object]:
+    """A config only from a release on (GPT-J's and OPT's attention use the registry from 5.24 and 4.52)."""
+
+    def config():
+        if TF < Version(version):
+            pytest.skip(f"needs transformers >= {version}")
+        return make()
+
+    return config
 
 
 GEMMA = dict(SMALL, head_dim=8, num_key_value_heads=2)
@@ -72,23 +78,31 @@ CONFIGS = {
     "qwen3": lambda: _config("Qwen3Config", **GEMMA),
     "olmo2": lambda: _config("Olmo2Config", **SMALL, pad_token_id=0),
     "phi3": lambda: _config("Phi3Config", **SMALL, num_key_value_heads=2, pad_token_id=0),
-    "gptj": _gptj,
-    "opt": lambda: _config(
-        "OPTConfig",
-        num_hidden_layers=2,
-        hidden_size=32,
-        num_attention_heads=4,
-        ffn_dim=48,
-        vocab_size=VOCAB,
-        max_position_embeddings=64,
-        word_embed_proj_dim=32,
+    "gptj": _since(
+        "5.24.0",
+        lambda: _config("GPTJConfig", n_layer=2, n_embd=32, n_head=4, n_positions=64, vocab_size=VOCAB, rotary_dim=4),
+    ),
+    "opt": _since(
+        "4.52.0",
+        lambda: _config(
+            "OPTConfig",
+            num_hidden_layers=2,
+            hidden_size=32,
+            num_attention_heads=4,
+            ffn_dim=48,
+            vocab_size=VOCAB,
+            max_position_embeddings=64,
+            word_embed_proj_dim=32,
+        ),
     ),
 }
 
 
 @pytest.fixture(scope="module", params=list(CONFIGS))
 def hm(request) -> HookedModel:
-    return HookedModel(random_model(CONFIGS[request.param]()))
+    hm = HookedModel(random_model(CONFIGS[request.param]()))
+    _IMPLEMENTATIONS[id(hm.model)] = hm.model.config._attn_implementation
+    return hm
 
 
 _IMPLEMENTATIONS: dict[int, str] = {}  # each random model's own attention implementation (Gemma 2: eager)
@@ -102,7 +116,6 @@ def random_model(config) -> torch.nn.Module:
         for name, p in model.named_parameters():
             if p.ndim == 1:
                 p.normal_(1.0 if name.endswith("weight") else 0.0, 0.2)
-    _IMPLEMENTATIONS[id(model)] = model.config._attn_implementation
     return model
 
 
@@ -467,3 +480,38 @@ def test_hook_contexts_closed_out_of_order_restore_the_attention_implementation(
     assert seen == ["blocks.1.attn.hook_pattern"]  # the open context's attention hook still runs
     second.__exit__(None, None, None)
     assert hm.model.config._attn_implementation == original
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padded_batch_matches_each_prompt_alone(hm, tokens, side):
+    """Padding (with its attention mask) changes nothing at the real tokens: logits, residuals, patterns."""
+    short = tokens[1, :6]
+    pad = torch.zeros(3, dtype=tokens.dtype)
+    row, mask = (
+        (torch.cat([short, pad]), [1] * 6 + [0] * 3)
+        if side == "right"
+        else (torch.cat([pad, short]), [0] * 3 + [1] * 6)
+    )
+    ids, mask = torch.stack([tokens[0], row]), torch.tensor([[1] * 9, mask])
+    names = ["blocks.1.hook_resid_post", "blocks.1.attn.hook_pattern", "blocks.0.hook_mlp_out"]
+    logits, cache = hm.run_with_cache(ids, names, attention_mask=mask)
+    alone_logits, alone = hm.run_with_cache(short[None], names)
+    real = mask[1].bool()
+    torch.testing.assert_close(logits[1, real], alone_logits[0])
+    for name in names[::2]:
+        torch.testing.assert_close(cache[name][1, real], alone[name][0])
+    pattern = cache["blocks.1.attn.hook_pattern"][1][:, real][:, :, real]
+    torch.testing.assert_close(pattern, alone["blocks.1.attn.hook_pattern"][0])
+    full_logits = hm.run_with_cache(tokens[:1], names[:1])[0]
+    torch.testing.assert_close(logits[0], full_logits[0])  # the unpadded row is unchanged by its neighbour
+    assert_no_hooks(hm)
+
+
+def test_embedding_scale_and_soft_caps(hm, tokens):
+    """hook_embed is what enters the stream (Gemma: W_E * sqrt(d_model)); logits are soft-capped where the model caps them."""
+    logits, cache = hm.run_with_cache(tokens, ["hook_embed", "ln_final.hook_out"])
+    torch.testing.assert_close(cache["hook_embed"], hm.W_E[tokens] * hm.cfg.embed_scale)
+    assert hm.cfg.embed_scale == (hm.cfg.d_model**0.5 if hm.cfg.architecture.startswith("gemma") else 1.0)
+    unembedded = cache["ln_final.hook_out"] @ hm.W_U + hm.b_U
+    cap = hm.cfg.output_logits_soft_cap
+    torch.testing.assert_close(logits, cap * torch.tanh(unembedded / cap) if cap else unembedded)

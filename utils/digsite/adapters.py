@@ -74,13 +74,20 @@ def _transformers_at_least(version: str) -> bool:
     return Version(transformers.__version__) >= Version(version)
 
 
+def _needs_transformers(version: str, family: str) -> str | None:
+    if _transformers_at_least(version):
+        return None
+    import transformers
+
+    return (
+        f"{family}'s attention goes through transformers' attention registry (where digsite hooks q, k, v and "
+        f"the pattern) only from transformers {version}, and this is {transformers.__version__}: "
+        "`pip install -U transformers`"
+    )
+
+
 def _gptj_problem(config) -> str | None:
-    if not _transformers_at_least("5.0.0"):
-        return (
-            "GPT-J's attention goes through transformers' attention registry (where digsite hooks q, k, v and "
-            "the pattern) only from transformers 5.0: `pip install -U transformers`"
-        )
-    return None
+    return _needs_transformers("5.24.0", "GPT-J")
 
 
 def _opt_problem(config) -> str | None:
@@ -88,7 +95,7 @@ def _opt_problem(config) -> str | None:
         return "this OPT checkpoint normalises after each residual addition (do_layer_norm_before=False, as opt-350m)"
     if getattr(config, "word_embed_proj_dim", config.hidden_size) != config.hidden_size:
         return "this OPT checkpoint projects its embeddings (word_embed_proj_dim != hidden_size, as opt-350m)"
-    return None
+    return _needs_transformers("4.52.0", "OPT")
 
 
 @dataclass(frozen=True)
@@ -340,7 +347,7 @@ def adapter_for_config(config) -> Adapter:
         if model_type in adapter.model_types:
             problem = adapter.config_problem(config) if adapter.config_problem else None
             if problem:
-                raise NotImplementedError(f"digsite cannot hook this {model_type!r} model: {problem}.")
+                raise NotImplementedError(f"This {model_type!r} model cannot be hooked: {problem}.")
             return adapter
     raise NotImplementedError(
         f"digsite has no adapter for model_type {model_type!r}. {_HINTS.get(model_type, '')}"

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import warnings
 from collections import defaultdict
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -333,6 +334,14 @@ class HookedModel(Tokenization, Weights):
         self.tokenizer = tokenizer
         self.adapter: Adapter = adapter_for(model)
         self.cfg = model_config(self.adapter, model)
+        if self.cfg.attn_scores_soft_cap and model.config._attn_implementation in ("sdpa", "flash_attention_2"):
+            # transformers 4.x's SDPA and flash attention skip Gemma 2's soft cap (5.x picks eager itself)
+            warnings.warn(
+                "This model soft-caps its attention scores, which SDPA and flash attention ignore: "
+                "it now runs with eager attention, so hooked and plain runs agree and match the model as trained.",
+                stacklevel=3,
+            )
+            model.config._attn_implementation = "eager"
         self._blocks = list(_get(model, self.adapter.blocks))
         self._mlps = [_get(b, self.adapter.mlp) for b in self._blocks]
         self._sites = self._build_sites()

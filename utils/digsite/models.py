@@ -145,7 +145,7 @@ def check_supported(config: Any, source: str) -> None:
     except NotImplementedError as err:
         model_type = getattr(config, "model_type", None)
         raise UnsupportedModelError(
-            f"{source!r} is a {model_type!r} model, which digsite cannot hook: {err} "
+            f"digsite cannot hook {source!r}, a {model_type!r} model. {err} "
             "Nothing was downloaded or loaded beyond its config."
         ) from None
 
