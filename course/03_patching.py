@@ -860,6 +860,37 @@ else:
     print("Offline: skipping GPT-2. Everything above ran on the bundled toylang organism.")
 
 # %% [markdown]
+# ## 8. Try it on a real model
+#
+# Patching needs nothing family-specific: the same sweep runs on every family digsite supports
+# (`docs/models.md`). Here it is on **Pythia-160m** (Biderman et al., 2023), a GPT-NeoX with
+# parallel attention and MLP — patch `hook_attn_out` or `hook_z` there; it has no
+# `hook_resid_mid`. `P.ioi_metric` builds the normalised logit-difference metric of section 1
+# (1 = clean, 0 = name-swapped). Which heads light up in Pythia is an open question for you;
+# the metric and the sweep are the same as for GPT-2 (we could not run this cell where the
+# course was written, offline). Swap in `"google/gemma-2-2b"` on a GPU (gated: accept its licence
+# and log in): there `hook_attn_out` is after Gemma's post-attention norm, so patching it is
+# exact, while patching `hook_z` goes through that norm. Needs a network; skipped offline.
+
+# %%
+if online():
+    real = load_model("EleutherAI/pythia-160m", device=device)
+    rdata = P.ioi_data(real, n=8, seed=0)
+    r_metric, r_clean, r_corrupt = P.ioi_metric(real, rdata)
+    r_heads = P.head_sweep(real, rdata.corrupt, rdata.clean, r_metric)
+    top = r_heads.flatten().abs().argsort(descending=True)[:10].tolist()
+    n_heads = real.cfg.n_heads
+    print(f"{real.cfg.architecture} logit difference: clean {r_clean:+.2f}, swap {r_corrupt:+.2f}")
+    print(
+        "largest head effects:", ", ".join(f"{i // n_heads}.{i % n_heads} ({r_heads.flatten()[i]:+.2f})" for i in top)
+    )
+    from IPython.display import display
+
+    display(plot.imshow(r_heads, xlabel="head", ylabel="layer", title="Pythia-160m: denoising each head's output"))
+else:
+    print("Offline: skipping the real model (load_model needs the hub). Everything above ran on the bundled organism.")
+
+# %% [markdown]
 # ## Summary
 #
 # - A patching experiment is a clean/corrupt pair, a site and a metric. Choose the corruption so
