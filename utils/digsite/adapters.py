@@ -400,7 +400,9 @@ def model_config(adapter: Adapter, model: nn.Module) -> ModelConfig:
     d_head = getattr(config, "head_dim", None) or config.hidden_size // n_heads
     attn = block.get_submodule(adapter.attn)
     scaling = getattr(attn, "scaling", None)
-    windows = [getattr(b.get_submodule(adapter.attn), "sliding_window", None) for b in blocks]
+    # per layer where the attention module says (None on global layers), else the config's for all (Mistral)
+    default_window = getattr(config, "sliding_window", None)
+    windows = [getattr(b.get_submodule(adapter.attn), "sliding_window", default_window) for b in blocks]
     d_mlp = in_out_weight(block.get_submodule(adapter.mlp_in)).shape[1]
     return ModelConfig(
         architecture=adapter.architecture,
