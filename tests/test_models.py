@@ -298,3 +298,13 @@ def test_batched_generation_continues_each_prompt_not_its_padding(toylang):
     alone = [toylang.generate(p, max_new_tokens=2, do_sample=False) for p in prompts]
     assert together == alone
     assert all("<pad>" not in text for text in together)
+
+
+def test_multimodal_gemma3_is_refused_with_what_to_load_instead(tmp_path):
+    import transformers
+
+    if not hasattr(transformers, "Gemma3Config"):
+        pytest.skip("transformers < 4.50 has no Gemma 3")
+    transformers.Gemma3Config().save_pretrained(tmp_path)
+    with pytest.raises(models.UnsupportedModelError, match="gemma3_text"):
+        load_model(str(tmp_path))

@@ -6,13 +6,20 @@ is the small table that says, for one architecture, which Hugging Face module ho
 each piece: the position embedding, the list of blocks, and inside a block its two
 norms, its attention, the attention's output projection and the MLP's layers.
 
+Norms a family lacks are None; a family that normalises each sublayer's output (Gemma 2/3,
+OLMo-2) names those norms `ln1_post` / `ln2_post`, and attn_out / mlp_out are taken after them,
+so every hook name keeps one meaning across families (docs/models.md). A config of a covered
+type that still cannot be hooked (an old transformers release, an unusual layout) is refused
+by the adapter's `config_problem`, before any weights are read.
+
 Adding an architecture = adding one `Adapter` to `ADAPTERS`:
 
 1. Print `[name for name, _ in model.named_modules()]` for a small random config.
 2. Fill in the module paths (block-relative ones are relative to one block); the token
    embedding and unembedding come from `get_input_embeddings` / `get_output_embeddings`.
 3. Say how to read per-head W_Q, W_K, W_V from the attention module (`qkv`).
-4. List the config `model_type`s it covers, and add a test config to tests/test_hooks.py.
+4. List the config `model_type`s it covers, add a test config to tests/test_hooks.py's
+   CONFIGS, and a section to docs/models.md.
 
 The attention module must call `ALL_ATTENTION_FUNCTIONS` (every current model in
 transformers does): that is how q, k, v, scores and patterns are hooked.

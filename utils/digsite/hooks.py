@@ -25,6 +25,11 @@ Names mean what they mean in TransformerLens. How each reaches the model (see `S
   what the attention, the MLP or the unembedding reads. Replacing the scale or the
   normalized value re-computes the norm's output from it.
 - hook_result: per-head outputs z_h @ W_O[h] (no bias), computed only when named.
+- hook_attn_out / hook_mlp_out: what the sublayer adds to the residual stream, so after the
+  post-norm in families that normalise sublayer outputs (Gemma 2/3, OLMo-2), whose
+  ln1_post / ln2_post.hook_scale and hook_normalized are hook points too. Families without a
+  norm in some place (OLMo-2's ln1/ln2, GPT-J's ln2) have no names for it; parallel blocks
+  have no resid_mid. docs/models.md lists, per family, what each name records.
 """
 
 from __future__ import annotations
