@@ -515,3 +515,29 @@ def test_embedding_scale_and_soft_caps(hm, tokens):
     unembedded = cache["ln_final.hook_out"] @ hm.W_U + hm.b_U
     cap = hm.cfg.output_logits_soft_cap
     torch.testing.assert_close(logits, cap * torch.tanh(unembedded / cap) if cap else unembedded)
+
+
+def test_patch_sweeps_with_the_key_value_prefix_equal_the_loop(hm, tokens):
+    """The base run's cache, cut at the first patched position, is read back right by every family."""
+    from digsite import patching as P
+
+    source = tokens.clone()
+    source[:, 4] = (tokens[:, 4] + 1) % VOCAB
+    names = [f"blocks.{l}.hook_resid_pre" for l in range(hm.cfg.n_layers)]
+    patches = [P.Patch(n, (p,)) for n in names for p in range(3, 6)]
+    values = P._cache(hm, source, names)
+
+    def metric(logits):
+        return logits[:, -1, 0].mean()
+
+    loop = P.patch_loop(hm, tokens, values, patches, metric)
+    if hm.cfg.sliding_window and hm.cfg.sliding_window < tokens.shape[1] and 0 in hm.cfg.local_layers:
+        try:  # some releases keep a local layer's whole prompt, some only its window (then: a clear error)
+            sweep = P.patch_sweep(hm, tokens, values, patches, metric, max_rows=4)
+        except ValueError as err:
+            assert "reuse_positions=False" in str(err)
+            sweep = P.patch_sweep(hm, tokens, values, patches, metric, max_rows=4, reuse_positions=False)
+    else:
+        sweep = P.patch_sweep(hm, tokens, values, patches, metric, max_rows=4)
+    torch.testing.assert_close(sweep, loop, atol=1e-5, rtol=1e-5)
+    assert_no_hooks(hm)

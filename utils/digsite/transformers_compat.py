@@ -177,10 +177,23 @@ class KeysValues:
         layers = getattr(cache, "layers", None)  # transformers >= 4.56; before, a tuple or an indexable cache
         if layers is not None:
             return cls([(layer.keys, layer.values) for layer in layers], False)
+        if hasattr(cache, "key_cache"):  # 4.4x's HybridCache (Gemma 2) has no len()
+            return cls(list(zip(cache.key_cache, cache.value_cache)), False)
         return cls([tuple(cache[l][:2]) for l in range(len(cache))], isinstance(cache, tuple))
 
     def prefix(self, p0: int, k: int, first_block: int):
-        """A cache of positions < p0, repeated k times, for a pass that starts at `first_block`."""
+        """A cache of positions < p0, repeated k times, for a pass that starts at `first_block`.
+
+        A sliding-window layer's cache keeps only its last `window` positions: with a prompt
+        longer than that, the early positions are gone, and this is an error, not a wrong cache.
+        """
+        lengths = {keys.shape[-2] for keys, _ in self.layers}
+        if len(lengths) > 1:
+            raise ValueError(
+                f"This model's sliding-window layers cached only their last {min(lengths)} of {max(lengths)} "
+                "positions, so a pass cannot start in the middle of the prompt. Use prompts no longer than the "
+                "window, or patch_sweep(..., reuse_positions=False)."
+            )
         cut = [
             (keys[:, :, :p0].repeat(k, 1, 1, 1), values[:, :, :p0].repeat(k, 1, 1, 1)) for keys, values in self.layers
         ]
@@ -198,6 +211,14 @@ def kv_cache_from_output(output) -> KeysValues:
 
 
 def forward_with_cache(model: nn.Module, cache, **kwargs):
-    """model(**kwargs) with a key-value cache: transformers 5 calls the argument `cache`, 4.x `past_key_values`."""
+    """model(**kwargs) with a key-value cache: transformers 5 calls the argument `cache`, 4.x `past_key_values`.
+
+    Without an attention mask, an all-ones one over the cached and the new positions is passed:
+    Gemma 2 under transformers 4.4x sizes its mask from the mask (else from the new positions only).
+    """
     argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    if kwargs.get("attention_mask") is None and "input_ids" in kwargs:
+        ids = kwargs["input_ids"]
+        cached = cache[0][0].shape[-2] if isinstance(cache, tuple) else cache.get_seq_length()
+        kwargs["attention_mask"] = torch.ones(ids.shape[0], cached + ids.shape[1], dtype=torch.long, device=ids.device)
     return model(use_cache=True, **{argument: cache}, **kwargs)
