@@ -931,7 +931,7 @@ claim("ch01.r2_after_1", r2["blocks.1.hook_resid_post"])
 # intervention, as in section 5.)
 
 # %% [markdown]
-# ## Reading a circuit from its weights
+# ## 8. Reading a circuit from its weights
 #
 # Everything so far was *behavioural*: run the model, look at patterns, knock heads out. But a
 # 2-layer attention model is a small formula, and Elhage et al. (*A Mathematical Framework for
@@ -1574,7 +1574,7 @@ fig.update_traces(mode="markers", marker_size=12)
 # exercise). In this model, head 0.1 matters to induction through the keys of layer 1.
 
 # %% [markdown]
-# ## 8. Try it on GPT-2
+# ## 9. Try it on GPT-2
 #
 # Everything above works unchanged on a real model. Olsson et al. (2022) found induction heads
 # in every model they studied; in GPT-2 small the usual suspects are heads 5.1, 5.5, 6.9, 7.2
@@ -1603,6 +1603,41 @@ if online():
     )
 else:
     print("Offline: skipping GPT-2. Everything above ran on the bundled induction organism.")
+
+# %% [markdown]
+# ## 10. Try it on a real model
+#
+# The hook names above mean the same thing in every family digsite supports — GPT-2, Pythia,
+# Llama, Mistral, Qwen, Gemma, OLMo-2, Phi-3, GPT-J, OPT (`docs/models.md` lists what each name
+# records per family). Here is the same induction sweep on **Pythia-160m** (Biderman et al., 2023,
+# *Pythia: A Suite for Analyzing Large Language Models Across Training and Scaling*), a GPT-NeoX:
+# rotary positions, and attention and MLP reading the same residual stream in parallel (so its
+# blocks have no `hook_resid_mid`). Olsson et al. (2022) found induction heads in every model
+# they looked at, so expect a few heads with scores near 1; which ones is for you to find (we
+# could not run this cell where the course was written, offline). To try Gemma 2 instead, load
+# `"google/gemma-2-2b"` (gated: accept its licence on the hub and log in; about 10 GB in float32,
+# so on a GPU pass `dtype=torch.bfloat16`). Needs a network; skipped offline.
+
+# %%
+if online():
+    real = load_model("EleutherAI/pythia-160m", device=device)
+    real_tokens = repeated_tokens(
+        batch=8, seg_len=50, seed=0, vocab_size=len(real.tokenizer), bos_id=real.tokenizer.bos_token_id, low=0
+    ).to(device)
+    real_ind = induction.head_scores(real, real_tokens, partial(induction.induction_score, seg_len=50))
+    top = real_ind.flatten().argsort(descending=True)[:6].tolist()
+    n_heads = real.cfg.n_heads
+    print(
+        f"{real.cfg.architecture}: {real.cfg.n_layers} layers x {n_heads} heads; top induction heads:",
+        ", ".join(f"{i // n_heads}.{i % n_heads} ({real_ind.flatten()[i]:.2f})" for i in top),
+    )
+    from IPython.display import display
+
+    display(
+        plot.imshow(real_ind, title="Pythia-160m: induction scores", xlabel="head", ylabel="layer", diverging=False)
+    )
+else:
+    print("Offline: skipping the real model (load_model needs the hub). Everything above ran on the bundled organism.")
 
 # %% [markdown]
 # ## Summary

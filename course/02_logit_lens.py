@@ -664,7 +664,7 @@ plot.imshow(
 # the largest is +{{claim:ch02.dla_top_head=0.98}}). Yet an MLP works on one position at a time: it cannot see "Mary"
 # three words back. Something must have moved the name's information to the last position
 # first — an attention head whose effect is **indirect**, through the MLP, and so invisible to
-# direct logit attribution. Chapter 3's patching finds it. (Section 7 takes one step back along
+# direct logit attribution. Chapter 3's patching finds it. (Section 8 takes one step back along
 # a head's path: which parts of the stream did the head itself read?)
 #
 # The same works for facts. For "a X is an" the article already narrows the category to
@@ -1042,6 +1042,41 @@ else:
     print("Offline: skipping GPT-2. Everything above ran on the bundled toy-language model.")
 
 # %% [markdown]
+# ## 7. Try it on a real model
+#
+# The lens works on every family digsite supports (`docs/models.md`). Here it runs on
+# **Gemma 2** (Gemma Team, 2024, *Gemma 2: Improving Open Language Models at a Practical Size*), the
+# model Gemma Scope's SAEs are trained on. Three things differ from GPT-2, and the package
+# handles each: its RMSNorms multiply by (1 + w), not w (`model.norm_module(None)` is the model's
+# own module, so calling it is right); it normalises each sublayer's output again before adding
+# it (sandwich norms: `hook_attn_out` is what is added, after that norm); and it soft-caps its
+# logits, `30·tanh(logit / 30)`, after the unembedding — the lens shows uncapped logits, which
+# rank tokens the same way. The cell decodes every layer at each IOI prompt's last position and
+# prints the layer from which the answer is the top prediction. Expect it late, in the last
+# few of the 26 layers, as in GPT-2 — a hypothesis: we could not run it where the course was
+# written, offline. `google/gemma-2-2b` is gated: accept its licence on the hub and log in
+# (`huggingface_hub.login()`); it wants a GPU (bfloat16), or `"EleutherAI/pythia-160m"` on a CPU.
+
+# %%
+if online():
+    real = load_model("google/gemma-2-2b", device=device, dtype=torch.bfloat16 if device.type == "cuda" else None)
+    prompts = ioi[:8]
+    r_tokens, r_pos = lens.prompt_batch(real, [p.text for p in prompts])
+    r_answers = real.to_tokens([p.answer for p in prompts], prepend_bos=False)[:, 0]
+    r_stack, r_logits = lens.resid_stack(real, r_tokens)
+    rows = torch.arange(len(prompts))
+    with torch.no_grad():  # only the last positions: Gemma's vocabulary has 256k tokens
+        r_lens = lens.unembed(real, real.norm_module(None)(r_stack[:, rows, r_pos]))[:, :, None]
+    r_probs, r_ranks = lens.answer_ranks(r_lens, torch.zeros_like(r_pos), r_answers)
+    print(f"{real.cfg.architecture}: {real.cfg.n_layers} layers, logit soft cap {real.cfg.output_logits_soft_cap}")
+    print("first layer from which the answer stays top-1, per prompt:", lens.first_top1_layer(r_ranks).tolist())
+    from IPython.display import display
+
+    display(lens.lens_figure(real, prompts[0].text))
+else:
+    print("Offline: skipping the real model (load_model needs the hub). Everything above ran on the bundled model.")
+
+# %% [markdown]
 # On GPT-2 the head attributions do not sum to the whole logit difference — we passed only the
 # heads, not the embeddings, MLPs and biases. Look for the heads Wang et al. call *name movers*
 # (9.9, 9.6, 10.0) among the positive ones, and for their *negative* name movers (10.7, 11.10).
@@ -1049,7 +1084,7 @@ else:
 # biases.
 
 # %% [markdown]
-# ## 7. Going further: attribution through a path
+# ## 8. Going further: attribution through a path
 #
 # Direct logit attribution gave every head the credit of its *direct* path to the logits. But
 # a head's output is built from what it read: its values are a linear function of the stream

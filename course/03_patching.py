@@ -32,7 +32,7 @@
 # **Prerequisites:** chapter 1 (hooks, `run_with_cache`, `run_with_hooks`, attention patterns);
 # chapter 2 helps (logit attribution).
 #
-# **Time:** about 3 hours for sections 1–6; about 3 more for the optional section 6½ (exercises 3.10–3.13).
+# **Time:** about 3 hours for sections 1–6; about 3 more for the optional section 7 (exercises 3.10–3.13).
 #
 # **Readings**
 # - Wang et al., [*Interpretability in the Wild: a Circuit for Indirect Object Identification in GPT-2 small*](https://arxiv.org/abs/2211.00593) (2022) —
@@ -906,7 +906,7 @@ claim("ch03.hypothesis_faithfulness", score(hypothesis))
 # A circuit is a claim *relative to an ablation and a corruption*: say which.
 
 # %% [markdown]
-# ## 6½. The hard parts yourself, and the research standard for a circuit claim
+# ## 7. The hard parts yourself, and the research standard for a circuit claim
 #
 # So far the package has done the heavy lifting: the batched sweeps, path patching, the circuit
 # score. The exercises below (optional, and the hardest of the chapter) have you write those
@@ -1400,7 +1400,7 @@ go.Figure(
 # ablation reveals".
 
 # %% [markdown]
-# ## 7. Try it on GPT-2
+# ## 8. Try it on GPT-2
 #
 # Wang et al. (2022) found the IOI circuit of GPT-2 small with these methods (path patching,
 # mean ablation over the ABC distribution). The heads they report:
@@ -1447,6 +1447,37 @@ if online():
     display(plot.imshow(g_heads, xlabel="head", ylabel="layer", title="GPT-2 small: denoising each head's output"))
 else:
     print("Offline: skipping GPT-2. Everything above ran on the bundled toylang organism.")
+
+# %% [markdown]
+# ## 9. Try it on a real model
+#
+# Patching needs nothing family-specific: the same sweep runs on every family digsite supports
+# (`docs/models.md`). Here it is on **Pythia-160m** (Biderman et al., 2023), a GPT-NeoX with
+# parallel attention and MLP — patch `hook_attn_out` or `hook_z` there; it has no
+# `hook_resid_mid`. `P.ioi_metric` builds the normalised logit-difference metric of section 1
+# (1 = clean, 0 = name-swapped). Which heads light up in Pythia is an open question for you;
+# the metric and the sweep are the same as for GPT-2 (we could not run this cell where the
+# course was written, offline). Swap in `"google/gemma-2-2b"` on a GPU (gated: accept its licence
+# and log in): there `hook_attn_out` is after Gemma's post-attention norm, so patching it is
+# exact, while patching `hook_z` goes through that norm. Needs a network; skipped offline.
+
+# %%
+if online():
+    real = load_model("EleutherAI/pythia-160m", device=device)
+    rdata = P.ioi_data(real, n=8, seed=0)
+    r_metric, r_clean, r_corrupt = P.ioi_metric(real, rdata)
+    r_heads = P.head_sweep(real, rdata.corrupt, rdata.clean, r_metric)
+    top = r_heads.flatten().abs().argsort(descending=True)[:10].tolist()
+    n_heads = real.cfg.n_heads
+    print(f"{real.cfg.architecture} logit difference: clean {r_clean:+.2f}, swap {r_corrupt:+.2f}")
+    print(
+        "largest head effects:", ", ".join(f"{i // n_heads}.{i % n_heads} ({r_heads.flatten()[i]:+.2f})" for i in top)
+    )
+    from IPython.display import display
+
+    display(plot.imshow(r_heads, xlabel="head", ylabel="layer", title="Pythia-160m: denoising each head's output"))
+else:
+    print("Offline: skipping the real model (load_model needs the hub). Everything above ran on the bundled organism.")
 
 # %% [markdown]
 # ## Summary

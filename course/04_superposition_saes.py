@@ -943,3 +943,31 @@ if online():
     print(sae.evaluate_sae(gpt2_sae, gpt2_acts, gpt2, gpt2_tokens))
 else:
     print("Offline: skipping GPT-2.")
+
+# %% [markdown]
+# ## Try it on a real model
+#
+# The same SAE code runs on every family digsite supports (`docs/models.md`). Gemma Scope
+# (Lieberum et al., 2024, *Gemma Scope: Open Sparse Autoencoders Everywhere All At Once on
+# Gemma 2*) published SAEs for every layer of **Gemma 2 2B**; the hook names are shared, so
+# `digsite.saelens.load_saelens(folder)` loads one (downloaded in SAELens's format) and the
+# dashboards and metrics above run on it. The cell below trains a small TopK SAE on Gemma 2's
+# residual stream in the middle of the model, as the GPT-2 cell did — on a GPU (bfloat16 model,
+# a minute or two); on a CPU use `"EleutherAI/pythia-160m"`. Expect a worse reconstruction than
+# on the organism at this budget: 300 steps on a few thousand tokens is a toy run (we could not
+# run it where the course was written, offline). `google/gemma-2-2b` is gated: accept its licence
+# on the hub and log in. Needs a network; skipped offline.
+
+# %%
+if online():
+    real = load_model("google/gemma-2-2b", device=device, dtype=torch.bfloat16 if device.type == "cuda" else None)
+    texts = [" ".join(p.text + p.answer + "." for p in ioi_prompts(8, seed=s)) for s in range(40)]
+    real_tokens = real.to_tokens(texts)[:, :64]
+    hook_name = f"blocks.{real.cfg.n_layers // 2}.hook_resid_pre"
+    real_acts = sae.collect_activations(real, real_tokens, hook_name).float()
+    d_model = real.cfg.d_model  # 2304 for Gemma 2 2B
+    real_sae = sae.SAE(sae.SAEConfig(d_in=d_model, d_sae=4 * d_model, k=32, hook_name=hook_name)).to(real_acts.device)
+    sae.train_sae(real_sae, real_acts, steps=300, batch_size=256)
+    print(real.cfg.architecture, hook_name, sae.evaluate_sae(real_sae, real_acts))
+else:
+    print("Offline: skipping the real model (load_model needs the hub).")
