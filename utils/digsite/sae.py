@@ -4,7 +4,9 @@ An SAE rewrites an activation x (d_in,) as a sparse, non-negative combination of
 directions: f = act(W_enc^T (x - b_dec) + b_enc) (d_sae,), x_hat = f @ W_dec + b_dec, where
 every row of W_dec (a latent's decoder direction, a column of the decoder matrix in
 x_hat = W_d f + b_d) has unit norm. Two activations: ReLU with an L1 penalty on f, or TopK
-(keep the k largest, Gao et al. 2024), which sets L0 directly.
+(keep the k largest, Gao et al. 2024), which sets L0 directly. `train_sae` keeps latents alive
+by resampling (with Adam's moments reset for the resampled latents) or with Gao et al.'s AuxK
+loss (`auxk_loss`, chapter 4's exercise 4.15).
 
 Shapes: W_enc (d_in, d_sae), b_enc (d_sae,), W_dec (d_sae, d_in), b_dec (d_in,),
 activations (..., d_in), latents (..., d_sae).
