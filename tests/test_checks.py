@@ -118,6 +118,7 @@ MODEL_CHECKS = [
     "check_patch_resid_once",
     "check_ce_loss_recovered",
     "check_neuron_acts",
+    "check_neuron_logit_spectrum",
     "check_residuals_at",
     "check_contrastive_vector",
     "check_head_effects",
