@@ -155,8 +155,8 @@ claim("ch05.plateau_acc_mirror", 100 * acc_mirror)
 claim("ch05.plateau_acc_other", 100 * acc_other)
 
 # %% [markdown]
-# The memorised model is right on {{claim:ch05.plateau_acc_mirror=96%±4%}} of the test pairs whose mirror it was trained
-# on, and on {{claim:ch05.plateau_acc_other=3%±3%}} of the others. The plateau is memorisation plus commutativity,
+# The memorised model is right on {{claim:ch05.plateau_acc_mirror=98%}} of the test pairs whose mirror it was trained
+# on, and on {{claim:ch05.plateau_acc_other=1.1%}} of the others. The plateau is memorisation plus commutativity,
 # pair by pair: not early generalisation.
 
 # %% [markdown]
@@ -323,7 +323,7 @@ plot.line(
 #
 # Compare with the textbook model of Nanda et al.: there, five frequencies stood alone and
 # everything else was zero. Our organism's spectrum is messier — a dozen tall frequencies and
-# a floor that never reaches zero. It stopped training {{claim:ch05.cleanup_steps=525}} steps after it grokked, while
+# a floor that never reaches zero. It stopped training {{claim:ch05.cleanup_steps=825}} steps after it grokked, while
 # Nanda's model trained for tens of thousands more, a long **clean-up** phase in which weight
 # decay strips out everything the algorithm does not need. So where is the line between "key"
 # and "noise"? Looking will not settle it; an experiment will.
@@ -385,8 +385,8 @@ claim("ch05.n_key", len(key_freqs))
 claim("ch05.only_key_accuracy", 100 * keep_curve[n])
 
 # %% [markdown]
-# {{claim:ch05.n_key=9}} frequencies out of 56 are enough: with all the others deleted from the
-# embedding the model still gets {{claim:ch05.only_key_accuracy=99.95%}} of the 12,769 sums right. With fewer than nine, accuracy drops step by step — there is no single sharp
+# {{claim:ch05.n_key=10}} frequencies out of 56 are enough: with all the others deleted from the
+# embedding the model still gets {{claim:ch05.only_key_accuracy=99.99%}} of the 12,769 sums right. With fewer than ten, accuracy drops step by step — there is no single sharp
 # cut-off, one more sign of a model that has not finished cleaning up.
 #
 # ## 4. Neurons are waves over (a, b)
@@ -504,7 +504,7 @@ plot.imshow(
 )
 
 # %% [markdown]
-# Now every neuron. About half of them ({{claim:ch05.neurons_key_best=259}} of 512) have a key frequency as their best
+# Now every neuron. About half of them ({{claim:ch05.neurons_key_best=249}} of 512) have a key frequency as their best
 # frequency, but in this organism most neurons mix several frequencies: only {{claim:ch05.neurons_one_frequency=29%}} get more than
 # half their variance from one — another sign of the clean-up it never had.
 
@@ -602,7 +602,7 @@ fig
 
 # %% [markdown]
 # The two panels should look alike: a bright diagonal line where `c = a + b`, the right
-# answer, and the same ripples around it. The {{claim:ch05.n_terms=9}} terms explain {{claim:ch05.fit_explained=66%±3%}} of the centred logits'
+# answer, and the same ripples around it. The {{claim:ch05.n_terms=10}} terms explain {{claim:ch05.fit_explained=66%±3%}} of the centred logits'
 # variance, and their argmax alone is right for {{claim:ch05.fit_accuracy=100.0%}} of the pairs.
 #
 # ## 6. Which frequencies can the model live without?
@@ -634,18 +634,18 @@ go.Figure(go.Bar(x=list(results), y=[r["accuracy"] for r in results.values()])).
 )
 
 # %% [markdown]
-# Read the numbers. Keeping only the key frequencies leaves the model working ({{claim:ch05.only_key_again=99.95%}}).
-# Removing all of them from the embedding drops accuracy to {{claim:ch05.without_all_key=54%}}, while removing the next
-# strongest frequencies, as many, costs almost nothing ({{claim:ch05.without_next=99.8%}}). So the key frequencies carry
+# Read the numbers. Keeping only the key frequencies leaves the model working ({{claim:ch05.only_key_again=99.99%}}).
+# Removing all of them from the embedding drops accuracy to {{claim:ch05.without_all_key=69%}}, while removing the next
+# strongest frequencies, as many, costs almost nothing ({{claim:ch05.without_next=99.95%}}). So the key frequencies carry
 # far more of what the embedding tells the rest of the model than other frequencies of similar
-# strength do. They are not all of it: with them gone, the model is still right on half of the
-# pairs, sixty times chance. And this experiment only edits the *embedding*; the attention, the
+# strength do. They are not all of it: with them gone, the model is still right on two thirds
+# of the pairs, dozens of times chance. And this experiment only edits the *embedding*; the attention, the
 # MLP and the unembedding read and write frequencies too. The next cell removes the key
 # frequencies where the answer is read out as well.
 #
 # Removing any **single** key frequency leaves accuracy at {{claim:ch05.single_min_accuracy=100.0%}} — only the loss rises,
-# {{claim:ch05.single_loss_ratio=1.5–5}} times. Why? The logits are a sum of waves that all peak at `a + b`; with nine of
-# them the peak still wins when one wave is missing. (Even the fit above needed all nine to
+# {{claim:ch05.single_loss_ratio=1.5–5}} times. Why? The logits are a sum of waves that all peak at `a + b`; with ten of
+# them the peak still wins when one wave is missing. (Even the fit above needed all ten to
 # explain two thirds of the logits.) This organism's solution is **redundant**: spread over
 # many frequencies, as models are before the clean-up phase ends. A model that has cleaned up
 # uses just a few frequencies, and then each one is essential. Section 9 trains one.
@@ -679,10 +679,10 @@ claim("ch05.without_key_both", 100 * both)
 
 # %% [markdown]
 # A surprise, and a useful one. Removed from the logits alone, the key frequencies leave the
-# model right on {{claim:ch05.without_key_output=85%}} of the pairs; removed from the embedding *and* the logits, on
-# {{claim:ch05.without_key_both=86%}}. The other 47 frequencies, each weak, together still peak at the right answer for
+# model right on {{claim:ch05.without_key_output=94%}} of the pairs; removed from the embedding *and* the logits, on
+# {{claim:ch05.without_key_both=94%}}. The other 46 frequencies, each weak, together still peak at the right answer for
 # most pairs. So in this organism the key frequencies are the largest part of the algorithm —
-# nine waves explain two thirds of the logits, and they are what you see when you look — but
+# ten waves explain two thirds of the logits, and they are what you see when you look — but
 # not all of it: the answer is also spelled out, more faintly, in the frequencies we called
 # noise. A claim such as "the key frequencies *are* the algorithm" needs an experiment that
 # could break it; here it breaks. It would hold for a model that finished cleaning up, like
@@ -785,11 +785,11 @@ plot.imshow(
 )
 
 # %% [markdown]
-# The key frequencies are {{claim:ch05.uniform_key_share=16%}} of the frequencies but hold {{claim:ch05.logit_map_key_share=44%}} of the
+# The key frequencies are {{claim:ch05.uniform_key_share=18%}} of the frequencies but hold {{claim:ch05.logit_map_key_share=42%}} of the
 # neuron-to-logit map's squared norm — a strong preference, not a monopoly, like everything else
 # in this not-quite-cleaned-up organism — and only {{claim:ch05.neurons_write_one=26%}} of the neurons write more than half
 # of their effect at a single frequency. But where a neuron is clean, the read and the write
-# match: of the {{claim:ch05.clean_neurons=149}} neurons whose activations are mostly one frequency, {{claim:ch05.read_write_agree=99%}} write that same
+# match: of the {{claim:ch05.clean_neurons=151}} neurons whose activations are mostly one frequency, {{claim:ch05.read_write_agree=100%}} write that same
 # frequency to the logits. That is the algorithm's last step, read from the weights: clusters
 # of neurons, one cluster per frequency, turn products of waves in `a` and `b` into
 # `cos(w(a + b − c))` over the answers. (We read only the MLP's direct path here; the
@@ -890,11 +890,52 @@ for step in steps:
     print(f"step {step:>5}: " + "  ".join(f"{k} {v:.4g}" for k, v in m.items()))
 mine = progress_losses(model(all_pairs(p)[0])[:, -1, :p].float().cpu(), key_freqs, train_idx)
 print(f"your losses on the final model: restricted {mine[0]:.4g}, excluded {mine[1]:.4g}")
-claim("ch05.progress_first_step", steps[0])
+by_step = dict(zip(steps, measures))
+before = [m for s, m in by_step.items() if s < generalised]  # checkpoints before test accuracy passes 99%
+mid = steps[len(steps) // 2 - 1]  # a checkpoint in the middle of the climb
+claim("ch05.pm_n_before", len(before))
+claim("ch05.pm_restricted_below", sum(m["restricted_loss"] < m["test_loss"] for m in before))
+claim("ch05.pm_mid_step", mid)
+claim("ch05.pm_mid_restricted", by_step[mid]["restricted_loss"])
+claim("ch05.pm_mid_test", by_step[mid]["test_loss"])
+claim("ch05.pm_first_step", steps[0])
+claim("ch05.pm_ratio_first", measures[0]["excluded_loss"] / measures[0]["train_loss"])
+claim("ch05.pm_ratio_mid", by_step[steps[3]]["excluded_loss"] / by_step[steps[3]]["train_loss"])
+claim("ch05.pm_ratio_mid_step", steps[3])
+norms = [m["weight_norm"] for m in measures]
+claim("ch05.pm_norm_min", min(norms))
+claim("ch05.pm_norm_max", max(norms))
+claim("ch05.pm_norm_max_step", steps[norms.index(max(norms))])
+late = [r for r in records if r["step"] > generalised]
+spike = max(late, key=lambda r: r["train_loss"])
+claim("ch05.pm_spike_step", spike["step"])
 fourier.progress_figure(steps, measures, title="Progress measures over the organism's training")
 
 # %% [markdown]
-# PHASES PROSE
+# What you should see. Train loss is low from the first checkpoint on: step
+# {{claim:ch05.pm_first_step=100}} is just after memorisation. The rest is read in the other curves.
+#
+# - **Restricted loss runs below test loss** at {{claim:ch05.pm_restricted_below=5}} of the {{claim:ch05.pm_n_before=5}} checkpoints before test
+#   accuracy passes 99% — at step {{claim:ch05.pm_mid_step=700}}, {{claim:ch05.pm_mid_restricted=0.86±0.05}} against {{claim:ch05.pm_mid_test=1.36±0.05}}. Keeping *only* the
+#   key-frequency part of the logits gives better answers on unseen pairs than the whole model
+#   does: the general circuit is there, growing, under a memorised solution that still spoils the
+#   test pairs.
+# - **Excluded loss grows relative to train loss.** At step 100, removing the key frequencies
+#   multiplies the training loss by {{claim:ch05.pm_ratio_first=2.3±0.3}}; at step {{claim:ch05.pm_ratio_mid_step=1000}}, by {{claim:ch05.pm_ratio_mid=150–300}}. The model fits
+#   even its *training* pairs more and more through the key frequencies, and less and less by
+#   memorisation.
+# - **The weight norm does not tell Nanda et al.'s story here.** In their model it falls through
+#   circuit formation and clean-up. In ours it dips to {{claim:ch05.pm_norm_min=20.8±0.2}}, then *grows* to {{claim:ch05.pm_norm_max=29.0±0.2}} at
+#   step {{claim:ch05.pm_norm_max_step=1600}} while test loss falls, and only shrinks after a spike of the training loss near step
+#   {{claim:ch05.pm_spike_step=1650±50}} (look at the history). This short run — about two thousand steps, with LayerNorm
+#   and AdamW — is not a copy of theirs, and we report what it does rather than the textbook
+#   curve.
+#
+# Two caveats. The key frequencies are the *final* model's, so the measures ask "how much of the
+# final algorithm is there yet"; a model that grew a different circuit first would look
+# unfinished. And the checkpoints are stored in half precision: their losses differ from the
+# training run's in the third digit, and these losses use the `p` number logits only, so they
+# differ slightly from `history.json`.
 #
 # ## 9. Watch a smaller model grok — and break it with one frequency
 #
@@ -986,7 +1027,7 @@ else:
 # - MLP neurons are 2-D waves in `(a, b)`.
 # - The logits are, to a good approximation, a sum of `cos(w(a + b − c))`, peaked at the answer.
 # - Keep only the key frequencies in the embedding and the model still works; remove them there
-#   and it loses half its accuracy; remove them from the logits too and it still gets most sums
+#   and it loses a third of its accuracy; remove them from the logits too and it still gets most sums
 #   right: this organism's solution is spread over many frequencies, redundant to losing one or
 #   even all of the strongest. A cleaned-up model with few frequencies is not.
 # - The weights say the same without running the model: neurons that read one frequency write

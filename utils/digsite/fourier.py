@@ -248,9 +248,7 @@ def load_checkpoint(step: int, name: str | Path = "modadd", device: str | torch.
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from .models import default_device, load_model, wrap
-
-    from .models import verify_shipped_weights
+    from .models import default_device, load_model, verify_shipped_weights, wrap
     from .organisms import WEIGHTS_DIR
 
     folder = _checkpoint_folder(name)

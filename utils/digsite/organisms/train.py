@@ -37,8 +37,8 @@ from .tokenizer import build_modadd_tokenizer, build_tokenizer, save_tokenizer
 MODADD_P = 113
 MODADD_FRAC = 0.3
 # Steps whose weights the modadd recipe keeps (fp16, in checkpoints.safetensors) for chapter 5's
-# progress measures: memorised, circuit forming, grokking, cleaning up. The final step is model.safetensors.
-MODADD_CHECKPOINT_STEPS = (100, 300, 600, 900, 1200, 1500)
+# progress measures: memorised, on the plateau, circuit forming, grokking, after. The final step is model.safetensors.
+MODADD_CHECKPOINT_STEPS = (100, 400, 700, 1000, 1300, 1600)
 
 
 @dataclass
