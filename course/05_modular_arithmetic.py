@@ -756,8 +756,8 @@ ch05.check_neuron_logit_spectrum(neuron_logit_spectrum)
 # </details>
 #
 # Below, every neuron's output spectrum, neurons sorted by the frequency they write. You
-# should see vertical blocks: groups of neurons that all write one key frequency, and almost
-# nothing on the other frequencies.
+# should see a staircase of bright blocks: groups of neurons that write one frequency each,
+# the cleanest neurons with little anywhere else.
 
 # %%
 spectrum = neuron_logit_spectrum(model, p, basis)  # (n_freq, d_mlp)
@@ -775,6 +775,7 @@ claim("ch05.uniform_key_share", 100 * len(key_freqs) / len(all_freqs))
 claim("ch05.neurons_write_one", 100 * (out_share > 0.5).float().mean())
 claim("ch05.clean_neurons", int(clean.sum()))
 claim("ch05.read_write_agree", 100 * agree)
+claim("ch05.neurons_write_key", 100 * torch.isin(out_freq.cpu(), torch.tensor(key_freqs)).float().mean())
 order = torch.argsort(out_freq.cpu() * 2 - out_share.cpu(), stable=True)  # by frequency, cleanest first
 plot.imshow(
     spectrum[:, order].sqrt().cpu(),
@@ -787,8 +788,8 @@ plot.imshow(
 # %% [markdown]
 # The key frequencies are {{claim:ch05.uniform_key_share=18%}} of the frequencies but hold {{claim:ch05.logit_map_key_share=42%}} of the
 # neuron-to-logit map's squared norm — a strong preference, not a monopoly, like everything else
-# in this not-quite-cleaned-up organism — and only {{claim:ch05.neurons_write_one=26%}} of the neurons write more than half
-# of their effect at a single frequency. But where a neuron is clean, the read and the write
+# in this not-quite-cleaned-up organism. {{claim:ch05.neurons_write_key=46%}} of the neurons write most at a key frequency, and
+# only {{claim:ch05.neurons_write_one=26%}} write more than half of their effect at a single frequency. But where a neuron is clean, the read and the write
 # match: of the {{claim:ch05.clean_neurons=151}} neurons whose activations are mostly one frequency, {{claim:ch05.read_write_agree=100%}} write that same
 # frequency to the logits. That is the algorithm's last step, read from the weights: clusters
 # of neurons, one cluster per frequency, turn products of waves in `a` and `b` into
