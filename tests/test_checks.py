@@ -125,6 +125,7 @@ MODEL_CHECKS = [
     "check_head_direct_effects",
     "check_ce_loss_recovered",
     "check_neuron_acts",
+    "check_neuron_logit_spectrum",
     "check_residuals_at",
     "check_direction_effects",
     "check_contrastive_vector",
