@@ -1080,8 +1080,8 @@ with torch.no_grad():
     )
 head_labels = [f"{l}.{h}" for l, h in circuits]
 for label, (top, eig) in zip(head_labels, copying):
-    print(f"head {label}: own logit on top for {top:.0%} of tokens; eigenvalue score {eig:+.2f}")
-print(f"random low-rank matrices: eigenvalue score {random_eig.mean():+.2f} ± {random_eig.std():.2f}")
+    print(f"head {label}: own logit on top for {top:.1%} of tokens; eigenvalue score {eig:+.2f}")
+print(f"random low-rank matrices: mean absolute eigenvalue score {random_eig.abs().mean():.2f}")
 claim("ch01.ov_top_1_3", 100 * copying[7, 0])
 claim("ch01.ov_top_1_2", 100 * copying[6, 0])
 claim("ch01.ov_eig_1_3", copying[7, 1])
@@ -1399,7 +1399,7 @@ ch01.check_composition_scores(composition_scores)
 # </details>
 #
 # A score is only high or low next to a baseline: random matrices of the same shapes and ranks
-# already compose a little. Compute the scores for layer 0 → layer 1, the same for 200 draws
+# already compose a little. Compute the scores for layer 0 → layer 1, the same for 50 draws
 # of random factors, and compare. You should see K-composition from head 0.1 into the induction
 # heads stand out, as in exercise 1.9.
 
@@ -1482,7 +1482,7 @@ plot.imshow(
 #
 # > Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵🔵⚪⚪ · about 35 minutes
 #
-# The weights point at one path: head 0.1 → the *keys* of layer 1. Section 6 ablated head 0.1
+# The weights point at one path: head 0.1 → the *keys* of layer 1. Section 5 ablated head 0.1
 # everywhere, which cuts every path through it at once. Cut just one: let layer 1's keys see
 # head 0.1 mean-ablated, while its queries, its values and everything else see the clean
 # stream. If the story is right, cutting the key path should hurt as much as ablating the head;

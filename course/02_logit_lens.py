@@ -355,7 +355,7 @@ for name, lens_logits in (("with ln_final", with_ln), ("without ln_final", witho
     kl = lens.kl_to_final(lens_logits[-1:, batch, final_pos], final_logits)[0]
     ln_check[name] = (p.mean(1)[-1], kl)
     print(f"{name:>17}: p(answer) by layer {[round(v, 3) for v in p.mean(1).tolist()]}, KL at the output {kl:.3f}")
-claim("ch02.ln_weight_mean", model.norm_module(None).weight.mean())
+claim("ch02.ln_weight_mean", model.norm_module(None).weight.detach().mean())
 claim("ch02.with_ln_kl", ln_check["with ln_final"][1])
 claim("ch02.with_ln_p", ln_check["with ln_final"][0])
 claim("ch02.without_ln_p", ln_check["without ln_final"][0])
@@ -1105,7 +1105,8 @@ else:
 # and follow each one, at each source position, through ln1 with its cached scale, the head's
 # values, its attention weights from the prompt's last position, its output matrix, the final
 # LayerNorm with its cached scale, and the logit-difference direction. What no part explains
-# — ln1's bias and the value bias, carried along the same path — is the last row. Nothing
+# — ln1's bias and the value bias, carried along the same path — is the last row (the model
+# has no `b_V` property: hint 2 shows where the cache holds it). Nothing
 # here needs a forward pass: the cache has every scale and pattern. The rows must add up to the
 # head's row of your 2.6 attributions; the check also compares every entry with the reference,
 # because a split whose errors cancel can add up too.
@@ -1270,10 +1271,10 @@ plot.imshow(
 # %% [markdown]
 # **What to see.** The paths add up to L3H2's direct attribution (the largest gap over the
 # prompts is {{claim:ch02.path_sum_error=0.0000}} to four decimals). Almost all of it comes through **block 0's MLP**
-# ({{claim:ch02.path_mlp0=0.92}} of it on average), and almost none from the token embedding itself
+# (on average {{claim:ch02.path_mlp0=0.92}}, in logits), and almost none from the token embedding itself
 # ({{claim:ch02.path_embed=-0.03}}), although the name's embedding is right there in the stream. Split by position, block 0's
 # MLP read at the indirect object's position adds {{claim:ch02.path_mlp0_io=1.51}}, and read at the subject's first
-# position takes away {{claim:ch02.path_mlp0_s=-0.53}}: the head attends to the indirect object (weight {{claim:ch02.path_attn_io=0.38}} on
+# position adds {{claim:ch02.path_mlp0_s=-0.53}}: the head attends to the indirect object (weight {{claim:ch02.path_attn_io=0.38}} on
 # average) and copies what block 0's MLP wrote there, and the part of its attention that lands
 # on the subject works against the answer.
 #

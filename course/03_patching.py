@@ -1157,12 +1157,13 @@ plot.imshow(
 # {{claim:ch03.movers_denoise_together=0.28}} and lose {{claim:ch03.movers_noise_together=0.32}}: close to the sum of their parts, both ways. Their effects simply add
 # up on the logits — neither an OR (backups, which noising would hide) nor an AND (which
 # denoising would hide) — and no single mover is enough to flip the answer.
-# find what *suffices* to carry the information (and a circuit that is sufficient); noising to
+#
+# Use denoising to find what *suffices* to carry the information (and a circuit that is sufficient); noising to
 # test whether a claimed circuit is *needed*. A careful claim reports both.
 #
 # ## Exercise 3.12 — faithfulness, completeness, minimality
 #
-# > Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵🔵🔵🔵 · about 30 minutes
+# > Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵🔵 · about 30 minutes
 #
 # Wang et al. (2022) hold their circuit *C* (a set of nodes of the model *M*) to three criteria,
 # with *F(X)* the metric when only the nodes of *X* run and the rest is ablated:
@@ -1365,7 +1366,7 @@ for layer, head in [top, (2, 2)]:
     change[layer, head] = 0
     repair[f"{layer}.{head}"] = change
     print(
-        f"ablating {layer}.{head}: its direct effect falls by {own:.2f}; the logit difference by "
+        f"ablating {layer}.{head} (direct effect {de_before[layer, head]:.2f}): its direct effect falls by {own:.2f}; the logit difference by "
         f"{clean_ld - ld_after:.2f}; the other heads' direct effects change by {change.sum():+.2f}, "
         f"everything else (MLPs, embeddings) by {(clean_ld - ld_after) * -1 + own - change.sum():+.2f}"
     )

@@ -557,7 +557,29 @@ def _as_dense(circuit: object) -> Tensor:
             "the full OV circuit of GPT-2 would not fit in memory as a tensor.",
             kind="type",
         )
+    if circuit.rank_bound > min(circuit.shape[-2:]) // 2:
+        raise CheckFailed(
+            f"your FactoredMatrix has inner dimension {circuit.rank_bound}, as large as d_model: one factor "
+            "already holds a d_model-sized product. Keep the inner dimension d_head (group the product as "
+            "(W_E W_V) and (W_O W_U)).",
+            kind="type",
+        )
     return circuit.full()
+
+
+class _NoWholeMatrix(FactoredMatrix):
+    """A FactoredMatrix whose `.full()` refuses: the contract says the whole matrix is never formed.
+
+    Indexing and products return plain FactoredMatrix objects, so forming a few rows of them is allowed.
+    """
+
+    def full(self) -> Tensor:
+        raise CheckFailed(
+            f"your function formed the whole {' x '.join(map(str, self.shape))} matrix with .full(). The "
+            "contract forms only a few rows at a time (circuit[i:j].full()) or stays factored: for GPT-2 the "
+            "whole matrix would not fit in memory.",
+            kind="raised",
+        )
 
 
 def _ov_transposed_order(W_E: Tensor, W_V: Tensor, W_O: Tensor, W_U: Tensor) -> FactoredMatrix:
@@ -596,7 +618,7 @@ def check_full_ov_circuit(fn) -> None:
 
 
 def _copying_by_columns(circuit: FactoredMatrix, rows_per_step: int = 1024) -> tuple[Tensor, Tensor]:
-    full = circuit.full()
+    full = circuit[: circuit.shape[0]].full()
     top = (full.argmax(dim=0) == torch.arange(full.shape[0])).float().mean()
     return top, copying_scores(circuit)[1]
 
@@ -612,7 +634,7 @@ def _copying_singular_values(circuit: FactoredMatrix, rows_per_step: int = 1024)
 
 
 def _copying_diagonal_positive(circuit: FactoredMatrix, rows_per_step: int = 1024) -> tuple[Tensor, Tensor]:
-    top = (circuit.full().diagonal() > 0).float().mean()
+    top = (circuit[: circuit.shape[0]].full().diagonal() > 0).float().mean()
     return top, copying_scores(circuit)[1]
 
 
@@ -620,7 +642,7 @@ def _copying_circuit(n: int, r: int, sign: float, seed: int) -> FactoredMatrix:
     """A random (n, n) circuit of rank r that copies (sign 1) or suppresses (sign -1) with noise."""
     g = torch.Generator().manual_seed(seed)
     A = torch.randn(n, r, generator=g)
-    return FactoredMatrix(A, sign * A.T + 0.8 * torch.randn(r, n, generator=g))
+    return _NoWholeMatrix(A, sign * A.T + 0.8 * torch.randn(r, n, generator=g))
 
 
 @exercise_check(
@@ -669,6 +691,12 @@ def _prev_position_including_first(W_pos: Tensor, W_Q: Tensor, W_K: Tensor) -> T
     return (scores.argmax(dim=-1) == torch.arange(n) - 1).float().mean()
 
 
+def _prev_position_self_hidden(W_pos: Tensor, W_Q: Tensor, W_K: Tensor) -> Tensor:
+    n = W_pos.shape[0]
+    scores = ((W_pos @ W_Q) @ (W_pos @ W_K).T).masked_fill(torch.ones(n, n, dtype=torch.bool).triu(0), float("-inf"))
+    return (scores[1:].argmax(dim=-1) == torch.arange(n - 1)).float().mean()
+
+
 def _previous_position_inputs(n_ctx: int, d_model: int, d_head: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
     """Position vectors and a QK circuit that partly prefers the previous position."""
     g = torch.Generator().manual_seed(seed)
@@ -693,6 +721,8 @@ def _previous_position_inputs(n_ctx: int, d_model: int, d_head: int, seed: int) 
         "Your fraction includes query position 0, which has no previous position; start at q = 1.": (
             _prev_position_including_first
         ),
+        "Your mask hides the query's own position too; the causal mask lets a query see itself, and a head "
+        "that prefers its own position must count as missing q - 1.": _prev_position_self_hidden,
     },
 )
 def check_previous_position_fraction(fn) -> None:
@@ -701,6 +731,14 @@ def check_previous_position_fraction(fn) -> None:
         fn, *_previous_position_inputs(12, 16, 4, seed=0), what="the previous-position fraction (12 positions, d 16)"
     )
     verify(fn, *_previous_position_inputs(9, 12, 6, seed=3), what="the previous-position fraction (9 positions, d 12)")
+    W_pos, W_Q, W_K = _previous_position_inputs(10, 8, 4, seed=5)
+    verify(
+        fn,
+        W_pos,
+        W_Q,
+        0.5 * W_K + W_Q,  # a query often scores its own position highest: the diagonal must stay visible
+        what="the previous-position fraction (10 positions, a head that often attends to itself)",
+    )
 
 
 # --- 1.14 decomposing attention scores ---------------------------------------------------------------
@@ -801,8 +839,14 @@ def _compositions_src_dst_swapped(W_OV_src, W_QK_dst, W_OV_dst) -> Tensor:
     return composition_scores(W_OV_src, W_QK_dst, W_OV_dst).transpose(1, 2)
 
 
+def _compositions_k_untransposed(W_OV_src, W_QK_dst, W_OV_dst) -> Tensor:
+    scores = composition_scores(W_OV_src, W_QK_dst, W_OV_dst).clone()
+    scores[1] = scores[0]
+    return scores
+
+
 def _random_heads(n: int, d_model: int, d_head: int, g: torch.Generator) -> FactoredMatrix:
-    return FactoredMatrix(torch.randn(n, d_model, d_head, generator=g), torch.randn(n, d_head, d_model, generator=g))
+    return _NoWholeMatrix(torch.randn(n, d_model, d_head, generator=g), torch.randn(n, d_head, d_model, generator=g))
 
 
 @exercise_check(
@@ -818,6 +862,8 @@ def _random_heads(n: int, d_model: int, d_head: int, g: torch.Generator) -> Fact
         "Your result is (3, n_dst, n_src); rows are the earlier (source) heads, columns the later ones.": (
             _compositions_src_dst_swapped
         ),
+        "Your K-composition equals your Q-composition: the earlier head's output reaches the keys from "
+        "W_QK's other side, so multiply by the transpose of W_QK.": _compositions_k_untransposed,
     },
 )
 def check_composition_scores(fn) -> None:

@@ -484,6 +484,17 @@ def _prune_against_full(nodes, score, threshold):
     return kept
 
 
+def _prune_two_sided(nodes, score, threshold):
+    kept = list(nodes)
+    current = score(kept)
+    for node in reversed(list(nodes)):
+        trial = [n for n in kept if n != node]
+        value = score(trial)
+        if abs(current - value) < threshold:
+            kept, current = trial, value
+    return kept
+
+
 def _score_redundant(keep: list[Node]) -> float:
     s = set(keep)
     a, b, c, d, e = Node(0, 0), Node(0, 1), Node(1, 0), Node(1), Node(2, 1)
@@ -507,6 +518,10 @@ def _score_negative(keep: list[Node]) -> float:
             "You compared each trial with the full model's score; compare with the CURRENT circuit, "
             "which shrinks as nodes go."
         ): _prune_against_full,
+        (
+            "Your test is two-sided: a removal that RAISES the score by more than the threshold must be "
+            "accepted too (keep the trial when its score >= current - threshold, not when |change| is small)."
+        ): _prune_two_sided,
     },
 )
 def check_prune(fn) -> None:
@@ -526,6 +541,14 @@ def check_prune(fn) -> None:
         _score_negative,
         0.3,
         what="the kept nodes (negative scores, threshold 0.3, 12 layers)",
+        why=why,
+    )
+    verify(
+        fn,
+        [Node(0, 1), Node(3, 0), Node(10), Node(11, 1)],
+        _score_negative,
+        0.1,
+        what="the kept nodes (a removal that raises the score, threshold 0.1)",
         why=why,
     )
 
@@ -692,9 +715,15 @@ def _score_backups(keep: list[Node]) -> float:
     return value + 0.1 * (e in s) + 0.3 * (e in s and c not in s)  # e, outside the circuit, matters more without c
 
 
-def _score_negative(keep: list[Node]) -> float:
+def _score_criteria_negative(keep: list[Node]) -> float:
     s = set(keep)
     return -2.0 + 0.8 * (Node(10, 2) in s) * (Node(11) in s) - 0.3 * (Node(3, 1) in s) + 0.25 * (Node(7) in s)
+
+
+def _score_synergy(keep: list[Node]) -> float:
+    s = set(keep)
+    x, y = Node(1, 2) in s, Node(4) in s
+    return 0.5 * x + 0.5 * (x and y) + 0.1 * (Node(0, 3) in s)
 
 
 def _criteria_difference(score, circuit, nodes, subsets):
@@ -715,6 +744,21 @@ def _criteria_empty_k_only(score, circuit, nodes, subsets):
         **circuit_criteria(score, circuit, nodes, subsets),
         "minimality": circuit_criteria(score, circuit, nodes, [])["minimality"],
     }
+
+
+def _criteria_without_empty_k(score, circuit, nodes, subsets):
+    out = circuit_criteria(score, circuit, nodes, subsets)
+    changes = []
+    for v in circuit:
+        options = [K for K in subsets if v not in K] or [[]]
+        changes.append(
+            max(
+                abs(score([n for n in circuit if n not in [*K, v]]) - score([n for n in circuit if n not in K]))
+                for K in options
+            )
+        )
+    out["minimality"] = torch.tensor(changes)
+    return out
 
 
 def _criteria_minimality_on_model(score, circuit, nodes, subsets):
@@ -742,6 +786,10 @@ def _criteria_minimality_on_model(score, circuit, nodes, subsets):
             "node with a backup shows up once the backup is gone."
         ): _criteria_empty_k_only,
         "Your minimality knocks v out of the full model; measure it on the circuit (C minus K).": _criteria_minimality_on_model,
+        (
+            "Your minimality skips K = the empty set: knocking v out of the whole circuit is one of the "
+            "options, and often the largest change."
+        ): _criteria_without_empty_k,
     },
 )
 def check_circuit_criteria(fn) -> None:
@@ -760,11 +808,20 @@ def check_circuit_criteria(fn) -> None:
     circuit = [Node(3, 1), Node(7), Node(10, 2), Node(11)]
     verify(
         fn,
-        _score_negative,
+        _score_criteria_negative,
         circuit,
         [Node(0, 0), *circuit, Node(11, 3)],
         [[Node(11)], [Node(3, 1), Node(7)]],
         what="the criteria with negative scores (12 layers)",
+        why=why,
+    )
+    verify(
+        fn,
+        _score_synergy,
+        [Node(1, 2), Node(4)],
+        [Node(0, 3), Node(1, 2), Node(4)],
+        [[Node(4)]],
+        what="the criteria of a circuit whose node 1.2 matters most with nothing knocked out",
         why=why,
     )
 
