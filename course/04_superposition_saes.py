@@ -1125,7 +1125,7 @@ def train_sae_loop(
     - each step draws `batch_size` rows of acts uniformly with replacement, using one
       `torch.Generator` seeded with `seed` (one `torch.randint` call per step);
     - the loss is your `sae_loss`, its L1 coefficient ramped linearly from 0 to `l1_coeff` over
-      the first 10% of steps (step / (steps / 10), capped at 1);
+      the first 10% of steps (step / (steps / 10), capped at 1, counting step = 0 … steps − 1);
     - the learning rate is `lr` for the first 80% of steps, then falls linearly to 0 at the end
       (a `LambdaLR` stepped after each optimiser step, factor min(1, 5 (1 - step / steps))).
     """
@@ -1326,8 +1326,8 @@ ch04.check_auxk_loss(auxk_loss)
 # is one minus your `explained_variance` (exercise 4.7) of it. Take `min(k_aux, n_dead)` latents.
 # </details>
 #
-# `sae.train_sae(..., aux_k=...)` adds exactly this (the package imports your exercise's
-# answer), with weight 1/32, on the latents that have not fired for `dead_after` = 50 steps.
+# `sae.train_sae(..., aux_k=...)` adds exactly this (the package imports this
+# exercise's reference answer, not yours), with weight 1/32, on the latents that have not fired for `dead_after` = 50 steps.
 #
 # ## Four designs, one budget
 #

@@ -809,8 +809,9 @@ plot.imshow(
 #   answer's mean over all inputs) and measure the loss on all `p²` pairs. It is low only once
 #   the Fourier circuit alone can do the task.
 # - **excluded loss**: remove exactly those components and measure the loss on the
-#   *training* pairs. While memorisation carries the training set it stays low; once the
-#   training set relies on the circuit, it rises.
+#   *training* pairs. While memorisation carries the training set it stays low relative to
+#   the train loss; once the training set relies on the circuit, it rises relative to the train
+#   loss (the raw value can still fall, as the train loss falls faster).
 #
 # The organism ships with its weights at a few steps of its training: just after memorising,
 # on the plateau, while test accuracy climbs, right after grokking, and the final model.

@@ -1260,7 +1260,7 @@ ch06.check_train_ccs(train_ccs)
 #
 # Now on the organism: the contrast pairs are our prompts completed with " animal" (x⁺) and
 # with " instrument" (x⁻); x⁺ is the true one for the animals. We read the last token at
-# boundary 3 and run `P.fit_ccs` — your `train_ccs` from ten random starts, keeping the one with
+# boundary 3 and run `P.fit_ccs` — the package's copy of `train_ccs` (the reference answer, not yours) from ten random starts, keeping the one with
 # the lowest loss, as Burns et al. do. The labels are used only to score the result, and as a
 # supervised reference: a logistic-regression probe on the normalised differences x⁺ − x⁻.
 
@@ -1317,7 +1317,7 @@ plot.scatter(
 #   animal" coincide, so the supervised probe may read either.)
 # - **CCS finds it only sometimes.** The ten starts end with losses from {{claim:ch06.ccs_loss_min=0.033}} to {{claim:ch06.ccs_loss_max=0.050}} and accuracies anywhere
 #   from {{claim:ch06.ccs_acc_min=0.09}} to {{claim:ch06.ccs_acc_max=0.97}}; only {{claim:ch06.ccs_decisive=3}} of the ten land within 0.15 of a perfect split, and their losses are
-#   barely lower than the rest. With 128 dimensions and 184 pairs there are many directions
+#   not reliably lower than the rest. With 128 dimensions and 184 pairs there are many directions
 #   that are nearly consistent and confident; the loss hardly prefers the true one.
 # - **Sign ambiguity.** The lowest-loss start scores {{claim:ch06.ccs_best_acc=0.09}}: it found (nearly) the truth direction,
 #   upside down. Consistency and confidence are unchanged when p becomes 1 − p, so without at

@@ -611,7 +611,18 @@ def _package_train(params, acts, l1_coeff, steps, batch_size, lr, seed):
 
 
 def _loop_variant(
-    params, acts, l1_coeff, steps, batch_size, lr, seed, warmup=True, init_b_dec=True, schedule=True, renorm=False
+    params,
+    acts,
+    l1_coeff,
+    steps,
+    batch_size,
+    lr,
+    seed,
+    warmup=True,
+    init_b_dec=True,
+    schedule=True,
+    renorm=False,
+    first_step=0,
 ):
     p = {name: t.detach().clone().requires_grad_(True) for name, t in params.items()}
     if init_b_dec:
@@ -623,7 +634,8 @@ def _loop_variant(
     gen = torch.Generator().manual_seed(seed)
     for step in range(steps):
         x = acts[torch.randint(0, len(acts), (batch_size,), generator=gen)]
-        coeff = l1_coeff * min(1.0, step / max(1, 0.1 * steps)) if warmup else l1_coeff
+        ramp = min(1.0, (step + first_step) / max(1, 0.1 * steps))
+        coeff = l1_coeff * ramp if warmup else l1_coeff
         loss = sae_loss(x, p["W_enc"], p["b_enc"], p["W_dec"], p["b_dec"], coeff)
         opt.zero_grad()
         loss.backward()
@@ -637,6 +649,10 @@ def _loop_variant(
 
 def _loop_no_warmup(*args):
     return _loop_variant(*args, warmup=False)
+
+
+def _loop_ramp_from_one(*args):
+    return _loop_variant(*args, first_step=1)
 
 
 def _loop_b_dec_zero(*args):
@@ -667,6 +683,10 @@ def _training_case(seed: int, d_in: int, d_sae: int, n: int) -> tuple[dict[str, 
             _loop_no_warmup
         ),
         "Your b_dec starts where it was given; the trainer starts it at the mean activation.": _loop_b_dec_zero,
+        (
+            "Your L1 ramp is one step ahead: steps count from 0, so the first step's coefficient is 0 "
+            "(step / (steps / 10) with step = 0, 1, ...)."
+        ): _loop_ramp_from_one,
         (
             "Your learning rate never decays: keep it for 80% of the steps, then let it fall linearly to 0 "
             "(a LambdaLR stepped after each optimiser step)."

@@ -168,7 +168,7 @@ def train_sae_loop(
     - each step draws `batch_size` rows of acts uniformly with replacement, using one
       `torch.Generator` seeded with `seed` (one `torch.randint` call per step);
     - the loss is your `sae_loss`, its L1 coefficient ramped linearly from 0 to `l1_coeff` over
-      the first 10% of steps (step / (steps / 10), capped at 1);
+      the first 10% of steps (step / (steps / 10), capped at 1, counting step = 0 … steps − 1);
     - the learning rate is `lr` for the first 80% of steps, then falls linearly to 0 at the end
       (a `LambdaLR` stepped after each optimiser step, factor min(1, 5 (1 - step / steps))).
     """
