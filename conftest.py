@@ -4,10 +4,10 @@ HF_HUB_OFFLINE makes any accidental hub download fail at once instead of hanging
 DIGSITE_STRICT_CLAIMS makes a quoted number that drifted fail. nbval's kernels inherit both
 because they start after this file is imported.
 
-When the session runs solution notebooks that try GPT-2, a random GPT-2 stand-in is built
-once and the stand-in switch (`digsite.stand_ins.STAND_IN_ENV`) is set, so their "Try it on
-GPT-2" cells run inside the one nbval pass (their numbers mean nothing; their calls, shapes
-and hook names are exercised).
+When the session runs solution notebooks that try a hub model (GPT-2, Pythia, Gemma 2), random
+stand-ins are built once and the stand-in switch (`digsite.stand_ins.STAND_IN_ENV`) is set, so
+their "Try it on GPT-2" and "Try it on a real model" cells run inside the one nbval pass (their
+numbers mean nothing; their calls, shapes and hook names are exercised).
 
 While nbval runs a solution notebook, every kernel message of its cells also goes to the
 website builder's `Recorder` (website/build.py), which writes the executed notebook into the
@@ -34,19 +34,24 @@ os.environ.setdefault("DIGSITE_STRICT_CLAIMS", "1")
 _STAND_INS: list[str] = []
 
 
-def _tries_gpt2(path: Path) -> bool:
-    return path.suffix == ".ipynb" and path.parent.name == "solutions" and 'load_model(\\"gpt2\\"' in path.read_text()
+def _tries_hub_model(path: Path) -> bool:
+    if path.suffix != ".ipynb" or path.parent.name != "solutions":
+        return False
+    from digsite.stand_ins import STANDS_IN_FOR
+
+    text = path.read_text()
+    return any(f'\\"{name}\\"' in text for name in STANDS_IN_FOR)
 
 
 def pytest_collection_finish(session) -> None:
-    """Build the GPT-2 stand-in (a few seconds) only if a collected notebook will ask for it."""
-    if not any(_tries_gpt2(Path(str(item.path))) for item in session.items):
+    """Build the stand-ins (a few seconds) only if a collected notebook will ask for one."""
+    if not any(_tries_hub_model(Path(str(item.path))) for item in session.items):
         return
-    from digsite.stand_ins import STAND_IN_ENV, build_gpt2_stand_in
+    from digsite.stand_ins import STAND_IN_ENV, build_stand_ins
 
     root = tempfile.mkdtemp(prefix="digsite-stand-ins-")
     _STAND_INS.append(root)
-    build_gpt2_stand_in(root)
+    build_stand_ins(root)
     os.environ[STAND_IN_ENV] = root
 
 

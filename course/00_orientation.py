@@ -147,9 +147,11 @@ widgets.attention_explorer(model, prompt, layer=1)
 #   GPT-2 architecture), `"toylang-llama"` (the same language, Llama architecture),
 #   `"induction"` (2 layers, trained on repeated random words) and `"modadd"` (1 layer,
 #   modular addition). Hugging Face causal LMs of the families `digsite` has an adapter for
-#   work too — GPT-2, GPT-NeoX (Pythia), Llama, Mistral and Qwen2, e.g. `load_model("gpt2")` or
-#   `load_model("EleutherAI/pythia-70m")` — when you have a network; any other family fails
-#   with a message listing these. Offline, asking for one fails at once with a message saying
+#   work too — GPT-2, GPT-NeoX (Pythia), Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3
+#   (text), OLMo-2, Phi-3, GPT-J and OPT, e.g. `load_model("gpt2")`,
+#   `load_model("EleutherAI/pythia-70m")` or `load_model("google/gemma-2-2b")` — when you have a
+#   network (`docs/models.md` says what each hook name records in each family); any other
+#   family fails with a message listing these. Offline, asking for one fails at once with a message saying
 #   what to use instead.
 
 # %%

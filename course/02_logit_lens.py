@@ -15,13 +15,16 @@
 # - Understand why the final LayerNorm matters, and why attribution must use its *cached* scale.
 # - Attribute a logit difference to every head and MLP, with attributions that add up exactly.
 # - Measure where the logit lens fails (KL to the final output), and fix it with a tuned lens
-#   trained in seconds.
+#   whose training loop you write yourself, trained in seconds.
+# - Optionally, trace one head's credit back through its values to the parts of the stream it
+#   read, with attributions that still add up.
 # - Explore any prompt interactively with a layer slider.
 #
 # **Prerequisites:** chapter 1 (hook names, `run_with_cache`, the residual stream); softmax,
 # logits and KL divergence.
 #
-# **Time:** about 2 hours.
+# **Time:** about 2 hours, plus about 70 minutes for the two optional exercises rated 4
+# (2.9 and 2.10).
 #
 # **Readings**
 # - nostalgebraist, [*interpreting GPT: the logit lens*](https://www.lesswrong.com/posts/AcKRB8wDpdaN6v6ru/interpreting-gpt-the-logit-lens) (2020) —
@@ -34,6 +37,9 @@
 #   the IOI task and the logit difference we attribute here.
 
 # %%
+import time
+
+import plotly.graph_objects as go
 import torch
 
 from digsite import lens, load_model, plot, widgets
@@ -41,6 +47,7 @@ from digsite.checks import ch02
 from digsite.claims import claim
 from digsite.notebook import online, setup
 from digsite.organisms import data
+from digsite.threads import one_thread
 
 device = setup(seed=0)
 model = load_model("toylang", device=device)
@@ -75,17 +82,19 @@ print("model's top 5:", [(model.to_string(i[None]), round(p.item(), 3)) for p, i
 #
 # > Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 5 minutes
 #
-# Stack the residual stream *before* every block (`blocks.{l}.hook_resid_pre`), then the one
-# after the last block (`blocks.{n_layers-1}.hook_resid_post`): `n_layers + 1` entries. Entry 0
-# is just the embeddings; the last entry is what the model unembeds.
+# Stack the residual stream *before* every block, then the one after the last block:
+# `n_layers + 1` entries. Entry 0 is just the embeddings; the last entry is what the model
+# unembeds.
 
 
 # %%
 def residual_stack(cache, n_layers: int) -> torch.Tensor:
-    """The residual stream before each block and after the last one.
+    """The residual stream at every layer boundary, as one tensor.
 
-    cache: an ActivationCache with every blocks.{l}.hook_resid_pre and the last hook_resid_post.
-    Returns (n_layers + 1, batch, pos, d_model).
+    cache: an ActivationCache holding every blocks.{l}.hook_resid_pre and the last block's
+    hook_resid_post; n_layers: the model's number of blocks.
+    Returns (n_layers + 1, batch, pos, d_model): entry l is the stream entering block l (entry 0 is
+    the embeddings), the last entry the stream the model unembeds.
     """
     # BEGIN SOLUTION
     pre = [cache[f"blocks.{l}.hook_resid_pre"] for l in range(n_layers)]
@@ -96,7 +105,12 @@ def residual_stack(cache, n_layers: int) -> torch.Tensor:
 ch02.check_residual_stack(residual_stack)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1: the idea</summary>
+#
+# `blocks.{l}.hook_resid_pre` for every block, then `blocks.{n_layers-1}.hook_resid_post`.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
 #
 # A list comprehension over `range(n_layers)` for the `resid_pre`s, one more entry for the last
 # `resid_post`, and `torch.stack` (which adds the new first dimension).
@@ -114,17 +128,20 @@ print(stack.shape, torch.equal(stack, cache.accumulated_resid()))
 #
 # > Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵🔵🔵 · about 10 minutes
 #
-# Put every entry of the stack through the model's final LayerNorm, `model.norm_module(None)`
-# (an `nn.LayerNorm`: it normalises over the last dimension, whatever the leading ones are),
-# then unembed with `model.W_U` (d_model, d_vocab) and `model.b_U` (d_vocab,). The last entry
-# must give back the model's own logits.
+# Decode every entry of the stack exactly as the model decodes its last one. The pieces you
+# need: the final LayerNorm, `model.norm_module(None)`, and the unembedding, `model.W_U`
+# (d_model, d_vocab) and `model.b_U` (d_vocab,). The last entry must give back the model's own
+# logits.
 
 
 # %%
 def logit_lens(model, stack: torch.Tensor) -> torch.Tensor:
-    """The logit lens: final LayerNorm, then unembedding, applied to every entry.
+    """The logit lens: each entry decoded by the model's own output head.
 
-    stack: (layer, ..., d_model). Returns logits (layer, ..., d_vocab).
+    stack: (layer, ..., d_model), any number of leading dims. Returns logits (layer, ..., d_vocab):
+    entry i is what the model would output if its residual stream were stack[i]. Each entry is
+    decoded on its own (its own LayerNorm statistics), so the last entry of residual_stack gives
+    back the model's logits.
     """
     # BEGIN SOLUTION
     return model.norm_module(None)(stack) @ model.W_U + model.b_U
@@ -134,10 +151,17 @@ def logit_lens(model, stack: torch.Tensor) -> torch.Tensor:
 ch02.check_logit_lens(logit_lens)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1: the idea</summary>
 #
-# The final LayerNorm is a module: call it on the whole stack at once (it recomputes the mean
-# and the scale of every vector it is given). Then `@ model.W_U`, which contracts the last
+# The model computes `logits = ln_final(x) @ W_U + b_U` from its last stream `x`. Do the same
+# to every entry.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
+#
+# The final LayerNorm is a module (an `nn.LayerNorm`: it normalises over the last dimension,
+# whatever the leading ones are): call it on the whole stack at once, and it recomputes the mean
+# and the scale of every vector it is given. Then `@ model.W_U`, which contracts the last
 # dimension, and add `model.b_U`.
 # </details>
 #
@@ -196,9 +220,11 @@ def answer_prob_and_rank(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Probability and rank of each prompt's answer at its last real position, at every layer.
 
-    lens_logits: (layer, batch, pos, d_vocab); final_pos: (batch,) positions; answer_ids: (batch,).
-    Returns probs (layer, batch) and ranks (layer, batch): how many tokens have a strictly higher
-    logit than the answer (0 = the answer is the top-1 prediction).
+    lens_logits: (layer, batch, pos, d_vocab); final_pos: (batch,) each prompt's last real
+    position; answer_ids: (batch,) token ids.
+    Returns probs (layer, batch), each in [0, 1], and ranks (layer, batch), integers: how many
+    tokens have a strictly higher logit than the answer (0 = the answer is the top-1
+    prediction). Positions after final_pos[b] (padding) never matter.
     """
     # BEGIN SOLUTION
     batch = torch.arange(lens_logits.shape[1], device=lens_logits.device)
@@ -213,7 +239,13 @@ def answer_prob_and_rank(
 ch02.check_answer_prob_and_rank(answer_prob_and_rank)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1: the idea</summary>
+#
+# First cut every prompt down to its one position, giving (layer, batch, d_vocab); then both
+# numbers are per row of that.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
 #
 # Index with two aligned index tensors: `lens_logits[:, torch.arange(batch), final_pos]` picks,
 # for each prompt `b`, position `final_pos[b]`, giving (layer, batch, d_vocab). Do the same with
@@ -323,7 +355,7 @@ for name, lens_logits in (("with ln_final", with_ln), ("without ln_final", witho
     kl = lens.kl_to_final(lens_logits[-1:, batch, final_pos], final_logits)[0]
     ln_check[name] = (p.mean(1)[-1], kl)
     print(f"{name:>17}: p(answer) by layer {[round(v, 3) for v in p.mean(1).tolist()]}, KL at the output {kl:.3f}")
-claim("ch02.ln_weight_mean", model.norm_module(None).weight.mean())
+claim("ch02.ln_weight_mean", model.norm_module(None).weight.detach().mean())
 claim("ch02.with_ln_kl", ln_check["with ln_final"][1])
 claim("ch02.with_ln_p", ln_check["with ln_final"][0])
 claim("ch02.without_ln_p", ln_check["without ln_final"][0])
@@ -355,18 +387,21 @@ claim("ch02.without_ln_p", ln_check["without ln_final"][0])
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵🔵 · about 10 minutes
 #
-# Centre each part, divide by the *cached* final scale `cache["ln_final.hook_scale"]`
-# (batch, pos, 1), multiply by the LayerNorm's weight. Leave out the bias `b`: it is a constant
-# that belongs to no part, and adding it to each of 10 parts would count it 10 times.
+# Write the final LayerNorm as the *linear* map it becomes once its scale is frozen at the value
+# the model used, `cache["ln_final.hook_scale"]` (batch, pos, 1), and apply it to every part.
+# The bias `b` is a constant that belongs to no part: adding it to each of 10 parts would count
+# it 10 times, so leave it out.
 
 
 # %%
 def apply_ln_to_stack(stack: torch.Tensor, cache, model) -> torch.Tensor:
-    """The final LayerNorm as a linear map: centre, divide by the cached scale, times the weight.
+    """The final LayerNorm with its scale frozen at the cached value, without its bias, on each part.
 
-    stack: (component, batch, pos, d_model) parts of the final residual stream.
-    Returns (component, batch, pos, d_model); summed over components, plus the LayerNorm's bias,
-    it equals ln_final's output.
+    stack: (component, batch, pos, d_model), parts of the final residual stream (any number of
+    parts); cache: holds ln_final.hook_scale (batch, pos, 1); model: gives the final LayerNorm.
+    Returns (component, batch, pos, d_model). Linear in stack; summed over components, plus the
+    LayerNorm's bias, it equals ln_final's output (cache["ln_final.hook_out"]) when the parts sum
+    to the final stream.
     """
     # BEGIN SOLUTION
     centred = stack - stack.mean(-1, keepdim=True)
@@ -377,7 +412,13 @@ def apply_ln_to_stack(stack: torch.Tensor, cache, model) -> torch.Tensor:
 ch02.check_apply_ln_to_stack(apply_ln_to_stack)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1: the idea</summary>
+#
+# LayerNorm is `(x − mean(x)) / scale(x) · w + b`. With `scale` a fixed number per position,
+# every step but the bias is linear: centring, dividing, multiplying by `w`.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
 #
 # `stack - stack.mean(-1, keepdim=True)`, then `/ cache["ln_final.hook_scale"]` (it broadcasts
 # over the component dimension), then `* model.norm_module(None).weight`.
@@ -470,22 +511,22 @@ plot.line(
 #
 # > Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 15 minutes
 #
-# An attention block's output is the sum of its heads' outputs plus a bias:
-# `attn_out = Σ_h z_h @ W_O[l, h] + b_O[l]`, with `z = cache["blocks.{l}.attn.hook_z"]`
-# (batch, pos, head, d_head), `model.W_O` (layer, head, d_head, d_model) and `model.b_O`
-# (layer, d_model). Build the full list of parts, in this order: `hook_embed`, `hook_pos_embed`,
-# then for every block each head's output, the block's `b_O`, its `hook_mlp_out`. They must sum
-# to the final residual stream. (The bias `b_O[l]` has no batch or position dims — `expand_as`
-# helps.)
+# An attention block's output is a sum: one term per head, plus the block's output bias. Split
+# the final stream into embeddings, every head's output, every block's bias and every MLP's
+# output. What you have: each head's mixed values `cache["blocks.{l}.attn.hook_z"]`
+# (batch, pos, head, d_head), the output weights `model.W_O` (layer, head, d_head, d_model) and
+# biases `model.b_O` (layer, d_model), and the cached embeddings and MLP outputs.
 
 
 # %%
 def decompose_by_head(cache, model) -> torch.Tensor:
     """The final residual stream split into embeddings, every head, every attention bias, every MLP.
 
+    cache: holds hook_embed, hook_pos_embed and every block's attn.hook_z and hook_mlp_out.
     Returns (2 + n_layers * (n_heads + 2), batch, pos, d_model) in the order
     embed, pos_embed, [L0H0, ..., L0H{n-1}, L0 b_O, L0 MLP], [L1H0, ...], ...
-    The entries sum to blocks.{n_layers-1}.hook_resid_post.
+    Invariant: the entries sum to blocks.{n_layers-1}.hook_resid_post (to float precision); the
+    heads of a block plus its b_O entry sum to its hook_attn_out.
     """
     # BEGIN SOLUTION
     embed = cache["hook_embed"]
@@ -500,7 +541,13 @@ def decompose_by_head(cache, model) -> torch.Tensor:
 ch02.check_decompose_by_head(decompose_by_head)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1: the idea</summary>
+#
+# `attn_out = Σ_h z_h @ W_O[l, h] + b_O[l]`: each term of that sum is one part. The bias
+# `b_O[l]` has no batch or position dims, but every part must have them.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
 #
 # `torch.einsum("bphd,hdm->hbpm", z, model.W_O[l])` gives one (batch, pos, d_model) output per
 # head; unpack it into the list with `*`. `model.b_O[l].expand_as(cache["hook_embed"])` makes the
@@ -521,11 +568,11 @@ print(head_labels)
 #
 # > Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵🔵 · about 20 minutes
 #
-# For each prompt, at its last real position: put the parts through the LayerNorm with the
-# cached scale (your `apply_ln_to_stack`), and dot each with the logit-difference direction
-# `W_U[:, correct] − W_U[:, wrong]`. Add one last row, the **constant term**: the LayerNorm bias
-# dotted with that direction, plus `b_U[correct] − b_U[wrong]`. Then the rows sum to the model's
-# logit difference *exactly* — the check holds you to it.
+# For each prompt, at its last real position, give every part its share of the logit
+# difference `logit[correct] − logit[wrong]`, through the final LayerNorm with its cached scale
+# (your `apply_ln_to_stack`) and the unembedding. What belongs to no part — the LayerNorm's bias
+# and the unembedding's bias — goes into one last row, the **constant term**. Then the rows sum
+# to the model's logit difference *exactly* — the check holds you to it.
 
 
 # %%
@@ -534,9 +581,13 @@ def direct_logit_attribution(
 ) -> torch.Tensor:
     """Each part's direct contribution to logit[correct] - logit[wrong] at each prompt's last position.
 
-    parts: (component, batch, pos, d_model), summing to the final residual stream.
-    correct, wrong: (batch,) token ids; final_pos: (batch,) positions.
-    Returns (component + 1, batch); the last row is the constant term (LayerNorm bias and b_U).
+    parts: (component, batch, pos, d_model), summing to the final residual stream (any split).
+    cache: holds ln_final.hook_scale. correct, wrong: (batch,) token ids; final_pos: (batch,).
+    Returns (component + 1, batch): row c is part c's contribution through the final LayerNorm
+    (scale frozen at its cached value) and the unembedding; the last row is the constant term
+    (what the LayerNorm's bias and b_U add). Invariant: each column sums to the model's
+    logit[b, final_pos[b], correct[b]] - logit[b, final_pos[b], wrong[b]]; swapping correct and
+    wrong negates every row.
     """
     # BEGIN SOLUTION
     batch = torch.arange(parts.shape[1], device=parts.device)
@@ -551,7 +602,15 @@ def direct_logit_attribution(
 ch02.check_direct_logit_attribution(direct_logit_attribution)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1: the idea</summary>
+#
+# `logit[c] − logit[w] = (ln_final(x) @ (W_U[:, c] − W_U[:, w])) + b_U[c] − b_U[w]`, and with the
+# scale frozen `ln_final(x) = Σ_parts apply_ln_to_stack(part) + b`. So each part's share is its
+# normalised value dotted with the logit-difference direction `W_U[:, correct] − W_U[:, wrong]`;
+# the constant is `b` dotted with it, plus `b_U[correct] − b_U[wrong]`.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
 #
 # `apply_ln_to_stack(parts, cache, model)[:, batch, final_pos]` with `batch = torch.arange(B)`
 # gives (component, batch, d_model). The direction is `(model.W_U[:, correct] - model.W_U[:, wrong]).T`
@@ -605,7 +664,8 @@ plot.imshow(
 # the largest is +{{claim:ch02.dla_top_head=0.98}}). Yet an MLP works on one position at a time: it cannot see "Mary"
 # three words back. Something must have moved the name's information to the last position
 # first — an attention head whose effect is **indirect**, through the MLP, and so invisible to
-# direct logit attribution. Chapter 3's patching finds it.
+# direct logit attribution. Chapter 3's patching finds it. (Section 8 takes one step back along
+# a head's path: which parts of the stream did the head itself read?)
 #
 # The same works for facts. For "a X is an" the article already narrows the category to
 # "animal" or "instrument", so the logit difference animal − instrument asks what tells them
@@ -646,16 +706,19 @@ claim("ch02.fact_mlp3", fact_attr_of["3_mlp_out"])
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
 #
-# `KL(final ‖ lens) = Σ_v p_final(v) (log p_final(v) − log p_lens(v))`, averaged over positions.
-# Use `log_softmax` for numerical stability. The direction matters: we ask how badly the lens
-# misses what the model actually predicts.
+# How far is each layer's lens from what the model finally predicts? The KL divergence
+# `KL(final ‖ lens)`, in nats, averaged over positions. The direction matters: we ask how badly
+# the lens misses what the model actually predicts, so the model's distribution is the
+# reference.
 
 
 # %%
 def kl_to_final(lens_logits: torch.Tensor, final_logits: torch.Tensor) -> torch.Tensor:
     """Mean over positions of KL(final || lens), per layer, in nats.
 
-    lens_logits: (layer, n, d_vocab); final_logits: (n, d_vocab). Returns (layer,).
+    lens_logits: (layer, n, d_vocab) and final_logits: (n, d_vocab), unnormalised logits.
+    Returns (layer,): each entry >= 0, exactly 0 where a layer's distribution equals the final
+    one at every position; unchanged when a constant is added to the logits of a position.
     """
     # BEGIN SOLUTION
     final = final_logits.log_softmax(-1)
@@ -666,7 +729,13 @@ def kl_to_final(lens_logits: torch.Tensor, final_logits: torch.Tensor) -> torch.
 ch02.check_kl_to_final(kl_to_final)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1: the idea</summary>
+#
+# `KL(p ‖ q) = Σ_v p(v) (log p(v) − log q(v))`, with `p` the final distribution. Work with
+# log-probabilities (`log_softmax`) for numerical stability, never with `softmax(...).log()`.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
 #
 # With `lp = final_logits.log_softmax(-1)` and `lq = lens_logits.log_softmax(-1)`:
 # `(lp.exp() * (lp - lq)).sum(-1)` is (layer, n); then `.mean(-1)`.
@@ -695,18 +764,19 @@ claim("ch02.kl_logit_embed", kl_logit[0])
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
 #
 # Given one `nn.Linear(d_model, d_model)` translator per block (`translators[l]` for
-# `resid_pre` of block `l`), compute the tuned lens: `h + translators[l](h)` for the first
-# `n_layers` entries, the final entry unchanged (the model's output needs no translation), then
-# the logit lens. With the translators initialised to zero this *is* the logit lens, so training
-# starts from it and can only improve.
+# `resid_pre` of block `l`), decode the stack through the tuned lens. Following Belrose et al.,
+# a translator learns a *correction* to the stream (a skip connection around it), so a
+# translator with zero weight and bias changes nothing: the tuned lens then *is* the logit lens,
+# and training starts from it. The final entry is the model's output and is never translated.
 
 
 # %%
 def tuned_lens_logits(model, stack: torch.Tensor, translators: torch.nn.ModuleList) -> torch.Tensor:
-    """The tuned lens: translate each block's resid_pre, keep the final entry, apply the logit lens.
+    """The tuned lens: each block's resid_pre translated by its own translator, then the logit lens.
 
-    stack: (n_layers + 1, ..., d_model); translators: n_layers nn.Linear(d_model, d_model).
-    Returns logits (n_layers + 1, ..., d_vocab).
+    stack: (n_layers + 1, ..., d_model); translators: n_layers nn.Linear(d_model, d_model),
+    translators[l] for entry l. Returns logits (n_layers + 1, ..., d_vocab). With zero
+    translators it equals logit_lens(model, stack); the last entry always does.
     """
     # BEGIN SOLUTION
     translated = [h + t(h) for h, t in zip(stack[:-1], translators)]
@@ -717,20 +787,140 @@ def tuned_lens_logits(model, stack: torch.Tensor, translators: torch.nn.ModuleLi
 ch02.check_tuned_lens_logits(tuned_lens_logits)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1: the idea</summary>
+#
+# Entry `l < n_layers` becomes `h + translators[l](h)`; the last entry stays as it is. Then
+# decode everything with your `logit_lens`.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
 #
 # `zip(stack[:-1], translators)` pairs each block's stream with its translator; stack the
 # translated entries with `stack[-1]` and call your `logit_lens`.
 # </details>
 #
-# Training is `lens.train_tuned_lens`: Adam on the KL of all layers at once, over random
-# minibatches of the cached positions. The model itself does not change. It takes a few
-# seconds.
+# ## Exercise 2.9 — train the tuned lens yourself
+#
+# > Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵🔵⚪⚪ · about 30 minutes · optional
+#
+# Now the training, the part a library usually does for you (here `lens.train_tuned_lens`).
+# Belrose et al. train every translator at once to make its layer's tuned lens match the
+# model's final distribution: the loss is the KL divergence of 2.7, one term per layer, on
+# minibatches of cached positions, minimised with Adam. The model is frozen; only the
+# translators learn.
+#
+# Your loop is checked against the package's own trainer: on the same stack, with the same
+# seed, minibatch size, learning rate and number of steps, your translators must come out the
+# same (to 1e-4) and your loss curve must be the same curve. For that, every choice a loop
+# makes must be pinned down — where the translators start, which positions each step sees, what
+# the loss sums and what it averages — so the docstring states each one. Write the function at the top of its cell, using only its
+# arguments and your earlier answers (`tuned_lens_logits`, `kl_to_final`).
+
 
 # %%
-tuned, losses = lens.train_tuned_lens(model, train_stack, train_final, steps=200, lr=3e-3, seed=0)
+def train_translators(
+    model, stack: torch.Tensor, final_logits: torch.Tensor, steps: int, batch_size: int, lr: float, seed: int
+) -> tuple[torch.nn.ModuleList, list[float]]:
+    """Train one affine translator per block so that the tuned lens matches the model's output.
+
+    stack: (n_layers + 1, n_positions, d_model), the residual stack at cached positions (as from
+    lens.collect_positions); final_logits: (n_positions, d_vocab), the model's logits there.
+    Returns (translators, losses):
+    - translators: n_layers nn.Linear(d_model, d_model) on stack's device, for tuned_lens_logits.
+      They start as the identity translation (zero weight and bias: the tuned lens starts as the
+      logit lens).
+    - losses: `steps` floats, the loss of each step, computed before that step's update.
+    Each step: draw batch_size positions uniformly with replacement, as
+    torch.randint(n_positions, (batch_size,), generator=g), from ONE torch.Generator (on the CPU)
+    seeded once with `seed` before the first step; the loss is the sum over the n_layers
+    translated entries of the mean KL(final || tuned lens) over those positions; then one step
+    of torch.optim.Adam(lr=lr, otherwise torch's defaults) over the translators' parameters only.
+    The model and the inputs are not changed.
+    """
+    # BEGIN SOLUTION
+    n_layers, n_positions, d_model = stack.shape[0] - 1, stack.shape[1], stack.shape[2]
+    translators = torch.nn.ModuleList(torch.nn.Linear(d_model, d_model) for _ in range(n_layers)).to(stack.device)
+    for translator in translators:
+        torch.nn.init.zeros_(translator.weight)
+        torch.nn.init.zeros_(translator.bias)
+    optimiser = torch.optim.Adam(translators.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(steps):
+        idx = torch.randint(n_positions, (batch_size,), generator=gen).to(stack.device)
+        lens_logits = tuned_lens_logits(model, stack[:, idx], translators)[:-1]  # (n_layers, batch, d_vocab)
+        loss = kl_to_final(lens_logits, final_logits[idx]).sum()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    return translators, losses
+    # END SOLUTION
+
+
+ch02.check_train_translators(train_translators)
+
+# %% [markdown]
+# <details><summary>Hint 1: the idea</summary>
+#
+# A training loop has four lines that matter: a minibatch, a loss, `zero_grad` + `backward`, an
+# optimiser `step`. Everything else is setting up what they act on: the translators (built, then
+# their weight and bias set to zero with `torch.nn.init.zeros_`), the optimiser over
+# `translators.parameters()`, and the generator.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
+#
+# Each step: `idx = torch.randint(n_positions, (batch_size,), generator=gen).to(stack.device)`,
+# then `tuned_lens_logits(model, stack[:, idx], translators)[:-1]` is (n_layers, batch, d_vocab),
+# and `kl_to_final(that, final_logits[idx]).sum()` is the loss. Record `loss.item()`.
+# Gradients reach the model's weights too (they are on the path), but the optimiser only steps
+# the translators, so the model stays as it is.
+# </details>
+#
+# Train on the 200 texts' positions, 200 steps of 512 positions, and the package's trainer with
+# the same settings next to it. The translators go into the package's `TunedLens` module, which
+# the figures and the explorer below use.
+
+# %%
+with one_thread():  # one thread: the CPU time then measures the work, not threads waiting
+    start = time.process_time()
+    translators, losses = train_translators(model, train_stack, train_final, steps=200, batch_size=512, lr=3e-3, seed=0)
+    train_seconds = time.process_time() - start
+package_tuned, package_losses = lens.train_tuned_lens(
+    model, train_stack, train_final, steps=200, batch_size=512, lr=3e-3, seed=0, progress=False
+)
+tuned = lens.TunedLens(n_layers, model.cfg.d_model).to(device)
+tuned.translators.load_state_dict(translators.state_dict())
+tuned.eval()
 with torch.no_grad():
-    kl_tuned = kl_to_final(tuned_lens_logits(model, eval_stack, tuned.translators), eval_final)
+    translator_gap = max((a - b).abs().max() for a, b in zip(translators.parameters(), package_tuned.parameters()))
+    kl_tuned = kl_to_final(tuned_lens_logits(model, eval_stack, translators), eval_final)
+print(f"your training: {train_seconds:.1f} s CPU; loss {losses[0]:.2f} at the first step, {losses[-1]:.2f} at the last")
+print(f"largest difference from the package's translators: {translator_gap:.1e}")
+print(f"largest difference between the loss curves: {max(abs(a - b) for a, b in zip(losses, package_losses)):.1e}")
+claim("ch02.train_seconds", train_seconds)
+claim("ch02.loss_first", losses[0])
+claim("ch02.loss_last", losses[-1])
+plot.line(
+    {"your loop": torch.tensor(losses), "lens.train_tuned_lens": torch.tensor(package_losses)},
+    title="Tuned-lens training loss (sum over layers of KL(final ‖ lens)), per step",
+    xlabel="step",
+    ylabel="loss (nats)",
+)
+
+# %% [markdown]
+# The two curves lie on top of each other. The loss falls from {{claim:ch02.loss_first=20.6}} nats (the logit lens,
+# summed over the four layers) to {{claim:ch02.loss_last=3.6}}, and the whole run took {{claim:ch02.train_seconds=0.5–30}} CPU seconds on one
+# thread.
+#
+# Why match a reference step for step, rather than "the loss went down"? Because the usual
+# training-loop bugs make the loss go down too. We tried three on this model and these
+# settings: a forgotten `zero_grad` (gradients pile up), a generator re-seeded every step (the
+# same 512 positions every time) and the KL the wrong way round. Each one lowered its loss; the
+# re-seeded loop even ended with a *lower* training loss than the right one — it had learnt one
+# minibatch by heart — and a worse KL on held-out text at every layer. Only a fixed protocol
+# makes such bugs visible.
 
 # %%
 print("mean KL to the final output on held-out text (nats)")
@@ -852,12 +1042,249 @@ else:
     print("Offline: skipping GPT-2. Everything above ran on the bundled toy-language model.")
 
 # %% [markdown]
+# ## 7. Try it on a real model
+#
+# The lens works on every family digsite supports (`docs/models.md`). Here it runs on
+# **Gemma 2** (Gemma Team, 2024, *Gemma 2: Improving Open Language Models at a Practical Size*), the
+# model Gemma Scope's SAEs are trained on. Three things differ from GPT-2, and the package
+# handles each: its RMSNorms multiply by (1 + w), not w (`model.norm_module(None)` is the model's
+# own module, so calling it is right); it normalises each sublayer's output again before adding
+# it (sandwich norms: `hook_attn_out` is what is added, after that norm); and it soft-caps its
+# logits, `30·tanh(logit / 30)`, after the unembedding — the lens shows uncapped logits, which
+# rank tokens the same way. The cell decodes every layer at each IOI prompt's last position and
+# prints the layer from which the answer is the top prediction. Expect it late, in the last
+# few of the 26 layers, as in GPT-2 — a hypothesis: we could not run it where the course was
+# written, offline. `google/gemma-2-2b` is gated: accept its licence on the hub and log in
+# (`huggingface_hub.login()`); it wants a GPU (bfloat16), or `"EleutherAI/pythia-160m"` on a CPU.
+
+# %%
+if online():
+    real = load_model("google/gemma-2-2b", device=device, dtype=torch.bfloat16 if device.type == "cuda" else None)
+    prompts = ioi[:8]
+    r_tokens, r_pos = lens.prompt_batch(real, [p.text for p in prompts])
+    r_answers = real.to_tokens([p.answer for p in prompts], prepend_bos=False)[:, 0]
+    r_stack, r_logits = lens.resid_stack(real, r_tokens)
+    rows = torch.arange(len(prompts))
+    with torch.no_grad():  # only the last positions: Gemma's vocabulary has 256k tokens
+        r_lens = lens.unembed(real, real.norm_module(None)(r_stack[:, rows, r_pos]))[:, :, None]
+    r_probs, r_ranks = lens.answer_ranks(r_lens, torch.zeros_like(r_pos), r_answers)
+    print(f"{real.cfg.architecture}: {real.cfg.n_layers} layers, logit soft cap {real.cfg.output_logits_soft_cap}")
+    print("first layer from which the answer stays top-1, per prompt:", lens.first_top1_layer(r_ranks).tolist())
+    from IPython.display import display
+
+    display(lens.lens_figure(real, prompts[0].text))
+else:
+    print("Offline: skipping the real model (load_model needs the hub). Everything above ran on the bundled model.")
+
+# %% [markdown]
 # On GPT-2 the head attributions do not sum to the whole logit difference — we passed only the
 # heads, not the embeddings, MLPs and biases. Look for the heads Wang et al. call *name movers*
 # (9.9, 9.6, 10.0) among the positive ones, and for their *negative* name movers (10.7, 11.10).
 # If you compare with a TransformerLens notebook, remember that our heads keep their value
 # biases.
+
+# %% [markdown]
+# ## 8. Going further: attribution through a path
 #
+# Direct logit attribution gave every head the credit of its *direct* path to the logits. But
+# a head's output is built from what it read: its values are a linear function of the stream
+# entering its block — once its attention pattern and its block's ln1 scale are held at the
+# values the model used, just as we froze the final LayerNorm's scale. So a head's direct
+# credit splits further, over the parts of the stream *it* read and the source positions it
+# read them from. Elhage et al. (2021) write a model as a sum of such paths; here we take the
+# path "part → the head's values → the head's output → the logits" and do its bookkeeping by
+# hand, with every LayerNorm in it frozen. Our subject: L3H2, the head with the largest direct
+# credit in 2.6.
+#
+# ## Exercise 2.10 — one head's credit, traced back through its values
+#
+# > Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵🔵⚪⚪ · about 40 minutes · optional
+#
+# Take the parts of the stream entering the head's block (for block `l`, the first
+# `2 + l·(n_heads + 2)` rows of your `decompose_by_head`: everything written before the block)
+# and follow each one, at each source position, through ln1 with its cached scale, the head's
+# values, its attention weights from the prompt's last position, its output matrix, the final
+# LayerNorm with its cached scale, and the logit-difference direction. What no part explains
+# — ln1's bias and the value bias, carried along the same path — is the last row (the model
+# has no `b_V` property: hint 2 shows where the cache holds it). Nothing
+# here needs a forward pass: the cache has every scale and pattern. The rows must add up to the
+# head's row of your 2.6 attributions; the check also compares every entry with the reference,
+# because a split whose errors cancel can add up too.
+
+
+# %%
+def head_path_attribution(
+    model,
+    cache,
+    parts: torch.Tensor,
+    layer: int,
+    head: int,
+    correct: torch.Tensor,
+    wrong: torch.Tensor,
+    final_pos: torch.Tensor,
+) -> torch.Tensor:
+    """One head's direct contribution to logit[correct] - logit[wrong], split by what its values read.
+
+    parts: (component, batch, pos, d_model), summing to blocks.{layer}.hook_resid_pre, the stream
+    the head reads. cache: holds blocks.{layer}.ln1.hook_scale and .ln1.hook_out,
+    blocks.{layer}.attn.hook_v and .attn.hook_pattern, and ln_final.hook_scale.
+    correct, wrong: (batch,) token ids; final_pos: (batch,) each prompt's last real position.
+    Returns (component + 1, batch, pos): entry [c, b, s] is what part c at source position s adds
+    to head `head`'s output at final_pos[b], read through the final LayerNorm and the unembedding
+    as a logit difference, with the head's attention pattern, ln1's scale and ln_final's scale
+    frozen at their cached values. Row `component` (the last) is the input-independent term: what
+    ln1's bias and the head's value bias add along the same path. Invariants: the entries for
+    s > final_pos[b] are 0; summed over rows and positions, column b equals the head's row of
+    direct_logit_attribution(model, cache, decompose_by_head(cache, model), correct, wrong,
+    final_pos); linear in parts; swapping correct and wrong negates it.
+    """
+    # BEGIN SOLUTION
+    batch = torch.arange(parts.shape[1], device=parts.device)
+    ln1 = model.norm_module(layer)
+    W_V, W_O = model.W_V[layer, head], model.W_O[layer, head]  # (d_model, d_head), (d_head, d_model)
+    normed = (parts - parts.mean(-1, keepdim=True)) / cache[f"blocks.{layer}.ln1.hook_scale"] * ln1.weight
+    # the constant's value at each source: hook_v = ln1_out @ W_V + b_V, and ln1_out = (its linear part) + ln1.bias
+    const_v = (
+        cache[f"blocks.{layer}.attn.hook_v"][:, :, head] - (cache[f"blocks.{layer}.ln1.hook_out"] - ln1.bias) @ W_V
+    )
+    values = torch.cat([normed @ W_V, const_v[None]])  # (component + 1, batch, pos, d_head)
+    weights = cache[f"blocks.{layer}.attn.hook_pattern"][batch, head, final_pos]  # (batch, pos): from final_pos
+    out = (values * weights[..., None]) @ W_O  # (component + 1, batch, pos, d_model)
+    scale = cache["ln_final.hook_scale"][batch, final_pos]  # (batch, 1)
+    normed_out = (out - out.mean(-1, keepdim=True)) / scale[:, None] * model.norm_module(None).weight
+    direction = (model.W_U[:, correct] - model.W_U[:, wrong]).T  # (batch, d_model)
+    return (normed_out * direction[:, None]).sum(-1)
+    # END SOLUTION
+
+
+ch02.check_head_path_attribution(head_path_attribution)
+
+# %% [markdown]
+# <details><summary>Hint 1: the idea</summary>
+#
+# With the pattern and the scales frozen, the path is a chain of linear maps, and you apply it
+# to each part *without* summing over source positions: ln1 (centre, divide by
+# `cache[f"blocks.{layer}.ln1.hook_scale"]`, times ln1's weight; its bias is a constant), the
+# values `@ model.W_V[layer, head]` (plus the value bias, another constant), a weight per
+# source position from the pattern's row at the query, `pattern[b, head, final_pos[b], :]`,
+# then `@ model.W_O[layer, head]`, then the final LayerNorm exactly as in 2.4 but at the query
+# position, then the direction of 2.6.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
+#
+# The value bias is not one of the model's weight properties, but the cache holds it
+# implicitly: `cache[f"blocks.{layer}.attn.hook_v"][:, :, head]` is ln1's output `@ W_V` plus
+# `b_V`, and ln1's output is its linear part plus `ln1.bias`. So the constant's value vector at
+# each source position is `hook_v[:, :, head] − (ln1.hook_out − ln1.bias) @ W_V` (batch, pos,
+# d_head): stack it under the parts' values as one more row. Then multiply by
+# `pattern[batch, head, final_pos][..., None]`, `@ W_O`, centre over d_model, divide by
+# `cache["ln_final.hook_scale"][batch, final_pos][:, None]` (one scale per prompt), times the final
+# LayerNorm's weight, and dot with `direction[:, None]` over the last dimension.
+# </details>
+#
+# Now on the 200 held-out indirect-object prompts, for L3H2. The parts are everything written
+# before block 3; we cache the few extra names the path needs.
+
+# %%
+path_layer, path_head = 3, 2
+n_before = 2 + path_layer * (model.cfg.n_heads + 2)
+_, path_cache = model.run_with_cache(
+    task_tokens,
+    names_filter=lambda name: (
+        name.endswith(("embed", "hook_z", "mlp_out", "ln_final.hook_scale"))
+        or name
+        in (
+            f"blocks.{path_layer}.ln1.hook_scale",
+            f"blocks.{path_layer}.ln1.hook_out",
+            f"blocks.{path_layer}.attn.hook_v",
+            f"blocks.{path_layer}.attn.hook_pattern",
+        )
+    ),
+)
+with torch.no_grad():
+    path_parts = decompose_by_head(path_cache, model)
+    paths = head_path_attribution(
+        model, path_cache, path_parts[:n_before], path_layer, path_head, io_ids, s_ids, final_pos
+    )
+head_row = head_labels.index(f"L{path_layer}H{path_head}")
+path_labels = head_labels[:n_before] + ["constant"]
+by_part = paths.sum(-1).mean(1)  # (component + 1,): mean over prompts, summed over source positions
+io_pos = (task_tokens == io_ids[:, None]).float().argmax(1)  # the first mention of the indirect object
+s_pos = (task_tokens == s_ids[:, None]).float().argmax(1)  # the first mention of the subject
+mlp0 = path_labels.index("L0 MLP")
+print(
+    f"L{path_layer}H{path_head}: direct attribution {attrs[head_row].mean():+.3f}, sum of its paths {paths.sum((0, 2)).mean():+.3f}"
+)
+print(
+    f"largest |sum of paths - direct attribution| over prompts: {(paths.sum((0, 2)) - attrs[head_row]).abs().max():.1e}"
+)
+print(
+    "largest paths (summed over positions):",
+    ", ".join(f"{path_labels[i]} {by_part[i]:+.2f}" for i in by_part.abs().argsort(descending=True)[:5]),
+)
+print(
+    f"L0 MLP read at the indirect object's position: {paths[mlp0, batch, io_pos].mean():+.2f}; "
+    f"at the subject's first position: {paths[mlp0, batch, s_pos].mean():+.2f}"
+)
+claim("ch02.path_sum_error", (paths.sum((0, 2)) - attrs[head_row]).abs().max())
+claim("ch02.path_mlp0", by_part[mlp0])
+claim("ch02.path_embed", by_part[0])
+claim("ch02.path_mlp0_io", paths[mlp0, batch, io_pos].mean())
+claim("ch02.path_mlp0_s", paths[mlp0, batch, s_pos].mean())
+claim(
+    "ch02.path_attn_io",
+    path_cache[f"blocks.{path_layer}.attn.hook_pattern"][batch, path_head, final_pos, io_pos].mean(),
+)
+go.Figure(go.Bar(x=path_labels, y=by_part.tolist())).update_layout(
+    title=f"Where L{path_layer}H{path_head}'s direct credit comes from: mean over 200 prompts",
+    xaxis_title=f"part of the stream entering block {path_layer}",
+    yaxis_title="contribution to logit(IO) − logit(S)",
+)
+
+# %% [markdown]
+# And for our one prompt, by part and source position (rows: the parts; columns: the position
+# the head read them from):
+
+# %%
+io_id, s_id = (model.to_tokens(w, prepend_bos=False)[0, :1] for w in ("Mary", "John"))
+with torch.no_grad():
+    one = head_path_attribution(
+        model,
+        cache,
+        decompose_by_head(cache, model)[:n_before],
+        path_layer,
+        path_head,
+        io_id,
+        s_id,
+        torch.tensor([tokens.shape[1] - 1], device=device),
+    )
+plot.imshow(
+    one[:, 0],
+    x=[f"{i}: {t}" for i, t in enumerate(model.to_str_tokens(prompt))],
+    y=path_labels,
+    title=f"L{path_layer}H{path_head}'s credit by part and source position: {prompt!r}",
+    xlabel="source position",
+    ylabel="part",
+)
+
+# %% [markdown]
+# **What to see.** The paths add up to L3H2's direct attribution (the largest gap over the
+# prompts is {{claim:ch02.path_sum_error=0.0000}} to four decimals). Almost all of it comes through **block 0's MLP**
+# (on average {{claim:ch02.path_mlp0=0.92}}, in logits), and almost none from the token embedding itself
+# ({{claim:ch02.path_embed=-0.03}}), although the name's embedding is right there in the stream. Split by position, block 0's
+# MLP read at the indirect object's position adds {{claim:ch02.path_mlp0_io=1.51}}, and read at the subject's first
+# position adds {{claim:ch02.path_mlp0_s=-0.53}}: the head attends to the indirect object (weight {{claim:ch02.path_attn_io=0.38}} on
+# average) and copies what block 0's MLP wrote there, and the part of its attention that lands
+# on the subject works against the answer.
+#
+# A hypothesis, not a finding: for this head, block 0's MLP acts as part of the *token
+# embedding* — the name is readable through the head's OV circuit only after that MLP has
+# rewritten it. What the bookkeeping cannot tell you is whether anything *causes* anything:
+# every path here is computed with the patterns and scales frozen, so a part that changed the
+# pattern, or the scale, gets no credit for it. Chapter 3's patching asks the causal question.
+
+# %% [markdown]
 # ## Summary
 #
 # - The logit lens decodes the residual stream after every layer with the model's own final
@@ -871,5 +1298,10 @@ else:
 #   indirect object; the heads that fetch the name act indirectly.
 # - The logit lens is poor in early layers; an affine translator per layer (the tuned lens)
 #   brings the KL to the final output down a long way, at the price of parameters to trust.
+#   Its training loop is a few lines, but every choice in it (start, minibatches, loss) shows
+#   up in the result.
+# - With attention patterns and LayerNorm scales frozen, a head's direct credit splits exactly
+#   over the parts and positions its values read: L3H2 reads the indirect object through what
+#   block 0's MLP wrote at the name.
 #
 # Next, chapter 3 asks which of these parts *cause* the behaviour, with activation patching.

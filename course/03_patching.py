@@ -22,14 +22,17 @@
 # - Path-patch from a sender head to the receivers' queries.
 # - Approximate all of that with one backward pass (attribution patching), and see where the
 #   approximation is wrong.
-# - Find the circuit automatically with an ACDC-style pruning loop, measure its faithfulness,
-#   compare it with a hypothesis built from the task rule — and see how zero, mean and resample
-#   ablation change the answer.
+# - Find the circuit automatically with an ACDC-style pruning loop you write yourself, measure
+#   its faithfulness, compare it with a hypothesis built from the task rule — and see how zero,
+#   mean and resample ablation change the answer.
+# - Optional, the hardest part: write a batched sweep and path patching from scratch, hold the
+#   circuit to Wang et al.'s faithfulness, completeness and minimality, compare noising with
+#   denoising, and test whether the model repairs itself when its top name mover is knocked out.
 #
 # **Prerequisites:** chapter 1 (hooks, `run_with_cache`, `run_with_hooks`, attention patterns);
 # chapter 2 helps (logit attribution).
 #
-# **Time:** about 3 hours.
+# **Time:** about 3 hours for sections 1–6; about 3 more for the optional section 7 (exercises 3.10–3.13).
 #
 # **Readings**
 # - Wang et al., [*Interpretability in the Wild: a Circuit for Indirect Object Identification in GPT-2 small*](https://arxiv.org/abs/2211.00593) (2022) —
@@ -52,7 +55,7 @@ from digsite import patching as P
 from digsite.checks import ch03
 from digsite.claims import claim
 from digsite.hooks import Hook, HookedModel
-from digsite.nodes import Node
+from digsite.nodes import Node, all_nodes
 from digsite.notebook import online, setup
 from digsite.threads import one_thread
 
@@ -250,7 +253,13 @@ def patch_resid_once(
 ch03.check_patch_resid_once(patch_resid_once)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1: the idea</summary>
+#
+# Two runs: one of the clean tokens that caches `blocks.{layer}.hook_resid_pre`, one of the
+# corrupt tokens with your hook from exercise 3.3 on that name; the metric of the second's logits.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
 #
 # `model.run_with_cache(clean_tokens, names_filter=[name])` gives the clean cache; then
 # `model.run_with_hooks(corrupt_tokens, fwd_hooks=[(name, lambda r, h: patch_resid_hook(r, h, pos, cache))])`.
@@ -542,8 +551,10 @@ plot.imshow(
 def attribution_scores(clean_z: torch.Tensor, corrupt_z: torch.Tensor, corrupt_grad: torch.Tensor) -> torch.Tensor:
     """Attribution-patching estimate of patching each head's z (all positions) from clean into corrupt.
 
-    All three (batch, pos, head, d_head); corrupt_grad is d metric / d z on the corrupt run.
-    Returns (head,): the sum over batch, positions and d_head of (clean - corrupt) * grad.
+    All three (batch, pos, head, d_head); corrupt_grad is d metric / d z on the corrupt run
+    (the metric a mean over the prompts). Returns (head,): for each head, the linear estimate of
+    how much the metric moves when that head's z, at every position of every prompt, is patched
+    from the clean run into the corrupt one.
     """
     # BEGIN SOLUTION
     return ((clean_z - corrupt_z) * corrupt_grad).sum(dim=(0, 1, 3))
@@ -553,10 +564,16 @@ def attribution_scores(clean_z: torch.Tensor, corrupt_z: torch.Tensor, corrupt_g
 ch03.check_attribution_scores(attribution_scores)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1: the idea</summary>
 #
-# Elementwise product of the *difference* and the gradient, then `.sum(dim=(0, 1, 3))`. The
-# metric is a mean over prompts, so the gradient already carries the 1/batch: sum, do not average.
+# The formula above, for a head: the change a patch makes to z, dotted with the gradient, summed
+# over everything the patch covers (every prompt, every position, every component of d_head).
+# </details>
+#
+# <details><summary>Hint 2: the formula</summary>
+#
+# `((clean_z - corrupt_z) * corrupt_grad).sum(dim=(0, 1, 3))`. The metric is a mean over
+# prompts, so the gradient already carries the 1/batch: sum, do not average.
 # </details>
 
 # %%
@@ -710,10 +727,76 @@ plot.imshow(
 #
 # ## Exercise 3.9 — the pruning loop
 #
-# > Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 15 minutes
+# > Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵🔵🔵⚪ · about 30 minutes
 #
-# Write the loop. `score(kept)` runs the clean prompts with every node *not* in `kept` ablated and
-# returns the metric. Visit nodes from the last to the first; remove a node for good when the
+# Now write the whole search yourself, in two parts.
+#
+# **(a) Score a circuit.** Run the clean prompts with every node that is *not* kept ablated —
+# a head by replacing its slice of `hook_z`, an MLP by replacing its whole `hook_mlp_out` with
+# the ablation value from exercise 3.8 — and return the metric. This is the one experiment the
+# search repeats; `P.circuit_score` is the same function.
+
+
+# %%
+def circuit_score(
+    model: HookedModel,
+    clean: torch.Tensor,
+    values: dict[str, torch.Tensor],
+    keep: list[Node],
+    metric,
+    nodes: list[Node] | None = None,
+) -> float:
+    """The metric of the clean run with every node of `nodes` that is not in `keep` ablated.
+
+    clean: (batch, pos) tokens. values: hook name -> the replacement for that hook's activation,
+    (batch, pos, ...) or (1, pos, ...) to broadcast (`ablation_value`'s output), for every
+    `Node.hook` of `nodes`. A head node (layer, head) stands for its own head's slice of
+    `blocks.{layer}.attn.hook_z` only; an MLP node (layer, None) for all of
+    `blocks.{layer}.hook_mlp_out`. nodes: default `all_nodes(model)`. Kept nodes and nodes not in
+    `nodes` compute as usual. Returns the metric as a float; the model is left unchanged.
+    """
+    # BEGIN SOLUTION
+    nodes = all_nodes(model) if nodes is None else list(nodes)
+    keep = set(keep)
+    drop: dict[str, list[int | None]] = {}
+    for node in nodes:
+        if node not in keep:
+            drop.setdefault(node.hook, []).append(node.head)
+
+    def ablate(act: torch.Tensor, hook: Hook) -> torch.Tensor:
+        act = act.clone()
+        value = values[hook.name].to(act.dtype)
+        for head in drop[hook.name]:
+            if head is None:
+                act[:] = value
+            else:
+                act[:, :, head] = value[:, :, head]
+        return act
+
+    with torch.no_grad():
+        logits = model.run_with_hooks(clean, fwd_hooks=[(name, ablate) for name in drop])
+    return float(metric(logits))
+    # END SOLUTION
+
+
+ch03.check_circuit_score(circuit_score)
+
+# %% [markdown]
+# <details><summary>Hint 1: the idea</summary>
+#
+# Group the dropped nodes by hook name: several heads of one layer share `hook_z`, so one hook
+# per name must ablate all of that layer's dropped heads.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
+#
+# In the hook, `act = act.clone()`; for a head, `act[:, :, head] = value[:, :, head]` (a
+# (1, pos, ...) value broadcasts over the batch); for an MLP, `act[:] = value`. Run with
+# `model.run_with_hooks(clean, fwd_hooks=[(name, ablate) for name in drop])` under `torch.no_grad()`.
+# </details>
+#
+# **(b) The loop.** `score(kept)` is part (a) with everything but `kept` ablated. Start from the
+# whole model, visit the nodes from the last to the first, and remove a node for good when the
 # score falls by less than `threshold` compared with the *current* circuit.
 
 
@@ -721,7 +804,9 @@ plot.imshow(
 def prune(nodes: list[Node], score, threshold: float) -> list[Node]:
     """ACDC-style greedy node pruning. nodes: in forward order. score(list of kept nodes) -> float.
 
-    Returns the kept nodes, in forward order.
+    Visits every node once, latest first; a node leaves the circuit for good when the circuit
+    without it scores at least the current circuit's score minus `threshold`. Calls `score` once
+    for the full circuit, then once per node. Returns the kept nodes, in forward order.
     """
     # BEGIN SOLUTION
     kept = list(nodes)
@@ -738,23 +823,32 @@ def prune(nodes: list[Node], score, threshold: float) -> list[Node]:
 ch03.check_prune(prune)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1: the idea</summary>
 #
-# Keep `current = score(kept)` up to date after every accepted removal; the test is
-# `score(trial) >= current - threshold`. Walk `reversed(nodes)` so that a node is judged after
-# everything downstream of it has been settled.
+# Keep `current = score(kept)` up to date after every accepted removal. Walk `reversed(nodes)`
+# so that a node is judged after everything downstream of it has been settled.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
+#
+# For each node, `trial = [n for n in kept if n != node]`; accept it when
+# `score(trial) >= current - threshold`, and then set `current` to that score.
 # </details>
 #
 # Run it with resample ablation and τ = 0.02, and measure the **faithfulness** of the result: the
 # metric with everything outside the circuit ablated (1 = the circuit alone does all the model
-# does, 0 = nothing).
+# does, 0 = nothing). The cell also runs the package's own search (`P.prune_circuit` scored by
+# `P.circuit_score`) and stops if your circuit differs from it.
 
 # %%
 threshold = 0.02
 circuits, faithfulness, empty = {}, {}, {}
 for kind in values:
-    score = lambda keep, kind=kind: P.circuit_score(model, data.clean, values[kind], keep, metric)
+    score = lambda keep, kind=kind: circuit_score(model, data.clean, values[kind], keep, metric)
     circuits[kind] = prune(nodes, score, threshold)
+    package_score = lambda keep, kind=kind: P.circuit_score(model, data.clean, values[kind], keep, metric)
+    package, _ = P.prune_circuit(nodes, package_score, threshold)  # the package's own circuit discovery
+    assert circuits[kind] == package, f"your circuit differs from the package's: {package}"
     faithfulness[kind], empty[kind] = score(circuits[kind]), score([])
     print(
         f"{kind:9s} circuit ({len(circuits[kind])} nodes): {' '.join(map(str, circuits[kind]))}  "
@@ -810,8 +904,504 @@ claim("ch03.hypothesis_faithfulness", score(hypothesis))
 # ablating 2.3 (which attends to S1) raises the logit difference — "faithfulness" above 1 is as
 # much a warning as below. And their empty circuits score {{claim:ch03.mean_empty=0.56}} and {{claim:ch03.zero_empty=0.51}} (no preference), not 0.
 # A circuit is a claim *relative to an ablation and a corruption*: say which.
+
+# %% [markdown]
+# ## 7. The hard parts yourself, and the research standard for a circuit claim
 #
-# ## 7. Try it on GPT-2
+# So far the package has done the heavy lifting: the batched sweeps, path patching, the circuit
+# score. The exercises below (optional, and the hardest of the chapter) have you write those
+# yourself, each checked against the package's own. Then three questions every circuit claim
+# should answer, as Wang et al. (2022) do for GPT-2's IOI circuit: is the circuit *faithful*,
+# *complete* and *minimal*? Does it matter whether we patch by noising or denoising? And when we
+# knock out a component, does the rest of the model repair the damage?
+#
+# ## Exercise 3.10 — a batched head sweep
+#
+# > Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵🔵⚪⚪ · about 25 minutes
+#
+# Patch every head's output (its `hook_z`, all positions) from the source run into the base
+# run — but in **one** forward pass for all heads, not one per head. This is the core of
+# `P.head_sweep`, without its savings; it must give the same numbers.
+
+
+# %%
+def batched_head_sweep(model: HookedModel, base: torch.Tensor, source_tokens: torch.Tensor, metric) -> torch.Tensor:
+    """Patch each head's hook_z (all positions) from the source run into the base run, all heads at once.
+
+    base, source_tokens: (batch, pos) tokens. metric: logits (batch, pos, d_vocab) of the base
+    prompts, in order -> scalar tensor. Returns (n_layers, n_heads) float32 on the CPU: entry
+    (l, h) is the metric of the base run with head h of layer l taken from the source run, the
+    same values as `P.head_sweep(model, base, source_tokens, metric)`. Uses one forward pass to
+    cache the source run and one forward pass for all the patches together.
+    """
+    # BEGIN SOLUTION
+    n_layers, n_heads, n = model.cfg.n_layers, model.cfg.n_heads, base.shape[0]
+    names = [f"blocks.{l}.attn.hook_z" for l in range(n_layers)]
+    _, source = model.run_with_cache(source_tokens, names_filter=names)
+
+    def patch(z: torch.Tensor, hook: Hook) -> torch.Tensor:
+        z = z.clone()
+        for h in range(n_heads):
+            i = hook.layer() * n_heads + h  # copy i of the base batch gets head (layer, h)
+            z[i * n : (i + 1) * n, :, h] = source[hook.name][:, :, h]
+        return z
+
+    with torch.no_grad():
+        logits = model.run_with_hooks(base.repeat(n_layers * n_heads, 1), fwd_hooks=[(name, patch) for name in names])
+    values = [metric(logits[i * n : (i + 1) * n]) for i in range(n_layers * n_heads)]
+    return torch.stack(values).float().cpu().reshape(n_layers, n_heads)
+    # END SOLUTION
+
+
+ch03.check_batched_head_sweep(batched_head_sweep)
+
+# %% [markdown]
+# <details><summary>Hint 1: the idea</summary>
+#
+# Stack `n_layers * n_heads` copies of the base batch (`base.repeat(k, 1)`): copy *i* is the
+# experiment "patch head *i*". One hook per layer writes each of that layer's heads into its own
+# copy's rows, and the metric is applied to each copy's rows separately.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
+#
+# With `n` prompts, copy `i = layer * n_heads + head` owns rows `i*n : (i+1)*n`. In the hook on
+# `blocks.{l}.attn.hook_z`: `z[i*n:(i+1)*n, :, h] = source[hook.name][:, :, h]` for every head h
+# of that layer. Afterwards `metric(logits[i*n:(i+1)*n])` for each i.
+# </details>
+#
+# Compare with the package and with one forward pass per head:
+
+# %%
+z_names = [f"blocks.{l}.attn.hook_z" for l in range(model.cfg.n_layers)]
+_, clean_z = model.run_with_cache(data.clean, names_filter=z_names)
+z_patches = [
+    P.Patch(f"blocks.{l}.attn.hook_z", (slice(None), h))
+    for l in range(model.cfg.n_layers)
+    for h in range(model.cfg.n_heads)
+]
+sweeps, sweep_seconds = {}, {}
+with one_thread():
+    for label, run in {
+        "one forward per head": lambda: P.patch_loop(model, data.corrupt, clean_z, z_patches, metric).reshape(
+            model.cfg.n_layers, model.cfg.n_heads
+        ),
+        "yours, one batched pass": lambda: batched_head_sweep(model, data.corrupt, data.clean, metric),
+        "P.head_sweep": lambda: P.head_sweep(model, data.corrupt, data.clean, metric),
+    }.items():
+        start = time.process_time()
+        sweeps[label] = run()
+        sweep_seconds[label] = time.process_time() - start
+for label, value in sweeps.items():
+    print(
+        f"{label:24s} {sweep_seconds[label]:5.2f} s CPU   max |difference| from P.head_sweep "
+        f"{(value - sweeps['P.head_sweep']).abs().max():.1e}"
+    )
+claim("ch03.batched_sweep_difference", (sweeps["yours, one batched pass"] - sweeps["P.head_sweep"]).abs().max())
+claim("ch03.batched_vs_loop", sweep_seconds["yours, one batched pass"] / sweep_seconds["one forward per head"])
+claim("ch03.head_sweep_speedup", sweep_seconds["one forward per head"] / sweep_seconds["P.head_sweep"])
+
+# %% [markdown]
+# **What to see:** the three agree (to {{claim:ch03.batched_sweep_difference=0.0000}} at four decimals). On a CPU your one big pass
+# is no faster than the loop ({{claim:ch03.batched_vs_loop=0.5–4×}} its CPU time: the same work, grouped into one 512-row batch,
+# plus the source run), while `P.head_sweep` is {{claim:ch03.head_sweep_speedup=1.2–10×}} faster than the loop because it also skips
+# what cannot change (every position before S2). On a GPU, where 512 rows cost about as much as
+# 32, the batched pass is where the speed would come from (not measured here).
+#
+# ## Exercise 3.11 — path patching from scratch
+#
+# > Difficulty 🔴🔴🔴🔴🔴 · Importance 🔵🔵🔵🔵⚪ · about 45 minutes
+#
+# Section 4 gave you the freezing hook; `P.path_patch` did the rest. Now write all of it for one
+# sender head and a set of receiver heads, the way Wang et al. define it: the sender's output
+# comes from the source run, every other head below the receivers is held at its base-run
+# output (MLPs recompute), and the effect reaches the output *only* through the receivers'
+# queries, keys or values.
+
+
+# %%
+def path_patch_one(
+    model: HookedModel,
+    base: torch.Tensor,
+    source_tokens: torch.Tensor,
+    metric,
+    sender: tuple[int, int],
+    receivers: list[tuple[int, int]],
+    receiver_input: str = "q",
+) -> float:
+    """The metric when only the path sender -> receivers' `receiver_input` carries the source run.
+
+    base, source_tokens: (batch, pos) tokens (denoising: base = corrupt, source = clean).
+    metric: logits (batch, pos, d_vocab) -> scalar tensor. sender: (layer, head), in a layer
+    below the highest receiver's. receivers: (layer, head) pairs. receiver_input: "q", "k" or "v".
+    The same value as `P.path_patch(model, base, source_tokens, metric, receivers,
+    receiver_input)[sender]`: in the final run, every activation is the base run's except the
+    receivers' `receiver_input` (all positions), which take the values they have when the
+    sender's hook_z comes from the source run and every other head's hook_z below the highest
+    receiver's layer is held at its base-run value (MLPs recompute). Returns a float.
+    """
+    # BEGIN SOLUTION
+    top = max(layer for layer, _ in receivers)
+    z_names = [f"blocks.{l}.attn.hook_z" for l in range(top)]
+    recv_names = sorted({f"blocks.{l}.attn.hook_{receiver_input}" for l, _ in receivers})
+    _, source = model.run_with_cache(source_tokens, names_filter=z_names)
+    _, frozen = model.run_with_cache(base, names_filter=z_names)
+    freeze = [(name, lambda z, hook: freeze_hook(z, hook, sender, source, frozen)) for name in z_names]
+    with model.hooks(freeze):  # step 1: sender from the source, other heads frozen; record the receivers' inputs
+        _, recorded = model.run_with_cache(base, names_filter=recv_names)
+
+    def replace(act: torch.Tensor, hook: Hook) -> torch.Tensor:
+        act = act.clone()
+        for layer, head in receivers:
+            if layer == hook.layer():
+                act[:, :, head] = recorded[hook.name][:, :, head]
+        return act
+
+    with torch.no_grad():  # step 2: only the receivers' inputs change
+        return float(metric(model.run_with_hooks(base, fwd_hooks=[(name, replace) for name in recv_names])))
+    # END SOLUTION
+
+
+ch03.check_path_patch_one(path_patch_one)
+
+# %% [markdown]
+# <details><summary>Hint 1: the idea</summary>
+#
+# Two runs of the base prompts. In the first, hook every `hook_z` below the highest receiver's
+# layer: the sender's slice comes from the source cache, every other head's from the base
+# cache (your `freeze_hook` from exercise 3.6 does exactly that), and cache the receivers'
+# `hook_q` (or k, v). In the second, hook only the receivers' inputs and put the recorded values
+# in, for the receiver heads only.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
+#
+# `with model.hooks([(name, freeze) for name in z_names]): _, recorded = model.run_with_cache(base, names_filter=recv_names)`
+# hooks and caches in one run. In the second run's hook, `act[:, :, head] = recorded[hook.name][:, :, head]`
+# for each receiver whose layer is `hook.layer()`. Do not freeze the MLPs: a path through an
+# MLP into the receivers counts.
+# </details>
+#
+# Your function against the package, for every sender and the name movers' queries:
+
+# %%
+yours = torch.full((model.cfg.n_layers, model.cfg.n_heads), float("nan"))
+for layer in range(3):
+    for head in range(model.cfg.n_heads):
+        yours[layer, head] = path_patch_one(model, data.corrupt, data.clean, metric, (layer, head), movers, "q")
+package = P.path_patch(model, data.corrupt, data.clean, metric, movers, "q")
+print(f"0.3 -> movers' queries: yours {yours[0, 3]:.3f}, P.path_patch {package[0, 3]:.3f}")
+claim("ch03.path_from_scratch_difference", (yours[:3] - package[:3]).abs().max())
+
+# %% [markdown]
+# They agree to {{claim:ch03.path_from_scratch_difference=0.0000}} at four decimals, for all twelve senders.
+#
+# ### Noising or denoising?
+#
+# Every patch so far was **denoising**: run the corrupt prompts, put one clean piece back, ask
+# how much of the clean behaviour returns. That asks whether the piece is **sufficient** (given
+# the rest of the corrupt run). **Noising** runs the clean prompts and puts one corrupt piece in:
+# how much of the clean behaviour is lost? That asks whether the piece is **necessary**. The
+# two answer different questions, and disagree exactly when the circuit has structure
+# (Heimersheim & Nanda, 2024): if two components each suffice (an OR, e.g. backups), noising
+# either one shows little, and denoising each shows a lot; if both are needed together (an AND),
+# it is the other way round. Path patching runs in both directions with the same code — swap
+# base and source:
+
+# %%
+denoise = P.path_patch(model, data.corrupt, data.clean, metric, movers, "q")
+noise = P.path_patch(model, data.clean, data.corrupt, metric, movers, "q")
+print(f"path 0.3 -> movers' q: denoising restores {denoise[0, 3]:.2f}; noising loses {1 - noise[0, 3]:.2f}")
+heads_noise = P.head_sweep(model, data.clean, data.corrupt, metric)
+keep_all_but_movers = [n for n in nodes if (n.layer, n.head) not in movers]
+values_clean = {name: clean_nodes[name] for name in hook_names}
+movers_together = {
+    "denoising (corrupt run, movers from clean)": circuit_score(
+        model, data.corrupt, values_clean, keep_all_but_movers, metric
+    ),
+    "noising (clean run, movers from corrupt)": 1
+    - circuit_score(model, data.clean, values["resample"], keep_all_but_movers, metric),
+}
+for label, value in movers_together.items():
+    print(f"all three movers at once, {label}: {value:.2f}")
+print(
+    "one mover at a time: denoising",
+    [f"{heads['z'][l, h]:.2f}" for l, h in movers],
+    " noising loses",
+    [f"{1 - heads_noise[l, h]:.2f}" for l, h in movers],
+)
+claim("ch03.path_denoise_0_3", denoise[0, 3])
+claim("ch03.path_noise_0_3", 1 - noise[0, 3])
+claim("ch03.head_denoise_0_3", heads["z"][0, 3])
+claim("ch03.head_noise_0_3", 1 - heads_noise[0, 3])
+claim("ch03.movers_denoise_sum", sum(heads["z"][l, h] for l, h in movers))
+claim("ch03.movers_noise_sum", sum(1 - heads_noise[l, h] for l, h in movers))
+claim("ch03.movers_denoise_together", movers_together["denoising (corrupt run, movers from clean)"])
+claim("ch03.movers_noise_together", movers_together["noising (clean run, movers from corrupt)"])
+plot.imshow(
+    torch.stack([heads["z"].flatten(), 1 - heads_noise.flatten()]),
+    x=head_labels,
+    y=["denoising: restored", "noising: lost"],
+    xlabel="head",
+    title="Each head's output patched, both ways",
+    zmax=1,
+    text=True,
+)
+
+# %% [markdown]
+# **What to see:** here the two directions mostly agree. The path 0.3 → movers' queries
+# restores {{claim:ch03.path_denoise_0_3=0.25}} when denoised and loses {{claim:ch03.path_noise_0_3=0.29}} when noised; head 0.3 alone restores {{claim:ch03.head_denoise_0_3=0.95}} and its
+# loss costs {{claim:ch03.head_noise_0_3=0.94}}: it is both sufficient and necessary, the single route of the
+# information. The name movers are the interesting case: one at a time they restore
+# {{claim:ch03.movers_denoise_sum=0.25}} in sum and lose {{claim:ch03.movers_noise_sum=0.31}} in sum, and patched all at once they restore
+# {{claim:ch03.movers_denoise_together=0.28}} and lose {{claim:ch03.movers_noise_together=0.32}}: close to the sum of their parts, both ways. Their effects simply add
+# up on the logits — neither an OR (backups, which noising would hide) nor an AND (which
+# denoising would hide) — and no single mover is enough to flip the answer.
+#
+# Use denoising to find what *suffices* to carry the information (and a circuit that is sufficient); noising to
+# test whether a claimed circuit is *needed*. A careful claim reports both.
+#
+# ## Exercise 3.12 — faithfulness, completeness, minimality
+#
+# > Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵🔵 · about 30 minutes
+#
+# Wang et al. (2022) hold their circuit *C* (a set of nodes of the model *M*) to three criteria,
+# with *F(X)* the metric when only the nodes of *X* run and the rest is ablated:
+# - **faithfulness**: *C* alone does what *M* does — *F(C)* close to *F(M)*;
+# - **completeness**: *C* contains everything that matters. Knock a set *K* out of both; if *C*
+#   missed a component, the two respond differently. The *incompleteness* of *K* is the gap
+#   between their responses, and should be small for every *K* ⊆ *C*;
+# - **minimality**: *C* contains nothing that does not matter. Every node *v* of *C* should
+#   change the metric when removed, at least for some *K* ⊆ *C* \ {*v*} already knocked out —
+#   the *K* is there for backups: a node whose partner covers for it matters only once the
+#   partner is gone.
+#
+# We cannot try every *K* (2⁸ here, 2^hundreds in GPT-2), so the function takes a list of them.
+
+
+# %%
+def circuit_criteria(
+    score, circuit: list[Node], nodes: list[Node], subsets: list[list[Node]]
+) -> dict[str, torch.Tensor]:
+    """Faithfulness, incompleteness and minimality of `circuit` (Wang et al. 2022).
+
+    score(kept nodes) -> float: the metric with every node not kept ablated (e.g. `circuit_score`).
+    circuit: the circuit's nodes C; nodes: every node of the model M (C ⊆ M); subsets: the sets K
+    to knock out, each a list of nodes of C. Returns a dict of float32 tensors:
+    "faithfulness" (0-dim): the circuit's score as a fraction of the full model's;
+    "incompleteness" (len(subsets),): for each K, the absolute difference between the circuit's
+    and the full model's scores once K is knocked out of both;
+    "minimality" (len(circuit),): for each node v of C, the largest absolute change in the score of
+    C minus K when v is knocked out too, over K = the empty set and every K of `subsets` without v.
+    """
+
+    # BEGIN SOLUTION
+    def without(kept: list[Node], removed: list[Node]) -> list[Node]:
+        return [n for n in kept if n not in set(removed)]
+
+    faithfulness = score(list(circuit)) / score(list(nodes))
+    incompleteness = [abs(score(without(circuit, K)) - score(without(nodes, K))) for K in subsets]
+    minimality = []
+    for v in circuit:
+        options = [[]] + [K for K in subsets if v not in K]
+        minimality.append(max(abs(score(without(circuit, [*K, v])) - score(without(circuit, K))) for K in options))
+    return {
+        "faithfulness": torch.tensor(faithfulness),
+        "incompleteness": torch.tensor(incompleteness),
+        "minimality": torch.tensor(minimality),
+    }
+    # END SOLUTION
+
+
+ch03.check_circuit_criteria(circuit_criteria)
+
+# %% [markdown]
+# <details><summary>Hint 1: the idea</summary>
+#
+# Everything is `score` of a set of kept nodes: write a helper `without(kept, removed)` and
+# express each criterion through it. Faithfulness is one ratio; incompleteness one difference
+# per K; minimality a maximum over the K that leave v in.
+# </details>
+#
+# <details><summary>Hint 2: the formulas</summary>
+#
+# faithfulness = F(C) / F(M); incompleteness(K) = |F(C \ K) − F(M \ K)|;
+# minimality(v) = max over K ∈ {∅} ∪ {K ∈ subsets : v ∉ K} of |F(C \ (K ∪ {v})) − F(C \ K)|.
+# </details>
+#
+# We measure the resample circuit from exercise 3.9 with the subsets Wang et al. suggest: each
+# node alone, each class of node (the name movers, the MLPs, 0.3 with MLP 0), and a few random
+# ones. A score is a forward pass, so we remember the ones already computed.
+
+# %%
+found = circuits["resample"]
+memo: dict[frozenset, float] = {}
+
+
+def resample_score(keep: list[Node]) -> float:
+    key = frozenset(keep)
+    if key not in memo:
+        memo[key] = circuit_score(model, data.clean, values["resample"], keep, metric)
+    return memo[key]
+
+
+classes = {
+    "name movers": [n for n in found if (n.layer, n.head) in movers],
+    "MLPs": [n for n in found if n.head is None],
+    "0.3 + MLP0": [n for n in found if n in (Node(0, 3), Node(0))],
+}
+g = torch.Generator().manual_seed(0)
+random_subsets = [[n for n, keep in zip(found, torch.rand(len(found), generator=g) < 0.5) if keep] for _ in range(6)]
+subsets = [[n] for n in found] + list(classes.values()) + random_subsets
+subset_labels = [str(n) for n in found] + list(classes) + [" ".join(map(str, K)) or "∅" for K in random_subsets]
+criteria = circuit_criteria(resample_score, found, nodes, subsets)
+worst = int(criteria["incompleteness"].argmax())
+alone = torch.tensor([abs(resample_score(found) - resample_score([n for n in found if n != v])) for v in found])
+print(
+    f"faithfulness {criteria['faithfulness']:.3f}; worst incompleteness {criteria['incompleteness'][worst]:.3f} (K = {subset_labels[worst]})"
+)
+for v, m, a in zip(found, criteria["minimality"], alone):
+    print(f"minimality of {str(v):5s} {m:.2f}   (K = ∅ alone: {a:.2f})")
+claim("ch03.faithfulness_ratio", criteria["faithfulness"])
+claim("ch03.incompleteness_max", criteria["incompleteness"].max())
+claim("ch03.minimality_min", criteria["minimality"].min())
+claim("ch03.minimality_2_2_alone", alone[found.index(Node(2, 2))])
+claim("ch03.minimality_2_2", criteria["minimality"][found.index(Node(2, 2))])
+go.Figure(
+    [
+        go.Bar(name="knocked out alone (K = ∅)", x=[str(n) for n in found], y=alone),
+        go.Bar(name="best K (minimality)", x=[str(n) for n in found], y=criteria["minimality"]),
+    ]
+).update_layout(
+    barmode="group", title="Minimality: how much each circuit node matters", yaxis_title="|change in metric|"
+)
+
+# %% [markdown]
+# **What to see:** the circuit is faithful (it keeps {{claim:ch03.faithfulness_ratio=1.02}} of the model's metric) and nearly
+# complete: no subset we tried makes the circuit and the model disagree by more than {{claim:ch03.incompleteness_max=0.07}} (the
+# worst is K = {0.3}: without 0.3, the heads outside the circuit still recover a little). Minimality
+# shows why the K are there: knocked out alone, name mover 2.2 costs {{claim:ch03.minimality_2_2_alone=0.06}}; with the best K
+# already gone, {{claim:ch03.minimality_2_2=0.09}} — the other movers cover for it a little. Every node changes the metric by at
+# least {{claim:ch03.minimality_min=0.08}} for some K: nothing in the circuit is dead weight, though with τ = 0.02 that is a
+# low bar. Our subsets are a sample: more of them can only raise a node's minimality, and
+# incompleteness is bounded only over the ones we tried.
+#
+# ## Exercise 3.13 — self-repair
+#
+# > Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 20 minutes
+#
+# Wang et al. knocked out GPT-2's name movers and found that the logit difference fell far less
+# than the movers' own contribution: **backup name movers** took over. McGrath et al., *The
+# Hydra Effect: Emergent Self-repair in Language Model Computations* (2023), found the same in
+# other models. Does our model repair itself? To see, measure each head's **direct effect**: what
+# its output, alone, adds to logit(IO) − logit(S) through the final norm and the unembedding —
+# before and after ablating the top name mover.
+
+
+# %%
+def head_direct_effects(
+    model: HookedModel, tokens: torch.Tensor, io: torch.Tensor, s: torch.Tensor, fwd_hooks=()
+) -> torch.Tensor:
+    """Each head's direct effect on logit(IO) - logit(S) at the last position, averaged over prompts.
+
+    tokens: (batch, pos); io, s: (batch,) token ids. fwd_hooks: (name, fn) pairs active during
+    the run (an ablation, say). Returns (n_layers, n_heads) on the tokens' device: the part of the
+    logit difference that flows straight from the head's output (hook_z through W_O) to the
+    logits, through the final norm with the scale of this very run. Summed over heads and
+    added to the other components' direct effects, it gives the logit difference.
+    """
+    # BEGIN SOLUTION
+    with model.hooks(fwd_hooks):
+        _, cache = model.run_with_cache(
+            tokens, names_filter=lambda name: name.endswith("attn.hook_z") or name == "ln_final.hook_scale"
+        )
+    with torch.no_grad():
+        results = cache.stack_head_results(apply_ln=True)[:, :, -1]  # (layer * head, batch, d_model)
+        return cache.logit_attrs(results, io, s).mean(-1).reshape(model.cfg.n_layers, model.cfg.n_heads)
+    # END SOLUTION
+
+
+ch03.check_head_direct_effects(head_direct_effects)
+
+# %% [markdown]
+# <details><summary>Hint 1: the idea</summary>
+#
+# Cache every `hook_z` and the final norm's scale (`ln_final.hook_scale`) in one run with the
+# hooks on (`with model.hooks(fwd_hooks): model.run_with_cache(...)`). The cache turns z into
+# each head's output and puts it through the final norm; then dot with the unembedding
+# direction of IO minus S.
+# </details>
+#
+# <details><summary>Hint 2: the key step</summary>
+#
+# `cache.stack_head_results(apply_ln=True)[:, :, -1]` is (layer × head, batch, d_model): each
+# head's z @ W_O, centred, divided by this run's final scale and multiplied by the norm's
+# weight. `cache.logit_attrs(stack, io, s)` dots it with W_U[:, io] − W_U[:, s] per prompt.
+# Average over prompts, reshape to (n_layers, n_heads).
+# </details>
+#
+# The top name mover is the head with the largest direct effect. We ablate it as Wang et al. do,
+# with its mean output over the ABC prompts (so it stops carrying any particular name), and
+# compare every head's direct effect before and after. For contrast we do the same with 2.2.
+
+# %%
+de_before = head_direct_effects(model, data.clean, data.io, data.s)
+top = divmod(int(de_before.argmax()), model.cfg.n_heads)
+_, abc_z = model.run_with_cache(data.abc, names_filter=z_names)
+repair = {}
+for layer, head in [top, (2, 2)]:
+    mean_z = abc_z[f"blocks.{layer}.attn.hook_z"].mean(0, keepdim=True)
+
+    def knock_out(z: torch.Tensor, hook: Hook, head: int = head, mean_z: torch.Tensor = mean_z) -> torch.Tensor:
+        z = z.clone()
+        z[:, :, head] = mean_z[:, :, head]
+        return z
+
+    knock = [(f"blocks.{layer}.attn.hook_z", knock_out)]
+    de_after = head_direct_effects(model, data.clean, data.io, data.s, knock)
+    with torch.no_grad():
+        ld_after = logit_diff(model.run_with_hooks(data.clean, fwd_hooks=knock), data.io, data.s).mean().item()
+    change = de_after - de_before
+    own = -change[layer, head].item()
+    change[layer, head] = 0
+    repair[f"{layer}.{head}"] = change
+    print(
+        f"ablating {layer}.{head} (direct effect {de_before[layer, head]:.2f}): its direct effect falls by {own:.2f}; the logit difference by "
+        f"{clean_ld - ld_after:.2f}; the other heads' direct effects change by {change.sum():+.2f}, "
+        f"everything else (MLPs, embeddings) by {(clean_ld - ld_after) * -1 + own - change.sum():+.2f}"
+    )
+    if (layer, head) == top:
+        claim("ch03.top_mover_de", de_before[layer, head])
+        claim("ch03.top_mover_ld_drop", clean_ld - ld_after)
+        claim("ch03.top_mover_other_heads", change.sum())
+    else:
+        claim("ch03.mover_2_2_de", own)
+        claim("ch03.mover_2_2_ld_drop", clean_ld - ld_after)
+        claim("ch03.mover_2_2_other_heads", change.sum())
+print(f"top name mover (largest direct effect): {top[0]}.{top[1]}")
+go.Figure(
+    [go.Bar(name=f"{label} ablated", x=head_labels, y=change.flatten()) for label, change in repair.items()]
+).update_layout(
+    barmode="group",
+    title="Change in each other head's direct effect when one name mover is ablated",
+    yaxis_title="Δ direct effect",
+)
+
+# %% [markdown]
+# **What to see:** the top name mover is **2.1**, with a direct effect of {{claim:ch03.top_mover_de=2.76}} (a quarter of the
+# clean logit difference) — the head that resample ablation left out of the circuit because it
+# looks at the IO in every prompt. Ablating it shows **no self-repair**: the logit difference
+# falls by {{claim:ch03.top_mover_ld_drop=7.7}}, far *more* than its direct effect, and the other heads' direct effects fall too
+# (by {{claim:ch03.top_mover_other_heads=−1.45}} in total, mostly 3.2): later components build on 2.1's output rather than back it
+# up. The smaller mover 2.2 is a different story: its direct effect falls by {{claim:ch03.mover_2_2_de=0.69}}, yet the
+# logit difference only by {{claim:ch03.mover_2_2_ld_drop=0.03}}; other heads gain {{claim:ch03.mover_2_2_other_heads=0.34}} (3.0, 3.2, 2.1) and the MLPs the rest.
+# That is self-repair, for a small head. So this organism has backups for its minor movers and
+# none for its main one — unlike GPT-2, where whole classes of backup name movers exist. We
+# measured one ablation (mean over ABC) on one template; "no backup" means "none that this
+# ablation reveals".
+
+# %% [markdown]
+# ## 8. Try it on GPT-2
 #
 # Wang et al. (2022) found the IOI circuit of GPT-2 small with these methods (path patching,
 # mean ablation over the ABC distribution). The heads they report:
@@ -860,6 +1450,37 @@ else:
     print("Offline: skipping GPT-2. Everything above ran on the bundled toylang organism.")
 
 # %% [markdown]
+# ## 9. Try it on a real model
+#
+# Patching needs nothing family-specific: the same sweep runs on every family digsite supports
+# (`docs/models.md`). Here it is on **Pythia-160m** (Biderman et al., 2023), a GPT-NeoX with
+# parallel attention and MLP — patch `hook_attn_out` or `hook_z` there; it has no
+# `hook_resid_mid`. `P.ioi_metric` builds the normalised logit-difference metric of section 1
+# (1 = clean, 0 = name-swapped). Which heads light up in Pythia is an open question for you;
+# the metric and the sweep are the same as for GPT-2 (we could not run this cell where the
+# course was written, offline). Swap in `"google/gemma-2-2b"` on a GPU (gated: accept its licence
+# and log in): there `hook_attn_out` is after Gemma's post-attention norm, so patching it is
+# exact, while patching `hook_z` goes through that norm. Needs a network; skipped offline.
+
+# %%
+if online():
+    real = load_model("EleutherAI/pythia-160m", device=device)
+    rdata = P.ioi_data(real, n=8, seed=0)
+    r_metric, r_clean, r_corrupt = P.ioi_metric(real, rdata)
+    r_heads = P.head_sweep(real, rdata.corrupt, rdata.clean, r_metric)
+    top = r_heads.flatten().abs().argsort(descending=True)[:10].tolist()
+    n_heads = real.cfg.n_heads
+    print(f"{real.cfg.architecture} logit difference: clean {r_clean:+.2f}, swap {r_corrupt:+.2f}")
+    print(
+        "largest head effects:", ", ".join(f"{i // n_heads}.{i % n_heads} ({r_heads.flatten()[i]:+.2f})" for i in top)
+    )
+    from IPython.display import display
+
+    display(plot.imshow(r_heads, xlabel="head", ylabel="layer", title="Pythia-160m: denoising each head's output"))
+else:
+    print("Offline: skipping the real model (load_model needs the hub). Everything above ran on the bundled organism.")
+
+# %% [markdown]
 # ## Summary
 #
 # - A patching experiment is a clean/corrupt pair, a site and a metric. Choose the corruption so
@@ -874,5 +1495,9 @@ else:
 #   underestimates large, nonlinear effects: verify with real patching.
 # - Automatic circuit discovery is a loop of ablations; the circuit it finds depends on the
 #   threshold and, above all, on the ablation.
+# - A circuit claim is held to faithfulness, completeness and minimality (with knocked-out sets
+#   K, so that backups show), in both directions: denoising tests sufficiency, noising necessity.
+# - Knocking out a component can be repaired by others (the small mover 2.2 here) or amplified
+#   (the top mover 2.1): measure direct effects before and after, do not assume either.
 #
 # To list what passes in your copy of this notebook: `python -m digsite.progress chapters/03_patching.ipynb`.

@@ -21,12 +21,16 @@
 # - Test how much the key frequencies matter: remove every other frequency, then the key
 #   frequencies themselves, from the embedding and from the logits — and see where the story
 #   holds and where it breaks.
+# - Read the last step of the algorithm from the MLP and unembedding weights alone.
+# - Measure the algorithm forming over training with progress measures (restricted and
+#   excluded loss) on the organism's own checkpoints.
 # - Watch a smaller model grok live, and break it by removing a single frequency.
 #
 # **Prerequisites:** chapter 1 (hooks, `run_with_cache`, `run_with_hooks`); `einsum`; the
 # idea of a Fourier series (we re-derive what we need).
 #
-# **Time:** about 2 hours.
+# **Time:** about 3 hours (two of them for sections 1–6, one for the weights and the progress
+# measures of sections 7–8).
 #
 # **Readings**
 # - Power et al., [*Grokking: Generalization Beyond Overfitting on Small Algorithmic Datasets*](https://arxiv.org/abs/2201.02177) (2022) —
@@ -42,6 +46,7 @@
 import plotly.express as px
 import plotly.graph_objects as go
 import torch
+import torch.nn.functional as F
 
 from digsite import fourier, load_model, plot, wrap
 from digsite.checks import ch05
@@ -131,8 +136,28 @@ claim("ch05.plateau_again", 100 * plateau)
 # %% [markdown]
 # {{claim:ch05.mirror_fraction=29.9%}} of the test pairs have their mirror in training, against a plateau near
 # {{claim:ch05.plateau_again=30%±2%}} and chance at {{claim:ch05.chance=0.9%}}: the plateau is what memorisation plus commutativity
-# predicts, so it is not early generalisation. (The saved history only has accuracies, so we
-# cannot check *which* test pairs the plateau model got right; a model's checkpoints would.)
+# predicts. Matching totals are only suggestive, though: the claim is about *which* test pairs
+# the plateau model gets right. A few of the organism's training checkpoints ship with it
+# (`fourier.checkpoint_steps("modadd")`; section 8 uses them all), so we can ask the model
+# itself, as it was at step {{claim:ch05.memorised_step_again=100}}, when it had just memorised.
+
+# %%
+print("shipped checkpoints:", fourier.checkpoint_steps("modadd"))
+plateau_model = fourier.load_checkpoint(memorised, device=device)
+with torch.no_grad():
+    plateau_right = (plateau_model(test_x)[:, -1, :p].argmax(-1).cpu() == test_y).float()
+acc_mirror, acc_other = plateau_right[has_mirror].mean(), plateau_right[~has_mirror].mean()
+print(
+    f"step {memorised}: accuracy on test pairs whose mirror was trained {acc_mirror:.1%}, on the others {acc_other:.1%}"
+)
+claim("ch05.memorised_step_again", memorised)
+claim("ch05.plateau_acc_mirror", 100 * acc_mirror)
+claim("ch05.plateau_acc_other", 100 * acc_other)
+
+# %% [markdown]
+# The memorised model is right on {{claim:ch05.plateau_acc_mirror=98%}} of the test pairs whose mirror it was trained
+# on, and on {{claim:ch05.plateau_acc_other=1.1%}} of the others. The plateau is memorisation plus commutativity,
+# pair by pair: not early generalisation.
 
 # %% [markdown]
 # ## 2. The Fourier basis of the integers mod p
@@ -158,8 +183,9 @@ claim("ch05.plateau_again", 100 * plateau)
 def fourier_basis(p: int) -> torch.Tensor:
     """The orthonormal Fourier basis of Z_p (p odd).
 
-    Returns (p, p) float32: row 0 the constant, row 2k-1 cos(2 pi k x / p), row 2k sin(2 pi k x / p)
-    for k = 1 .. (p-1)/2, every row scaled to unit norm; the column is x.
+    Returns (p, p) float32 with orthonormal rows; the column is x in 0 .. p-1. Row 0 is the
+    constant; for each frequency k = 1 .. (p-1)/2, row 2k-1 is the cosine wave and row 2k the
+    sine wave that wind k times around Z_p (value at x = 0: positive for cos, 0 for sin).
     """
     # BEGIN SOLUTION
     x = torch.arange(p, dtype=torch.float64)
@@ -250,8 +276,8 @@ plot.line(
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
 #
 # A frequency `k` is the *pair* of rows `cos k` and `sin k` (the phase of a wave decides how
-# it splits between them). Score each frequency by the norm of both rows together,
-# `sqrt(‖cos k‖² + ‖sin k‖²)`, and return the `n` best.
+# it splits between them). Score each frequency by the norm of both rows together and return
+# the `n` best.
 
 
 # %%
@@ -274,7 +300,8 @@ ch05.check_key_frequencies(key_frequencies)
 # %% [markdown]
 # <details><summary>Hint</summary>
 #
-# Square and sum each row over `d` to get `(p,)`. The cos rows are `1, 3, 5, …` (slice
+# The score of frequency `k` is `sqrt(‖cos k‖² + ‖sin k‖²)`. Square and sum each row over
+# `d` to get `(p,)`. The cos rows are `1, 3, 5, …` (slice
 # `[1::2]`), the sin rows `2, 4, 6, …` (slice `[2::2]`); add them, take the square root, and
 # `topk`. Index `i` of that vector is frequency `i + 1`. Leave row 0, the constant, out.
 # </details>
@@ -296,7 +323,7 @@ plot.line(
 #
 # Compare with the textbook model of Nanda et al.: there, five frequencies stood alone and
 # everything else was zero. Our organism's spectrum is messier — a dozen tall frequencies and
-# a floor that never reaches zero. It stopped training {{claim:ch05.cleanup_steps=525}} steps after it grokked, while
+# a floor that never reaches zero. It stopped training {{claim:ch05.cleanup_steps=825}} steps after it grokked, while
 # Nanda's model trained for tens of thousands more, a long **clean-up** phase in which weight
 # decay strips out everything the algorithm does not need. So where is the line between "key"
 # and "noise"? Looking will not settle it; an experiment will.
@@ -305,8 +332,8 @@ plot.line(
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 10 minutes
 #
-# Project onto the basis, zero the `cos k` and `sin k` rows of each frequency to remove, and
-# project back. The constant row always stays.
+# Remove a frequency from a matrix: afterwards no column of it has any `cos k` or `sin k`
+# component, and everything else — the constant included — is untouched.
 
 
 # %%
@@ -358,8 +385,8 @@ claim("ch05.n_key", len(key_freqs))
 claim("ch05.only_key_accuracy", 100 * keep_curve[n])
 
 # %% [markdown]
-# {{claim:ch05.n_key=9}} frequencies out of 56 are enough: with all the others deleted from the
-# embedding the model still gets {{claim:ch05.only_key_accuracy=99.95%}} of the 12,769 sums right. With fewer than nine, accuracy drops step by step — there is no single sharp
+# {{claim:ch05.n_key=10}} frequencies out of 56 are enough: with all the others deleted from the
+# embedding the model still gets {{claim:ch05.only_key_accuracy=99.99%}} of the 12,769 sums right. With fewer than ten, accuracy drops step by step — there is no single sharp
 # cut-off, one more sign of a model that has not finished cleaning up.
 #
 # ## 4. Neurons are waves over (a, b)
@@ -477,7 +504,7 @@ plot.imshow(
 )
 
 # %% [markdown]
-# Now every neuron. About half of them ({{claim:ch05.neurons_key_best=259}} of 512) have a key frequency as their best
+# Now every neuron. About half of them ({{claim:ch05.neurons_key_best=249}} of 512) have a key frequency as their best
 # frequency, but in this organism most neurons mix several frequencies: only {{claim:ch05.neurons_one_frequency=29%}} get more than
 # half their variance from one — another sign of the clean-up it never had.
 
@@ -514,9 +541,10 @@ plot.scatter(
 
 # %%
 def cos_logit_terms(p: int, freqs: list[int]) -> torch.Tensor:
-    """cos(2 pi k (a + b - c) / p) for each frequency k in freqs.
+    """The logit wave of each frequency: the cosine of frequency k's angle of a + b - c, k in freqs.
 
-    Returns (len(freqs), p, p, p) float32, indexed [k, a, b, c].
+    Returns (len(freqs), p, p, p) float32, indexed [i, a, b, c] for the i-th frequency of freqs;
+    each entry is 1 exactly where c = (a + b) mod p.
     """
     # BEGIN SOLUTION
     x = torch.arange(p, dtype=torch.float64)
@@ -574,7 +602,7 @@ fig
 
 # %% [markdown]
 # The two panels should look alike: a bright diagonal line where `c = a + b`, the right
-# answer, and the same ripples around it. The {{claim:ch05.n_terms=9}} terms explain {{claim:ch05.fit_explained=66%±3%}} of the centred logits'
+# answer, and the same ripples around it. The {{claim:ch05.n_terms=10}} terms explain {{claim:ch05.fit_explained=66%±3%}} of the centred logits'
 # variance, and their argmax alone is right for {{claim:ch05.fit_accuracy=100.0%}} of the pairs.
 #
 # ## 6. Which frequencies can the model live without?
@@ -606,21 +634,21 @@ go.Figure(go.Bar(x=list(results), y=[r["accuracy"] for r in results.values()])).
 )
 
 # %% [markdown]
-# Read the numbers. Keeping only the key frequencies leaves the model working ({{claim:ch05.only_key_again=99.95%}}).
-# Removing all of them from the embedding drops accuracy to {{claim:ch05.without_all_key=54%}}, while removing the next
-# strongest frequencies, as many, costs almost nothing ({{claim:ch05.without_next=99.8%}}). So the key frequencies carry
+# Read the numbers. Keeping only the key frequencies leaves the model working ({{claim:ch05.only_key_again=99.99%}}).
+# Removing all of them from the embedding drops accuracy to {{claim:ch05.without_all_key=69%}}, while removing the next
+# strongest frequencies, as many, costs almost nothing ({{claim:ch05.without_next=99.95%}}). So the key frequencies carry
 # far more of what the embedding tells the rest of the model than other frequencies of similar
-# strength do. They are not all of it: with them gone, the model is still right on half of the
-# pairs, sixty times chance. And this experiment only edits the *embedding*; the attention, the
+# strength do. They are not all of it: with them gone, the model is still right on two thirds
+# of the pairs, dozens of times chance. And this experiment only edits the *embedding*; the attention, the
 # MLP and the unembedding read and write frequencies too. The next cell removes the key
 # frequencies where the answer is read out as well.
 #
 # Removing any **single** key frequency leaves accuracy at {{claim:ch05.single_min_accuracy=100.0%}} — only the loss rises,
-# {{claim:ch05.single_loss_ratio=1.5–5}} times. Why? The logits are a sum of waves that all peak at `a + b`; with nine of
-# them the peak still wins when one wave is missing. (Even the fit above needed all nine to
+# {{claim:ch05.single_loss_ratio=1.5–5}} times. Why? The logits are a sum of waves that all peak at `a + b`; with ten of
+# them the peak still wins when one wave is missing. (Even the fit above needed all ten to
 # explain two thirds of the logits.) This organism's solution is **redundant**: spread over
 # many frequencies, as models are before the clean-up phase ends. A model that has cleaned up
-# uses just a few frequencies, and then each one is essential. Section 7 trains one.
+# uses just a few frequencies, and then each one is essential. Section 9 trains one.
 #
 # First, the output side. By section 5 the logits are mostly `cos(w(a + b − c))` waves over
 # the candidate answer `c`; remove the key frequencies from the logits along `c` (the same
@@ -651,16 +679,267 @@ claim("ch05.without_key_both", 100 * both)
 
 # %% [markdown]
 # A surprise, and a useful one. Removed from the logits alone, the key frequencies leave the
-# model right on {{claim:ch05.without_key_output=85%}} of the pairs; removed from the embedding *and* the logits, on
-# {{claim:ch05.without_key_both=86%}}. The other 47 frequencies, each weak, together still peak at the right answer for
+# model right on {{claim:ch05.without_key_output=94%}} of the pairs; removed from the embedding *and* the logits, on
+# {{claim:ch05.without_key_both=94%}}. The other 46 frequencies, each weak, together still peak at the right answer for
 # most pairs. So in this organism the key frequencies are the largest part of the algorithm —
-# nine waves explain two thirds of the logits, and they are what you see when you look — but
+# ten waves explain two thirds of the logits, and they are what you see when you look — but
 # not all of it: the answer is also spelled out, more faintly, in the frequencies we called
 # noise. A claim such as "the key frequencies *are* the algorithm" needs an experiment that
 # could break it; here it breaks. It would hold for a model that finished cleaning up, like
-# the one in the next section.
+# the one in section 9.
 #
-# ## 7. Watch a smaller model grok — and break it with one frequency
+# ## 7. Reading the algorithm from the weights
+#
+# So far the evidence came from the embedding and from activations. The later weights can
+# tell the rest of the story without running the model at all. Each MLP neuron `n` adds its
+# output weight row `W_out[n]` to the residual stream, scaled by its activation; the final
+# LayerNorm and the unembedding turn that row into a vector of answer logits — a function of
+# the candidate answer `c`. If the model adds with waves, a neuron that *reads* frequency `k`
+# (section 4 found each neuron's best frequency from its activations) should *write*
+# frequency `k`: its effect on the logits should be a wave over `c` at that same frequency.
+#
+# ## Exercise 5.8 — which frequency does each neuron write?
+#
+# > Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵🔵🔵⚪ · about 25 minutes
+#
+# The weights live on the Hugging Face modules: `model.model.transformer.h[0].mlp.c_proj.weight`
+# is `W_out`, shape `(d_mlp, d_model)` (GPT-2's `Conv1D` stores its weight input-major),
+# `model.norm_module()` is the final LayerNorm, and `model.W_U` is the unembedding
+# `(d_model, d_vocab)`, whose first `p` columns are the numbers.
+
+
+# %%
+def neuron_logit_spectrum(model, p: int, basis: torch.Tensor) -> torch.Tensor:
+    """How much each MLP neuron writes to the answer logits at each frequency, from the weights alone.
+
+    model: the hooked 1-layer modular-addition GPT-2; basis: fourier_basis(p), (p, p).
+    A neuron's direct effect on the number logits is its W_out row passed through the final
+    LayerNorm's centring and weight (not its per-input scale, nor its bias) and the unembedding's
+    first p columns: a function of the answer c, shape (p,).
+    Returns (n_freq, d_mlp) float32, n_freq = (p-1)/2: entry [k-1, n] is the squared norm of
+    frequency k (its cos and sin components together) in neuron n's function of c.
+    Reads no activations; changes nothing.
+    """
+    # BEGIN SOLUTION
+    W_out = model.model.transformer.h[0].mlp.c_proj.weight.detach().float()  # (d_mlp, d_model)
+    W_out = W_out - W_out.mean(dim=1, keepdim=True)  # the LayerNorm's centring
+    W_out = W_out * model.norm_module().weight.detach().float()  # and its weight
+    neuron_logits = W_out @ model.W_U[:, :p].detach().float()  # (d_mlp, p): a function of c per neuron
+    sq = (basis.float() @ neuron_logits.T).pow(2)[1:]  # (p - 1, d_mlp), constant dropped
+    return sq[0::2] + sq[1::2]  # (n_freq, d_mlp): cos k + sin k
+    # END SOLUTION
+
+
+ch05.check_neuron_logit_spectrum(neuron_logit_spectrum)
+
+# %% [markdown]
+# <details><summary>Hint 1: the plan</summary>
+#
+# First build the neuron-to-logit map, one row per neuron, `(d_mlp, p)`. Then treat each row
+# as a function of `c` and take its spectrum, exactly as you did for the embedding (but along
+# `c`, so transpose first).
+# </details>
+#
+# <details><summary>Hint 2: the LayerNorm</summary>
+#
+# A LayerNorm subtracts the mean over `d_model`, divides by a per-input scale and multiplies
+# by its weight. The centring and the weight are linear, so apply them to `W_out`'s rows
+# directly (`W - W.mean(dim=1, keepdim=True)`, then `* ln.weight`). The scale is the same
+# number for every neuron on one input, so it changes no neuron's frequencies.
+# </details>
+#
+# <details><summary>Hint 3: the spectrum</summary>
+#
+# `basis @ neuron_logits.T` is `(p, d_mlp)`. Square it, drop row 0, and add the cos and sin
+# rows of each frequency: `sq[0::2] + sq[1::2]` once the constant is gone (row `i` of the
+# result is frequency `i + 1`).
+# </details>
+#
+# Below, every neuron's output spectrum, neurons sorted by the frequency they write. You
+# should see a staircase of bright blocks: groups of neurons that write one frequency each,
+# the cleanest neurons with little anywhere else.
+
+# %%
+spectrum = neuron_logit_spectrum(model, p, basis)  # (n_freq, d_mlp)
+out_share, out_freq = (spectrum / spectrum.sum(dim=0, keepdim=True)).max(dim=0)
+out_freq = out_freq + 1  # the frequency each neuron writes most
+key_rows = torch.tensor(key_freqs) - 1
+key_share = spectrum[key_rows].sum() / spectrum.sum()
+clean = neuron_frac > 0.5  # neurons whose activations are mostly one frequency (section 4)
+agree = (out_freq[clean] == neuron_freq[clean].to(out_freq.device)).float().mean()
+print(f"{key_share:.0%} of the neuron-to-logit map lies in the {len(key_freqs)} key frequencies")
+print(f"{(out_share > 0.5).float().mean():.0%} of neurons write more than half of their logit effect at one frequency")
+print(f"of the {int(clean.sum())} neurons that read mostly one frequency, {agree:.0%} write that same frequency")
+claim("ch05.logit_map_key_share", 100 * key_share)
+claim("ch05.uniform_key_share", 100 * len(key_freqs) / len(all_freqs))
+claim("ch05.neurons_write_one", 100 * (out_share > 0.5).float().mean())
+claim("ch05.clean_neurons", int(clean.sum()))
+claim("ch05.read_write_agree", 100 * agree)
+claim("ch05.neurons_write_key", 100 * torch.isin(out_freq.cpu(), torch.tensor(key_freqs)).float().mean())
+order = torch.argsort(out_freq.cpu() * 2 - out_share.cpu(), stable=True)  # by frequency, cleanest first
+plot.imshow(
+    spectrum[:, order].sqrt().cpu(),
+    y=list(range(1, p // 2 + 1)),
+    title="Each neuron's effect on the logits, per frequency (neurons sorted by the frequency they write)",
+    xlabel="neuron (sorted)",
+    ylabel="frequency k",
+)
+
+# %% [markdown]
+# The key frequencies are {{claim:ch05.uniform_key_share=18%}} of the frequencies but hold {{claim:ch05.logit_map_key_share=42%}} of the
+# neuron-to-logit map's squared norm — a strong preference, not a monopoly, like everything else
+# in this not-quite-cleaned-up organism. {{claim:ch05.neurons_write_key=46%}} of the neurons write most at a key frequency, and
+# only {{claim:ch05.neurons_write_one=26%}} write more than half of their effect at a single frequency. But where a neuron is clean, the read and the write
+# match: of the {{claim:ch05.clean_neurons=151}} neurons whose activations are mostly one frequency, {{claim:ch05.read_write_agree=100%}} write that same
+# frequency to the logits. That is the algorithm's last step, read from the weights: clusters
+# of neurons, one cluster per frequency, turn products of waves in `a` and `b` into
+# `cos(w(a + b − c))` over the answers. (We read only the MLP's direct path here; the
+# attention's part — moving `a` and `b` to the `=` position — we took on trust.)
+#
+# ## 8. Progress measures: watching the circuit form
+#
+# Test loss tells you *when* a model generalises, not *how*. Nanda et al. (2023) turned the
+# algorithm found in the final model into **progress measures** and tracked them over
+# training. Write the logits as a function of the input `(a, b)`, one function for each
+# answer `c`. The term `cos(w(a + b − c)) = cos(w(a + b))·cos(wc) + sin(w(a + b))·sin(wc)`
+# lies, for every `c`, in the span of two directions over the inputs: `cos(w(a + b))` and
+# `sin(w(a + b))`. So, with `w` running over the key frequencies of the final model:
+#
+# - **restricted loss**: keep only the logits' components along those directions (plus each
+#   answer's mean over all inputs) and measure the loss on all `p²` pairs. It is low only once
+#   the Fourier circuit alone can do the task.
+# - **excluded loss**: remove exactly those components and measure the loss on the
+#   *training* pairs. While memorisation carries the training set it stays low relative to
+#   the train loss; once the training set relies on the circuit, it rises relative to the train
+#   loss (the raw value can still fall, as the train loss falls faster).
+#
+# The organism ships with its weights at a few steps of its training: just after memorising,
+# on the plateau, while test accuracy climbs, right after grokking, and the final model.
+#
+# ## Exercise 5.9 — restricted and excluded loss
+#
+# > Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵🔵🔵🔵 · about 30 minutes
+
+
+# %%
+def progress_losses(
+    logits: torch.Tensor, key_freqs: list[int], train_idx: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The restricted and excluded loss of a modular-addition model, from its logits on every input.
+
+    logits: (p*p, p) float, the logits over the answers c at "=" for every pair (a, b), a-major
+    (row a*p + b, the order of all_pairs(p)); the label of row a*p + b is (a + b) mod p.
+    key_freqs: frequencies k in 1 .. (p-1)/2. train_idx: (n_train,) long, the training rows.
+    Returns (restricted, excluded), two 0-d float32 tensors, mean cross-entropies:
+      restricted, on all p*p rows, of the logits reduced to their component (for every c, over the
+      p*p inputs) in the span of the constant and of cos(w(a + b)), sin(w(a + b)) for the key
+      frequencies w = 2 pi k / p;
+      excluded, on the training rows only, of the logits minus their component in the span of the
+      key-frequency directions (constant not included).
+    Changes nothing in place.
+    """
+    # BEGIN SOLUTION
+    p = logits.shape[-1]
+    x = torch.arange(p, dtype=torch.float64)
+    a, b = x.repeat_interleave(p), x.repeat(p)  # a-major, like all_pairs
+    labels = ((a + b) % p).long()
+    directions = []
+    for k in key_freqs:
+        angle = 2 * torch.pi * k * (a + b) / p
+        directions += [torch.cos(angle), torch.sin(angle)]
+    D = torch.stack(directions)  # (2 n_key, p*p), orthogonal rows
+    D = D / D.norm(dim=1, keepdim=True)
+    L = logits.double()
+    key_part = D.T @ (D @ L)  # (p*p, p): the key-frequency components, for every answer c
+    restricted = F.cross_entropy((L.mean(dim=0, keepdim=True) + key_part).float(), labels)
+    excluded = F.cross_entropy((L - key_part)[train_idx].float(), labels[train_idx])
+    return restricted, excluded
+    # END SOLUTION
+
+
+ch05.check_progress_losses(progress_losses)
+
+# %% [markdown]
+# <details><summary>Hint 1: the directions</summary>
+#
+# For each key frequency build two vectors over the `p²` inputs, `cos(w(a + b))` and
+# `sin(w(a + b))`, with `a` and `b` in a-major order (`a = x.repeat_interleave(p)`,
+# `b = x.repeat(p)` for `x = torch.arange(p)`), and normalise each to unit length. Directions
+# of different frequencies are orthogonal to each other and to the constant, so projecting
+# onto their span is one matrix product.
+# </details>
+#
+# <details><summary>Hint 2: the projection</summary>
+#
+# Stack the directions as the rows of `D`, `(2·n_key, p²)`. Then `D.T @ (D @ logits)` is the
+# key-frequency part of the logits, `(p², p)`, for every answer at once. The restricted logits
+# are `logits.mean(dim=0, keepdim=True)` plus that part; the excluded logits are `logits`
+# minus it, at the training rows only. The labels are `(a + b) % p`; `F.cross_entropy` does
+# the rest. Work in float64 if your values differ from the reference in the fifth digit.
+# </details>
+#
+# Now run it on every shipped checkpoint. `fourier.progress_measures` computes your two losses
+# with the package's copy of `progress_losses`, next to train and test loss and the weight
+# norm. The key frequencies are the final model's (section 3), for every checkpoint.
+
+# %%
+train_idx = fourier.train_rows(train_x, p)
+steps = fourier.checkpoint_steps("modadd")
+measures = []
+for step in steps:
+    m = fourier.progress_measures(fourier.load_checkpoint(step, device=device), p, key_freqs, train_idx)
+    measures.append(m)
+    print(f"step {step:>5}: " + "  ".join(f"{k} {v:.4g}" for k, v in m.items()))
+mine = progress_losses(model(all_pairs(p)[0])[:, -1, :p].float().cpu(), key_freqs, train_idx)
+print(f"your losses on the final model: restricted {mine[0]:.4g}, excluded {mine[1]:.4g}")
+by_step = dict(zip(steps, measures))
+before = [m for s, m in by_step.items() if s < generalised]  # checkpoints before test accuracy passes 99%
+mid = steps[len(steps) // 2 - 1]  # a checkpoint in the middle of the climb
+claim("ch05.pm_n_before", len(before))
+claim("ch05.pm_restricted_below", sum(m["restricted_loss"] < m["test_loss"] for m in before))
+claim("ch05.pm_mid_step", mid)
+claim("ch05.pm_mid_restricted", by_step[mid]["restricted_loss"])
+claim("ch05.pm_mid_test", by_step[mid]["test_loss"])
+claim("ch05.pm_first_step", steps[0])
+claim("ch05.pm_ratio_first", measures[0]["excluded_loss"] / measures[0]["train_loss"])
+claim("ch05.pm_ratio_mid", by_step[steps[3]]["excluded_loss"] / by_step[steps[3]]["train_loss"])
+claim("ch05.pm_ratio_mid_step", steps[3])
+norms = [m["weight_norm"] for m in measures]
+claim("ch05.pm_norm_min", min(norms))
+claim("ch05.pm_norm_max", max(norms))
+claim("ch05.pm_norm_max_step", steps[norms.index(max(norms))])
+late = [r for r in records if r["step"] > generalised]
+spike = max(late, key=lambda r: r["train_loss"])
+claim("ch05.pm_spike_step", spike["step"])
+fourier.progress_figure(steps, measures, title="Progress measures over the organism's training")
+
+# %% [markdown]
+# What you should see. Train loss is low from the first checkpoint on: step
+# {{claim:ch05.pm_first_step=100}} is just after memorisation. The rest is read in the other curves.
+#
+# - **Restricted loss runs below test loss** at {{claim:ch05.pm_restricted_below=5}} of the {{claim:ch05.pm_n_before=5}} checkpoints before test
+#   accuracy passes 99% — at step {{claim:ch05.pm_mid_step=700}}, {{claim:ch05.pm_mid_restricted=0.86±0.05}} against {{claim:ch05.pm_mid_test=1.36±0.05}}. Keeping *only* the
+#   key-frequency part of the logits gives better answers on unseen pairs than the whole model
+#   does: the general circuit is there, growing, under a memorised solution that still spoils the
+#   test pairs.
+# - **Excluded loss grows relative to train loss.** At step 100, removing the key frequencies
+#   multiplies the training loss by {{claim:ch05.pm_ratio_first=2.3±0.3}}; at step {{claim:ch05.pm_ratio_mid_step=1000}}, by {{claim:ch05.pm_ratio_mid=150–300}}. The model fits
+#   even its *training* pairs more and more through the key frequencies, and less and less by
+#   memorisation.
+# - **The weight norm does not tell Nanda et al.'s story here.** In their model it falls through
+#   circuit formation and clean-up. In ours it dips to {{claim:ch05.pm_norm_min=20.8±0.2}}, then *grows* to {{claim:ch05.pm_norm_max=29.0±0.2}} at
+#   step {{claim:ch05.pm_norm_max_step=1600}} while test loss falls, and only shrinks after a spike of the training loss near step
+#   {{claim:ch05.pm_spike_step=1650±50}} (look at the history). This short run — about two thousand steps, with LayerNorm
+#   and AdamW — is not a copy of theirs, and we report what it does rather than the textbook
+#   curve.
+#
+# Two caveats. The key frequencies are the *final* model's, so the measures ask "how much of the
+# final algorithm is there yet"; a model that grew a different circuit first would look
+# unfinished. And the checkpoints are stored in half precision: their losses differ from the
+# training run's in the third digit, and these losses use the `p` number logits only, so they
+# differ slightly from `history.json`.
+#
+# ## 9. Watch a smaller model grok — and break it with one frequency
 #
 # A smaller instance — `p = 31`, `d_model = 32`, a larger learning rate — groks in a few
 # hundred steps (this run: test accuracy passes 99% at step {{claim:ch05.small_grok_step=100–1000}}), seconds on a CPU. `fourier.train_grokking` uses the organism's recipe
@@ -715,7 +994,7 @@ if LIVE_RUN:
 # {{claim:ch05.small_only_key=99.8%±0.5%}} right; remove any one and accuracy falls to {{claim:ch05.small_without_one=35–65%}}. Same architecture,
 # same recipe, same algorithm — a sparser version of it.
 
-# ## 8. Try it on GPT-2
+# ## 10. Try it on GPT-2
 #
 # Do real language models use waves for numbers too? Zhou et al. (2024) found that the
 # embeddings of number tokens in pre-trained models have strong Fourier components with
@@ -750,8 +1029,12 @@ else:
 # - MLP neurons are 2-D waves in `(a, b)`.
 # - The logits are, to a good approximation, a sum of `cos(w(a + b − c))`, peaked at the answer.
 # - Keep only the key frequencies in the embedding and the model still works; remove them there
-#   and it loses half its accuracy; remove them from the logits too and it still gets most sums
+#   and it loses a third of its accuracy; remove them from the logits too and it still gets most sums
 #   right: this organism's solution is spread over many frequencies, redundant to losing one or
 #   even all of the strongest. A cleaned-up model with few frequencies is not.
+# - The weights say the same without running the model: neurons that read one frequency write
+#   that frequency to the logits.
+# - Progress measures built from the final algorithm — restricted and excluded loss — show it
+#   forming during training, long before test accuracy jumps.
 #
 # Chapter 6 trains probes and compares the circuits of two architectures.

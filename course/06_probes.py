@@ -17,13 +17,17 @@
 #   is-a categories) and "is this statement true?" — a tiny deception-detection exercise.
 # - Catch a probe that memorises, with a **control task** and **selectivity** (Hewitt & Liang).
 # - Test a probe direction causally: ablate it and steer along it, against a random baseline.
+# - Compare a difference-of-means direction with a logistic-regression one, by what the model
+#   does when you push along each; see the same contrast in its principal components.
+# - Build contrast-consistent search, an unsupervised probe, and watch it fail in the ways the
+#   literature predicts (optional).
 # - Compare the induction and indirect-object circuits of two architectures: where the heads
 #   are, how strong they are, and how alike they attend.
 #
 # **Prerequisites:** chapter 1 (hooks, `run_with_cache`, induction heads) and chapter 3
 # (activation patching, the logit difference). Logistic regression and cross-entropy.
 #
-# **Time:** about 2½ hours.
+# **Time:** about 3½ hours (3 without the optional section 8).
 #
 # **Readings**
 # - Alain & Bengio, [*Understanding intermediate layers using linear classifier probes*](https://arxiv.org/abs/1610.01644) (2016) —
@@ -36,6 +40,8 @@
 #   truth probes, their generalisation across datasets, and causal interventions along them.
 # - Burns et al., [*Discovering Latent Knowledge in Language Models Without Supervision*](https://arxiv.org/abs/2212.03827) (2022) —
 #   finding a truth direction with no labels at all (contrast-consistent search).
+# - Farquhar et al., [*Challenges with unsupervised LLM knowledge discovery*](https://arxiv.org/abs/2312.10029) (2023) —
+#   why that search can find a salient feature that is not truth.
 # - Olsson et al., [*In-context Learning and Induction Heads*](https://arxiv.org/abs/2209.11895) (2022) and
 #   Wang et al., [*Interpretability in the Wild*](https://arxiv.org/abs/2211.00593) (2022) — the two circuits we compare.
 # - Chughtai, Chan & Nanda, [*A Toy Model of Universality*](https://arxiv.org/abs/2302.03025) (2023) —
@@ -50,7 +56,7 @@ from digsite import induction, load_model, plot
 from digsite import probes as P
 from digsite.checks import ch06
 from digsite.claims import claim
-from digsite.linear_probe import LinearProbe
+from digsite.linear_probe import CCSProbe, LinearProbe
 from digsite.notebook import online, setup
 from digsite.organisms import data
 from digsite.patching import logit_diff
@@ -152,12 +158,12 @@ print("mean residual norm by layer:", [round(v, 1) for v in X_last.norm(dim=-1).
 #
 # > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 15 minutes
 #
-# A probe is a linear map `logits = X @ W + b` from the residual stream to the classes, trained
+# A probe is a linear map from the residual stream to one logit per class, with a bias, trained
 # with cross-entropy: multinomial logistic regression. No scikit-learn needed — twenty lines of
 # PyTorch. Train full-batch with Adam from zero weights (so the result is deterministic), and
-# add a small L2 penalty `weight_decay * (W ** 2).sum()` so that the weights stay finite when
-# the classes are separable. Return a `LinearProbe(W, b)`: it has `.logits(X)`,
-# `.predict(X)`, `.accuracy(X, y)` and `.direction(cls)`.
+# add a small L2 penalty on the weights (not the bias) so that they stay finite when the classes
+# are separable. Return a `LinearProbe(W, b)`: it has `.logits(X)`, `.predict(X)`,
+# `.accuracy(X, y)` and `.direction(cls)`.
 
 
 # %%
@@ -172,8 +178,9 @@ def train_probe(
     """Multinomial logistic regression: full batch, Adam, from zero weights.
 
     X: (n, d_model) features; y: (n,) labels in 0..n_classes-1 (default: y.max() + 1 classes).
-    Minimises cross_entropy(X @ W + b, y) + weight_decay * ||W||^2 for `steps` steps.
-    Returns LinearProbe(W (d_model, n_classes), b (n_classes,)).
+    Takes `steps` Adam steps at `lr` on the mean cross-entropy of the logits X @ W + b plus
+    `weight_decay` times the sum of squares of W (b is not penalised).
+    Returns LinearProbe(W (d_model, n_classes), b (n_classes,)), detached.
     """
     # BEGIN SOLUTION
     X = X.detach().float()
@@ -193,7 +200,12 @@ def train_probe(
 ch06.check_train_probe(train_probe)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1 — the loss</summary>
+#
+# `torch.nn.functional.cross_entropy(X @ W + b, y) + weight_decay * W.pow(2).sum()`.
+# </details>
+#
+# <details><summary>Hint 2 — the loop</summary>
 #
 # `W = torch.zeros(d, n_classes, requires_grad=True)`, the same for `b`; `opt = torch.optim.Adam([W, b], lr=lr)`;
 # then `steps` times: compute the loss with `torch.nn.functional.cross_entropy(X @ W + b, y)`
@@ -478,8 +490,8 @@ claim("ch06.transfer_out", transfer[-1])
 #
 # > Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 5 minutes
 #
-# Probe weight vectors have arbitrary length. To remove the component of `resid` along
-# `direction`, normalise the direction first: `resid - (resid · d̂) d̂`.
+# Probe weight vectors have arbitrary length. Remove the component of `resid` along
+# `direction` so that what is left is orthogonal to it — whatever the direction's length.
 
 
 # %%
@@ -498,7 +510,12 @@ def project_out(resid: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
 ch06.check_project_out(project_out)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1 — the idea</summary>
+#
+# With a unit vector d̂, the component along it is `(resid · d̂) d̂`; subtract it.
+# </details>
+#
+# <details><summary>Hint 2 — the code</summary>
 #
 # `d = direction / direction.norm()`; the coefficient along it is `resid @ d` of shape `(...)`;
 # subtract `coefficient[..., None] * d`. Without normalising, you subtract `|direction|²` times
@@ -511,15 +528,16 @@ ch06.check_project_out(project_out)
 #
 # Write a factory that returns a hook function for a residual-stream hook point. It edits only
 # the given position of each prompt: with `alpha=None` it projects the direction out; with a
-# number it adds `alpha * unit(direction)`. It returns the edited copy.
+# number it moves that position a distance `alpha` along the direction. It returns the edited copy.
 
 
 # %%
 def direction_hook(direction: torch.Tensor, positions: torch.Tensor, alpha: float | None = None):
     """A hook fn(resid (batch, pos, d_model), hook) -> edited resid, editing one position per prompt.
 
-    direction: (d_model,), any length; positions: (batch,). alpha None: project the direction
-    out; a number: add alpha * direction / |direction|. Other positions are untouched.
+    direction: (d_model,), any length; positions: (batch,). alpha None: the direction is projected
+    out; a number: the position moves by a vector of length alpha along the direction (negative:
+    against it). Other positions, and the hook's input, are untouched.
     """
     # BEGIN SOLUTION
     d = direction / direction.norm()
@@ -543,7 +561,8 @@ ch06.check_direction_hook(direction_hook)
 #
 # Inside the hook: `resid = resid.clone()`, `rows = torch.arange(resid.shape[0])`, read
 # `here = resid[rows, positions]` (batch, d_model), write the edited version back into the same
-# place, return `resid`.
+# place, return `resid`. Steering adds `alpha * direction / direction.norm()`; ablating is your
+# `project_out`.
 # </details>
 #
 # **Ablation.** The is-a probe at boundary 3 (the input of the last block) reads the category
@@ -823,7 +842,532 @@ plot.imshow(
 # one you can now answer with probes, patching and pattern comparisons.
 
 # %% [markdown]
-# ## 6. Try it on GPT-2
+# ## 6. Which direction does the model use? Difference of means versus logistic regression
+#
+# Section 4 showed that a probe's directions *can* be causal. But two probes that read a
+# property equally well can point in different directions, and the model may use one more than
+# the other. Marks & Tegmark (2023) compared two ways of finding a direction: the
+# **logistic-regression** probe's weight vector, and the plain **difference of the class means**
+# ("mass-mean probing"). Both classified true and false statements well; the difference of means
+# was the more *causal* direction — pushing along it changed the model's answers more. Does our
+# organism agree? Measure before believing.
+#
+# The contrast set: every animal and every instrument of the is-a facts, after random sentences,
+# as an unfinished prompt ("... a harp is an"). Both categories take "an", so the last token
+# gives nothing away; the model must fetch the category from the subject. The behaviour we
+# watch is the model's **preference**: the logit of " animal" minus the logit of " instrument"
+# at the last token.
+
+# %%
+classes = ("instrument", "animal")  # label 0, label 1
+contrast = P.contrast_prompts(classes, n_contexts=8, seed=0)
+c_tokens = model.to_tokens([text for text, _, _ in contrast])
+c_last = P.last_positions(c_tokens, model.tokenizer.pad_token_id)
+c_y = torch.tensor([label for _, _, label in contrast])
+answer_ids = model.to_tokens(list(classes), prepend_bos=False)[:, 0]
+X_c = residuals_at(model, c_tokens, c_last).cpu()
+c_train, c_test = P.split_indices(len(contrast), test_frac=0.3, seed=0)
+with torch.no_grad():
+    c_logits = model(c_tokens)[torch.arange(len(contrast)), c_last][:, answer_ids].cpu()
+preference = c_logits[:, 1] - c_logits[:, 0]
+print(f"{len(contrast)} prompts ({int(c_y.sum())} animals), e.g. {contrast[0][0]!r}")
+print(
+    f"preference for ' animal': {preference[c_y == 1].mean():.1f} on animals, {preference[c_y == 0].mean():.1f} "
+    f"on instruments; right sign on {((preference > 0).long() == c_y).float().mean():.0%} of prompts"
+)
+
+# %% [markdown]
+# ## Exercise 6.8 — the difference-of-means direction
+#
+# > Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪ · about 5 minutes
+#
+# The simplest probe there is: no training, just the two class centres.
+
+
+# %%
+def mean_difference(X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The difference-of-means direction of a two-class set.
+
+    X: (n, d_model); y: (n,) labels 0 or 1, both present. Returns (d_model,), pointing from the
+    centre of class 0 to the centre of class 1, at its natural length (not normalised).
+    """
+    # BEGIN SOLUTION
+    return X[y == 1].mean(dim=0) - X[y == 0].mean(dim=0)
+    # END SOLUTION
+
+
+ch06.check_mean_difference(mean_difference)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# Boolean masks select each class: `X[y == 1]` is `(n_1, d_model)`. Average over the rows of each
+# and subtract class 0's centre from class 1's.
+# </details>
+#
+# As a classifier, the difference of means puts its threshold halfway between the two centres.
+# Both probes, trained on 70% of the prompts and scored on the rest, at every layer:
+
+
+# %%
+def midpoint_accuracy(direction, centre, X, y):
+    """Accuracy of 'class 1 iff (x - centre) . direction > 0' on X (n, d_model), y (n,)."""
+    return (((X - centre) @ direction > 0).long() == y).float().mean().item()
+
+
+dom_dirs, lr_probes, contrast_acc = [], [], {"difference of means": [], "logistic regression": []}
+for layer in range(n_layers + 1):
+    Xtr, ytr = X_c[layer, c_train], c_y[c_train]
+    dom_dirs.append(mean_difference(Xtr, ytr))
+    lr_probes.append(train_probe(Xtr, ytr, 2))
+    centre = (Xtr[ytr == 0].mean(0) + Xtr[ytr == 1].mean(0)) / 2
+    contrast_acc["difference of means"].append(midpoint_accuracy(dom_dirs[-1], centre, X_c[layer, c_test], c_y[c_test]))
+    contrast_acc["logistic regression"].append(lr_probes[-1].accuracy(X_c[layer, c_test], c_y[c_test]))
+cosines = [torch.cosine_similarity(d, p.direction(1), dim=0).item() for d, p in zip(dom_dirs, lr_probes)]
+for name, acc in contrast_acc.items():
+    print(f"{name:>20}, held out:", " ".join(f"{v:.2f}" for v in acc))
+print(f"{'cosine between them':>20}:          ", " ".join(f"{v:.2f}" for v in cosines))
+claim("ch06.dom_acc_2", contrast_acc["difference of means"][2])
+claim("ch06.lr_acc_2", contrast_acc["logistic regression"][2])
+claim("ch06.dom_acc_3", contrast_acc["difference of means"][3])
+claim("ch06.lr_acc_3", contrast_acc["logistic regression"][3])
+claim("ch06.dom_lr_cosine_3", cosines[3])
+
+# %% [markdown]
+# What to see: logistic regression reads the category earlier (boundary 2: {{claim:ch06.lr_acc_2=1.00}} against
+# {{claim:ch06.dom_acc_2=0.93}} for the difference of means), and from boundary 3 on both are perfect
+# ({{claim:ch06.dom_acc_3=1.00}} and {{claim:ch06.lr_acc_3=1.00}}) with directions at cosine {{claim:ch06.dom_lr_cosine_3=0.93}}. Accuracy cannot
+# tell them apart there. An intervention can.
+#
+# ## Exercise 6.9 — the causal test: steer and ablate along a direction
+#
+# > Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵🔵🔵🔵 · about 25 minutes
+#
+# Build the experiment that tells the two directions apart. Given a direction that points from
+# class 0 towards class 1, measure three things about the model's preference (answer 1's logit
+# minus answer 0's, at each prompt's position):
+#
+# - **steer**: add the direction, scaled to length `alpha`, at the hook point and position, on
+#   the class-0 prompts only; report how much their preference rises on average;
+# - **ablate**: project the direction out instead (on every prompt), and report how much the
+#   *margin* of the right answer shrinks on average — for a class-1 prompt the margin is the
+#   preference, for a class-0 prompt it is minus the preference — so that a direction the model
+#   relies on scores positive whichever class the prompt is;
+# - **ablated_accuracy**: the share of prompts whose preference still has the right sign after
+#   the ablation.
+#
+# Use your `direction_hook` from exercise 6.6; leave no hook behind.
+
+
+# %%
+def direction_effects(
+    model,
+    tokens: torch.Tensor,
+    positions: torch.Tensor,
+    hook_name: str,
+    direction: torch.Tensor,
+    answer_ids: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float,
+) -> dict[str, float]:
+    """What steering and ablating along `direction` at `hook_name` does to the model's choice of answer.
+
+    tokens: (batch, pos); positions: (batch,) the position to edit and to read in each prompt;
+    hook_name: a residual-stream hook point; direction: (d_model,), any length, from class 0
+    towards class 1; answer_ids: (2,) the token ids of class 0's and class 1's answer; y: (batch,)
+    labels 0/1, both present; alpha: the steering strength (the length of the added vector).
+    The preference is logit(answer_ids[1]) - logit(answer_ids[0]) at each prompt's position.
+    Returns floats {"steer": mean rise of the preference over class-0 prompts when steered,
+    "ablate": mean fall of the right answer's margin over all prompts when the direction is
+    projected out, "ablated_accuracy": share of prompts whose preference keeps the right sign
+    after the ablation}. The model is left as it was.
+    """
+    # BEGIN SOLUTION
+    rows = torch.arange(tokens.shape[0], device=tokens.device)
+    ids = answer_ids.to(tokens.device)
+
+    def pref(fwd_hooks: list) -> torch.Tensor:
+        with torch.no_grad():
+            logits = model.run_with_hooks(tokens, fwd_hooks=fwd_hooks)[rows, positions.to(tokens.device)]
+        return (logits[:, ids[1]] - logits[:, ids[0]]).float().cpu()
+
+    y = y.cpu()
+    sign = 2 * y.float() - 1  # +1 for class 1, -1 for class 0: margin = sign * preference
+    clean = pref([])
+    steered = pref([(hook_name, direction_hook(direction, positions, alpha))])
+    ablated = pref([(hook_name, direction_hook(direction, positions, None))])
+    return {
+        "steer": (steered - clean)[y == 0].mean().item(),
+        "ablate": (sign * (clean - ablated)).mean().item(),
+        "ablated_accuracy": (sign * ablated > 0).float().mean().item(),
+    }
+    # END SOLUTION
+
+
+ch06.check_direction_effects(direction_effects)
+
+# %% [markdown]
+# <details><summary>Hint 1 — the plan</summary>
+#
+# Three forward passes, all under `torch.no_grad()`: clean, steered, ablated. Write one inner
+# function that runs `model.run_with_hooks(tokens, fwd_hooks=...)` and returns the `(batch,)`
+# preference read at `[rows, positions]`; `direction_hook(direction, positions, alpha)` steers and
+# `direction_hook(direction, positions)` ablates (it normalises the direction for you).
+# </details>
+#
+# <details><summary>Hint 2 — signs</summary>
+#
+# `sign = 2 * y - 1` is +1 for class 1 and −1 for class 0, so the right answer's margin is
+# `sign * preference`. Steering: `(steered - clean)[y == 0].mean()`. Ablation:
+# `(sign * (clean - ablated)).mean()`; still right: `sign * ablated > 0`. Return `.item()`s.
+# </details>
+#
+# Now the comparison, at boundary 3 (the input of the last block), where both probes are perfect.
+# The baseline is the average over five random directions; `alpha` = 4 is about a third of the
+# residual stream's norm there.
+
+# %%
+C_LAYER, ALPHA = 3, 4.0
+c_name = P.resid_names(n_layers)[C_LAYER]
+contrast_dirs = {
+    "difference of means": dom_dirs[C_LAYER],
+    "logistic regression": lr_probes[C_LAYER].direction(1),
+}
+effect = partial(direction_effects, model, c_tokens, c_last.to(device), c_name, answer_ids=answer_ids, y=c_y)
+effects = {name: effect(direction=d.to(device), alpha=ALPHA) for name, d in contrast_dirs.items()}
+random_dirs = torch.randn(5, model.cfg.d_model, generator=torch.Generator().manual_seed(2))
+random_effects = [effect(direction=d.to(device), alpha=ALPHA) for d in random_dirs]
+effects["random (mean of 5)"] = {k: sum(e[k] for e in random_effects) / 5 for k in random_effects[0]}
+for name, e in effects.items():
+    print(f"{name:>20}: " + ", ".join(f"{k} {v:.2f}" for k, v in e.items()))
+dom_e, lr_e, rand_e = effects["difference of means"], effects["logistic regression"], effects["random (mean of 5)"]
+claim("ch06.steer_dom", dom_e["steer"])
+claim("ch06.steer_lr", lr_e["steer"])
+claim("ch06.steer_rand", rand_e["steer"])
+claim("ch06.ablate_dom", dom_e["ablate"])
+claim("ch06.ablate_lr", lr_e["ablate"])
+claim("ch06.ablated_acc_dom", dom_e["ablated_accuracy"])
+claim("ch06.ablated_acc_lr", lr_e["ablated_accuracy"])
+claim("ch06.ablated_acc_rand", rand_e["ablated_accuracy"])
+
+# %% [markdown]
+# The whole steering curve, for both probes and one random direction:
+
+# %%
+steer_alphas = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0]
+instruments = (c_y == 0).to(device)
+
+
+def steered_preference(direction: torch.Tensor, alpha: float) -> float:
+    """Mean preference for ' animal' over the instrument prompts, steered by alpha along direction at C_LAYER."""
+    logits = P.intervene(model, c_tokens, C_LAYER, direction.to(device), c_last.to(device), alpha)
+    picked = logits[torch.arange(len(contrast), device=device), c_last.to(device)][:, answer_ids.to(device)]
+    return (picked[:, 1] - picked[:, 0])[instruments].mean().item()
+
+
+curves = {**contrast_dirs, "random": random_dirs[0]}
+plot.line(
+    {
+        name: torch.tensor([steered_preference(d, a) for a in steer_alphas]) - preference[c_y == 0].mean()
+        for name, d in curves.items()
+    },
+    x=steer_alphas,
+    title="Steering instruments towards 'animal' at boundary 3: rise of the preference",
+    xlabel="alpha (length of the added vector)",
+    ylabel="mean rise of logit(animal) - logit(instrument)",
+)
+
+# %% [markdown]
+# What to see: both directions are causal, and a random one is not. Steering by 4 along the
+# difference of means raises the instruments' preference for " animal" by {{claim:ch06.steer_dom=12.4±0.3}}, along the
+# logistic-regression direction by {{claim:ch06.steer_lr=11.4±0.3}}, along a random direction by {{claim:ch06.steer_rand=−0.1±0.3}} on average. Projecting out the
+# single difference-of-means direction shrinks the right answer's margin by {{claim:ch06.ablate_dom=7.1±0.3}} logits and
+# leaves {{claim:ch06.ablated_acc_dom=0.64}} of the answers right; projecting out the logistic-regression direction shrinks it by
+# {{claim:ch06.ablate_lr=6.4±0.3}} and leaves {{claim:ch06.ablated_acc_lr=0.87}} right; a random direction leaves {{claim:ch06.ablated_acc_rand=1.00}}.
+#
+# So on our organism, as Marks & Tegmark found in LLaMA-2, the difference of means is the more
+# causal of the two — but only modestly, because here the two directions nearly agree. How
+# close the logistic-regression direction stays depends on how it was trained: weight decay
+# pulls it towards the high-variance, class-mean direction, and without decay it drifts towards
+# whatever separates the training set with the widest margin. Train it ten times longer with no
+# weight decay and compare again:
+
+# %%
+lr_free = train_probe(X_c[C_LAYER, c_train], c_y[c_train], 2, steps=3000, weight_decay=0.0)
+free_effects = effect(direction=lr_free.direction(1).to(device), alpha=ALPHA)
+free_cosine = torch.cosine_similarity(lr_free.direction(1), dom_dirs[C_LAYER], dim=0).item()
+print(
+    f"held-out accuracy {lr_free.accuracy(X_c[C_LAYER, c_test], c_y[c_test]):.2f}, cosine to the difference of "
+    f"means {free_cosine:.2f}; " + ", ".join(f"{k} {v:.2f}" for k, v in free_effects.items())
+)
+claim("ch06.free_acc", lr_free.accuracy(X_c[C_LAYER, c_test], c_y[c_test]))
+claim("ch06.free_cosine", free_cosine)
+claim("ch06.free_ablated_acc", free_effects["ablated_accuracy"])
+
+# %% [markdown]
+# Still {{claim:ch06.free_acc=1.00}} accurate, but now at cosine {{claim:ch06.free_cosine=0.86}} to the difference of means, and projecting it out leaves
+# {{claim:ch06.free_ablated_acc=0.97}} of the answers right: a perfect classifier whose direction the model barely needs. The
+# accuracy of a probe says nothing about which of these you got. What the comparison supports
+# is a hypothesis, not a mechanism: the model's category read-out at boundary 3 lies closer to
+# the class-mean direction than to the max-margin one.
+
+# %% [markdown]
+# ## 7. The contrast set without labels: principal components
+#
+# If the category is the biggest thing that varies across these prompts, the first principal
+# component of the residual stream should find it with no labels at all. `P.pca` returns the top
+# components, the fraction of variance each explains, and every prompt's coordinates.
+
+# %%
+comps, explained, scores = P.pca(X_c[C_LAYER], k=2)
+pc1_alignment = torch.cosine_similarity(comps[0], dom_dirs[C_LAYER], dim=0).abs().item()
+pc1_alignment_2 = torch.cosine_similarity(P.pca(X_c[2], k=1)[0][0], dom_dirs[2], dim=0).abs().item()
+print(f"boundary {C_LAYER}: variance explained by PC1 {explained[0]:.2f}, PC2 {explained[1]:.2f}")
+print(f"|cosine(PC1, difference of means)|: {pc1_alignment:.2f} at boundary 3, {pc1_alignment_2:.2f} at boundary 2")
+claim("ch06.pc1_var", explained[0])
+claim("ch06.pc2_var", explained[1])
+claim("ch06.pc1_dom_cos", pc1_alignment)
+claim("ch06.pc1_dom_cos_2", pc1_alignment_2)
+P.scatter_by_label(
+    scores,
+    c_y,
+    classes,
+    title=f"Residual stream at the last token, boundary {C_LAYER}: first two principal components",
+    xlabel=f"PC1 ({explained[0]:.0%} of variance)",
+    ylabel=f"PC2 ({explained[1]:.0%} of variance)",
+)
+
+# %% [markdown]
+# What to see: at boundary 3 the first component explains {{claim:ch06.pc1_var=0.26}} of the variance (the second
+# {{claim:ch06.pc2_var=0.21}}) and is the difference-of-means direction (|cosine| {{claim:ch06.pc1_dom_cos=0.99}}): the two categories sit on
+# either side of it. One boundary earlier the alignment is only {{claim:ch06.pc1_dom_cos_2=0.66}} — there the category is
+# readable, but it is not yet the largest thing going on. Unsupervised structure finds a feature
+# only where that feature dominates the variance; that is the hope, and the weakness, of the
+# next method.
+
+# %% [markdown]
+# ## 8. An unsupervised probe: contrast-consistent search (optional)
+#
+# Burns et al. (2022) asked for a truth direction *without labels*. Turn every question into a
+# **contrast pair**, the same text completed both ways — here "... a harp is an animal" and
+# "... a harp is an instrument" — exactly one of which is true. A probe `p(x)` that reads truth
+# should be **consistent**, p(x⁺) + p(x⁻) ≈ 1, and **confident**, not both near ½. Contrast-consistent
+# search (CCS) trains a linear probe on those two wishes alone.
+#
+# One step is easy to miss and matters most: the members of each pair differ in their last word,
+# so every x⁺ shares an "ends in *animal*" feature that every x⁻ lacks. A probe could be perfectly
+# consistent and confident by reading that word. Burns et al. therefore **normalise each side
+# separately** (subtract the mean of all x⁺ from each x⁺, the same for x⁻, and divide by each
+# side's standard deviation) before training.
+#
+# ## Exercise 6.10 — the CCS loss
+#
+# > Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪ · about 10 minutes
+
+
+# %%
+def ccs_loss(p_pos: torch.Tensor, p_neg: torch.Tensor) -> torch.Tensor:
+    """Contrast-consistent search's loss on a batch of contrast pairs.
+
+    p_pos, p_neg: (n,) the probe's probability that the first / second member of each pair is
+    true. Returns a scalar tensor (differentiable), the sum of two terms each averaged over the
+    pairs: a consistency term, zero when the two probabilities of every pair sum to one, and a
+    confidence term, zero when in every pair one of the two is zero; both are squared errors.
+    """
+    # BEGIN SOLUTION
+    consistency = (p_pos - (1 - p_neg)).pow(2).mean()
+    confidence = torch.minimum(p_pos, p_neg).pow(2).mean()
+    return consistency + confidence
+    # END SOLUTION
+
+
+ch06.check_ccs_loss(ccs_loss)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# Consistency: `(p_pos - (1 - p_neg)) ** 2`. Confidence: `torch.minimum(p_pos, p_neg) ** 2` — the
+# smaller of the two should be near zero (without it, p = ½ everywhere is perfectly consistent).
+# Take the mean of each over the pairs and add them.
+# </details>
+#
+# ## Exercise 6.11 — train a CCS probe
+#
+# > Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵🔵🔵⚪ · about 30 minutes
+#
+# Now the whole method: normalise each side with its own statistics, start from a seeded random
+# direction, and minimise your loss with Adam. Keep the normalisation statistics in the probe
+# you return, so it can score new pairs the same way. `normalize=False` is there to see what
+# goes wrong without it.
+
+
+# %%
+def train_ccs(
+    x_pos: torch.Tensor,
+    x_neg: torch.Tensor,
+    steps: int = 300,
+    lr: float = 0.05,
+    seed: int = 0,
+    normalize: bool = True,
+) -> CCSProbe:
+    """Contrast-consistent search: a linear probe trained on unlabelled contrast pairs.
+
+    x_pos, x_neg: (n, d_model), the first and second member of each pair. With `normalize`,
+    each side is standardised with its own per-feature mean and standard deviation (torch's
+    default .std); without it the statistics are mean 0 and std 1. The probe
+    p(x) = sigmoid(x_standardised @ w + b) starts from w = torch.randn(d_model, generator=
+    torch.Generator().manual_seed(seed)) / sqrt(d_model), b = 0, and takes `steps` full-batch
+    Adam steps at `lr` on `ccs_loss`. Returns CCSProbe(w (d_model,), b (), mean_pos, std_pos,
+    mean_neg, std_neg), the statistics each (d_model,). Uses no labels.
+    """
+    # BEGIN SOLUTION
+    x_pos, x_neg = x_pos.detach().float(), x_neg.detach().float()
+    d = x_pos.shape[1]
+    if normalize:
+        stats = (x_pos.mean(0), x_pos.std(0), x_neg.mean(0), x_neg.std(0))
+    else:
+        stats = (torch.zeros(d), torch.ones(d), torch.zeros(d), torch.ones(d))
+    w = (torch.randn(d, generator=torch.Generator().manual_seed(seed)) / d**0.5).requires_grad_()
+    b = torch.zeros((), requires_grad=True)
+    probe = CCSProbe(w, b, *stats)
+    opt = torch.optim.Adam([w, b], lr=lr)
+    for _ in range(steps):
+        loss = ccs_loss(*probe.probabilities(x_pos, x_neg))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return CCSProbe(w.detach(), b.detach(), *stats)
+    # END SOLUTION
+
+
+ch06.check_train_ccs(train_ccs)
+
+# %% [markdown]
+# <details><summary>Hint 1 — the shape of it</summary>
+#
+# It is exercise 6.2's loop with another loss: parameters `w` `(d_model,)` and `b` `()` with
+# `requires_grad`, `torch.optim.Adam([w, b], lr=lr)`, then `steps` times: loss, `zero_grad`,
+# `backward`, `step`. A `CCSProbe` built around the live `w` and `b` gives you
+# `.probabilities(x_pos, x_neg)` inside the loop.
+# </details>
+#
+# <details><summary>Hint 2 — normalisation</summary>
+#
+# `x_pos.mean(0)` and `x_pos.std(0)` are the first side's statistics, `x_neg.mean(0)` and
+# `x_neg.std(0)` the second's; never pool the two sides (pooling leaves the "which word ends the
+# text" feature in). Without normalising, use zeros and ones of shape `(d_model,)`.
+# </details>
+#
+# Now on the organism: the contrast pairs are our prompts completed with " animal" (x⁺) and
+# with " instrument" (x⁻); x⁺ is the true one for the animals. We read the last token at
+# boundary 3 and run `P.fit_ccs` — the package's copy of `train_ccs` (the reference answer, not yours) from ten random starts, keeping the one with
+# the lowest loss, as Burns et al. do. The labels are used only to score the result, and as a
+# supervised reference: a logistic-regression probe on the normalised differences x⁺ − x⁻.
+
+
+# %%
+def completed(word: str) -> torch.Tensor:
+    """Residuals (n_layers + 1, n, d_model) at the last token of every contrast prompt completed with word."""
+    tokens = model.to_tokens([f"{text} {word}" for text, _, _ in contrast])
+    return residuals_at(model, tokens, P.last_positions(tokens, model.tokenizer.pad_token_id)).cpu()
+
+
+x_pos, x_neg = completed(classes[1])[C_LAYER], completed(classes[0])[C_LAYER]
+ccs_probe, ccs_restarts, ccs_losses = P.fit_ccs(x_pos, x_neg, n_restarts=10, seed=0)
+restart_acc = torch.tensor([p.accuracy(x_pos, x_neg, c_y) for p in ccs_restarts])
+best_acc = ccs_probe.accuracy(x_pos, x_neg, c_y)
+raw = train_ccs(x_pos, x_neg, lr=0.01, normalize=False)
+raw_credence = raw.credence(x_pos, x_neg)
+diff = (x_pos - ccs_probe.mean_pos) / ccs_probe.std_pos - (x_neg - ccs_probe.mean_neg) / ccs_probe.std_neg
+supervised = train_probe(diff[c_train], c_y[c_train], 2).accuracy(diff[c_test], c_y[c_test])
+print("final loss of each start:  ", " ".join(f"{v:.3f}" for v in ccs_losses.tolist()))
+print("its accuracy (vs labels):  ", " ".join(f"{v:.2f}" for v in restart_acc.tolist()))
+print(f"lowest-loss start: accuracy {best_acc:.2f}; supervised probe on the same pairs, held out: {supervised:.2f}")
+print(
+    f"without normalisation: loss {float(ccs_loss(*raw.probabilities(x_pos, x_neg))):.4f}, credence "
+    f"{raw_credence.min():.2f}..{raw_credence.max():.2f}, accuracy {raw.accuracy(x_pos, x_neg, c_y):.2f}"
+    f" (share of pairs whose first member is true: {c_y.float().mean():.2f})"
+)
+decisive = ((restart_acc - 0.5).abs() > 0.35).sum().item()  # starts within 0.15 of perfect, either sign
+claim("ch06.ccs_best_acc", best_acc)
+claim("ch06.ccs_acc_min", restart_acc.min())
+claim("ch06.ccs_acc_max", restart_acc.max())
+claim("ch06.ccs_decisive", decisive)
+claim("ch06.ccs_loss_min", ccs_losses.min())
+claim("ch06.ccs_loss_max", ccs_losses.max())
+claim("ch06.ccs_supervised", supervised)
+claim("ch06.ccs_raw_loss", float(ccs_loss(*raw.probabilities(x_pos, x_neg))))
+claim("ch06.ccs_raw_credence", raw_credence.min())
+claim("ch06.ccs_raw_acc", raw.accuracy(x_pos, x_neg, c_y))
+claim("ch06.ccs_raw_acc", c_y.float().mean())
+plot.scatter(
+    ccs_losses,
+    restart_acc,
+    labels=[f"seed {s}" for s in range(10)],
+    title="CCS from ten random starts: final loss against accuracy (labels unseen)",
+    xlabel="final CCS loss",
+    ylabel="accuracy against the labels",
+)
+
+# %% [markdown]
+# What to see, on our organism at boundary 3:
+#
+# - **The information is there.** The supervised probe on the same normalised pairs is right on
+#   {{claim:ch06.ccs_supervised=1.00}} of held-out pairs. (In these pairs "the animal completion is true" and "the subject is an
+#   animal" coincide, so the supervised probe may read either.)
+# - **CCS finds it only sometimes.** The ten starts end with losses from {{claim:ch06.ccs_loss_min=0.033}} to {{claim:ch06.ccs_loss_max=0.050}} and accuracies anywhere
+#   from {{claim:ch06.ccs_acc_min=0.09}} to {{claim:ch06.ccs_acc_max=0.97}}; only {{claim:ch06.ccs_decisive=3}} of the ten land within 0.15 of a perfect split, and their losses are
+#   not reliably lower than the rest. With 128 dimensions and 184 pairs there are many directions
+#   that are nearly consistent and confident; the loss hardly prefers the true one.
+# - **Sign ambiguity.** The lowest-loss start scores {{claim:ch06.ccs_best_acc=0.09}}: it found (nearly) the truth direction,
+#   upside down. Consistency and confidence are unchanged when p becomes 1 − p, so without at
+#   least one labelled example nothing says which end is "true".
+# - **A salient feature that is not truth.** Without per-side normalisation the probe reaches a loss
+#   of {{claim:ch06.ccs_raw_loss=0.0008±0.0004}}, lower than any normalised start, by saying "the *animal* completion is the
+#   true one" for every pair (credence at least {{claim:ch06.ccs_raw_credence=0.96}}): it reads the last word, which is perfectly
+#   consistent and confident, and its accuracy, {{claim:ch06.ccs_raw_acc=0.65}}, is just the share of animals.
+#   Farquhar et al. (2023, *Challenges with unsupervised LLM knowledge discovery*) show the
+#   general form: any feature that flips between the two members of a pair satisfies the CCS
+#   loss as well as truth does, so CCS finds whichever is most salient. Normalisation removes the
+#   one feature we built in; it cannot remove the ones we did not think of.
+#
+# Farquhar et al.'s own demonstration, in miniature: append a random distractor word to each
+# pair, the *same* word to both members ("... a harp is an animal. red" and "... a harp is an
+# instrument. red"; "Monday" for other pairs), and read the last token. Normalisation is on; the
+# distractor is independent of truth.
+
+# %%
+distractor = torch.randint(2, (len(contrast),), generator=torch.Generator().manual_seed(5))
+distractor_words = ("red", "Monday")
+
+
+def completed_with_distractor(word: str) -> torch.Tensor:
+    """Residuals at boundary C_LAYER at the last token of each contrast prompt + word + its pair's distractor word."""
+    texts = [f"{text} {word}. {distractor_words[int(k)]}" for (text, _, _), k in zip(contrast, distractor)]
+    tokens = model.to_tokens(texts)
+    return residuals_at(model, tokens, P.last_positions(tokens, model.tokenizer.pad_token_id))[C_LAYER].cpu()
+
+
+d_pos, d_neg = completed_with_distractor(classes[1]), completed_with_distractor(classes[0])
+d_probe, _, d_losses = P.fit_ccs(d_pos, d_neg, n_restarts=10, seed=0)
+acc_truth, acc_word = d_probe.accuracy(d_pos, d_neg, c_y), d_probe.accuracy(d_pos, d_neg, distractor)
+d_truth, d_distractor = max(acc_truth, 1 - acc_truth), max(acc_word, 1 - acc_word)  # CCS cannot know its sign
+print(
+    f"lowest-loss start (loss {d_losses.min():.2f}): truth {d_truth:.2f}, distractor word {d_distractor:.2f} (either sign)"
+)
+claim("ch06.distractor_truth", d_truth)
+claim("ch06.distractor_word", d_distractor)
+
+# %% [markdown]
+# What to see: the lowest-loss probe sorts the pairs by their distractor word ({{claim:ch06.distractor_word=1.00}}, either sign)
+# and not by truth ({{claim:ch06.distractor_truth=0.52}}, chance). The last word dominates the residual stream there, and the
+# loss cannot tell "which word came last" from "which completion is true".
+#
+# CCS is a hypothesis generator, not a truth detector: check what it found against labels,
+# against a supervised probe, and causally (exercise 6.9) before believing it.
+
+# %% [markdown]
+# ## 9. Try it on GPT-2
 #
 # Probes work on any model. Here is the truth probe on GPT-2 small, with the same statements
 # (GPT-2 splits words into several tokens, so we read the last token of each statement). This
@@ -858,3 +1402,8 @@ else:
 #   steering along "animal" changes it, random directions do neither.
 # - Two architectures trained on the same language share induction heads (same layer, nearly
 #   the same patterns) but lay out the indirect-object circuit differently.
+# - Two probes can be equally accurate and unequally causal: on our animal/instrument contrast
+#   the difference of means moves the model somewhat more than logistic regression, and it is
+#   also the first principal component — measured here, not assumed.
+# - An unsupervised probe (CCS) can find the truth direction, but its loss barely prefers it, it
+#   cannot know the sign, and without care it reads the last word instead.

@@ -146,3 +146,94 @@ def test_bundled_history_has_curves():
     hist = F.load_history("modadd")
     assert hist["config"]["p"] == 113
     assert {"step", "train_loss", "test_loss", "train_acc", "test_acc"} <= set(hist["history"][0])
+
+
+# --- checkpoints and progress measures --------------------------------------------------
+
+
+def _planted(p: int, freqs, train: int, seed: int = 0):
+    """(p*p, p) logits made of cos(w(a + b - c)) at `freqs` plus noise, and `train` random training rows."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.arange(p, dtype=torch.float64)
+    a, b = x.repeat_interleave(p), x.repeat(p)
+    logits = 0.3 * torch.randn(p * p, p, generator=g, dtype=torch.float64)
+    for k in freqs:
+        logits += 4 * torch.cos(2 * math.pi * k * (a[:, None] + b[:, None] - x[None, :]) / p)
+    return logits.float(), torch.randperm(p * p, generator=g)[:train]
+
+
+def test_progress_losses_see_the_planted_frequencies():
+    from digsite.solutions.ch05 import progress_losses
+
+    logits, train_idx = _planted(P, [2, 5], train=60)
+    restricted, excluded = progress_losses(logits, [2, 5], train_idx)
+    assert restricted.shape == () and excluded.shape == ()
+    assert restricted < 0.5  # the key frequencies alone carry the answer
+    assert excluded > math.log(P) - 0.3  # and without them the training rows are at chance
+    restricted_wrong, excluded_wrong = progress_losses(logits, [1, 3], train_idx)
+    assert restricted_wrong > math.log(P) - 0.3 and excluded_wrong < 0.5
+    # logits that depend on (a, b) only through a + b lose everything but each answer's mean when every
+    # frequency is excluded
+    g = torch.Generator().manual_seed(1)
+    table = torch.randn(P, P, generator=g)  # [a + b mod p, c]
+    sums = (torch.arange(P).repeat_interleave(P) + torch.arange(P).repeat(P)) % P
+    _, excluded_all = progress_losses(table[sums], list(range(1, P // 2 + 1)), train_idx)
+    const = table.mean(dim=0, keepdim=True).expand(len(train_idx), P)
+    expected = torch.nn.functional.cross_entropy(const, sums[train_idx])
+    assert excluded_all.item() == pytest.approx(expected.item(), abs=1e-4)
+
+
+def _fake_organism(tmp_path, steps: dict[int, float]):
+    """A copy of the modadd folder whose checkpoints.safetensors holds the final weights times a factor per step."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from digsite.models import load_model
+    from digsite.organisms import organism_path
+
+    folder = tmp_path / "modadd"
+    shutil.copytree(organism_path("modadd"), folder, ignore=shutil.ignore_patterns(F.CHECKPOINTS_FILE))
+    model = load_model("modadd", device="cpu")
+    kept = {
+        f"step{s}.{n}": (q.detach() * factor).half()
+        for s, factor in steps.items()
+        for n, q in model.model.named_parameters()
+    }
+    save_file(kept, str(folder / F.CHECKPOINTS_FILE), metadata={"steps": json.dumps(sorted(steps))})
+    return folder, model
+
+
+@pytest.mark.skipif("modadd" not in organism_names(), reason="modadd weights not bundled yet")
+def test_checkpoints_load_and_fail_clearly(tmp_path):
+    folder, final = _fake_organism(tmp_path, {5: 1.0, 50: 0.5})
+    last = F.load_history(folder)["steps"] - 1
+    assert F.checkpoint_steps(folder) == [5, 50, last]
+    five = F.load_checkpoint(5, folder, device="cpu")
+    tokens = F.all_pairs(113)[0][:64]
+    with torch.no_grad():
+        torch.testing.assert_close(five(tokens), final(tokens), atol=0.05, rtol=0.01)  # fp16 rounding only
+    half = F.load_checkpoint(50, folder, device="cpu")
+    torch.testing.assert_close(half.W_U, 0.5 * final.W_U, atol=1e-3, rtol=1e-2)  # the tied unembedding follows
+    assert F.weight_norm(half) == pytest.approx(0.5 * F.weight_norm(final), rel=1e-3)
+    with pytest.raises(ValueError, match=r"shipped steps are \[5, 50"):
+        F.load_checkpoint(7, folder)
+    (folder / F.CHECKPOINTS_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="train modadd"):
+        F.checkpoint_steps(folder)
+
+
+@pytest.mark.skipif("modadd" not in organism_names(), reason="modadd weights not bundled yet")
+def test_shipped_checkpoints_and_progress_measures():
+    from digsite.organisms.data import modadd_dataset
+
+    steps = F.checkpoint_steps("modadd")
+    assert len(steps) >= 5 and steps == sorted(steps)
+    train_x, *_ = modadd_dataset(113, 0.3, seed=0)
+    train_idx = F.train_rows(train_x, 113)
+    first = F.progress_measures(F.load_checkpoint(steps[0], device="cpu"), 113, [14, 35], train_idx)
+    last = F.progress_measures(F.load_checkpoint(steps[-1], device="cpu"), 113, [14, 35], train_idx)
+    assert set(first) == {"train_loss", "test_loss", "restricted_loss", "excluded_loss", "weight_norm"}
+    assert first["train_loss"] < 1 and first["test_loss"] > last["test_loss"]
+    fig = F.progress_figure(steps[:1] + steps[-1:], [first, last])
+    assert len(fig.data) == 5

@@ -117,6 +117,24 @@ def test_k_composition_scores_agree_with_the_single_head_formula():
     assert scores[2, 3].item() == pytest.approx(I.composition_score(W_OV, W_QK.T).item(), rel=1e-5)
 
 
+def test_the_factored_composition_exercise_agrees_with_the_package():
+    """Exercise 1.15's factored Q/K/V scores: its K row is induction.k_composition_scores; Q and V match dense."""
+    from digsite.factored import FactoredMatrix
+    from digsite.solutions.ch01 import composition_scores
+
+    model = tiny()
+    with torch.no_grad():
+        OV = FactoredMatrix(model.W_V, model.W_O)
+        QK = FactoredMatrix(model.W_Q, model.W_K.transpose(-1, -2))
+        scores = composition_scores(OV[0], QK[1], OV[1])
+        torch.testing.assert_close(scores[1], I.k_composition_scores(model, 0, 1))
+        dense_ov, dense_qk = OV.full(), QK.full()
+        q_comp = I.composition_score(dense_ov[0, 2], dense_qk[1, 3])
+        v_comp = I.composition_score(dense_ov[0, 2], dense_ov[1, 3])
+    assert scores[0, 2, 3].item() == pytest.approx(q_comp.item(), rel=1e-4)
+    assert scores[2, 2, 3].item() == pytest.approx(v_comp.item(), rel=1e-4)
+
+
 def test_composition_score_is_one_for_aligned_rank_one_matrices():
     u, v = torch.randn(6, 1), torch.randn(6, 1)
     left, right = u @ v.T, v @ u.T
@@ -168,3 +186,24 @@ def test_the_shipped_organism_has_the_heads_chapter_1_names():
     ind = I.head_scores(model, tokens, partial(I.induction_score, seg_len=20))
     assert prev.flatten().argmax().item() == 1 and prev[0, 1] > 0.9
     assert sorted(ind.flatten().topk(2).indices.tolist()) == [6, 7] and (ind[1, 2:] > 0.8).all()
+
+
+def test_the_shipped_organism_reads_the_same_from_its_weights():
+    """Chapter 1's weights part: only 1.2 and 1.3 copy, and 0.1 tops K-composition into both."""
+    from digsite.factored import FactoredMatrix
+    from digsite.models import load_model
+    from digsite.solutions.ch01 import composition_scores, copying_scores, full_ov_circuit
+
+    model = load_model("induction", device="cpu")
+    with torch.no_grad():
+        eig = torch.tensor(
+            [
+                [float(copying_scores(full_ov_circuit(model.W_E, model.W_V[l, h], model.W_O[l, h], model.W_U))[1])]
+                for l in range(2)
+                for h in range(4)
+            ]
+        ).flatten()
+        OV, QK = FactoredMatrix(model.W_V, model.W_O), FactoredMatrix(model.W_Q, model.W_K.transpose(-1, -2))
+        k_comp = composition_scores(OV[0], QK[1], OV[1])[1]
+    assert (eig[6:] > 0.9).all() and (eig[:6] < 0).all()
+    assert k_comp[:, 2:].argmax(dim=0).tolist() == [1, 1]

@@ -141,3 +141,42 @@ def test_lens_explorer_updates_when_the_slider_or_the_prompt_changes(model):
 def test_lens_explorer_without_a_tuned_lens_offers_only_the_logit_lens(model):
     explorer = widgets.lens_explorer(model, PROMPTS[1])
     assert list(explorer.lens.options) == ["logit lens"]
+
+
+def test_the_chapter_loop_trains_the_same_translators_as_the_package(model):
+    """Exercise 2.9's answer and lens.train_tuned_lens follow one protocol: same seed, same translators and losses."""
+    from digsite.solutions.ch02 import train_translators
+
+    stack, final = lens.collect_positions(model, ["a cat is an animal .", *PROMPTS], batch_size=2)
+    settings = dict(steps=15, batch_size=24, lr=2e-2, seed=5)
+    tuned, losses = lens.train_tuned_lens(model, stack, final, progress=False, **settings)
+    again, losses_again = lens.train_tuned_lens(model, stack, final, progress=False, **settings)
+    translators, ours = train_translators(model, stack, final, **settings)
+    assert losses == losses_again and all(torch.equal(a, b) for a, b in zip(tuned.parameters(), again.parameters()))
+    assert ours == pytest.approx(losses, rel=1e-4, abs=1e-5) and losses[-1] < losses[0]
+    for a, b in zip(translators.parameters(), tuned.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    other, _ = lens.train_tuned_lens(model, stack, final, progress=False, **{**settings, "seed": 6})
+    assert not torch.allclose(other.translators[0].weight, tuned.translators[0].weight)
+
+
+def test_a_heads_paths_add_up_to_its_direct_logit_attribution(model):
+    """Exercise 2.10's split of a head's credit is complete: rows and positions sum to the head's row of 2.6."""
+    from digsite.solutions.ch02 import decompose_by_head, direct_logit_attribution, head_path_attribution
+
+    tokens, final_pos = lens.prompt_batch(model, PROMPTS)
+    _, cache = model.run_with_cache(tokens)
+    correct, wrong = model.to_tokens(["Mary", "animal"], prepend_bos=False)[:, 0], torch.tensor([5, 9])
+    heads = decompose_by_head(cache, model)
+    with torch.no_grad():
+        total = direct_logit_attribution(model, cache, heads, correct, wrong, final_pos)
+        for layer, head in ((0, 1), (1, 0)):
+            parts = heads[: 2 + layer * (model.cfg.n_heads + 2)]
+            paths = head_path_attribution(model, cache, parts, layer, head, correct, wrong, final_pos)
+            assert paths.shape == (parts.shape[0] + 1, 2, tokens.shape[1])
+            torch.testing.assert_close(paths.sum((0, 2)), total[2 + layer * (model.cfg.n_heads + 2) + head])
+            assert (paths[:, 1, final_pos[1] + 1 :] == 0).all()  # nothing is read from padding after the prompt
+            whole = head_path_attribution(
+                model, cache, cache.decompose_resid(layer=layer), layer, head, correct, wrong, final_pos
+            )
+            torch.testing.assert_close(whole[:-1].sum(0), paths[:-1].sum(0), atol=1e-5, rtol=1e-4)

@@ -155,13 +155,43 @@ def test_a_tokenizer_that_does_not_fit_the_vocabulary_is_an_error(tmp_path):
 
 
 def test_an_unsupported_architecture_is_refused_from_its_config_alone(tmp_path):
-    from transformers import OPTConfig
+    from transformers import BloomConfig
 
-    OPTConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2, ffn_dim=32, vocab_size=30).save_pretrained(
+    BloomConfig(n_layer=1, hidden_size=16, n_head=2, vocab_size=30).save_pretrained(
         tmp_path
     )  # a config and nothing else: refused before any weights are looked for
-    with pytest.raises(models.UnsupportedModelError, match="'opt' model.*Supported model_types: .*gpt2"):
+    with pytest.raises(models.UnsupportedModelError, match="'bloom' model.*Supported model_types: .*gemma2.*gpt2"):
         load_model(str(tmp_path))
+
+
+def test_an_unsupported_variant_of_a_supported_family_is_refused_from_its_config(tmp_path):
+    from transformers import OPTConfig
+
+    OPTConfig(  # opt-350m's layout: norms after the residual additions
+        num_hidden_layers=1,
+        hidden_size=16,
+        num_attention_heads=2,
+        ffn_dim=32,
+        vocab_size=30,
+        do_layer_norm_before=False,
+    ).save_pretrained(tmp_path)
+    with pytest.raises(models.UnsupportedModelError, match="do_layer_norm_before=False"):
+        load_model(str(tmp_path))
+
+
+def test_every_family_in_the_docs_readme_and_chapter_0():
+    """docs/models.md, the README and chapter 0 name every family digsite can hook."""
+    from pathlib import Path
+
+    from digsite.adapters import ADAPTERS
+
+    root = Path(__file__).resolve().parent.parent
+    for path in ("docs/models.md", "README.md", "course/00_orientation.py"):
+        text = root.joinpath(path).read_text()
+        for adapter in ADAPTERS:
+            for name in adapter.family.replace(" and ", ", ").split(", "):
+                name = name.split(" (")[0].removesuffix(" 2").removesuffix(" 3")
+                assert name in text, f"{path} does not name {name} ({adapter.family})"
 
 
 def _stalling_server():
@@ -268,3 +298,13 @@ def test_batched_generation_continues_each_prompt_not_its_padding(toylang):
     alone = [toylang.generate(p, max_new_tokens=2, do_sample=False) for p in prompts]
     assert together == alone
     assert all("<pad>" not in text for text in together)
+
+
+def test_multimodal_gemma3_is_refused_with_what_to_load_instead(tmp_path):
+    import transformers
+
+    if not hasattr(transformers, "Gemma3Config"):
+        pytest.skip("transformers < 4.50 has no Gemma 3")
+    transformers.Gemma3Config().save_pretrained(tmp_path)
+    with pytest.raises(models.UnsupportedModelError, match="gemma3_text"):
+        load_model(str(tmp_path))

@@ -203,7 +203,7 @@ def test_shipped_weights_pass_evaluation():
 @pytest.mark.skipif(not _shipped(), reason="no organism weights shipped yet")
 def test_shipped_weights_small_and_loadable():
     total = sum(p.stat().st_size for p in WEIGHTS_DIR.rglob("*") if p.is_file())
-    assert total <= 25 * 2**20, f"{total / 2**20:.1f} MB"
+    assert total <= 30 * 2**20, f"{total / 2**20:.1f} MB"
     assert not [p for p in WEIGHTS_DIR.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
     for n in _shipped():  # small (above) and loadable; how fast depends on the machine, so it is not asserted
         AutoModelForCausalLM.from_pretrained(str(organism_path(n)))
@@ -217,3 +217,33 @@ def test_shipped_weights_small_and_loadable():
 def test_modadd_history_shows_grokking():
     h = json.loads((organism_path("modadd") / "history.json").read_text())["history"]
     assert {"step", "train_loss", "test_loss", "train_acc", "test_acc"} <= set(h[0])
+
+
+@pytest.mark.skipif("modadd" not in organism_names(), reason="modadd weights not shipped yet")
+def test_modadd_checkpoints_are_small_fp16_and_in_the_card():
+    from safetensors import safe_open
+
+    from digsite.organisms.train import MODADD_CHECKPOINT_STEPS
+
+    path = organism_path("modadd") / "checkpoints.safetensors"
+    card = (organism_path("modadd") / "card.md").read_text()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() in card, "card.md sha256 does not match checkpoints"
+    assert path.stat().st_size <= 2.6 * 2**20
+    with safe_open(str(path), "pt") as f:
+        assert json.loads(f.metadata()["steps"]) == list(MODADD_CHECKPOINT_STEPS)
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+        assert {k.split(".")[0] for k in f.keys()} == {f"step{s}" for s in MODADD_CHECKPOINT_STEPS}
+
+
+def test_modadd_training_keeps_its_checkpoints(tmp_path, monkeypatch):
+    from digsite import fourier
+    from digsite.organisms import train as T
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(T, "MODADD_CHECKPOINT_STEPS", (1,))
+    out = T.train("modadd", tmp_path / "modadd", steps=3, quick=True)
+    assert fourier.checkpoint_steps(out) == [1, 2]
+    card = (out / "card.md").read_text()
+    assert hashlib.sha256((out / "checkpoints.safetensors").read_bytes()).hexdigest() in card
+    step1 = fourier.load_checkpoint(1, out, device="cpu")
+    assert step1(torch.tensor([[1, 2, 113]])).shape == (1, 3, 116)

@@ -270,3 +270,85 @@ def test_node_ablation_sweep_equals_the_loop_and_circuit_score(kind):
     for node, value in zip(nodes[:6], sweep[:6]):
         without = [n for n in nodes if n != node]
         assert P.circuit_score(model, data.clean, values, without, metric) == pytest.approx(value.item(), abs=1e-5)
+
+
+# --- the chapter's "build it yourself" answers against the package's own routines ----------------
+
+
+@pytest.mark.parametrize("receiver_input", ["q", "k", "v"])
+def test_path_patching_from_scratch_equals_path_patch_on_every_pair(receiver_input):
+    from digsite.solutions.ch03 import path_patch_one
+
+    model, data, metric = setting()
+    cfg = model.cfg
+    for receiver in [(l, h) for l in range(1, cfg.n_layers) for h in range(cfg.n_heads)]:
+        package = P.path_patch(model, data.corrupt, data.clean, metric, [receiver], receiver_input)
+        for sender in [(l, h) for l in range(receiver[0]) for h in range(cfg.n_heads)]:
+            ours = path_patch_one(model, data.corrupt, data.clean, metric, sender, [receiver], receiver_input)
+            assert ours == pytest.approx(float(package[sender]), abs=1e-5), (sender, receiver)
+
+
+def test_path_patching_from_scratch_with_receivers_in_two_layers():
+    from digsite.solutions.ch03 import path_patch_one
+
+    model, data, metric = setting()
+    receivers = [(1, 2), (2, 0), (2, 3)]
+    package = P.path_patch(model, data.clean, data.corrupt, metric, receivers, "q")  # noising
+    for sender in [(l, h) for l in range(2) for h in range(model.cfg.n_heads)]:
+        ours = path_patch_one(model, data.clean, data.corrupt, metric, sender, receivers, "q")
+        assert ours == pytest.approx(float(package[sender]), abs=1e-5), sender
+
+
+def test_batched_head_sweep_equals_head_sweep_both_ways():
+    from digsite.solutions.ch03 import batched_head_sweep
+
+    model, data, metric = setting()
+    for base, source in [(data.corrupt, data.clean), (data.clean, data.corrupt)]:
+        torch.testing.assert_close(
+            batched_head_sweep(model, base, source, metric),
+            P.head_sweep(model, base, source, metric),
+            atol=1e-5,
+            rtol=1e-5,
+        )
+
+
+def test_circuit_criteria_of_the_whole_model_and_of_a_backup_pair():
+    from digsite.solutions.ch03 import circuit_criteria
+
+    model, data, metric = setting()
+    values = P.ablation_values(model, data.clean, data.corrupt)
+    nodes = P.all_nodes(model)
+    score = lambda keep: P.circuit_score(model, data.clean, values, keep, metric)  # noqa: E731
+    whole = circuit_criteria(score, nodes, nodes, [[nodes[0]], nodes[3:6]])
+    assert float(whole["faithfulness"]) == pytest.approx(1.0, abs=1e-5)
+    assert torch.allclose(whole["incompleteness"], torch.zeros(2), atol=1e-5)
+    a, b = P.Node(0, 0), P.Node(0, 1)  # a toy score where a and b back each other up
+    pair = circuit_criteria(lambda keep: float(a in keep or b in keep), [a, b], [a, b], [[a], [b]])
+    assert pair["minimality"].tolist() == [1.0, 1.0]  # each matters once the other is gone
+    assert circuit_criteria(lambda keep: float(a in keep or b in keep), [a, b], [a, b], [])["minimality"].tolist() == [
+        0,
+        0,
+    ]
+
+
+def test_direct_effects_of_a_zeroed_head_vanish_and_match_the_cache_by_hand():
+    from digsite.solutions.ch03 import head_direct_effects
+
+    model, data, _ = setting()
+
+    def zero(z, hook):
+        z = z.clone()
+        z[:, :, 1] = 0
+        return z
+
+    effects = head_direct_effects(model, data.clean, data.io, data.s, [("blocks.1.attn.hook_z", zero)])
+    assert effects.shape == (model.cfg.n_layers, model.cfg.n_heads)
+    assert effects[1, 1].abs() < 1e-6 and effects.abs().sum() > 0
+    _, cache = model.run_with_cache(data.clean)
+    final = cache["ln_final.hook_scale"][:, -1]  # by hand: centre, divide by the scale, weight, unembed
+    with torch.no_grad():
+        out = cache["blocks.2.attn.hook_z"][:, -1, 3] @ model.W_O[2, 3]
+        out = (out - out.mean(-1, keepdim=True)) / final * model.norm_module(None).weight
+        by_hand = (out * (model.W_U[:, data.io] - model.W_U[:, data.s]).T).sum(-1).mean()
+    plain = head_direct_effects(model, data.clean, data.io, data.s)
+    assert float(plain[2, 3]) == pytest.approx(float(by_hand), abs=1e-5)

@@ -10,6 +10,7 @@ from digsite import probes as P
 from digsite.models import wrap
 from digsite.organisms import data as D
 from digsite.organisms.tokenizer import build_tokenizer
+from digsite.solutions.ch06 import train_ccs
 
 
 @lru_cache(maxsize=1)
@@ -155,3 +156,91 @@ def test_ioi_helpers():
 def test_side_by_side_shares_one_colour_scale():
     fig = P.side_by_side({"a": torch.ones(2, 3), "b": -2 * torch.ones(2, 3)})
     assert len(fig.data) == 2 and fig.data[0].zmax == fig.data[1].zmax == 2
+
+
+def test_contrast_prompts_two_categories_with_one_article():
+    prompts = P.contrast_prompts(("instrument", "animal"), n_contexts=2, seed=0)
+    n = len(D.CATEGORIES["instrument"]) + len(D.CATEGORIES["animal"])
+    assert len(prompts) == 2 * n and P.contrast_prompts(("instrument", "animal"), 2, 0) == prompts
+    for text, subject, label in prompts:
+        assert text.endswith(f" {subject} is an") and subject in D.CATEGORIES[("instrument", "animal")[label]]
+    with pytest.raises(ValueError, match="articles"):
+        P.contrast_prompts(("animal", "fruit"))
+    with pytest.raises(ValueError, match="two of"):
+        P.contrast_prompts(("animal", "planet"))
+
+
+def test_pca_finds_the_dominant_axis_with_a_fixed_sign():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(300, 5, generator=g) * torch.tensor([5.0, 2.0, 0.5, 0.5, 0.5])
+    comps, explained, scores = P.pca(X, k=2)
+    assert comps.shape == (2, 5) and explained.shape == (2,) and scores.shape == (300, 2)
+    assert comps[0, 0] > 0.99 and comps[1, 1].abs() > 0.99 and (comps[1, 1] > 0)
+    assert explained[0] > explained[1] > 0 and explained.sum() < 1
+    assert torch.allclose(scores, (X - X.mean(0)) @ comps.T, atol=1e-4)
+
+
+def _pairs(seed: int = 0, n: int = 80, d: int = 6):
+    """Contrast pairs with a truth signal along axis 0 and a constant shift of the second side."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(2, (n,), generator=g)
+    sign = (2 * y - 1).float()[:, None]
+    axis = torch.zeros(d)
+    axis[0] = 3.0
+    x_pos = 0.3 * torch.randn(n, d, generator=g) + sign * axis
+    x_neg = 0.3 * torch.randn(n, d, generator=g) - sign * axis + 5.0
+    return x_pos, x_neg, y
+
+
+def test_ccs_finds_a_clean_truth_direction_up_to_sign():
+    x_pos, x_neg, y = _pairs()
+    best, probes, losses = P.fit_ccs(x_pos, x_neg, n_restarts=3, steps=200, lr=0.05)
+    assert len(probes) == 3 and losses.shape == (3,) and best is probes[int(losses.argmin())]
+    accuracy = best.accuracy(x_pos, x_neg, y)
+    assert max(accuracy, 1 - accuracy) > 0.95
+    credence = best.credence(x_pos, x_neg)
+    assert credence.shape == (80,) and ((credence > 0) & (credence < 1)).all()
+    with pytest.raises(ValueError, match="both be"):
+        P.fit_ccs(x_pos, x_neg[:5])
+
+
+def test_ccs_without_normalisation_reads_the_side_not_the_truth():
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(2, (80,), generator=g)
+    weak_truth = 0.5 * (2 * y - 1).float()[:, None] * torch.eye(6)[0]
+    x_pos = torch.randn(80, 6, generator=g) + weak_truth + 2.0  # every first member shares a +2 shift
+    x_neg = torch.randn(80, 6, generator=g) - weak_truth - 2.0
+    raw = train_ccs(x_pos, x_neg, steps=200, lr=0.05, seed=0, normalize=False)
+    assert torch.equal(raw.mean_pos, torch.zeros(6)) and torch.equal(raw.std_neg, torch.ones(6))
+    credence = raw.credence(x_pos, x_neg)
+    assert credence.max() - credence.min() < 0.05  # the same answer for every pair: it reads the shift
+    assert raw.accuracy(x_pos, x_neg, y) in (
+        pytest.approx(y.float().mean().item()),
+        pytest.approx(1 - y.float().mean().item()),
+    )
+
+
+def test_train_ccs_matches_an_independent_implementation():
+    """Burns et al.'s recipe written another way (a torch Linear layer on pre-standardised pairs) learns the same probe."""
+    g = torch.Generator().manual_seed(4)
+    x_pos, x_neg = torch.randn(30, 5, generator=g) + 1.0, torch.randn(30, 5, generator=g) - 1.0
+    probe = train_ccs(x_pos, x_neg, steps=40, lr=0.05, seed=2)
+
+    z_pos = (x_pos - x_pos.mean(0)) / x_pos.std(0)
+    z_neg = (x_neg - x_neg.mean(0)) / x_neg.std(0)
+    linear = torch.nn.Linear(5, 1)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(5, generator=torch.Generator().manual_seed(2))[None] / 5**0.5)
+        linear.bias.zero_()
+    opt = torch.optim.Adam(linear.parameters(), lr=0.05)
+    for _ in range(40):
+        p_pos, p_neg = torch.sigmoid(linear(z_pos)).squeeze(1), torch.sigmoid(linear(z_neg)).squeeze(1)
+        loss = ((p_pos + p_neg - 1) ** 2).mean() + (torch.stack([p_pos, p_neg]).min(0).values ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.allclose(probe.w, linear.weight.detach()[0], atol=1e-5)
+    assert torch.allclose(probe.b, linear.bias.detach()[0], atol=1e-5)
+    credence = probe.credence(x_pos, x_neg)
+    expected = (torch.sigmoid(linear(z_pos)).squeeze(1) + 1 - torch.sigmoid(linear(z_neg)).squeeze(1)).detach() / 2
+    assert torch.allclose(credence, expected, atol=1e-5)

@@ -1,5 +1,6 @@
 """The project's own files agree with each other: README, CI script, environment.yml, pyproject."""
 
+import ast
 import re
 import subprocess
 import tomllib
@@ -40,3 +41,16 @@ def test_every_chapter_is_listed_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     for src in sorted(ROOT.glob("course/[0-9][0-9]_*.py")):
         assert f"chapters/{src.stem}.ipynb" in readme, f"README's chapter table lacks {src.stem}"
+
+
+def test_no_module_defines_a_top_level_name_twice():
+    """A second `def f` silently replaces the first for every caller (a check once lost a case that way)."""
+    twice = []
+    for path in sorted((ROOT / "utils" / "digsite").rglob("*.py")):
+        seen: set[str] = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                if node.name in seen:
+                    twice.append(f"{path.relative_to(ROOT)}: {node.name}")
+                seen.add(node.name)
+    assert not twice, twice

@@ -13,9 +13,11 @@ from digsite.sae import (
     SAE,
     SAE_DIR,
     SAEConfig,
+    auxk_loss,
     load_sae,
     resample_dead_latents,
     sae_card,
+    sae_loss,
     save_sae,
     topk_activation,
     train_sae,
@@ -218,3 +220,56 @@ def test_the_organisms_command_trains_the_sae(tmp_path, capsys):
     assert card["command"].endswith("--quick") and card["recipe"]["d_sae"] == SAE_RECIPES["sae-toylang"].quick().d_sae
     assert {"explained_variance", "l0", "ce_loss_recovered"} <= set(card["metrics"])
     assert (tmp_path / "toylang.safetensors").exists()
+
+
+def test_resampling_resets_adam_moments_of_the_resampled_latents_only():
+    g = torch.Generator().manual_seed(1)
+    acts = torch.randn(512, 8, generator=g)
+    sae = SAE(SAEConfig(d_in=8, d_sae=16, l1_coeff=0.01))
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-3)
+    f, x_hat = sae(acts)
+    sae_loss(acts, f, x_hat, 0.01)[0].backward()
+    opt.step()
+    before = {p: {k: v.clone() for k, v in opt.state[p].items()} for p in (sae.W_dec, sae.W_enc, sae.b_enc, sae.b_dec)}
+    dead = torch.zeros(16, dtype=torch.bool)
+    dead[[2, 5, 11]] = True
+    assert resample_dead_latents(sae, acts[:64], dead, g, opt) == 3
+    for key in ("exp_avg", "exp_avg_sq"):
+        for p, rows in ((sae.W_dec, lambda t: t), (sae.b_enc, lambda t: t), (sae.W_enc, lambda t: t.T)):
+            assert (rows(opt.state[p][key])[dead] == 0).all()
+            assert torch.equal(rows(opt.state[p][key])[~dead], rows(before[p][key])[~dead])
+        assert torch.equal(opt.state[sae.b_dec][key], before[sae.b_dec][key])  # b_dec belongs to no latent
+
+
+def test_the_course_training_loop_matches_the_package_trainer():
+    from digsite.solutions.ch04 import train_sae_loop
+
+    g = torch.Generator().manual_seed(2)
+    acts = torch.rand(400, 12, generator=g) @ torch.randn(12, 6, generator=g)
+    sae = SAE(SAEConfig(d_in=6, d_sae=20, l1_coeff=0.05), seed=4)
+    start = {name: getattr(sae, name).detach().clone() for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
+    mine = train_sae_loop(start, acts, 0.05, 40, 32, 5e-3, 3)
+    train_sae(sae, acts, steps=40, batch_size=32, lr=5e-3, seed=3, progress=False)
+    for name, tensor in mine.items():
+        torch.testing.assert_close(tensor, getattr(sae, name).detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_auxk_loss_uses_only_dead_latents_and_revives_training():
+    g = torch.Generator().manual_seed(3)
+    pre, W_dec, residual = (
+        torch.randn(10, 16, generator=g),
+        torch.randn(16, 5, generator=g),
+        torch.randn(10, 5, generator=g),
+    )
+    dead = torch.zeros(16, dtype=torch.bool)
+    assert auxk_loss(pre, W_dec, residual, dead, 4).item() == 0.0
+    dead[:3] = True
+    pre_live_changed = pre.clone()
+    pre_live_changed[:, 3:] += 100.0  # live latents never take part
+    assert torch.equal(auxk_loss(pre, W_dec, residual, dead, 8), auxk_loss(pre_live_changed, W_dec, residual, dead, 8))
+    codes = torch.rand(3000, 24, generator=g) * (torch.rand(3000, 24, generator=g) < 0.1)
+    acts = codes @ torch.randn(24, 8, generator=g)
+    sae = SAE(SAEConfig(d_in=8, d_sae=64, k=2))
+    history = train_sae(sae, acts, steps=120, batch_size=128, lr=3e-3, aux_k=8, dead_after=10, progress=False)
+    assert len(history["dead"]) == 120 and 0.0 <= min(history["dead"]) <= max(history["dead"]) <= 1.0
+    assert torch.isfinite(torch.tensor(history["loss"])).all()

@@ -61,3 +61,16 @@ def test_classify_two_features():
 def test_plot_features_2d_has_one_arrow_per_feature():
     fig = plot_features_2d(torch.randn(3, 2, 5), torch.ones(5), titles=["a", "b", "c"])
     assert len(fig.data) == 15
+
+
+def test_paired_features_are_correlated_or_anti_correlated_with_the_right_density():
+    from digsite.superposition import generate_paired_batch
+
+    prob = torch.full((3, 6), 0.2)
+    for correlated in (True, False):
+        x = generate_paired_batch(20000, prob, torch.Generator().manual_seed(0), correlated=correlated)
+        assert x.shape == (20000, 3, 6) and x.min() >= 0 and x.max() <= 1
+        on = x > 0
+        assert ((on.float().mean(dim=(0, 1)) - 0.2).abs() < 0.01).all()
+        both = (on[..., 0::2] & on[..., 1::2]).float().mean()
+        assert abs(both - 0.2) < 0.01 if correlated else both == 0

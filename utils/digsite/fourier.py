@@ -61,6 +61,13 @@ __all__ = [
     "evaluate_all_pairs",
     "load_history",
     "grokking_figure",
+    "CHECKPOINTS_FILE",
+    "checkpoint_steps",
+    "load_checkpoint",
+    "train_rows",
+    "weight_norm",
+    "progress_measures",
+    "progress_figure",
     "GrokRun",
     "train_grokking",
 ]
@@ -189,6 +196,156 @@ def grokking_figure(history: Sequence[dict], title: str = "Grokking") -> go.Figu
                 row=1,
                 col=col,
             )
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(title=title, height=380)
+    return fig
+
+
+# --- checkpoints over training and progress measures -----------------------------------
+
+CHECKPOINTS_FILE = "checkpoints.safetensors"
+
+
+def _checkpoint_folder(name: str | Path) -> Path:
+    path = Path(name)
+    if path.is_dir():
+        return path
+    from .organisms import organism_path
+
+    return organism_path(str(name))
+
+
+def checkpoint_steps(name: str | Path = "modadd") -> list[int]:
+    """The training steps whose weights ship with a modular-addition organism, the final step included.
+
+    name: a bundled organism or a folder written by `python -m digsite.organisms train modadd`.
+    Step s means the weights after optimiser step s (0-based), the step at which history.json
+    logs the test metrics. The intermediate ones are in checkpoints.safetensors (fp16); the last
+    is the organism itself.
+    """
+    from safetensors import safe_open
+
+    folder = _checkpoint_folder(name)
+    file = folder / CHECKPOINTS_FILE
+    if not file.exists():
+        raise FileNotFoundError(
+            f"{folder} has no {CHECKPOINTS_FILE}: this organism was saved without its training checkpoints. "
+            "Retrain it with `python -m digsite.organisms train modadd`, which keeps them."
+        )
+    with safe_open(str(file), "pt") as f:
+        steps = json.loads(f.metadata()["steps"])
+    return sorted(steps) + [load_history(folder)["steps"] - 1]
+
+
+def load_checkpoint(step: int, name: str | Path = "modadd", device: str | torch.device | None = None):
+    """The organism's weights at training step `step`, as a hooked model (float32, eval mode).
+
+    step: one of `checkpoint_steps(name)` (a ValueError lists them otherwise). The final step
+    returns `load_model(name)`; the others are rebuilt from the fp16 copies in
+    checkpoints.safetensors, so their outputs differ from the training run's by fp16 rounding.
+    """
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from .models import default_device, load_model, verify_shipped_weights, wrap
+    from .organisms import WEIGHTS_DIR
+
+    folder = _checkpoint_folder(name)
+    steps = checkpoint_steps(folder)
+    if folder.parent == WEIGHTS_DIR:  # a shipped organism: the file must be the one its card records
+        verify_shipped_weights(folder)
+    if step not in steps:
+        raise ValueError(f"No checkpoint at step {step} in {folder}; the shipped steps are {steps}.")
+    if step == steps[-1]:
+        return load_model(str(folder), device=device)
+    prefix = f"step{step}."
+    weights = {
+        k[len(prefix) :]: v.float()
+        for k, v in load_file(str(folder / CHECKPOINTS_FILE)).items()
+        if k.startswith(prefix)
+    }
+    hf = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(folder)))
+    missing, unexpected = hf.load_state_dict(weights, strict=False)
+    tied = {"lm_head.weight"}  # tied to the embedding, stored once
+    if unexpected or set(missing) - tied:
+        raise ValueError(
+            f"{folder / CHECKPOINTS_FILE} does not match config.json: missing {missing}, unexpected {unexpected}."
+        )
+    hf.tie_weights()
+    model = wrap(hf.eval().to(device or default_device()), AutoTokenizer.from_pretrained(str(folder)))
+    return model
+
+
+def train_rows(train_x: Tensor, p: int) -> Tensor:
+    """The rows of `all_pairs(p)` holding the training inputs train_x (n, 3): a * p + b, shape (n,)."""
+    return train_x[:, 0] * p + train_x[:, 1]
+
+
+def weight_norm(model) -> float:
+    """The L2 norm of all the model's parameters together (what weight decay shrinks)."""
+    return float(torch.sqrt(sum(q.detach().float().pow(2).sum() for q in model.model.parameters())))
+
+
+@torch.no_grad()
+def progress_measures(model, p: int, key_freqs: Sequence[int], train_idx: Tensor) -> dict[str, float]:
+    """Nanda et al.'s progress measures of a modular-addition model, on all p*p inputs at once.
+
+    train_idx: (n_train,) rows of `all_pairs(p)` in the training set (`train_rows`). Returns
+    {"train_loss", "test_loss", "restricted_loss", "excluded_loss", "weight_norm"}: the restricted
+    and excluded losses as exercise 5.9 defines them (`progress_losses`), for the key frequencies given.
+    """
+    from .solutions.ch05 import progress_losses
+
+    tokens, labels = all_pairs(p)
+    logits = model(tokens)[:, -1, :p].float().cpu()
+    is_train = torch.zeros(p * p, dtype=torch.bool)
+    is_train[train_idx] = True
+    restricted, excluded = progress_losses(logits, list(key_freqs), train_idx)
+    return {
+        "train_loss": float(F.cross_entropy(logits[is_train], labels[is_train])),
+        "test_loss": float(F.cross_entropy(logits[~is_train], labels[~is_train])),
+        "restricted_loss": float(restricted),
+        "excluded_loss": float(excluded),
+        "weight_norm": weight_norm(model),
+    }
+
+
+def progress_figure(steps: Sequence[int], measures: Sequence[dict], title: str = "Progress measures") -> go.Figure:
+    """Train, test, restricted and excluded loss (log scale) and the weight norm against step.
+
+    steps: the checkpoints' steps; measures: one `progress_measures` dict per step.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss (log scale)", "weight norm"))
+    styles = {
+        "train_loss": ("train loss", "#1f77b4", "solid"),
+        "test_loss": ("test loss", "#d62728", "solid"),
+        "restricted_loss": ("restricted loss", "#2ca02c", "dash"),
+        "excluded_loss": ("excluded loss", "#9467bd", "dash"),
+    }
+    for key, (name, colour, dash) in styles.items():
+        fig.add_trace(
+            go.Scatter(
+                x=list(steps),
+                y=[m[key] for m in measures],
+                name=name,
+                mode="lines+markers",
+                line=dict(color=colour, dash=dash),
+            ),
+            row=1,
+            col=1,
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=list(steps),
+            y=[m["weight_norm"] for m in measures],
+            name="weight norm",
+            mode="lines+markers",
+            line=dict(color="#7f7f7f"),
+        ),
+        row=1,
+        col=2,
+    )
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_xaxes(title_text="step")
     fig.update_layout(title=title, height=380)

@@ -25,12 +25,18 @@ Names mean what they mean in TransformerLens. How each reaches the model (see `S
   what the attention, the MLP or the unembedding reads. Replacing the scale or the
   normalized value re-computes the norm's output from it.
 - hook_result: per-head outputs z_h @ W_O[h] (no bias), computed only when named.
+- hook_attn_out / hook_mlp_out: what the sublayer adds to the residual stream, so after the
+  post-norm in families that normalise sublayer outputs (Gemma 2/3, OLMo-2), whose
+  ln1_post / ln2_post.hook_scale and hook_normalized are hook points too. Families without a
+  norm in some place (OLMo-2's ln1/ln2, GPT-J's ln2) have no names for it; parallel blocks
+  have no resid_mid. docs/models.md lists, per family, what each name records.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import warnings
 from collections import defaultdict
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -81,6 +87,8 @@ class Site:
     module: nn.Module
     kind: str  # "out" | "in" | "resid_mid" | "z" | "scale" | "normalized" | "pos_embed" | "result" | "attn"
     layer: int | None
+    flat: bool = False  # the module sees (batch * pos, d) rows (OPT's MLP); the hook sees (batch, pos, d)
+    part: int | None = None  # "out" of a fused projection: the hook sees this half ([gate | up], Phi-3)
 
 
 # --- helpers for PyTorch hook signatures ------------------------------------------------
@@ -154,6 +162,21 @@ class _HookSet:
                 x.register_hook(lambda grad, fn=fn: fn(grad, hook))
         return x
 
+    def run_site(self, site: Site, x: Tensor) -> Tensor:
+        """`run` for one site, in the shape the name promises whatever shape the module works in."""
+        if site.part is not None:  # one half of a fused projection's output
+            parts = list(x.chunk(2, dim=-1))
+            new = self.run_site(Site(site.name, site.module, site.kind, site.layer, site.flat), parts[site.part])
+            if new is parts[site.part]:
+                return x
+            parts[site.part] = new
+            return torch.cat(parts, dim=-1)
+        if site.flat and x.ndim == 2:  # (batch * pos, d) -> (batch, pos, d) and back
+            shaped = x.view(self.batch, -1, x.shape[-1])
+            new = self.run(site.name, shaped)
+            return x if new is shaped else new.reshape(x.shape)
+        return self.run(site.name, x)
+
     def install(self) -> None:
         owner = self.owner
         pre, post = defaultdict(list), defaultdict(list)
@@ -171,7 +194,7 @@ class _HookSet:
             if site.kind == "resid_mid":  # before any other hook sees the block's output
                 block = owner._blocks[site.layer]
                 self.handles.append(block.register_forward_hook(self._mid_fix(site.layer), prepend=True))
-            if site.kind == "pos_embed":  # the token embedding runs first and knows the batch size
+            if site.kind == "pos_embed" or site.flat:  # the token embedding runs first and knows the batch size
                 embed = owner.model.get_input_embeddings()
                 self.handles.append(embed.register_forward_hook(self._record_batch, prepend=True))
         for module, sites in pre.items():
@@ -204,7 +227,7 @@ class _HookSet:
                 if site.kind == "z":  # (batch, pos, head * d_head) <-> (batch, pos, head, d_head)
                     x = self.run(site.name, x.unflatten(-1, (self.owner.cfg.n_heads, -1))).flatten(-2)
                 else:
-                    new = self.run(site.name, x)
+                    new = self.run_site(site, x)
                     if site.kind == "resid_mid" and new is not x:
                         self.mid_delta[site.layer] = new - x
                     x = new
@@ -218,7 +241,7 @@ class _HookSet:
             scale = None  # a norm's scale, once its hook_scale ran (replaced or not)
             for site in sites:
                 if site.kind == "out":
-                    y = self.run(site.name, y)
+                    y = self.run_site(site, y)
                 elif site.kind == "scale":
                     scale, y = self._scale(site, module, _first_input(args, kwargs), y)
                 elif site.kind == "normalized":
@@ -236,7 +259,8 @@ class _HookSet:
 
         def hook(module, args, output):
             if layer in self.mid_delta:
-                return _with_first_output(output, _first_output(output) + self.mid_delta.pop(layer))
+                y = _first_output(output)
+                return _with_first_output(output, y + self.mid_delta.pop(layer).reshape(y.shape))
 
         return hook
 
@@ -244,7 +268,7 @@ class _HookSet:
         """The (possibly replaced) scale, and the norm's output (re-computed if the scale was replaced)."""
         cfg = self.owner.cfg
         scale = norm_scale(x, cfg.eps, cfg.normalization_type)
-        new = self.run(site.name, scale)
+        new = self.run_site(site, scale)
         if new is scale:
             return scale, y
         _REPLACED_SCALES[norm] = (x, new)
@@ -262,7 +286,7 @@ class _HookSet:
                 else norm_scale(x, cfg.eps, cfg.normalization_type)
             )
         normalized = normalize(x, scale, cfg.normalization_type)
-        new = self.run(site.name, normalized)
+        new = self.run_site(site, normalized)
         if new is normalized and not (site.name in self.grad_path and torch.is_grad_enabled()):
             return y  # untouched: keep the model's own output, to the last bit
         return affine(new, norm)
@@ -284,10 +308,18 @@ class _HookSet:
 
     def _attn_callback(self, layer: int) -> Callable[[str, Tensor], Tensor]:
         names = {kind: f"blocks.{layer}.attn.hook_{kind}" for kind in ATTENTION_KINDS}
+        # OPT multiplies q by d_head ** -0.5 before attention: hook_q shows (and takes) q unscaled, as elsewhere
+        q_scale = self.owner.cfg.d_head**-0.5 if self.owner.adapter.q_prescaled else None
 
         def callback(kind: str, x: Tensor) -> Tensor:
             name = names[kind]
-            return self.run(name, x) if name in self.fwd or name in self.bwd else x
+            if name not in self.fwd and name not in self.bwd:
+                return x
+            if kind == "q" and q_scale is not None:
+                unscaled = x / q_scale
+                new = self.run(name, unscaled)
+                return x if new is unscaled else new * q_scale
+            return self.run(name, x)
 
         return callback
 
@@ -307,6 +339,14 @@ class HookedModel(Tokenization, Weights):
         self.tokenizer = tokenizer
         self.adapter: Adapter = adapter_for(model)
         self.cfg = model_config(self.adapter, model)
+        if self.cfg.attn_scores_soft_cap and model.config._attn_implementation in ("sdpa", "flash_attention_2"):
+            # transformers 4.x's SDPA and flash attention skip Gemma 2's soft cap (5.x picks eager itself)
+            warnings.warn(
+                "This model soft-caps its attention scores, which SDPA and flash attention ignore: "
+                "it now runs with eager attention, so hooked and plain runs agree and match the model as trained.",
+                stacklevel=3,
+            )
+            model.config._attn_implementation = "eager"
         self._blocks = list(_get(model, self.adapter.blocks))
         self._mlps = [_get(b, self.adapter.mlp) for b in self._blocks]
         self._sites = self._build_sites()
@@ -314,44 +354,64 @@ class HookedModel(Tokenization, Weights):
 
     def _build_sites(self) -> dict[str, Site]:
         a, cfg = self.adapter, self.cfg
-        sites: list[Site] = [Site("hook_embed", self.model.get_input_embeddings(), "out", None)]
+        embed = self.model.get_input_embeddings()
+        if a.embed_scale and not hasattr(embed, "embed_scale"):
+            # transformers 4.x scales Gemma's embedding in the model's forward, after the embedding
+            # module: hook_embed is then block 0's input (identical to resid_pre 0 for rotary models)
+            sites: list[Site] = [Site("hook_embed", self._blocks[0], "in", None)]
+        else:
+            sites = [Site("hook_embed", embed, "out", None)]
         if a.pos_embed:
             sites.append(Site("hook_pos_embed", _get(self.model, a.pos_embed), "pos_embed", None))
+
+        def norm_sites(prefix: str, path: str | None, block: nn.Module, layer: int, flat: bool = False) -> list[Site]:
+            if path is None:
+                return []
+            norm = _get(block, path)
+            kinds = ("scale", "normalized") if prefix.endswith("_post") else ("scale", "normalized", "out")
+            return [Site(f"{prefix}.hook_{kind}", norm, kind, layer, flat) for kind in kinds]
+
         for l, block in enumerate(self._blocks):
             p = f"blocks.{l}."
-            ln1, attn, ln2 = _get(block, a.ln1), _get(block, a.attn), _get(block, a.ln2)
-            o_proj = _get(block, a.o_proj)
+            attn, o_proj = _get(block, a.attn), _get(block, a.o_proj)
+            ln1_post = _get(block, a.ln1_post) if a.ln1_post else None
+            ln2_post = _get(block, a.ln2_post) if a.ln2_post else None
+            flat = a.mlp_flat
             sites += [
                 Site(p + "hook_resid_pre", block, "in", l),
-                Site(p + "ln1.hook_scale", ln1, "scale", l),
-                Site(p + "ln1.hook_normalized", ln1, "normalized", l),
-                Site(p + "ln1.hook_out", ln1, "out", l),
+                *norm_sites(p + "ln1", a.ln1, block, l),
                 *(Site(p + f"attn.hook_{kind}", attn, "attn", l) for kind in ATTENTION_KINDS),
                 Site(p + "attn.hook_z", o_proj, "z", l),
                 Site(p + "attn.hook_result", o_proj, "result", l),
-                Site(p + "hook_attn_out", attn, "out", l),
+                *norm_sites(p + "ln1_post", a.ln1_post, block, l),
+                # what attention adds to the residual stream: after the post-attention norm where there is one
+                Site(p + "hook_attn_out", ln1_post or attn, "out", l),
             ]
-            if not cfg.parallel_attn_mlp:
-                sites.append(Site(p + "hook_resid_mid", ln2, "resid_mid", l))
+            if not cfg.parallel_attn_mlp:  # the input of the MLP's norm (or of the MLP where it reads the stream)
+                sites.append(Site(p + "hook_resid_mid", _get(block, a.ln2 or a.mlp), "resid_mid", l, flat))
+            mlp_in = _get(block, a.mlp_in)
             sites += [
-                Site(p + "ln2.hook_scale", ln2, "scale", l),
-                Site(p + "ln2.hook_normalized", ln2, "normalized", l),
-                Site(p + "ln2.hook_out", ln2, "out", l),
-                Site(p + "mlp.hook_pre", _get(block, a.mlp_in), "out", l),
+                *norm_sites(p + "ln2", a.ln2, block, l, flat),
+                Site(p + "mlp.hook_pre", mlp_in, "out", l, flat, 0 if a.mlp_fused else None),
             ]
             if a.mlp_in_linear:
-                sites.append(Site(p + "mlp.hook_pre_linear", _get(block, a.mlp_in_linear), "out", l))
+                sites.append(
+                    Site(
+                        p + "mlp.hook_pre_linear",
+                        _get(block, a.mlp_in_linear),
+                        "out",
+                        l,
+                        flat,
+                        1 if a.mlp_fused else None,
+                    )
+                )
             sites += [
-                Site(p + "mlp.hook_post", _get(block, a.mlp_out), "in", l),
-                Site(p + "hook_mlp_out", self._mlps[l], "out", l),
+                Site(p + "mlp.hook_post", _get(block, a.mlp_out), "in", l, flat),
+                *norm_sites(p + "ln2_post", a.ln2_post, block, l),
+                Site(p + "hook_mlp_out", ln2_post or self._mlps[l], "out", l, flat),
                 Site(p + "hook_resid_post", block, "out", l),
             ]
-        ln_final = _get(self.model, a.ln_final)
-        sites += [
-            Site("ln_final.hook_scale", ln_final, "scale", None),
-            Site("ln_final.hook_normalized", ln_final, "normalized", None),
-            Site("ln_final.hook_out", ln_final, "out", None),
-        ]
+        sites += norm_sites("ln_final", a.ln_final, self.model, None)
         return {s.name: s for s in sites}
 
     # --- hooks ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .norms import direction_through_norm
+from .norms import direction_through_norm, norm_weight
 from .solutions.ch04 import steering_hook as steering_hook  # the exercises' answers, the one text of each
 from .solutions.ch04 import top_activations
 
@@ -122,7 +122,10 @@ def dashboard_html(
         )
     ln = model.norm_module(None)
     effects = logit_effects(
-        W_dec[latent], model.W_U, getattr(ln, "weight", None), model.cfg.normalization_type
+        W_dec[latent],
+        model.W_U,
+        norm_weight(ln) if getattr(ln, "weight", None) is not None else None,
+        model.cfg.normalization_type,
     ).detach()
     up = effects.topk(n_logits)
     down = (-effects).topk(n_logits)

@@ -206,8 +206,9 @@ def train_tuned_lens(
 
     stack (n_layers + 1, n_positions, d_model) and final_logits (n_positions, d_vocab), e.g. from
     `collect_positions`. Loss: KL(final || tuned lens), summed over layers, averaged over a random
-    minibatch of positions (drawn with `seed`). Adam; a tqdm progress bar unless progress=False.
-    The model is not changed.
+    minibatch of positions (drawn with replacement from one CPU generator seeded once with `seed`).
+    Adam; a tqdm progress bar unless progress=False. The model is not changed. Exercise 2.9 has the
+    learner write this loop; its check holds the learner's translators and losses to this one's.
     """
     from tqdm.auto import tqdm
 

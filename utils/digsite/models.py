@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from .adapters import supported_model_types
+from .adapters import adapter_for_config
 from .hooks import HookedModel
 from .organisms import organism_names, organism_path
 from .stand_ins import stand_in_folder
@@ -139,14 +139,15 @@ def _looks_like_path(name: str) -> bool:
 
 
 def check_supported(config: Any, source: str) -> None:
-    """Raise UnsupportedModelError unless some adapter covers this config's model_type."""
-    model_type = getattr(config, "model_type", None)
-    if model_type not in supported_model_types():
+    """Raise UnsupportedModelError unless some adapter covers this config (its model_type and its options)."""
+    try:
+        adapter_for_config(config)
+    except NotImplementedError as err:
+        model_type = getattr(config, "model_type", None)
         raise UnsupportedModelError(
-            f"{source!r} is a {model_type!r} model, which digsite cannot hook yet. "
-            f"Supported model_types: {', '.join(supported_model_types())}. "
+            f"digsite cannot hook {source!r}, a {model_type!r} model. {err} "
             "Nothing was downloaded or loaded beyond its config."
-        )
+        ) from None
 
 
 def _sha256_of(path: Path) -> str:
@@ -217,7 +218,7 @@ def _from_pretrained(source: str | Path, **kwargs) -> tuple[nn.Module, object]:
 
 
 def wrap(hf_model: nn.Module, tokenizer=None) -> HookedModel:
-    """Hook points on an already-loaded Hugging Face causal LM (GPT-2, GPT-NeoX, Llama family).
+    """Hook points on an already-loaded Hugging Face causal LM (the families in docs/models.md).
 
     A model left in training mode (dropout on) would give two different caches for one
     input: it is put in eval mode, with a warning.

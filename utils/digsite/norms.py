@@ -4,6 +4,8 @@ A norm maps its input x (…, d_model) to `normalized * weight + bias` where
     scale      = sqrt(mean(centre(x) ** 2) + eps)      (…, 1)   TransformerLens's hook_scale
     normalized = centre(x) / scale                     (…, d)   TransformerLens's hook_normalized
 and centre(x) = x - mean(x) for LayerNorm ("LN"), x itself for RMSNorm ("RMS", no bias either).
+`weight` is the norm's effective weight (`norm_weight`): Gemma's RMSNorms store w and multiply
+by (1 + w), every other family's norm multiplies by its stored weight.
 
 With the scale held fixed the norm is linear in its input, which is what attribution needs:
 the pieces of a residual stream, each centred, divided by the stream's scale and multiplied
@@ -54,9 +56,20 @@ def normalize(x: Tensor, scale: Tensor, normalization: str) -> Tensor:
     return (centre(x.float(), normalization) / scale.float()).to(x.dtype)
 
 
+#: Norm classes that multiply by (1 + weight), not weight (their weights are stored centred on 0).
+ONE_PLUS_WEIGHT_NORMS = ("GemmaRMSNorm", "Gemma2RMSNorm", "Gemma3RMSNorm")
+
+
+def norm_weight(norm: nn.Module) -> Tensor:
+    """What the norm multiplies the normalized value by (d_model,): (1 + w) for Gemma's RMSNorms, else w."""
+    if type(norm).__name__ in ONE_PLUS_WEIGHT_NORMS:
+        return 1 + norm.weight
+    return norm.weight
+
+
 def affine(normalized: Tensor, norm: nn.Module, add_bias: bool = True) -> Tensor:
     """normalized * weight (+ bias, if the norm has one and add_bias): the norm module's output."""
-    y = normalized * norm.weight.to(normalized.device)
+    y = normalized * norm_weight(norm).to(normalized.device)
     bias = getattr(norm, "bias", None)
     return y + bias.to(normalized.device) if add_bias and bias is not None else y
 
@@ -81,8 +94,9 @@ def normalize_stack(
 def direction_through_norm(direction: Tensor, normalization: str, weight: Tensor | None = None) -> Tensor:
     """Where a residual direction (…, d_model) points after the norm, up to its positive scale.
 
-    Centred for LayerNorm (not for RMSNorm), times the weight if given. The scale is a positive
-    number common to every output coordinate, so it is left out.
+    Centred for LayerNorm (not for RMSNorm), times the weight if given (pass `norm_weight(norm)`,
+    which is (1 + w) for Gemma). The scale is a positive number common to every output
+    coordinate, so it is left out.
     """
     d = centre(direction, normalization)
     return d * weight if weight is not None else d

@@ -37,7 +37,10 @@ from torch import Tensor, nn
 from .hooks import Hook, HookedModel
 from .nodes import Node, all_nodes
 from .organisms.data import IOIPrompt, ioi_prompts
-from .solutions.ch03 import logit_diff  # exercise 3.1's answer, the one text of it
+from .solutions.ch03 import (
+    circuit_score,  # exercise 3.9a's answer: the metric with nodes ablated
+    logit_diff,  # exercise 3.1's answer, the one text of it
+)
 from .solutions.ch03 import prune as _prune
 from .transformers_compat import KeysValues, forward_with_cache, kv_cache_from_output
 
@@ -561,47 +564,12 @@ def ablation_values(model: HookedModel, clean: Tensor, corrupt: Tensor, kind: st
     raise ValueError(f"kind must be 'resample', 'mean' or 'zero', not {kind!r}")
 
 
-def circuit_score(
-    model: HookedModel,
-    clean: Tensor,
-    values: Mapping[str, Tensor],
-    keep: Sequence[Node],
-    metric: Metric,
-    nodes: Sequence[Node] | None = None,
-) -> float:
-    """The metric of the clean run with every node of `nodes` (default: all) not in `keep` ablated.
-
-    values: from `ablation_values`. With resample ablation and the normalised metric,
-    1 means the kept circuit does everything the model does, 0 nothing.
-    """
-    nodes = all_nodes(model) if nodes is None else list(nodes)
-    keep = set(keep)
-    drop: dict[str, list[int | None]] = {}
-    for node in nodes:
-        if node not in keep:
-            drop.setdefault(node.hook, []).append(node.head)
-
-    def ablate(act: Tensor, hook: Hook) -> Tensor:
-        act = act.clone()
-        for head in drop[hook.name]:
-            value = values[hook.name].to(act.dtype)
-            if head is None:
-                act[:] = value
-            else:
-                act[:, :, head] = value[:, :, head]
-        return act
-
-    with torch.no_grad():
-        logits = model.run_with_hooks(clean, fwd_hooks=[(name, ablate) for name in drop])
-    return float(metric(logits))
-
-
 def prune_circuit(
     nodes: Sequence[Node], score: Callable[[list[Node]], float], threshold: float
 ) -> tuple[list[Node], list[tuple[Node, float, bool]]]:
     """ACDC-style greedy pruning over nodes, from the output backwards, with a log.
 
-    Exercise 3.9's answer (`digsite.solutions.ch03.prune`): start from every node; for each
+    Exercise 3.9b's answer (`digsite.solutions.ch03.prune`): start from every node; for each
     node, latest block first, ablate it too; if the score falls by less than `threshold`, it
     stays out. score(kept_nodes) -> float, e.g. a `circuit_score` with resample ablation.
     Returns (the kept nodes in forward order, a log of (node, score without it, removed?),

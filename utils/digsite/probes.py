@@ -7,7 +7,10 @@ Probes (chapter 6):
   on one CPU thread (`digsite.threads.one_thread`);
 - `control_labels`, `split_indices`, `probe_scores`: accuracy by layer on held-out examples,
   a control task (Hewitt & Liang, 2019) and the selectivity task − control;
-- `unit`, `project_out`, `direction_hook`, `intervene`: ablating or steering along a probe direction.
+- `unit`, `project_out`, `direction_hook`, `intervene`: ablating or steering along a probe direction;
+- `contrast_prompts`: a two-category is-a contrast set, as prompts and as contrast pairs;
+- `pca`: principal components of a set of residuals;
+- `fit_ccs`: contrast-consistent search (Burns et al., 2022) with restarts, keeping the lowest loss.
 
 Comparing models:
 - `all_patterns` and `pattern_similarity`: every head's attention pattern on the same tokens,
@@ -30,7 +33,7 @@ from torch import Tensor
 from . import patching
 from .hooks import HookedModel
 from .lens import resid_names
-from .linear_probe import LinearProbe
+from .linear_probe import CCSProbe, LinearProbe
 from .organisms import data as D
 from .organisms.data import IOIPrompt
 from .solutions import ch06 as _ch06
@@ -47,6 +50,7 @@ __all__ = [
     "isa_prompts",
     "kind_prompts",
     "truth_statements",
+    "contrast_prompts",
     "KINDS",
     "last_positions",
     "residuals_at",
@@ -59,6 +63,10 @@ __all__ = [
     "project_out",
     "direction_hook",
     "intervene",
+    "pca",
+    "CCSProbe",
+    "fit_ccs",
+    "scatter_by_label",
     "all_patterns",
     "pattern_similarity",
     "flip_subject",
@@ -139,6 +147,29 @@ def truth_statements(n_contexts: int = 2, seed: int = 0) -> list[tuple[str, str,
     return out
 
 
+def contrast_prompts(
+    classes: tuple[str, str] = ("instrument", "animal"), n_contexts: int = 8, seed: int = 0
+) -> list[tuple[str, str, int]]:
+    """Every is-a fact of two categories as an unfinished prompt after a random sentence, n_contexts times.
+
+    Returns (text, subject, label) triples, label = index of the subject's category in `classes`:
+    ("The cat ran to the park. a harp is an", "harp", 0). The two categories must take the same
+    article, so the prompt's last token ("a"/"an") does not give the answer away. Completed with
+    each category word, every prompt becomes a contrast pair: exactly one completion is true.
+    """
+    if len(classes) != 2 or any(c not in D.CATEGORIES for c in classes):
+        raise ValueError(f"classes must be two of {sorted(D.CATEGORIES)}, got {classes!r}")
+    if D.article(classes[0]) != D.article(classes[1]):
+        raise ValueError(f"{classes!r} take different articles, which would give the answer away: pick two that agree")
+    rng = random.Random(f"contrast|{seed}")
+    facts = [(s, classes.index(o)) for s, rel, o in D.fact_table() if rel == "is-a" and o in classes]
+    return [
+        (f"{_context(rng)} {D.article(s)} {s} is {D.article(classes[0])}", s, label)
+        for _ in range(n_contexts)
+        for s, label in facts
+    ]
+
+
 # --- probes --------------------------------------------------------------------------------
 
 
@@ -203,6 +234,63 @@ def intervene(
     name = resid_names(model.cfg.n_layers)[layer]
     with torch.no_grad():
         return model.run_with_hooks(tokens, fwd_hooks=[(name, direction_hook(direction, positions, alpha))])
+
+
+# --- unsupervised structure -----------------------------------------------------------------
+
+
+def pca(X: Tensor, k: int = 2) -> tuple[Tensor, Tensor, Tensor]:
+    """Principal components of the rows of X (n, d): (components (k, d), explained (k,), scores (n, k)).
+
+    `explained` is each component's fraction of the total variance; `scores` are the centred rows'
+    coordinates along the components. Each component's sign is fixed so that its largest-magnitude
+    entry is positive (SVD leaves the sign arbitrary).
+    """
+    Xc = X.float() - X.float().mean(dim=0)
+    _, S, Vh = torch.linalg.svd(Xc, full_matrices=False)
+    comps = Vh[:k]
+    comps = comps * comps.gather(1, comps.abs().argmax(dim=1, keepdim=True)).sign()
+    return comps, (S[:k] ** 2) / (S**2).sum(), Xc @ comps.T
+
+
+def fit_ccs(
+    x_pos: Tensor, x_neg: Tensor, n_restarts: int = 10, steps: int = 300, lr: float = 0.05, seed: int = 0
+) -> tuple[CCSProbe, list[CCSProbe], Tensor]:
+    """Contrast-consistent search as Burns et al. (2022) run it: several random starts, keep the lowest loss.
+
+    x_pos, x_neg: (n, d_model), the two members of each contrast pair. Each start is exercise 6.11's
+    `train_ccs` (per-side normalisation, Adam) with seed `seed + i`. Returns (the probe with the
+    lowest final loss, every start's probe, (n_restarts,) every start's final loss). No labels are
+    used, so the sign of the result is arbitrary.
+    """
+    if x_pos.shape != x_neg.shape or x_pos.ndim != 2:
+        raise ValueError(
+            f"x_pos and x_neg must both be (n, d_model), got {tuple(x_pos.shape)} and {tuple(x_neg.shape)}"
+        )
+    probes, losses = [], []
+    with torch.enable_grad(), one_thread():
+        for i in range(n_restarts):
+            probe = _ch06.train_ccs(x_pos, x_neg, steps=steps, lr=lr, seed=seed + i)
+            with torch.no_grad():
+                losses.append(float(_ch06.ccs_loss(*probe.probabilities(x_pos, x_neg))))
+            probes.append(probe)
+    losses_t = torch.tensor(losses)
+    return probes[int(losses_t.argmin())], probes, losses_t
+
+
+def scatter_by_label(
+    points: Tensor, labels: Tensor, names: Sequence[str], title: str = "", xlabel: str = "", ylabel: str = ""
+) -> go.Figure:
+    """A 2-D scatter of points (n, 2), one colour per label: labels (n,) index `names`."""
+    points, labels = points.detach().float().cpu(), labels.cpu()
+    fig = go.Figure(
+        [
+            go.Scatter(x=points[labels == i, 0].numpy(), y=points[labels == i, 1].numpy(), mode="markers", name=name)
+            for i, name in enumerate(names)
+        ]
+    )
+    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel)
+    return fig
 
 
 # --- comparing models ----------------------------------------------------------------------

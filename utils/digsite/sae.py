@@ -4,7 +4,9 @@ An SAE rewrites an activation x (d_in,) as a sparse, non-negative combination of
 directions: f = act(W_enc^T (x - b_dec) + b_enc) (d_sae,), x_hat = f @ W_dec + b_dec, where
 every row of W_dec (a latent's decoder direction, a column of the decoder matrix in
 x_hat = W_d f + b_d) has unit norm. Two activations: ReLU with an L1 penalty on f, or TopK
-(keep the k largest, Gao et al. 2024), which sets L0 directly.
+(keep the k largest, Gao et al. 2024), which sets L0 directly. `train_sae` keeps latents alive
+by resampling (with Adam's moments reset for the resampled latents) or with Gao et al.'s AuxK
+loss (`auxk_loss`, chapter 4's exercise 4.15).
 
 Shapes: W_enc (d_in, d_sae), b_enc (d_sae,), W_dec (d_sae, d_in), b_dec (d_in,),
 activations (..., d_in), latents (..., d_sae).
@@ -54,7 +56,7 @@ from .sae_eval import (
     toylang_tokens,
     zero_ablate_hook,
 )
-from .solutions.ch04 import topk_activation  # exercise 4.5's answer, the one text of it
+from .solutions.ch04 import auxk_loss, topk_activation  # exercises 4.5 and 4.15: the one text of each
 from .threads import one_thread
 
 __all__ = [
@@ -63,9 +65,11 @@ __all__ = [
     "SAEConfig",
     "normalize_rows",
     "topk_activation",
+    "auxk_loss",
     "SAE",
     "sae_loss",
     "resample_dead_latents",
+    "reset_adam_state",
     "train_sae",
     "save_sae",
     "sae_card",
@@ -176,15 +180,41 @@ def sae_loss(x: Tensor, f: Tensor, x_hat: Tensor, l1_coeff: float) -> tuple[Tens
 # --- training -------------------------------------------------------------------------------
 
 
+def reset_adam_state(optimizer: torch.optim.Optimizer, sae: SAE, latents: Tensor) -> None:
+    """Zero Adam's running moments (exp_avg, exp_avg_sq) for the given latents only.
+
+    latents: (d_sae,) bool. A latent owns a row of W_dec, a column of W_enc, an entry of b_enc
+    (and of the threshold, for JumpReLU). A resampled latent must not inherit the dead one's
+    moments: a stale exp_avg keeps pushing the new direction the old way, and a tiny
+    exp_avg_sq (a dead latent gets no gradient) makes the first real gradient a huge step.
+    Parameters the optimiser has no state for yet are left alone.
+    """
+    owned = [(sae.W_dec, (latents,)), (sae.W_enc, (slice(None), latents)), (sae.b_enc, (latents,))]
+    if sae.cfg.jumprelu:
+        owned.append((sae.threshold, (latents,)))
+    for param, index in owned:
+        state = optimizer.state.get(param, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key][index] = 0.0
+
+
 @torch.no_grad()
-def resample_dead_latents(sae: SAE, x: Tensor, dead: Tensor, gen: torch.Generator) -> int:
-    """Point each dead latent at an input the SAE reconstructs badly (Anthropic's resampling, simplified).
+def resample_dead_latents(
+    sae: SAE,
+    x: Tensor,
+    dead: Tensor,
+    gen: torch.Generator,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> int:
+    """Point each dead latent at an input the SAE reconstructs badly (Bricken et al. 2023's resampling, simplified).
 
     x: (batch, d_in) a batch of activations; dead: (d_sae,) bool. New decoder rows are the
     normalised reconstruction errors of inputs drawn in proportion to their squared error;
     the encoder rows copy them, scaled to the mean alive encoder norm (a fifth of it for a ReLU
     SAE, where any positive pre-activation fires; all of it for TopK, where a resampled latent
-    must compete for the top k), and their biases are reset to 0.
+    must compete for the top k), and their biases are reset to 0. With the `optimizer` (Adam),
+    its moments for those latents are reset too (`reset_adam_state`), as Bricken et al. do.
     Returns how many latents were resampled.
     """
     n = int(dead.sum())
@@ -198,6 +228,8 @@ def resample_dead_latents(sae: SAE, x: Tensor, dead: Tensor, gen: torch.Generato
     sae.W_dec[dead] = directions
     sae.W_enc[:, dead] = directions.T * alive_norm * (0.2 if sae.cfg.k is None else 1.0)
     sae.b_enc[dead] = 0.0
+    if optimizer is not None:
+        reset_adam_state(optimizer, sae, dead)
     return n
 
 
@@ -210,14 +242,25 @@ def train_sae(
     seed: int = 0,
     resample_every: int | None = None,
     l1_warmup: float = 0.1,
+    aux_k: int | None = None,
+    aux_coeff: float = 1 / 32,
+    dead_after: int = 50,
     progress: bool = True,
 ) -> dict[str, list[float]]:
     """Adam on random minibatches of acts (tokens, d_in); returns the loss history.
 
     b_dec starts at the mean activation. The L1 coefficient ramps up linearly over the
     first `l1_warmup` fraction of steps; the learning rate decays linearly over the last 20%.
+    The decoder is kept unit-norm by the forward pass itself (`W_dec_normalized`): the gradient
+    through that division has no component along a row, so no separate projection or
+    renormalisation step is needed.
     With `resample_every`, latents that did not fire during the last `resample_every`
-    steps are resampled (during the first three quarters of training).
+    steps are resampled (during the first three quarters of training), and Adam's moments for
+    them reset. With `aux_k` (Gao et al. 2024's AuxK), latents that have not fired for
+    `dead_after` steps also reconstruct the main reconstruction's error with their `aux_k`
+    largest pre-activations (`auxk_loss`, weighted by `aux_coeff`), which gives them gradient.
+    history: loss, mse, l0 (per step), dead (fraction not fired for `dead_after` steps, per
+    step), resampled (per resampling).
     """
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -225,25 +268,34 @@ def train_sae(
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, 5 * (1 - s / steps)))
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
-    history: dict[str, list[float]] = {"loss": [], "mse": [], "l0": [], "resampled": []}
-    bar = tqdm(range(steps), disable=not progress, desc=f"SAE {'TopK' if sae.cfg.k else 'L1'} d_sae={sae.cfg.d_sae}")
+    since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long)
+    history: dict[str, list[float]] = {"loss": [], "mse": [], "l0": [], "dead": [], "resampled": []}
+    kind = "TopK" if sae.cfg.k else "L1"
+    bar = tqdm(range(steps), disable=not progress, desc=f"SAE {kind} d_sae={sae.cfg.d_sae}")
     with one_thread():
         for step in bar:
             x = acts[torch.randint(0, len(acts), (batch_size,), generator=gen)]
             f, x_hat = sae(x)
             l1 = sae.cfg.l1_coeff * min(1.0, step / max(1, l1_warmup * steps))
             loss, recon, _ = sae_loss(x, f, x_hat, l1)
+            dead = since_fired >= dead_after
+            if aux_k and dead.any():
+                aux = auxk_loss(sae.pre_acts(x), sae.W_dec_normalized, (x - x_hat).detach(), dead, aux_k)
+                loss = loss + aux_coeff * aux
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            fired |= (f > 0).any(0)
+            active = (f > 0).any(0)
+            fired |= active
+            since_fired = torch.where(active, 0, since_fired + 1)
             if resample_every and (step + 1) % resample_every == 0 and step < 3 * steps // 4:
-                history["resampled"].append(resample_dead_latents(sae, x, ~fired, gen))
+                history["resampled"].append(resample_dead_latents(sae, x, ~fired, gen, opt))
                 fired.zero_()
             history["loss"].append(loss.item())
             history["mse"].append(recon.item())
             history["l0"].append(l0_per_token(f).item())
+            history["dead"].append(dead.float().mean().item())
             if step % 100 == 0:
                 bar.set_postfix(mse=f"{recon.item():.4f}", l0=f"{history['l0'][-1]:.1f}")
     return history

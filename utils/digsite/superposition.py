@@ -11,7 +11,7 @@ Shapes: W (inst, n_hidden, n_features), b (inst, n_features), features (batch, i
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import plotly.graph_objects as go
 import torch
@@ -34,6 +34,34 @@ def generate_batch(batch: int, feature_probability: Tensor, generator: torch.Gen
     values = torch.rand(shape, generator=generator)
     present = torch.rand(shape, generator=generator) < feature_probability
     return values * present
+
+
+def generate_paired_batch(
+    batch: int, feature_probability: Tensor, generator: torch.Generator | None = None, *, correlated: bool
+) -> Tensor:
+    """Features in pairs (0, 1), (2, 3), ...: each member present with probability p, as in `generate_batch`,
+    but the two members of a pair are correlated (present together or not at all) or
+    anti-correlated (never present together: the pair is on with probability 2p, then one
+    member, by a fair coin). Elhage et al. (2022), section "Correlated and anticorrelated features".
+
+    feature_probability: (inst, n_features), n_features even, equal within a pair (p <= 1/2 when
+    anti-correlated). Returns (batch, inst, n_features), values uniform in [0, 1] where present.
+    """
+    inst, n_feat = feature_probability.shape
+    if n_feat % 2:
+        raise ValueError(f"paired features need an even number of features, got {n_feat}")
+    p = feature_probability[:, 0::2]  # (inst, n_pairs)
+    if not correlated and (p > 0.5).any():
+        raise ValueError("anti-correlated pairs need p <= 0.5 (the pair is on with probability 2p)")
+    values = torch.rand(batch, inst, n_feat, generator=generator)
+    u = torch.rand(batch, inst, n_feat // 2, generator=generator)
+    if correlated:
+        on = (u < p).repeat_interleave(2, dim=-1)
+    else:
+        first = torch.rand(batch, inst, n_feat // 2, generator=generator) < 0.5
+        pair_on = u < 2 * p
+        on = torch.stack([pair_on & first, pair_on & ~first], dim=-1).flatten(-2)
+    return values * on
 
 
 class ToyModel(nn.Module):
@@ -78,16 +106,26 @@ class ToyModel(nn.Module):
 
 
 def train_toy_model(
-    model: ToyModel, steps: int = 3000, batch_size: int = 1024, lr: float = 1e-2, seed: int = 0, progress: bool = True
+    model: ToyModel,
+    steps: int = 3000,
+    batch_size: int = 1024,
+    lr: float = 1e-2,
+    seed: int = 0,
+    progress: bool = True,
+    data: Callable[[int, Tensor, torch.Generator], Tensor] = generate_batch,
 ) -> Tensor:
-    """Adam on fresh sparse batches, learning rate with a cosine decay. Returns the loss (steps,)."""
+    """Adam on fresh sparse batches, learning rate with a cosine decay. Returns the loss (steps,).
+
+    `data(batch, feature_probability, generator)` draws each batch (default `generate_batch`;
+    e.g. `functools.partial(generate_paired_batch, correlated=True)`).
+    """
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     history = torch.empty(steps)
     with one_thread():
         for step in tqdm(range(steps), disable=not progress, desc="toy models"):
-            loss = model.loss(generate_batch(batch_size, model.feature_probability, gen))
+            loss = model.loss(data(batch_size, model.feature_probability, gen))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -96,10 +134,19 @@ def train_toy_model(
     return history
 
 
-def plot_features_2d(W: Tensor, importance: Tensor | None = None, titles: Sequence[str] | None = None) -> go.Figure:
+_GROUP_COLOURS = ("31, 119, 180", "214, 39, 40", "44, 160, 44", "255, 127, 14", "148, 103, 189", "140, 86, 75")
+
+
+def plot_features_2d(
+    W: Tensor,
+    importance: Tensor | None = None,
+    titles: Sequence[str] | None = None,
+    groups: Sequence[int] | None = None,
+) -> go.Figure:
     """One panel per instance: each feature's 2-D embedding W[:, i] drawn as an arrow from the origin.
 
-    W: (inst, 2, n_features); importance (n_features,) colours the arrows (bright = important).
+    W: (inst, 2, n_features); importance (n_features,) shades the arrows (dark = important);
+    groups (n_features,) optional group ids (e.g. correlated pairs), one colour per group.
     """
     W = W.detach().cpu()
     n_inst, n_hidden, n_feat = W.shape
@@ -112,7 +159,8 @@ def plot_features_2d(W: Tensor, importance: Tensor | None = None, titles: Sequen
     for i in range(n_inst):
         for f in range(n_feat):
             shade = 0.25 + 0.75 * float(imp[f] / imp.max())
-            colour = f"rgba(31, 119, 180, {shade:.2f})"
+            rgb = _GROUP_COLOURS[groups[f] % len(_GROUP_COLOURS)] if groups is not None else _GROUP_COLOURS[0]
+            colour = f"rgba({rgb}, {shade:.2f})"
             x, y = float(W[i, 0, f]), float(W[i, 1, f])
             fig.add_trace(
                 go.Scatter(

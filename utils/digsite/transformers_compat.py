@@ -55,6 +55,8 @@ def digsite_attention(
     attention_mask: Tensor | None,
     scaling: float | None = None,
     dropout: float = 0.0,
+    softcap: float | None = None,
+    sliding_window: int | None = None,
     **kwargs,
 ) -> tuple[Tensor, Tensor]:
     """Eager attention that passes q, k, v, scores and pattern through the active hooks.
@@ -63,6 +65,10 @@ def digsite_attention(
     additive (batch, 1, q_pos, k_pos) or boolean. Returns z (batch, q_pos, head, d_head) and
     the pattern, as every Hugging Face attention function does. Masked scores are -inf, as in
     TransformerLens; a query row with every key masked (padding) gets an all-zero pattern.
+    `softcap` (Gemma 2): scores -> softcap * tanh(scores / softcap), before the mask, so
+    hook_attn_scores sees capped scores. `sliding_window` (local attention): a query sees only
+    keys fewer than that many positions back (applied here too, as some releases leave it to
+    the attention function; where the mask already holds it, applying it again changes nothing).
     """
     callbacks = _ATTN_CALLBACKS.get(module, ())
 
@@ -80,7 +86,14 @@ def digsite_attention(
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     scale = scaling if scaling is not None else q.shape[-1] ** -0.5
     scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale)  # in place: no second (…, q_pos, k_pos) buffer
+    if softcap:
+        scores = scores.div_(softcap).tanh_().mul_(softcap)
     q_len, k_len = scores.shape[-2:]
+    if sliding_window:  # query i (cache position k_len - q_len + i) sees keys j with i - j < window
+        offsets = torch.arange(k_len - q_len, k_len, device=scores.device)[:, None] - torch.arange(
+            k_len, device=scores.device
+        )
+        scores.masked_fill_(offsets >= sliding_window, float("-inf"))
     if (attention_mask is None or attention_mask.shape[-2] == 1) and q_len > 1 and getattr(module, "is_causal", True):
         # transformers 4.4x leaves causality to SDPA's is_causal or gives a padding-only mask
         causal = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril_(k_len - q_len)
@@ -164,10 +177,23 @@ class KeysValues:
         layers = getattr(cache, "layers", None)  # transformers >= 4.56; before, a tuple or an indexable cache
         if layers is not None:
             return cls([(layer.keys, layer.values) for layer in layers], False)
+        if hasattr(cache, "key_cache"):  # 4.4x's HybridCache (Gemma 2) has no len()
+            return cls(list(zip(cache.key_cache, cache.value_cache)), False)
         return cls([tuple(cache[l][:2]) for l in range(len(cache))], isinstance(cache, tuple))
 
     def prefix(self, p0: int, k: int, first_block: int):
-        """A cache of positions < p0, repeated k times, for a pass that starts at `first_block`."""
+        """A cache of positions < p0, repeated k times, for a pass that starts at `first_block`.
+
+        A sliding-window layer's cache keeps only its last `window` positions: with a prompt
+        longer than that, the early positions are gone, and this is an error, not a wrong cache.
+        """
+        lengths = {keys.shape[-2] for keys, _ in self.layers}
+        if len(lengths) > 1:
+            raise ValueError(
+                f"This model's sliding-window layers cached only their last {min(lengths)} of {max(lengths)} "
+                "positions, so a pass cannot start in the middle of the prompt. Use prompts no longer than the "
+                "window, or patch_sweep(..., reuse_positions=False)."
+            )
         cut = [
             (keys[:, :, :p0].repeat(k, 1, 1, 1), values[:, :, :p0].repeat(k, 1, 1, 1)) for keys, values in self.layers
         ]
@@ -185,6 +211,14 @@ def kv_cache_from_output(output) -> KeysValues:
 
 
 def forward_with_cache(model: nn.Module, cache, **kwargs):
-    """model(**kwargs) with a key-value cache: transformers 5 calls the argument `cache`, 4.x `past_key_values`."""
+    """model(**kwargs) with a key-value cache: transformers 5 calls the argument `cache`, 4.x `past_key_values`.
+
+    Without an attention mask, an all-ones one over the cached and the new positions is passed:
+    Gemma 2 under transformers 4.4x sizes its mask from the mask (else from the new positions only).
+    """
     argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    if kwargs.get("attention_mask") is None and "input_ids" in kwargs:
+        ids = kwargs["input_ids"]
+        cached = cache[0][0].shape[-2] if isinstance(cache, tuple) else cache.get_seq_length()
+        kwargs["attention_mask"] = torch.ones(ids.shape[0], cached + ids.shape[1], dtype=torch.long, device=ids.device)
     return model(use_cache=True, **{argument: cache}, **kwargs)

@@ -86,9 +86,15 @@ class Weights:
         return torch.stack([b if b is not None else zeros for b in biases])
 
     def norm_module(self, layer: int | None = None, which: str = "ln1") -> nn.Module:
-        """The final norm (layer None) or a block's ln1 / ln2 module."""
+        """The final norm (layer None) or a block's ln1 / ln2 (or, with post-norms, ln1_post / ln2_post) module."""
         if layer is None:
             return self.model.get_submodule(self.adapter.ln_final)
-        if which not in ("ln1", "ln2"):
-            raise ValueError(f"which must be 'ln1' or 'ln2', not {which!r}")
-        return self._blocks[layer].get_submodule(self.adapter.ln1 if which == "ln1" else self.adapter.ln2)
+        paths = {n: getattr(self.adapter, n) for n in ("ln1", "ln2", "ln1_post", "ln2_post")}
+        if which not in paths:
+            raise ValueError(f"which must be one of {', '.join(paths)}, not {which!r}")
+        if paths[which] is None:
+            raise ValueError(
+                f"A {self.cfg.architecture} block has no {which} norm (see docs/models.md); "
+                f"it has: {', '.join(n for n, p in paths.items() if p) or 'none'}."
+            )
+        return self._blocks[layer].get_submodule(paths[which])

@@ -10,22 +10,29 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..factored import FactoredMatrix
 from ..fixtures import tiny
 from ..hooks import Hook, HookedModel
-from ..induction import composition_score
+from ..induction import ablated_loss, composition_score
 from ..solutions.ch01 import (
     attention_pattern,
     cache_residual_stream,
+    composition_scores,
+    copying_scores,
+    full_ov_circuit,
     head_ablation_hook,
     induction_score,
     k_composition_score,
     logits_without_mlp,
     loss_with_head_ablated,
+    loss_with_path_ablated,
     per_token_loss,
     positional_similarity,
+    previous_position_fraction,
     previous_token_score,
+    score_decomposition,
 )
-from .core import exercise_check, verify
+from .core import CheckFailed, exercise_check, verify
 
 # --- shared inputs ---------------------------------------------------------------------------
 
@@ -490,7 +497,7 @@ def _composition_as_float(W_OV: Tensor, W_QK: Tensor) -> float:
     },
 )
 def check_k_composition_score(fn) -> None:
-    """`k_composition_score(W_OV, W_QK)` = ||W_OV @ W_QK^T||_F / (||W_OV||_F ||W_QK||_F)."""
+    """`k_composition_score(W_OV, W_QK)`: the K-composition score of one pair, a 0-d tensor."""
     why = "Return a scalar tensor (no `.item()`): later cells stack the scores into a matrix."
     g = torch.Generator().manual_seed(0)
     for d_model, d_head in ((16, 4), (8, 2)):
@@ -537,3 +544,419 @@ def check_positional_similarity(fn) -> None:
         fn, torch.randn(10, 6, generator=g) * torch.rand(10, 1, generator=g) * 3, what="the similarity matrix (10 x 6)"
     )
     verify(fn, torch.randn(4, 9, generator=g) + 1, what="the similarity matrix (4 x 9)")
+
+
+# --- 1.11 the full OV circuit -------------------------------------------------------------------
+
+
+def _as_dense(circuit: object) -> Tensor:
+    """The matrix a FactoredMatrix stands for; a clear verdict when the answer is not one."""
+    if not isinstance(circuit, FactoredMatrix):
+        raise CheckFailed(
+            f"expected a FactoredMatrix, got {type(circuit).__name__}. Return FactoredMatrix(left, right): "
+            "the full OV circuit of GPT-2 would not fit in memory as a tensor.",
+            kind="type",
+        )
+    if circuit.rank_bound > min(circuit.shape[-2:]) // 2:
+        raise CheckFailed(
+            f"your FactoredMatrix has inner dimension {circuit.rank_bound}, as large as d_model: one factor "
+            "already holds a d_model-sized product. Keep the inner dimension d_head (group the product as "
+            "(W_E W_V) and (W_O W_U)).",
+            kind="type",
+        )
+    return circuit.full()
+
+
+class _NoWholeMatrix(FactoredMatrix):
+    """A FactoredMatrix whose `.full()` refuses: the contract says the whole matrix is never formed.
+
+    Indexing and products return plain FactoredMatrix objects, so forming a few rows of them is allowed.
+    """
+
+    def full(self) -> Tensor:
+        raise CheckFailed(
+            f"your function formed the whole {' x '.join(map(str, self.shape))} matrix with .full(). The "
+            "contract forms only a few rows at a time (circuit[i:j].full()) or stays factored: for GPT-2 the "
+            "whole matrix would not fit in memory.",
+            kind="raised",
+        )
+
+
+def _ov_transposed_order(W_E: Tensor, W_V: Tensor, W_O: Tensor, W_U: Tensor) -> FactoredMatrix:
+    return FactoredMatrix(W_E @ W_O.T, W_V.T @ W_U)
+
+
+def _ov_without_embedding(W_E: Tensor, W_V: Tensor, W_O: Tensor, W_U: Tensor) -> FactoredMatrix:
+    return FactoredMatrix(W_U.T @ W_V, W_O @ W_U)
+
+
+@exercise_check(
+    reference=full_ov_circuit,
+    wrong_answers={
+        "Your circuit multiplies the head's matrices in the wrong order: the value map reads the embedding "
+        "first (W_E @ W_V, then W_O), in row-vector convention.": _ov_transposed_order,
+        "Your circuit starts from the unembedding; the rows are tokens the head attends to, so start from "
+        "their embeddings W_E.": _ov_without_embedding,
+    },
+)
+def check_full_ov_circuit(fn) -> None:
+    """`full_ov_circuit(W_E, W_V, W_O, W_U)`: a FactoredMatrix equal to W_E W_V W_O W_U."""
+    g = torch.Generator().manual_seed(0)
+    for d_vocab, d_model, d_head in ((11, 8, 3), (7, 6, 2)):
+        verify(
+            fn,
+            torch.randn(d_vocab, d_model, generator=g),
+            torch.randn(d_model, d_head, generator=g),
+            torch.randn(d_head, d_model, generator=g),
+            torch.randn(d_model, d_vocab, generator=g),
+            what=f"the full OV circuit (d_vocab {d_vocab}, d_model {d_model}, d_head {d_head})",
+            use=_as_dense,
+        )
+
+
+# --- 1.12 copying scores --------------------------------------------------------------------------
+
+
+def _copying_by_columns(circuit: FactoredMatrix, rows_per_step: int = 1024) -> tuple[Tensor, Tensor]:
+    full = circuit[: circuit.shape[0]].full()
+    top = (full.argmax(dim=0) == torch.arange(full.shape[0])).float().mean()
+    return top, copying_scores(circuit)[1]
+
+
+def _copying_real_parts(circuit: FactoredMatrix, rows_per_step: int = 1024) -> tuple[Tensor, Tensor]:
+    eigenvalues = circuit.eigenvalues()
+    return copying_scores(circuit)[0], eigenvalues.real.sum() / eigenvalues.real.abs().sum()
+
+
+def _copying_singular_values(circuit: FactoredMatrix, rows_per_step: int = 1024) -> tuple[Tensor, Tensor]:
+    S = circuit.S
+    return copying_scores(circuit)[0], S.sum() / S.abs().sum()
+
+
+def _copying_diagonal_positive(circuit: FactoredMatrix, rows_per_step: int = 1024) -> tuple[Tensor, Tensor]:
+    top = (circuit[: circuit.shape[0]].full().diagonal() > 0).float().mean()
+    return top, copying_scores(circuit)[1]
+
+
+def _copying_circuit(n: int, r: int, sign: float, seed: int) -> FactoredMatrix:
+    """A random (n, n) circuit of rank r that copies (sign 1) or suppresses (sign -1) with noise."""
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(n, r, generator=g)
+    return _NoWholeMatrix(A, sign * A.T + 0.8 * torch.randn(r, n, generator=g))
+
+
+@exercise_check(
+    reference=copying_scores,
+    wrong_answers={
+        "Your top-1 fraction takes the largest entry of each column; row t holds the logits written when the "
+        "head attends to token t, so take the largest entry of each row.": _copying_by_columns,
+        "Your eigenvalue score divides by the absolute real parts; complex eigenvalues count with their full "
+        "size (abs of the complex number).": _copying_real_parts,
+        "Your eigenvalue score uses singular values, which are never negative (so it is always 1); use the "
+        "eigenvalues, whose sign says copy or suppress.": _copying_singular_values,
+        "Your top-1 fraction counts positive diagonal entries; the question is whether the own logit is the "
+        "LARGEST in its row.": _copying_diagonal_positive,
+    },
+)
+def check_copying_scores(fn) -> None:
+    """`copying_scores(circuit, rows_per_step)`: (top-1 fraction, eigenvalue score), 0-d tensors."""
+    why = "Return a tuple of two 0-d tensors (top, eig); the next cell turns each into a float."
+    verify(fn, _copying_circuit(23, 4, 1.0, seed=0), 5, what="the copying scores (23 tokens, rank 4, copying)", why=why)
+    verify(
+        fn, _copying_circuit(17, 3, -1.0, seed=1), what="the copying scores (17 tokens, rank 3, suppressing)", why=why
+    )
+
+
+# --- 1.13 positional QK of the previous-token head -------------------------------------------------
+
+
+def _prev_position_unmasked(W_pos: Tensor, W_Q: Tensor, W_K: Tensor) -> Tensor:
+    scores = (W_pos @ W_Q) @ (W_pos @ W_K).T
+    return (scores.argmax(dim=-1)[1:] == torch.arange(W_pos.shape[0] - 1)).float().mean()
+
+
+def _prev_position_own_position(W_pos: Tensor, W_Q: Tensor, W_K: Tensor) -> Tensor:
+    n = W_pos.shape[0]
+    scores = ((W_pos @ W_Q) @ (W_pos @ W_K).T).masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+    return (scores.argmax(dim=-1)[1:] == torch.arange(1, n)).float().mean()
+
+
+def _prev_position_query_key_swapped(W_pos: Tensor, W_Q: Tensor, W_K: Tensor) -> Tensor:
+    return previous_position_fraction(W_pos, W_K, W_Q)
+
+
+def _prev_position_including_first(W_pos: Tensor, W_Q: Tensor, W_K: Tensor) -> Tensor:
+    n = W_pos.shape[0]
+    scores = ((W_pos @ W_Q) @ (W_pos @ W_K).T).masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+    return (scores.argmax(dim=-1) == torch.arange(n) - 1).float().mean()
+
+
+def _prev_position_self_hidden(W_pos: Tensor, W_Q: Tensor, W_K: Tensor) -> Tensor:
+    n = W_pos.shape[0]
+    scores = ((W_pos @ W_Q) @ (W_pos @ W_K).T).masked_fill(torch.ones(n, n, dtype=torch.bool).triu(0), float("-inf"))
+    return (scores[1:].argmax(dim=-1) == torch.arange(n - 1)).float().mean()
+
+
+def _previous_position_inputs(n_ctx: int, d_model: int, d_head: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Position vectors and a QK circuit that partly prefers the previous position."""
+    g = torch.Generator().manual_seed(seed)
+    W_pos = torch.randn(n_ctx, d_model, generator=g)
+    W_Q = torch.randn(d_model, d_head, generator=g)
+    shift = torch.linalg.lstsq(W_pos[1:], W_pos[:-1]).solution  # maps position p to about p - 1
+    W_K = torch.linalg.pinv(shift.T) @ W_Q + 0.7 * torch.randn(d_model, d_head, generator=g)
+    return W_pos, W_Q, W_K
+
+
+@exercise_check(
+    reference=previous_position_fraction,
+    wrong_answers={
+        "Your argmax runs over every key, future ones included; a query can only attend to keys at or before "
+        "its own position, so mask the future first.": _prev_position_unmasked,
+        "Your fraction counts the query's own position; the previous position is one to the left of it.": (
+            _prev_position_own_position
+        ),
+        "Your queries use W_K and your keys W_Q: the query side of the circuit is W_Q.": (
+            _prev_position_query_key_swapped
+        ),
+        "Your fraction includes query position 0, which has no previous position; start at q = 1.": (
+            _prev_position_including_first
+        ),
+        "Your mask hides the query's own position too; the causal mask lets a query see itself, and a head "
+        "that prefers its own position must count as missing q - 1.": _prev_position_self_hidden,
+    },
+)
+def check_previous_position_fraction(fn) -> None:
+    """`previous_position_fraction(W_pos, W_Q, W_K)`: fraction of q >= 1 whose best visible key is q - 1."""
+    verify(
+        fn, *_previous_position_inputs(12, 16, 4, seed=0), what="the previous-position fraction (12 positions, d 16)"
+    )
+    verify(fn, *_previous_position_inputs(9, 12, 6, seed=3), what="the previous-position fraction (9 positions, d 12)")
+    W_pos, W_Q, W_K = _previous_position_inputs(10, 8, 4, seed=5)
+    verify(
+        fn,
+        W_pos,
+        W_Q,
+        0.5 * W_K + W_Q,  # a query often scores its own position highest: the diagonal must stay visible
+        what="the previous-position fraction (10 positions, a head that often attends to itself)",
+    )
+
+
+# --- 1.14 decomposing attention scores ---------------------------------------------------------------
+
+
+def _decomposition_inputs(n_parts: int, batch: int, pos: int, d_model: int, d_head: int, seed: int) -> tuple:
+    """Parts, the ln1 scale and weight, W_Q, W_K, and the q and k a LayerNorm with biases would give."""
+    g = torch.Generator().manual_seed(seed)
+    parts = torch.randn(n_parts, batch, pos, d_model, generator=g) * torch.rand(n_parts, 1, 1, 1, generator=g) * 2
+    stream = parts.sum(0)
+    weight, bias = 1 + 0.3 * torch.randn(d_model, generator=g), 0.2 * torch.randn(d_model, generator=g)
+    scale = ((stream - stream.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True) + 1e-5).sqrt()
+    normed = (stream - stream.mean(-1, keepdim=True)) / scale * weight + bias
+    W_Q, W_K = torch.randn(d_model, d_head, generator=g), torch.randn(d_model, d_head, generator=g)
+    q = normed @ W_Q + 0.5 * torch.randn(d_head, generator=g)
+    k = normed @ W_K + 0.5 * torch.randn(d_head, generator=g)
+    return parts, scale, weight, W_Q, W_K, q, k
+
+
+def _decomposition_not_centred(parts, scale, ln_weight, W_Q, W_K, q, k) -> Tensor:
+    return score_decomposition(parts - parts.mean(-1, keepdim=True) + parts, scale, ln_weight, W_Q, W_K, q, k)
+
+
+def _decomposition_unscaled(parts, scale, ln_weight, W_Q, W_K, q, k) -> Tensor:
+    return score_decomposition(parts, torch.ones_like(scale), ln_weight, W_Q, W_K, q, k)
+
+
+def _decomposition_no_sqrt(parts, scale, ln_weight, W_Q, W_K, q, k) -> Tensor:
+    return score_decomposition(parts, scale, ln_weight, W_Q, W_K, q, k) * W_Q.shape[-1] ** 0.5
+
+
+def _decomposition_sides_swapped(parts, scale, ln_weight, W_Q, W_K, q, k) -> Tensor:
+    return score_decomposition(parts, scale, ln_weight, W_Q, W_K, q, k).transpose(0, 1)
+
+
+def _decomposition_bias_as_zero(parts, scale, ln_weight, W_Q, W_K, q, k) -> Tensor:
+    full = score_decomposition(parts, scale, ln_weight, W_Q, W_K, q, k)
+    full[-1] = 0.0
+    full[:, -1] = 0.0
+    return full
+
+
+@exercise_check(
+    reference=score_decomposition,
+    wrong_answers={
+        "Your parts are not centred: LayerNorm subtracts each vector's mean over d_model before dividing, and "
+        "that is linear, so centre each part.": _decomposition_not_centred,
+        "Your parts are not divided by the LayerNorm's scale; hold it at the cached value and divide each part "
+        "by it.": _decomposition_unscaled,
+        "Your scores are not divided by sqrt(d_head), as the model's are.": _decomposition_no_sqrt,
+        "Your first axis is the key side and the second the query side; entry [i, j] is part i on the QUERY "
+        "side, part j on the key side.": _decomposition_sides_swapped,
+        "Your last row and column are zero: the biases (the LayerNorm's bias, b_Q, b_K) are in the model's q "
+        "and k but in no part, so the leftover q - (sum of the parts' queries) is a part of its own.": (
+            _decomposition_bias_as_zero
+        ),
+    },
+)
+def check_score_decomposition(fn) -> None:
+    """`score_decomposition(parts, scale, ln_weight, W_Q, W_K, q, k)`: (n + 1, n + 1, batch, q, k), adding up."""
+    verify(
+        fn,
+        *_decomposition_inputs(3, 2, 5, 8, 4, seed=0),
+        what="the score decomposition (3 parts, batch 2, 5 positions)",
+        atol=1e-3,
+    )
+    verify(
+        fn,
+        *_decomposition_inputs(5, 1, 4, 6, 2, seed=1),
+        what="the score decomposition (5 parts, batch 1, 4 positions)",
+        atol=1e-3,
+    )
+
+
+# --- 1.15 composition scores -----------------------------------------------------------------------
+
+
+def _compositions_q_and_k_swapped(W_OV_src, W_QK_dst, W_OV_dst) -> Tensor:
+    return composition_scores(W_OV_src, W_QK_dst, W_OV_dst)[[1, 0, 2]]
+
+
+def _compositions_v_reversed(W_OV_src, W_QK_dst, W_OV_dst) -> Tensor:
+    scores = composition_scores(W_OV_src, W_QK_dst, W_OV_dst).clone()
+    src = FactoredMatrix(W_OV_src.A[:, None], W_OV_src.B[:, None])
+    ov = FactoredMatrix(W_OV_dst.A[None], W_OV_dst.B[None])
+    scores[2] = (ov @ src).norm() / (src.norm() * ov.norm())
+    return scores
+
+
+def _compositions_unnormalised(W_OV_src, W_QK_dst, W_OV_dst) -> Tensor:
+    src = FactoredMatrix(W_OV_src.A[:, None], W_OV_src.B[:, None])
+    qk = FactoredMatrix(W_QK_dst.A[None], W_QK_dst.B[None])
+    ov = FactoredMatrix(W_OV_dst.A[None], W_OV_dst.B[None])
+    return torch.stack([(src @ qk).norm(), (src @ qk.T).norm(), (src @ ov).norm()])
+
+
+def _compositions_src_dst_swapped(W_OV_src, W_QK_dst, W_OV_dst) -> Tensor:
+    return composition_scores(W_OV_src, W_QK_dst, W_OV_dst).transpose(1, 2)
+
+
+def _compositions_k_untransposed(W_OV_src, W_QK_dst, W_OV_dst) -> Tensor:
+    scores = composition_scores(W_OV_src, W_QK_dst, W_OV_dst).clone()
+    scores[1] = scores[0]
+    return scores
+
+
+def _random_heads(n: int, d_model: int, d_head: int, g: torch.Generator) -> FactoredMatrix:
+    return _NoWholeMatrix(torch.randn(n, d_model, d_head, generator=g), torch.randn(n, d_head, d_model, generator=g))
+
+
+@exercise_check(
+    reference=composition_scores,
+    wrong_answers={
+        "Your Q- and K-composition are swapped: the earlier head's output feeds the queries through "
+        "W_OV_src @ W_QK, the keys through W_QK's other side (transpose it).": _compositions_q_and_k_swapped,
+        "Your V-composition runs the later head first: the earlier head writes, then the later head's OV "
+        "circuit reads that, so W_OV_src comes first in the product.": _compositions_v_reversed,
+        "Your scores are not normalised: divide each product's norm by the norms of its two matrices.": (
+            _compositions_unnormalised
+        ),
+        "Your result is (3, n_dst, n_src); rows are the earlier (source) heads, columns the later ones.": (
+            _compositions_src_dst_swapped
+        ),
+        "Your K-composition equals your Q-composition: the earlier head's output reaches the keys from "
+        "W_QK's other side, so multiply by the transpose of W_QK.": _compositions_k_untransposed,
+    },
+)
+def check_composition_scores(fn) -> None:
+    """`composition_scores(W_OV_src, W_QK_dst, W_OV_dst)`: (3, n_src, n_dst) Q-, K-, V-composition."""
+    g = torch.Generator().manual_seed(0)
+    for n_src, n_dst, d_model, d_head in ((3, 2, 10, 3), (2, 4, 8, 2)):
+        verify(
+            fn,
+            _random_heads(n_src, d_model, d_head, g),
+            _random_heads(n_dst, d_model, d_head, g),
+            _random_heads(n_dst, d_model, d_head, g),
+            what=f"the composition scores ({n_src} earlier heads, {n_dst} later heads, d_model {d_model})",
+        )
+
+
+# --- 1.16 ablating one path ---------------------------------------------------------------------------
+
+
+def _path_everywhere(model: HookedModel, tokens: Tensor, head: tuple[int, int], dst_layer: int, side: str) -> Tensor:
+    return ablated_loss(model, tokens, [head], mode="mean")
+
+
+def _path_without_norm(model: HookedModel, tokens: Tensor, head: tuple[int, int], dst_layer: int, side: str) -> Tensor:
+    layer, h = head
+    _, clean = model.run_with_cache(tokens, names_filter=[f"blocks.{layer}.attn.hook_z"])
+    with torch.no_grad():
+        out = clean["z", layer][:, :, h] @ model.W_O[layer, h]
+        W = {"q": model.W_Q, "k": model.W_K, "v": model.W_V}[side][dst_layer]
+        delta = torch.einsum("bpm,hmd->bphd", out.mean(0) - out, W)
+        logits = model.run_with_hooks(
+            tokens, fwd_hooks=[(f"blocks.{dst_layer}.attn.hook_{side}", lambda act, hook: act + delta)]
+        )
+    return per_token_loss(logits, tokens)
+
+
+def _path_zero_ablated(model: HookedModel, tokens: Tensor, head: tuple[int, int], dst_layer: int, side: str) -> Tensor:
+    layer, h = head
+    resid_name = f"blocks.{dst_layer}.hook_resid_pre"
+    _, clean = model.run_with_cache(tokens, names_filter=[f"blocks.{layer}.attn.hook_z", resid_name])
+    with torch.no_grad():
+        out = clean["z", layer][:, :, h] @ model.W_O[layer, h]
+        ln = model.norm_module(dst_layer, "ln1")
+        change = ln(clean[resid_name] - out) - ln(clean[resid_name])
+        W = {"q": model.W_Q, "k": model.W_K, "v": model.W_V}[side][dst_layer]
+        delta = torch.einsum("bpm,hmd->bphd", change, W)
+        logits = model.run_with_hooks(
+            tokens, fwd_hooks=[(f"blocks.{dst_layer}.attn.hook_{side}", lambda act, hook: act + delta)]
+        )
+    return per_token_loss(logits, tokens)
+
+
+def _path_always_keys(model: HookedModel, tokens: Tensor, head: tuple[int, int], dst_layer: int, side: str) -> Tensor:
+    return loss_with_path_ablated(model, tokens, head, dst_layer, "k")
+
+
+@exercise_check(
+    reference=loss_with_path_ablated,
+    wrong_answers={
+        "Your loss is that of ablating the head everywhere; only the chosen side of the later layer should see "
+        "the ablated head, the rest of the model the clean one.": _path_everywhere,
+        "Your change skips the receiver's LayerNorm: the later layer reads ln1(stream), so put the ablated and "
+        "the clean stream through the norm and take the difference.": _path_without_norm,
+        "Your ablation removes the head's output (zero-ablation); this exercise replaces it by its mean over "
+        "the batch.": _path_zero_ablated,
+        "Your function always changes the keys; use `side` to pick the queries, keys or values.": _path_always_keys,
+    },
+)
+def check_loss_with_path_ablated(fn) -> None:
+    """`loss_with_path_ablated(model, tokens, head, dst_layer, side)`: one path mean-ablated, per-token loss."""
+    verify(
+        fn,
+        _tiny_hooked(),
+        _tiny_tokens(batch=3, seed=4),
+        (0, 1),
+        1,
+        "k",
+        what="the per-token loss with head 0.1 → layer 1's keys mean-ablated (batch 3)",
+    )
+    verify(
+        fn,
+        _tiny_hooked(12),
+        _tiny_tokens(batch=2, seg_len=4, seed=5),
+        (3, 2),
+        7,
+        "v",
+        what="the per-token loss with head 3.2 → layer 7's values mean-ablated (12 layers, batch 2)",
+    )
+    verify(
+        fn,
+        _tiny_hooked(),
+        _tiny_tokens(batch=4, seg_len=5, seed=6),
+        (0, 3),
+        1,
+        "q",
+        what="the per-token loss with head 0.3 → layer 1's queries mean-ablated (batch 4)",
+    )

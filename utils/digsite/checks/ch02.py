@@ -7,23 +7,26 @@ a wrong scale, a wrong position or a missing constant term always changes the nu
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import torch
 from torch import Tensor, nn
 
+from .. import lens
 from ..fixtures import tiny, tiny_gpt2
 from ..solutions.ch02 import (
     answer_prob_and_rank,
     apply_ln_to_stack,
     decompose_by_head,
     direct_logit_attribution,
+    head_path_attribution,
     kl_to_final,
     logit_lens,
     residual_stack,
     tuned_lens_logits,
 )
-from .core import exercise_check, verify
+from ..threads import one_thread
+from .core import CheckFailed, assert_close, exercise_check, verify
 
 D_VOCAB, N_CTX = 23, 16
 
@@ -428,3 +431,295 @@ def check_tuned_lens_logits(fn) -> None:
         d = model.cfg.d_model
         translators = nn.ModuleList(nn.Linear(d, d) for _ in range(n)).requires_grad_(False)
         verify(fn, model, residual_stack(cache, n), translators, what=f"the tuned lens logits of the {n}-layer model")
+
+
+# --- 2.9 the tuned lens's training loop -------------------------------------------------------
+
+
+def _package_trainer(model, stack: Tensor, final_logits: Tensor, steps: int, batch_size: int, lr: float, seed: int):
+    """The package's own trainer, `lens.train_tuned_lens`, in the exercise's signature: the reference."""
+    tuned, losses = lens.train_tuned_lens(
+        model, stack, final_logits, steps=steps, batch_size=batch_size, lr=lr, seed=seed, progress=False
+    )
+    return tuned.translators, losses
+
+
+def _zeroed(translators: nn.ModuleList) -> nn.ModuleList:
+    for t in translators:
+        nn.init.zeros_(t.weight)
+        nn.init.zeros_(t.bias)
+    return translators
+
+
+def _loop(
+    model, stack, final_logits, steps, batch_size, lr, seed, *, init=_zeroed, zero_grad=True, reseed=False, loss_of=None
+):
+    """A training loop written as a learner would, with one switch per plausible mistake."""
+    d = stack.shape[-1]
+    translators = init(nn.ModuleList(nn.Linear(d, d) for _ in range(stack.shape[0] - 1)))
+    opt = torch.optim.Adam(translators.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(steps):
+        if reseed:
+            gen = torch.Generator().manual_seed(seed)
+        idx = torch.randint(stack.shape[1], (batch_size,), generator=gen)
+        lens_logits = tuned_lens_logits(model, stack[:, idx], translators)[:-1]
+        loss = (loss_of or (lambda a, b: kl_to_final(a, b).sum()))(lens_logits, final_logits[idx])
+        if zero_grad:
+            opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return translators, losses
+
+
+def _train_no_zero_grad(model, stack, final_logits, steps, batch_size, lr, seed):
+    return _loop(model, stack, final_logits, steps, batch_size, lr, seed, zero_grad=False)
+
+
+def _identity_weights(translators: nn.ModuleList) -> nn.ModuleList:
+    for t in _zeroed(translators):
+        nn.init.eye_(t.weight)
+    return translators
+
+
+def _train_identity_weight(model, stack, final_logits, steps, batch_size, lr, seed):
+    return _loop(model, stack, final_logits, steps, batch_size, lr, seed, init=_identity_weights)
+
+
+def _train_reseeded(model, stack, final_logits, steps, batch_size, lr, seed):
+    return _loop(model, stack, final_logits, steps, batch_size, lr, seed, reseed=True)
+
+
+def _train_reversed_kl(model, stack, final_logits, steps, batch_size, lr, seed):
+    return _loop(model, stack, final_logits, steps, batch_size, lr, seed, loss_of=lambda a, b: _kl_reversed(a, b).sum())
+
+
+def _train_mean_over_layers(model, stack, final_logits, steps, batch_size, lr, seed):
+    return _loop(model, stack, final_logits, steps, batch_size, lr, seed, loss_of=lambda a, b: kl_to_final(a, b).mean())
+
+
+def _trained(result) -> dict[str, Tensor]:
+    """For `verify(use=...)`: the translators' weights and biases and the loss curve, as tensors."""
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise CheckFailed(
+            f"train_translators should return (translators, losses), got {type(result).__name__}: later cells "
+            "unpack both.",
+            kind="type",
+        )
+    translators, losses = result
+    if not isinstance(translators, nn.ModuleList) or not all(isinstance(t, nn.Linear) for t in translators):
+        raise CheckFailed(
+            "The translators should be an nn.ModuleList of nn.Linear(d_model, d_model): tuned_lens_logits and "
+            f"lens.TunedLens read them that way; got {type(translators).__name__}.",
+            kind="type",
+        )
+    return {
+        "translator weights (layer, d_model, d_model)": torch.stack([t.weight.detach() for t in translators]),
+        "translator biases (layer, d_model)": torch.stack([t.bias.detach() for t in translators]),
+        "the loss of every step": torch.tensor([float(v) for v in losses], dtype=torch.float64),
+    }
+
+
+@exercise_check(
+    reference=_package_trainer,
+    wrong_answers={
+        (
+            "Your gradients pile up from step to step: clear them (the optimiser's zero_grad) before each "
+            "backward pass."
+        ): _train_no_zero_grad,
+        (
+            "Your translators start with an identity weight, so the tuned lens starts at h + h = 2h. The skip "
+            "connection already keeps h: the identity translation is a translator with zero weight and bias."
+        ): _train_identity_weight,
+        (
+            "Every step of yours draws the same positions: seed the generator once, before the loop, and keep "
+            "drawing from it."
+        ): _train_reseeded,
+        (
+            "Your loss is KL(lens || final); the tuned lens is trained on KL(final || lens), the model's "
+            "distribution weighting the sum."
+        ): _train_reversed_kl,
+        (
+            "Your loss averages the layers' KLs; the loss is their sum (your curve comes out n_layers times too small)."
+        ): _train_mean_over_layers,
+    },
+)
+def check_train_translators(fn) -> None:
+    """`train_translators(...)` must train the same translators, with the same loss curve, as lens.train_tuned_lens."""
+    with one_thread():
+        for n, (steps, batch_size, lr, seed) in zip(RUNS, ((12, 16, 3e-2, 0), (6, 5, 1e-2, 7))):
+            model, cache = tiny_run(n)[0], tiny_run(n)[4]
+            stack = residual_stack(cache, n).flatten(1, 2)
+            final_logits = tiny_run(n)[3].flatten(0, 1)
+            verify(
+                fn,
+                model,
+                stack,
+                final_logits,
+                steps,
+                batch_size,
+                lr,
+                seed,
+                use=_trained,
+                what=f"the trained translators and losses ({n}-layer model, {steps} steps of {batch_size} positions, "
+                f"lr {lr}, seed {seed})",
+                atol=1e-4,
+                rtol=1e-4,
+            )
+
+
+# --- 2.10 one head's credit, traced back through its values ----------------------------------
+
+
+def _path(
+    model,
+    cache,
+    parts,
+    layer,
+    head,
+    correct,
+    wrong,
+    final_pos,
+    *,
+    centre=True,
+    own_scale=False,
+    column=False,
+    constant=True,
+    final_ln=True,
+    remainder=False,
+) -> Tensor:
+    """Path attribution written as a learner would, with one switch per plausible mistake."""
+    batch = torch.arange(parts.shape[1])
+    ln1 = model.norm_module(layer)
+    W_V, W_O = model.W_V[layer, head], model.W_O[layer, head]
+    x = parts - parts.mean(-1, keepdim=True) if centre else parts
+    scale = (
+        (x.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()
+        if own_scale
+        else cache[f"blocks.{layer}.ln1.hook_scale"]
+    )
+    part_v = (x / scale * ln1.weight) @ W_V
+    explained = part_v.sum(0) if remainder else (cache[f"blocks.{layer}.ln1.hook_out"] - ln1.bias) @ W_V
+    const_v = cache[f"blocks.{layer}.attn.hook_v"][:, :, head] - explained  # remainder: whatever the parts miss
+    values = torch.cat([part_v, const_v[None] * constant])
+    pattern = cache[f"blocks.{layer}.attn.hook_pattern"][:, head]
+    weights = pattern[batch, :, final_pos] if column else pattern[batch, final_pos]
+    out = (values * weights[..., None]) @ W_O
+    if final_ln:
+        out = (out - out.mean(-1, keepdim=True)) / cache["ln_final.hook_scale"][batch, final_pos][:, None]
+        out = out * model.norm_module(None).weight
+    direction = (model.W_U[:, correct] - model.W_U[:, wrong]).T
+    return (out * direction[:, None]).sum(-1)
+
+
+def _path_not_centred(*args) -> Tensor:
+    return _path(*args, centre=False)
+
+
+def _path_not_centred_remainder(*args) -> Tensor:
+    return _path(*args, centre=False, remainder=True)
+
+
+def _path_own_scale(*args) -> Tensor:
+    return _path(*args, own_scale=True)
+
+
+def _path_pattern_column(*args) -> Tensor:
+    return _path(*args, column=True)
+
+
+def _path_without_constant(*args) -> Tensor:
+    return _path(*args, constant=False)
+
+
+def _path_without_final_ln(*args) -> Tensor:
+    return _path(*args, final_ln=False)
+
+
+def _path_last_position(model, cache, parts, layer, head, correct, wrong, final_pos) -> Tensor:
+    last = torch.full_like(final_pos, parts.shape[2] - 1)
+    return head_path_attribution(model, cache, parts, layer, head, correct, wrong, last)
+
+
+def _adds_up(got: Tensor, expected: Tensor, what: str, atol: float, rtol: float, *, total: Tensor) -> None:
+    """Compare entry by entry; on a mismatch, say first whether the rows even add up to the head's credit."""
+    if isinstance(got, Tensor) and got.shape == expected.shape and got.dtype.is_floating_point:
+        gap = (got.detach().sum((0, 2)) - total).abs().max().item()
+        if gap > 1e-3:
+            try:
+                assert_close(got, expected, what, atol=atol, rtol=rtol)
+            except CheckFailed as err:
+                raise CheckFailed(
+                    f"{err} Your rows do not add up to the head's direct logit attribution either (off by up to "
+                    f"{gap:.3g}).",
+                    kind=err.kind,
+                ) from None
+    assert_close(got, expected, what, atol=atol, rtol=rtol)
+
+
+@exercise_check(
+    reference=head_path_attribution,
+    wrong_answers={
+        (
+            "Your parts are not centred before ln1's scale: LayerNorm subtracts each vector's mean first, and "
+            "with a frozen scale that centring is applied to every part."
+        ): _path_not_centred,
+        (
+            "Your rows add up, but they split the credit wrongly: your parts were not centred before ln1's "
+            "scale, and your last row, computed as what the parts leave over, absorbed the difference. Centre "
+            "each part (LayerNorm subtracts each vector's mean first)."
+        ): _path_not_centred_remainder,
+        (
+            "You recomputed ln1's scale from each part; freeze it at the scale the model used (the cache has "
+            "it), or the parts stop being a linear split."
+        ): _path_own_scale,
+        (
+            "Your attention weights are a column of the pattern: the query is the prompt's last position, so "
+            "the weights over source positions are the row pattern[b, head, final_pos[b], :]."
+        ): _path_pattern_column,
+        (
+            "The last row is zero: ln1's bias and the value bias also travel through the head, so the rows "
+            "miss part of the head's credit."
+        ): _path_without_constant,
+        (
+            "The head's output goes straight to the unembedding in your answer; it first passes the final "
+            "LayerNorm (centred, divided by the cached final scale, times its weight), as in 2.6."
+        ): _path_without_final_ln,
+        (
+            "Position -1 is padding for the shorter prompts: read each prompt at its own last real position."
+        ): _path_last_position,
+    },
+)
+def check_head_path_attribution(fn) -> None:
+    """`head_path_attribution(...)` must split one head's direct attribution exactly, by part and source position."""
+    cases = (
+        (2, 1, 1, False, "every head of block 0 and both embeddings"),
+        (12, 7, 2, True, "whole blocks (cache.decompose_resid)"),
+        (2, 0, 0, True, "the two embeddings"),
+    )
+    for n, layer, head, swap, split in cases:
+        model, _, final_pos, _, cache, correct, wrong = tiny_run(n)
+        if swap:
+            correct, wrong = wrong, correct
+        if split.startswith("whole"):
+            parts = cache.decompose_resid(layer=layer)
+        else:
+            parts = decompose_by_head(cache, model)[: 2 + layer * (model.cfg.n_heads + 2)]
+        heads = decompose_by_head(cache, model)
+        row = 2 + layer * (model.cfg.n_heads + 2) + head
+        total = direct_logit_attribution(model, cache, heads, correct, wrong, final_pos)[row].detach()
+        verify(
+            fn,
+            model,
+            cache,
+            parts,
+            layer,
+            head,
+            correct,
+            wrong,
+            final_pos,
+            compare=partial(_adds_up, total=total),
+            what=f"L{layer}H{head}'s paths (component + 1, batch, pos) in the {n}-layer model, parts: {split}",
+        )

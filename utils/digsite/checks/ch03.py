@@ -14,16 +14,22 @@ import torch
 
 from ..fixtures import tiny
 from ..hooks import Hook, HookedModel
-from ..patching import Node, ioi_data, ioi_metric
+from ..nodes import all_nodes
+from ..patching import Node, Patch, ablation_values, ioi_data, ioi_metric, patch_loop
 from ..solutions.ch03 import (
     ablation_value,
     attribution_scores,
+    batched_head_sweep,
+    circuit_criteria,
+    circuit_score,
     freeze_hook,
+    head_direct_effects,
     logit_diff,
     normalise,
     patch_head_hook,
     patch_resid_hook,
     patch_resid_once,
+    path_patch_one,
     prune,
 )
 from .core import exercise_check, verify
@@ -382,7 +388,75 @@ def check_ablation_value(fn) -> None:
             verify(fn, clean, corrupt, kind, what=f"the {kind!r} ablation value for activations of shape {shape}")
 
 
-# --- 3.9 an ACDC-style pruning loop ----------------------------------------------------------
+# --- 3.9a the score of a circuit ------------------------------------------------------------
+
+
+def _score_ablating_kept(model, clean, values, keep, metric, nodes=None):
+    nodes = all_nodes(model) if nodes is None else list(nodes)
+    return circuit_score(model, clean, values, [n for n in nodes if n not in set(keep)], metric, nodes)
+
+
+def _score_whole_layers(model, clean, values, keep, metric, nodes=None):
+    nodes = all_nodes(model) if nodes is None else list(nodes)
+    hit = {n.layer for n in nodes if n.head is not None and n not in set(keep)}  # one head out: the layer's z out
+    return circuit_score(model, clean, values, [n for n in keep if n.head is None or n.layer not in hit], metric, nodes)
+
+
+def _score_heads_only(model, clean, values, keep, metric, nodes=None):
+    nodes = all_nodes(model) if nodes is None else list(nodes)
+    return circuit_score(model, clean, values, list(keep) + [n for n in nodes if n.head is None], metric, nodes)
+
+
+def _score_all_nodes(model, clean, values, keep, metric, nodes=None):
+    return circuit_score(model, clean, values, keep, metric)
+
+
+@exercise_check(
+    reference=circuit_score,
+    wrong_answers={
+        "You ablated the kept nodes and kept the others: `keep` is what runs as usual.": _score_ablating_kept,
+        (
+            "A dropped head took its whole layer's hook_z with it: replace only that head's slice "
+            "(the head axis of hook_z), so the layer's other heads still run."
+        ): _score_whole_layers,
+        "Your MLP nodes are never ablated: an MLP node stands for the whole hook_mlp_out of its block.": _score_heads_only,
+        (
+            "You ablated nodes outside `nodes`: only the nodes of `nodes` that are not kept are ablated; "
+            "everything else runs as usual."
+        ): _score_all_nodes,
+    },
+)
+def check_circuit_score(fn) -> None:
+    """Your `circuit_score` must ablate exactly the nodes of `nodes` not in `keep`, heads by their slice of z."""
+    model, data, metric = _tiny_ioi()
+    values = ablation_values(model, data.clean, data.corrupt, "resample")
+    verify(
+        fn,
+        model,
+        data.clean,
+        values,
+        [Node(0, 1), Node(1, 2), Node(1)],
+        metric,
+        what="the metric with all but 0.1, 1.2 and MLP1 resample-ablated (2 layers, 4 prompts)",
+        why="Return the metric as a float: the search compares scores.",
+    )
+    model, data, metric = _tiny_ioi(12)
+    values = ablation_values(model, data.clean, data.corrupt, "zero")  # mean of 1 prompt = no ablation
+    nodes = [Node(9, 0), Node(9, 3), Node(9), Node(10, 1), Node(11, 2), Node(11)]
+    verify(
+        fn,
+        model,
+        data.clean,
+        values,
+        [Node(9, 3), Node(11)],
+        metric,
+        nodes,
+        what="the metric with 9.0, MLP9, 10.1 and 11.2 zero-ablated (12 layers, nodes given)",
+        why="Return the metric as a float: the search compares scores.",
+    )
+
+
+# --- 3.9b an ACDC-style pruning loop ----------------------------------------------------------
 
 
 def _prune_forwards(nodes, score, threshold):
@@ -410,6 +484,17 @@ def _prune_against_full(nodes, score, threshold):
     return kept
 
 
+def _prune_two_sided(nodes, score, threshold):
+    kept = list(nodes)
+    current = score(kept)
+    for node in reversed(list(nodes)):
+        trial = [n for n in kept if n != node]
+        value = score(trial)
+        if abs(current - value) < threshold:
+            kept, current = trial, value
+    return kept
+
+
 def _score_redundant(keep: list[Node]) -> float:
     s = set(keep)
     a, b, c, d, e = Node(0, 0), Node(0, 1), Node(1, 0), Node(1), Node(2, 1)
@@ -433,6 +518,10 @@ def _score_negative(keep: list[Node]) -> float:
             "You compared each trial with the full model's score; compare with the CURRENT circuit, "
             "which shrinks as nodes go."
         ): _prune_against_full,
+        (
+            "Your test is two-sided: a removal that RAISES the score by more than the threshold must be "
+            "accepted too (keep the trial when its score >= current - threshold, not when |change| is small)."
+        ): _prune_two_sided,
     },
 )
 def check_prune(fn) -> None:
@@ -453,4 +542,337 @@ def check_prune(fn) -> None:
         0.3,
         what="the kept nodes (negative scores, threshold 0.3, 12 layers)",
         why=why,
+    )
+    verify(
+        fn,
+        [Node(0, 1), Node(3, 0), Node(10), Node(11, 1)],
+        _score_negative,
+        0.1,
+        what="the kept nodes (a removal that raises the score, threshold 0.1)",
+        why=why,
+    )
+
+
+# --- 3.10 a batched head sweep -----------------------------------------------------------------
+
+
+def _sweep_one_metric(model, base, source_tokens, metric):
+    values = batched_head_sweep(model, base, source_tokens, metric)
+    return values.mean().expand_as(values).clone()  # the metric of every copy at once, mean-based
+
+
+def _sweep_head_major(model, base, source_tokens, metric):
+    values = batched_head_sweep(model, base, source_tokens, metric)
+    return values.T.reshape(values.shape).clone()  # copies numbered head-major, read layer-major
+
+
+def _sweep_whole_layer(model, base, source_tokens, metric):
+    cfg = model.cfg
+    names = [f"blocks.{l}.attn.hook_z" for l in range(cfg.n_layers)]
+    _, source = model.run_with_cache(source_tokens, names_filter=names)
+    per_layer = patch_loop(model, base, {n: source[n] for n in names}, [Patch(n) for n in names], metric)
+    return per_layer[:, None].expand(cfg.n_layers, cfg.n_heads).clone()
+
+
+@exercise_check(
+    reference=batched_head_sweep,
+    wrong_answers={
+        (
+            "Every head got the same value: apply the metric to each copy's rows separately, "
+            "not to the whole stacked batch."
+        ): _sweep_one_metric,
+        (
+            "Your copies are numbered in one order and read back in another: copy i must be "
+            "head (i // n_heads, i % n_heads), layer-major, as the (n_layers, n_heads) result is read."
+        ): _sweep_head_major,
+        (
+            "Each copy had its whole layer patched: write only head h's slice of hook_z into copy (layer, h)'s rows."
+        ): _sweep_whole_layer,
+        (
+            "Your patches go the wrong way: the base run is the one that runs, and the source run "
+            "supplies the patched heads."
+        ): lambda model, base, source_tokens, metric: batched_head_sweep(model, source_tokens, base, metric),
+    },
+)
+def check_batched_head_sweep(fn) -> None:
+    """Your `batched_head_sweep` must equal `P.head_sweep` (kind z): one value per (layer, head)."""
+    why = "Return a (n_layers, n_heads) tensor on the CPU, like P.head_sweep: later cells plot and compare it."
+    model, data, metric = _tiny_ioi()
+    verify(fn, model, data.corrupt, data.clean, metric, what="the denoising sweep (2 layers, 4 prompts)", why=why)
+    model, data, metric = _tiny_ioi(12)
+    verify(fn, model, data.clean, data.corrupt, metric, what="the noising sweep (12 layers, 1 prompt)", why=why)
+
+
+# --- 3.11 path patching from scratch -------------------------------------------------------------
+
+
+def _path_variant(model, base, source_tokens, metric, sender, receivers, receiver_input, mistake):
+    """Path patching with one mistake: 'unfrozen', 'mlps', 'layer', 'source' (receivers read the source run)."""
+    top = max(l for l, _ in receivers)
+    heads = [f"blocks.{l}.attn.hook_z" for l in range(top)]
+    mlps = [f"blocks.{l}.hook_mlp_out" for l in range(top)] if mistake == "mlps" else []
+    inputs = sorted({f"blocks.{l}.attn.hook_{receiver_input}" for l, _ in receivers})
+    _, src = model.run_with_cache(source_tokens, names_filter=heads + inputs)
+    _, held = model.run_with_cache(base, names_filter=heads + mlps)
+
+    def step_one(act, hook):
+        if hook.name in mlps:
+            return held[hook.name]
+        out = (act if mistake == "unfrozen" else held[hook.name]).clone()
+        if hook.layer() == sender[0]:
+            out[:, :, sender[1]] = src[hook.name][:, :, sender[1]]
+        return out
+
+    store = {}
+    with torch.no_grad():
+        model.run_with_hooks(
+            base,
+            fwd_hooks=[(n, step_one) for n in heads + mlps]
+            + [(n, lambda a, hook: store.update({hook.name: a})) for n in inputs],
+        )
+    if mistake == "source":
+        store = {n: src[n] for n in inputs}
+
+    def step_two(act, hook):
+        act = act.clone()
+        if mistake == "layer":
+            return store[hook.name].clone()
+        for l, h in receivers:
+            if l == hook.layer():
+                act[:, :, h] = store[hook.name][:, :, h]
+        return act
+
+    with torch.no_grad():
+        return float(metric(model.run_with_hooks(base, fwd_hooks=[(n, step_two) for n in inputs])))
+
+
+def _path_wrong(mistake):
+    def wrong(model, base, source_tokens, metric, sender, receivers, receiver_input="q"):
+        return _path_variant(model, base, source_tokens, metric, sender, receivers, receiver_input, mistake)
+
+    return wrong
+
+
+@exercise_check(
+    reference=path_patch_one,
+    wrong_answers={
+        (
+            "The other heads were not held at their base-run output, so the sender's change also "
+            "reached the receivers through later heads: freeze every head but the sender."
+        ): _path_wrong("unfrozen"),
+        (
+            "You froze the MLPs as well: in this path patching they recompute, so a path from the "
+            "sender through an MLP into the receivers counts."
+        ): _path_wrong("mlps"),
+        (
+            "You replaced the input of every head in the receivers' layers: only the receiver heads "
+            "take the recorded values."
+        ): _path_wrong("layer"),
+        (
+            "The receivers' inputs came straight from the source run, so every sender gives the same "
+            "value: record them in a base run where only the sender is patched."
+        ): _path_wrong("source"),
+    },
+)
+def check_path_patch_one(fn) -> None:
+    """Your `path_patch_one` must equal `P.path_patch` for every sender/receiver pair of a small case."""
+    model, data, metric = _tiny_ioi()
+    for sender in [(0, h) for h in range(4)]:
+        for receiver in [(1, 0), (1, 3)]:
+            verify(
+                fn,
+                model,
+                data.corrupt,
+                data.clean,
+                metric,
+                sender,
+                [receiver],
+                "q",
+                what=f"the path {sender} -> {receiver}'s queries (2 layers, 4 prompts)",
+            )
+    model, data, metric = _tiny_ioi(12)
+    for sender, kind in [((9, 1), "k"), ((4, 2), "v"), ((10, 0), "q")]:
+        verify(
+            fn,
+            model,
+            data.clean,
+            data.corrupt,
+            metric,
+            sender,
+            [(11, 0), (10, 3)],
+            kind,
+            what=f"noising the path {sender} -> the {kind} of 11.0 and 10.3 (12 layers)",
+        )
+
+
+# --- 3.12 faithfulness, completeness, minimality --------------------------------------------------
+
+
+def _score_backups(keep: list[Node]) -> float:
+    s = set(keep)
+    a, b, c, d, e = Node(0, 0), Node(1, 0), Node(1, 1), Node(2), Node(2, 3)
+    value = 1.0 * (a in s) + 0.5 * (b in s or c in s) + 0.2 * (d in s)  # b and c back each other up
+    return value + 0.1 * (e in s) + 0.3 * (e in s and c not in s)  # e, outside the circuit, matters more without c
+
+
+def _score_criteria_negative(keep: list[Node]) -> float:
+    s = set(keep)
+    return -2.0 + 0.8 * (Node(10, 2) in s) * (Node(11) in s) - 0.3 * (Node(3, 1) in s) + 0.25 * (Node(7) in s)
+
+
+def _score_synergy(keep: list[Node]) -> float:
+    s = set(keep)
+    x, y = Node(1, 2) in s, Node(4) in s
+    return 0.5 * x + 0.5 * (x and y) + 0.1 * (Node(0, 3) in s)
+
+
+def _criteria_difference(score, circuit, nodes, subsets):
+    out = circuit_criteria(score, circuit, nodes, subsets)
+    out["faithfulness"] = torch.tensor(score(list(nodes)) - score(list(circuit)))
+    return out
+
+
+def _criteria_against_full_model(score, circuit, nodes, subsets):
+    out = circuit_criteria(score, circuit, nodes, subsets)
+    full = score(list(nodes))
+    out["incompleteness"] = torch.tensor([abs(score([n for n in circuit if n not in K]) - full) for K in subsets])
+    return out
+
+
+def _criteria_empty_k_only(score, circuit, nodes, subsets):
+    return {
+        **circuit_criteria(score, circuit, nodes, subsets),
+        "minimality": circuit_criteria(score, circuit, nodes, [])["minimality"],
+    }
+
+
+def _criteria_without_empty_k(score, circuit, nodes, subsets):
+    out = circuit_criteria(score, circuit, nodes, subsets)
+    changes = []
+    for v in circuit:
+        options = [K for K in subsets if v not in K] or [[]]
+        changes.append(
+            max(
+                abs(score([n for n in circuit if n not in [*K, v]]) - score([n for n in circuit if n not in K]))
+                for K in options
+            )
+        )
+    out["minimality"] = torch.tensor(changes)
+    return out
+
+
+def _criteria_minimality_on_model(score, circuit, nodes, subsets):
+    out = circuit_criteria(score, circuit, nodes, subsets)
+    # knock v out of the full model instead of the circuit
+    out["minimality"] = circuit_criteria(score, list(nodes), nodes, subsets)["minimality"][
+        [list(nodes).index(v) for v in circuit]
+    ]
+    return out
+
+
+@exercise_check(
+    reference=circuit_criteria,
+    wrong_answers={
+        (
+            "Your faithfulness is a difference; report the circuit's score as a fraction of the full "
+            "model's (1 = the circuit does all the model does)."
+        ): _criteria_difference,
+        (
+            "Your incompleteness compares the circuit without K with the intact model: knock K out of "
+            "the full model too, and compare the two."
+        ): _criteria_against_full_model,
+        (
+            "Your minimality only knocks v out alone: also try every given K without v first, so that a "
+            "node with a backup shows up once the backup is gone."
+        ): _criteria_empty_k_only,
+        "Your minimality knocks v out of the full model; measure it on the circuit (C minus K).": _criteria_minimality_on_model,
+        (
+            "Your minimality skips K = the empty set: knocking v out of the whole circuit is one of the "
+            "options, and often the largest change."
+        ): _criteria_without_empty_k,
+    },
+)
+def check_circuit_criteria(fn) -> None:
+    """Your `circuit_criteria` must return the faithfulness, each K's incompleteness and each node's minimality."""
+    why = "Return a dict of tensors: later cells index and plot them."
+    a, b, c, d, e = Node(0, 0), Node(1, 0), Node(1, 1), Node(2), Node(2, 3)
+    verify(
+        fn,
+        _score_backups,
+        [a, b, c, d],
+        [a, Node(0, 1), b, c, d, e],
+        [[a], [c], [b, d], [b, c]],
+        what="the criteria of a circuit whose nodes 1.0 and 1.1 back each other up",
+        why=why,
+    )
+    circuit = [Node(3, 1), Node(7), Node(10, 2), Node(11)]
+    verify(
+        fn,
+        _score_criteria_negative,
+        circuit,
+        [Node(0, 0), *circuit, Node(11, 3)],
+        [[Node(11)], [Node(3, 1), Node(7)]],
+        what="the criteria with negative scores (12 layers)",
+        why=why,
+    )
+    verify(
+        fn,
+        _score_synergy,
+        [Node(1, 2), Node(4)],
+        [Node(0, 3), Node(1, 2), Node(4)],
+        [[Node(4)]],
+        what="the criteria of a circuit whose node 1.2 matters most with nothing knocked out",
+        why=why,
+    )
+
+
+# --- 3.13 direct effects, for self-repair -----------------------------------------------------------
+
+
+def _direct_effects_no_norm(model, tokens, io, s, fwd_hooks=()):
+    with model.hooks(fwd_hooks):
+        _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("attn.hook_z"))
+    results = cache.stack_head_results()[:, :, -1]
+    return cache.logit_attrs(results, io, s).mean(-1).reshape(model.cfg.n_layers, model.cfg.n_heads)
+
+
+def _zero_head_2(z: torch.Tensor, hook: Hook) -> torch.Tensor:
+    z = z.clone()
+    z[:, :, 2] = 0
+    return z
+
+
+@exercise_check(
+    reference=head_direct_effects,
+    wrong_answers={
+        (
+            "Your effects skip the final norm: a head's output reaches the logits only after the "
+            "final LayerNorm centres it, divides by this run's scale and multiplies by its weight."
+        ): _direct_effects_no_norm,
+        "The hooks in `fwd_hooks` were not active during your run: measure the ablated model.": (
+            lambda model, tokens, io, s, fwd_hooks=(): head_direct_effects(model, tokens, io, s)
+        ),
+        "Your sign is flipped: a head that pushes toward the IO has a positive direct effect.": (
+            lambda model, tokens, io, s, fwd_hooks=(): -head_direct_effects(model, tokens, io, s, fwd_hooks)
+        ),
+        "You summed over the prompts; average them.": (
+            lambda model, tokens, io, s, fwd_hooks=(): (
+                head_direct_effects(model, tokens, io, s, fwd_hooks) * tokens.shape[0]
+            )
+        ),
+    },
+)
+def check_head_direct_effects(fn) -> None:
+    """Your `head_direct_effects` must give every head's direct effect on the logit difference, with the hooks on."""
+    model, data, _ = _tiny_ioi()
+    verify(fn, model, data.clean, data.io, data.s, what="the direct effects on 4 clean prompts (2 layers)")
+    model, data, _ = _tiny_ioi(12)
+    verify(
+        fn,
+        model,
+        data.corrupt,
+        data.io,
+        data.s,
+        [("blocks.10.attn.hook_z", _zero_head_2)],
+        what="the direct effects with head 10.2 zeroed (12 layers, 1 corrupt prompt)",
     )

@@ -2,7 +2,8 @@
 
 Every check builds its own small seeded inputs (random tensors, a random SAE, or a tiny
 random-init GPT-2 built once and cached), so it is fast and independent of trained weights.
-References come from `digsite.superposition` and `digsite.sae`.
+References are the course's own answers (`digsite.solutions.ch04`); the "build it yourself"
+exercises 4.13 and 4.14 are checked against the package's own trainer and resampling routine.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import torch
 from torch import Tensor
 
 from ..fixtures import tiny
-from ..sae import SAE, SAEConfig, ce_losses, normalize_rows, splice_hook
+from ..sae import SAE, SAEConfig, ce_losses, normalize_rows, resample_dead_latents, splice_hook, train_sae
 from ..solutions.ch04 import (
+    auxk_loss,
     ce_loss_recovered,
     explained_variance,
     feature_dimensionality,
@@ -583,3 +585,295 @@ def check_steering_hook(fn) -> None:
             what=f"an activation of shape {tuple(x.shape)} after your hook (alpha={alpha})",
             why="steering_hook returns a function hook(activation, hook) -> new activation.",
         )
+
+
+# --- 4.13 the training loop -------------------------------------------------------------------
+
+_PARAM_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
+
+
+def _sae_from(params: dict[str, Tensor]) -> SAE:
+    """A ReLU SAE holding copies of params (W_enc (d_in, d_sae), b_enc, W_dec (d_sae, d_in), b_dec)."""
+    d_in, d_sae = params["W_enc"].shape
+    autoencoder = SAE(SAEConfig(d_in=d_in, d_sae=d_sae))
+    with torch.no_grad():
+        for name in _PARAM_NAMES:
+            getattr(autoencoder, name).copy_(params[name])
+    return autoencoder
+
+
+def _package_train(params, acts, l1_coeff, steps, batch_size, lr, seed):
+    """The package's trainer, `sae.train_sae`, on an SAE holding `params`: the reference of 4.13."""
+    autoencoder = _sae_from(params)
+    autoencoder.cfg.l1_coeff = l1_coeff
+    train_sae(autoencoder, acts, steps=steps, batch_size=batch_size, lr=lr, seed=seed, progress=False)
+    return {name: getattr(autoencoder, name).detach().clone() for name in _PARAM_NAMES}
+
+
+def _loop_variant(
+    params,
+    acts,
+    l1_coeff,
+    steps,
+    batch_size,
+    lr,
+    seed,
+    warmup=True,
+    init_b_dec=True,
+    schedule=True,
+    renorm=False,
+    first_step=0,
+):
+    p = {name: t.detach().clone().requires_grad_(True) for name, t in params.items()}
+    if init_b_dec:
+        with torch.no_grad():
+            p["b_dec"].copy_(acts.mean(0))
+    opt = torch.optim.Adam(p.values(), lr=lr)
+    factor = (lambda s: min(1.0, 5 * (1 - s / steps))) if schedule else (lambda s: 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    gen = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        x = acts[torch.randint(0, len(acts), (batch_size,), generator=gen)]
+        ramp = min(1.0, (step + first_step) / max(1, 0.1 * steps))
+        coeff = l1_coeff * ramp if warmup else l1_coeff
+        loss = sae_loss(x, p["W_enc"], p["b_enc"], p["W_dec"], p["b_dec"], coeff)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if renorm:
+            with torch.no_grad():
+                p["W_dec"].copy_(normalize_rows(p["W_dec"]))
+    return {name: t.detach() for name, t in p.items()}
+
+
+def _loop_no_warmup(*args):
+    return _loop_variant(*args, warmup=False)
+
+
+def _loop_ramp_from_one(*args):
+    return _loop_variant(*args, first_step=1)
+
+
+def _loop_b_dec_zero(*args):
+    return _loop_variant(*args, init_b_dec=False)
+
+
+def _loop_constant_lr(*args):
+    return _loop_variant(*args, schedule=False)
+
+
+def _loop_renormalise(*args):
+    return _loop_variant(*args, renorm=True)
+
+
+def _training_case(seed: int, d_in: int, d_sae: int, n: int) -> tuple[dict[str, Tensor], Tensor]:
+    g = _gen(seed)
+    W_dec = torch.randn(d_sae, d_in, generator=g)
+    params = {"W_enc": W_dec.T.clone() * 0.5, "b_enc": torch.zeros(d_sae), "W_dec": W_dec, "b_dec": torch.zeros(d_in)}
+    codes = torch.rand(n, 2 * d_in, generator=g) * (torch.rand(n, 2 * d_in, generator=g) < 0.2)
+    acts = codes @ torch.randn(2 * d_in, d_in, generator=g) + torch.randn(d_in, generator=g)
+    return params, acts
+
+
+@exercise_check(
+    reference=_package_train,
+    wrong_answers={
+        "The L1 coefficient is at full strength from the first step: ramp it up over the first 10% of steps.": (
+            _loop_no_warmup
+        ),
+        "Your b_dec starts where it was given; the trainer starts it at the mean activation.": _loop_b_dec_zero,
+        (
+            "Your L1 ramp is one step ahead: steps count from 0, so the first step's coefficient is 0 "
+            "(step / (steps / 10) with step = 0, 1, ...)."
+        ): _loop_ramp_from_one,
+        (
+            "Your learning rate never decays: keep it for 80% of the steps, then let it fall linearly to 0 "
+            "(a LambdaLR stepped after each optimiser step)."
+        ): _loop_constant_lr,
+        (
+            "You renormalise the raw decoder rows after each step. The forward pass already normalises "
+            "them, and rescaling the raw rows changes the size of Adam's later steps: leave them alone."
+        ): _loop_renormalise,
+    },
+)
+def check_train_sae_loop(fn) -> None:
+    """Your `train_sae_loop(...)` must return the weights `sae.train_sae` reaches with the same seed, data and steps."""
+    why = "Return a dict of the four trained tensors, like the params you were given."
+    params, acts = _training_case(20, d_in=6, d_sae=10, n=300)
+    verify(fn, params, acts, 0.05, 30, 16, 1e-2, 0, what="the weights after 30 steps (l1 0.05, batch 16)", why=why)
+    params, acts = _training_case(21, d_in=4, d_sae=12, n=50)
+    verify(fn, params, acts, 0.3, 25, 1, 3e-2, 7, what="the weights after 25 steps (l1 0.3, batch 1, seed 7)", why=why)
+
+
+# --- 4.14 resampling dead latents -----------------------------------------------------------
+
+
+def _package_resample(params, adam_state, x, dead, seed):
+    """The package's `resample_dead_latents` with an Adam holding `adam_state`: the reference of 4.14."""
+    autoencoder = _sae_from(params)
+    opt = torch.optim.Adam(autoencoder.parameters())
+    for name in _PARAM_NAMES:
+        moments = {k: v.clone() for k, v in adam_state[name].items()}
+        opt.state[getattr(autoencoder, name)] = {"step": torch.tensor(10.0), **moments}
+    resample_dead_latents(autoencoder, x, dead, torch.Generator().manual_seed(seed), opt)
+    new_params = {name: getattr(autoencoder, name).detach().clone() for name in _PARAM_NAMES}
+    new_state = {
+        name: {k: opt.state[getattr(autoencoder, name)][k].clone() for k in ("exp_avg", "exp_avg_sq")}
+        for name in _PARAM_NAMES
+    }
+    return new_params, new_state
+
+
+def _resample_variant(params, adam_state, x, dead, seed, reset="dead", worst=False, scale=0.2, from_input=False):
+    params = {name: t.clone() for name, t in params.items()}
+    adam_state = {name: {k: v.clone() for k, v in s.items()} for name, s in adam_state.items()}
+    n = int(dead.sum())
+    _, x_hat = sae_forward(x, params["W_enc"], params["b_enc"], params["W_dec"], params["b_dec"])
+    err = x - x_hat
+    weights = err.pow(2).sum(-1)
+    if worst:
+        idx = weights.topk(min(n, len(x))).indices.repeat(n)[:n]
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.multinomial(weights / weights.sum(), n, replacement=n > len(x), generator=gen)
+    directions = normalize_rows(x[idx] if from_input else err[idx])
+    mean_norm = params["W_enc"][:, ~dead].norm(dim=0).mean()
+    params["W_dec"][dead] = directions
+    params["W_enc"][:, dead] = directions.T * mean_norm * scale
+    params["b_enc"][dead] = 0.0
+    mask = dead if reset == "dead" else torch.ones_like(dead)
+    if reset != "none":
+        for name in ("W_dec", "b_enc"):
+            for v in adam_state[name].values():
+                v[mask] = 0.0
+        for v in adam_state["W_enc"].values():
+            v[:, mask] = 0.0
+    return params, adam_state
+
+
+def _resample_no_reset(*args):
+    return _resample_variant(*args, reset="none")
+
+
+def _resample_reset_all(*args):
+    return _resample_variant(*args, reset="all")
+
+
+def _resample_worst(*args):
+    return _resample_variant(*args, worst=True)
+
+
+def _resample_full_scale(*args):
+    return _resample_variant(*args, scale=1.0)
+
+
+def _resample_from_input(*args):
+    return _resample_variant(*args, from_input=True)
+
+
+def _resample_case(seed: int, d_in: int, d_sae: int, batch: int, n_dead: int):
+    g = _gen(seed)
+    params = {name: t.clone() for name, t in zip(_PARAM_NAMES, _sae_params(seed, d_in=d_in, d_sae=d_sae))}
+    adam_state = {
+        name: {"exp_avg": torch.randn(t.shape, generator=g), "exp_avg_sq": torch.rand(t.shape, generator=g) + 0.1}
+        for name, t in params.items()
+    }
+    dead = torch.zeros(d_sae, dtype=torch.bool)
+    dead[torch.randperm(d_sae, generator=g)[:n_dead]] = True
+    return params, adam_state, torch.randn(batch, d_in, generator=g) * 2, dead
+
+
+@exercise_check(
+    reference=_package_resample,
+    wrong_answers={
+        "The resampled latents keep the dead latents' Adam moments: zero exp_avg and exp_avg_sq for them.": (
+            _resample_no_reset
+        ),
+        "You reset the Adam moments of every latent; only the resampled ones start afresh.": _resample_reset_all,
+        (
+            "You take the inputs with the largest errors; draw them at random, in proportion to the squared "
+            "error (torch.multinomial), so that one bad input does not get every dead latent."
+        ): _resample_worst,
+        "Your new encoder columns are as long as the live ones; start them at a fifth of that.": _resample_full_scale,
+        "Your new directions point along the inputs; they point along the inputs' reconstruction errors.": (
+            _resample_from_input
+        ),
+    },
+)
+def check_resample_dead(fn) -> None:
+    """Your `resample_dead(params, adam_state, x, dead, seed)` must match `sae.resample_dead_latents` with its optimiser."""
+    why = "Return the pair (params, adam_state), two dicts shaped like the ones you were given."
+    verify(fn, *_resample_case(22, d_in=6, d_sae=10, batch=16, n_dead=3), 0, what="3 of 10 latents dead", why=why)
+    verify(fn, *_resample_case(23, d_in=5, d_sae=8, batch=2, n_dead=5), 4, what="5 of 8 dead, batch of 2", why=why)
+
+
+# --- 4.15 AuxK ------------------------------------------------------------------------------
+
+
+def _auxk_all_latents(pre, W_dec, residual, dead, k_aux):
+    return 1 - explained_variance(residual, topk_activation(pre, k_aux) @ W_dec)
+
+
+def _auxk_plain_mse(pre, W_dec, residual, dead, k_aux):
+    if not dead.any():
+        return pre.new_zeros(())
+    dead_pre = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
+    return (topk_activation(dead_pre, min(k_aux, int(dead.sum()))) @ W_dec - residual).pow(2).mean()
+
+
+def _auxk_uncentred(pre, W_dec, residual, dead, k_aux):
+    if not dead.any():
+        return pre.new_zeros(())
+    dead_pre = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
+    e_hat = topk_activation(dead_pre, min(k_aux, int(dead.sum()))) @ W_dec
+    return (e_hat - residual).pow(2).sum() / residual.pow(2).sum()
+
+
+def _auxk_no_relu(pre, W_dec, residual, dead, k_aux):
+    if not dead.any():
+        return pre.new_zeros(())
+    values, idx = torch.where(dead, pre, torch.full_like(pre, -torch.inf)).topk(min(k_aux, int(dead.sum())), dim=-1)
+    e_hat = torch.zeros_like(pre).scatter(-1, idx, values) @ W_dec
+    return 1 - explained_variance(residual, e_hat)
+
+
+@exercise_check(
+    reference=auxk_loss,
+    wrong_answers={
+        "Live latents take part in your auxiliary reconstruction; only the dead latents may.": _auxk_all_latents,
+        "Your loss is a plain MSE; divide by the residual's squared deviation from its mean.": _auxk_plain_mse,
+        (
+            "You divide by the residual's squared norm; divide by its squared deviation from its mean over "
+            "tokens (its variance), so 1 means no better than the mean residual."
+        ): _auxk_uncentred,
+        "A negative pre-activation survives in your auxiliary latents: apply a ReLU.": _auxk_no_relu,
+    },
+)
+def check_auxk_loss(fn) -> None:
+    """Your `auxk_loss(pre, W_dec, residual, dead, k_aux)` must score the top dead latents' reconstruction of the residual."""
+    g = _gen(24)
+    why = "Return a scalar tensor: training adds it to the loss and calls .backward()."
+    for batch, d_sae, d_in, n_dead, k_aux, shift in ((7, 12, 5, 4, 2, 0.5), (3, 9, 4, 6, 10, -1.0)):
+        dead = torch.zeros(d_sae, dtype=torch.bool)
+        dead[torch.randperm(d_sae, generator=g)[:n_dead]] = True
+        verify(
+            fn,
+            torch.randn(batch, d_sae, generator=g) + shift,
+            normalize_rows(torch.randn(d_sae, d_in, generator=g)),
+            torch.randn(batch, d_in, generator=g) + 0.3,
+            dead,
+            k_aux,
+            what=f"the AuxK loss, {n_dead} of {d_sae} dead, k_aux={k_aux}, batch {batch}",
+            why=why,
+        )
+    verify(
+        fn,
+        torch.randn(4, 6, generator=g),
+        normalize_rows(torch.randn(6, 3, generator=g)),
+        torch.randn(4, 3, generator=g),
+        torch.zeros(6, dtype=torch.bool),
+        3,
+        what="the AuxK loss when no latent is dead",
+        why=why,
+    )

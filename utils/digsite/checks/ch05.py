@@ -1,5 +1,6 @@
 """Checks for chapter 5, modular arithmetic: the Fourier basis, projections, key frequencies,
-neuron activations over (a, b), the cos(w(a + b - c)) logit terms and frequency ablation.
+neuron activations over (a, b), the cos(w(a + b - c)) logit terms, frequency ablation, the
+neurons' logit spectrum read from the weights, and the restricted / excluded loss.
 
 The references live in `digsite.fourier`; the checks build their own small inputs (p = 7 or
 13, random seeded tensors, a tiny random-init 1-layer GPT-2), so none needs trained weights.
@@ -20,6 +21,8 @@ from ..solutions.ch05 import (
     fourier_basis,
     key_frequencies,
     neuron_acts,
+    neuron_logit_spectrum,
+    progress_losses,
     project_onto_basis,
 )
 from .core import exercise_check, verify
@@ -344,3 +347,170 @@ def check_ablate_frequencies(fn) -> None:
             remove,
             what=f"W ({p}, {d}) with frequencies {remove} removed",
         )
+
+
+# --- 5.8 the neurons' logit spectrum, from the weights ---------------------------------------
+
+
+def _W_out(model) -> torch.Tensor:
+    return model.model.transformer.h[0].mlp.c_proj.weight.detach().float()
+
+
+def _spectrum_of(neuron_logits: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    sq = (basis @ neuron_logits.T).pow(2)[1:]
+    return sq[0::2] + sq[1::2]
+
+
+def _spectrum_no_ln(model, p: int, basis: torch.Tensor) -> torch.Tensor:
+    return _spectrum_of(_W_out(model) @ model.W_U[:, :p].detach(), basis)
+
+
+def _spectrum_no_centring(model, p: int, basis: torch.Tensor) -> torch.Tensor:
+    W = _W_out(model) * model.norm_module().weight.detach()
+    return _spectrum_of(W @ model.W_U[:, :p].detach(), basis)
+
+
+def _spectrum_no_ln_weight(model, p: int, basis: torch.Tensor) -> torch.Tensor:
+    W = _W_out(model)
+    return _spectrum_of((W - W.mean(dim=1, keepdim=True)) @ model.W_U[:, :p].detach(), basis)
+
+
+def _spectrum_rows_shifted(model, p: int, basis: torch.Tensor) -> torch.Tensor:
+    W = _W_out(model)
+    W = (W - W.mean(dim=1, keepdim=True)) * model.norm_module().weight.detach()
+    sq = (basis @ (W @ model.W_U[:, :p].detach()).T).pow(2)
+    return sq[0:-1:2] + sq[1::2]  # pairs (const, cos 1), (sin 1, cos 2), ...
+
+
+@exercise_check(
+    reference=neuron_logit_spectrum,
+    wrong_answers={
+        (
+            "Your spectrum skips the final LayerNorm: it centres each vector over d_model and multiplies "
+            "by its weight, both linear, so they belong in the neuron-to-logit map."
+        ): _spectrum_no_ln,
+        (
+            "You applied the LayerNorm's weight but not its centring: a LayerNorm first subtracts the mean over d_model."
+        ): _spectrum_no_centring,
+        "You centred W_out but left out the final LayerNorm's weight.": _spectrum_no_ln_weight,
+        (
+            "Your frequency rows are paired one off: after dropping the constant row, frequency k is "
+            "the pair (cos k, sin k) at rows 2k-1 and 2k of the basis."
+        ): _spectrum_rows_shifted,
+    },
+)
+def check_neuron_logit_spectrum(fn) -> None:
+    """`neuron_logit_spectrum(model, p, basis)` must return (n_freq, d_mlp): each neuron's logit effect per frequency."""
+    for p in (7, 5):
+        verify(
+            fn,
+            _tiny_modadd_model(p),
+            p,
+            fourier_basis(p),
+            what=f"the neuron-to-logit spectrum of a tiny random model (p = {p}, random LayerNorm weights)",
+            atol=1e-12,  # the values are small (random init weights): compare relatively
+            rtol=1e-4,
+        )
+
+
+# --- 5.9 restricted and excluded loss -------------------------------------------------------
+
+
+def _directions(p: int, key_freqs, normalise: bool = True) -> torch.Tensor:
+    x = torch.arange(p, dtype=torch.float64)
+    a, b = x.repeat_interleave(p), x.repeat(p)
+    rows = []
+    for k in key_freqs:
+        angle = 2 * math.pi * k * (a + b) / p
+        rows += [torch.cos(angle), torch.sin(angle)]
+    D = torch.stack(rows)
+    return D / D.norm(dim=1, keepdim=True) if normalise else D
+
+
+def _losses_from(logits, restricted_logits, excluded_logits, train_idx, excluded_rows=None):
+    p = logits.shape[-1]
+    x = torch.arange(p)
+    labels = (x.repeat_interleave(p) + x.repeat(p)) % p
+    rows = train_idx if excluded_rows is None else excluded_rows
+    return (
+        torch.nn.functional.cross_entropy(restricted_logits.float(), labels),
+        torch.nn.functional.cross_entropy(excluded_logits[rows].float(), labels[rows]),
+    )
+
+
+def _losses_excluded_on_all(logits, key_freqs, train_idx):
+    D, L = _directions(logits.shape[-1], key_freqs), logits.double()
+    key = D.T @ (D @ L)
+    return _losses_from(L, L.mean(0, keepdim=True) + key, L - key, train_idx, excluded_rows=torch.arange(len(L)))
+
+
+def _losses_no_mean(logits, key_freqs, train_idx):
+    D, L = _directions(logits.shape[-1], key_freqs), logits.double()
+    key = D.T @ (D @ L)
+    return _losses_from(L, key, L - key, train_idx)
+
+
+def _losses_unnormalised(logits, key_freqs, train_idx):
+    D, L = _directions(logits.shape[-1], key_freqs, normalise=False), logits.double()
+    key = D.T @ (D @ L)
+    return _losses_from(L, L.mean(0, keepdim=True) + key, L - key, train_idx)
+
+
+def _losses_cos_only(logits, key_freqs, train_idx):
+    D, L = _directions(logits.shape[-1], key_freqs)[0::2], logits.double()
+    key = D.T @ (D @ L)
+    return _losses_from(L, L.mean(0, keepdim=True) + key, L - key, train_idx)
+
+
+def _losses_swapped(logits, key_freqs, train_idx):
+    restricted, excluded = progress_losses(logits, key_freqs, train_idx)
+    return excluded, restricted
+
+
+def _planted_logits(p: int, key_freqs, seed: int) -> torch.Tensor:
+    """(p*p, p) logits: cos(w(a + b - c)) at the key frequencies, a per-answer offset, and noise."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.arange(p, dtype=torch.float64)
+    a, b = x.repeat_interleave(p), x.repeat(p)
+    logits = 0.5 * torch.randn(p * p, p, generator=g, dtype=torch.float64) + torch.randn(p, generator=g)
+    for k in key_freqs:
+        logits += 3.0 * torch.cos(2 * math.pi * k * (a[:, None] + b[:, None] - x[None, :]) / p)
+    return logits.float()
+
+
+@exercise_check(
+    reference=progress_losses,
+    wrong_answers={
+        "Your excluded loss is measured on every pair; it is measured on the training rows only.": _losses_excluded_on_all,
+        (
+            "Your restricted logits lack each answer's mean over the inputs: the restricted logits keep the "
+            "constant component as well as the key-frequency ones."
+        ): _losses_no_mean,
+        (
+            "Your directions are not unit length, so the 'projection' scales the logits: normalise each "
+            "cos / sin direction before projecting."
+        ): _losses_unnormalised,
+        "You projected on cos(w(a + b)) only; each key frequency has a sin(w(a + b)) direction too.": _losses_cos_only,
+        "Your two losses come back swapped: return (restricted, excluded).": _losses_swapped,
+    },
+)
+def check_progress_losses(fn) -> None:
+    """`progress_losses(logits, key_freqs, train_idx)` must return (restricted loss, excluded loss), 0-d tensors."""
+    why = "Return two 0-d tensors (restricted, excluded): the progress cell plots them as numbers."
+    g = torch.Generator().manual_seed(13)
+    verify(
+        fn,
+        _planted_logits(13, [2, 5], seed=1),
+        [2, 5],
+        torch.randperm(169, generator=g)[:60],
+        what="logits (p = 13) built from frequencies 2 and 5, key frequencies [2, 5], 60 training rows",
+        why=why,
+    )
+    verify(
+        fn,
+        _planted_logits(7, [1, 3], seed=2),
+        [3],
+        torch.randperm(49, generator=g)[:20],
+        what="logits (p = 7) built from frequencies 1 and 3, key frequency [3] only, 20 training rows",
+        why=why,
+    )

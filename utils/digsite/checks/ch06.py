@@ -13,13 +13,18 @@ import torch.nn.functional as F
 from .. import probes as P
 from ..fixtures import tiny
 from ..hooks import Hook
+from ..linear_probe import CCSProbe
 from ..solutions.ch06 import (
+    ccs_loss,
     control_labels,
+    direction_effects,
     direction_hook,
+    mean_difference,
     pattern_similarity,
     probe_scores,
     project_out,
     residuals_at,
+    train_ccs,
     train_probe,
 )
 from .core import CheckFailed, exercise_check, verify
@@ -472,3 +477,248 @@ def check_pattern_similarity(fn) -> None:
         _random_patterns(2, g, batch=1, pos=4),
         what="the similarity matrix (1 head x 2 heads, batch 1)",
     )
+
+
+# --- 6.8 the difference-of-means direction ------------------------------------------------------
+
+
+def _mean_difference_reversed(X, y):
+    return X[y == 0].mean(dim=0) - X[y == 1].mean(dim=0)
+
+
+def _mean_difference_unit(X, y):
+    return P.unit(X[y == 1].mean(dim=0) - X[y == 0].mean(dim=0))
+
+
+def _mean_difference_from_overall(X, y):
+    return X[y == 1].mean(dim=0) - X.mean(dim=0)
+
+
+@exercise_check(
+    reference=mean_difference,
+    wrong_answers={
+        "Your direction points from class 1 to class 0; it should point towards class 1.": _mean_difference_reversed,
+        "You normalised the direction; return it at its natural length (the steering code normalises).": (
+            _mean_difference_unit
+        ),
+        "You subtracted the mean of all rows; subtract the centre of class 0 alone.": _mean_difference_from_overall,
+    },
+)
+def check_mean_difference(fn) -> None:
+    """`mean_difference(X, y)` must return class 1's centre minus class 0's, (d_model,)."""
+    g = torch.Generator().manual_seed(8)
+    y = (torch.arange(30) % 3 == 0).long()
+    X = torch.randn(30, 6, generator=g) + 2.0 * y[:, None] * torch.randn(6, generator=g)
+    verify(fn, X, y, what="the direction for 30 rows (10 of class 1), d_model 6")
+    y2 = torch.tensor([1, 0, 0, 1, 1])
+    verify(fn, 3 * torch.randn(5, 4, generator=g) - 1, y2, what="the direction for 5 rows (3 of class 1), d_model 4")
+
+
+# --- 6.9 the causal test -------------------------------------------------------------------------
+
+
+def _effects_steer_all(model, tokens, positions, hook_name, direction, answer_ids, y, alpha):
+    out = direction_effects(model, tokens, positions, hook_name, direction, answer_ids, torch.zeros_like(y), alpha)
+    return {
+        **direction_effects(model, tokens, positions, hook_name, direction, answer_ids, y, alpha),
+        "steer": out["steer"],
+    }
+
+
+def _effects_unsigned_ablation(model, tokens, positions, hook_name, direction, answer_ids, y, alpha):
+    out = direction_effects(model, tokens, positions, hook_name, direction, answer_ids, y, alpha)
+    flipped = direction_effects(model, tokens, positions, hook_name, direction, answer_ids, torch.ones_like(y), alpha)
+    return {**out, "ablate": flipped["ablate"]}
+
+
+def _effects_unnormalised(model, tokens, positions, hook_name, direction, answer_ids, y, alpha):
+    out = direction_effects(
+        model, tokens, positions, hook_name, direction, answer_ids, y, alpha * direction.norm().item()
+    )
+    return {
+        **direction_effects(model, tokens, positions, hook_name, direction, answer_ids, y, alpha),
+        "steer": out["steer"],
+    }
+
+
+def _effects_answers_swapped(model, tokens, positions, hook_name, direction, answer_ids, y, alpha):
+    return direction_effects(model, tokens, positions, hook_name, direction, answer_ids.flip(0), y, alpha)
+
+
+@exercise_check(
+    reference=direction_effects,
+    wrong_answers={
+        "Your steering effect averages over every prompt; steer and average over the class-0 prompts only.": (
+            _effects_steer_all
+        ),
+        (
+            "Your ablation effect ignores the label: for a class-0 prompt the right answer's margin is minus the "
+            "preference."
+        ): _effects_unsigned_ablation,
+        "You steered by alpha times the raw direction; alpha is the length of the added vector.": _effects_unnormalised,
+        "Your preference is the wrong way round: answer_ids[1]'s logit minus answer_ids[0]'s.": _effects_answers_swapped,
+    },
+)
+def check_direction_effects(fn) -> None:
+    """`direction_effects(...)` must return the steering rise, ablation fall and ablated accuracy, as the reference."""
+    why = "Return a dict of floats {'steer', 'ablate', 'ablated_accuracy'}: later cells print and plot them."
+    g = torch.Generator().manual_seed(11)
+    model = _tiny_model()
+    tokens = model.to_tokens(["a cat is an", "a harp is an", "the owl is a bird", "a drum is an", "Mary saw a dog"])
+    ids = model.to_tokens(["instrument", "animal"], prepend_bos=False)[:, 0]
+    verify(
+        fn,
+        model,
+        tokens,
+        torch.tensor([3, 3, 2, 3, 4]),
+        "blocks.1.hook_resid_pre",
+        3 * torch.randn(model.cfg.d_model, generator=g),
+        ids,
+        torch.tensor([1, 0, 1, 0, 1]),
+        6.0,
+        what="the effects at blocks.1.hook_resid_pre (2 layers, batch 5, alpha 6)",
+        why=why,
+    )
+    model = _tiny_model(12)
+    tokens = model.to_tokens(["a cat is an", "a pear is a fruit", "a harp is an"])
+    verify(
+        fn,
+        model,
+        tokens,
+        torch.tensor([3, 2, 3]),
+        "blocks.11.hook_resid_post",
+        0.5 * torch.randn(model.cfg.d_model, generator=g),
+        model.to_tokens(["fruit", "bird"], prepend_bos=False)[:, 0],
+        torch.tensor([0, 1, 1]),
+        -3.0,
+        what="the effects at blocks.11.hook_resid_post (12 layers, batch 3, alpha -3)",
+        why=why,
+    )
+
+
+# --- 6.10 the CCS loss ---------------------------------------------------------------------------
+
+
+def _ccs_no_confidence(p_pos, p_neg):
+    return (p_pos - (1 - p_neg)).pow(2).mean()
+
+
+def _ccs_equal_probabilities(p_pos, p_neg):
+    return (p_pos - p_neg).pow(2).mean() + torch.minimum(p_pos, p_neg).pow(2).mean()
+
+
+def _ccs_max_confidence(p_pos, p_neg):
+    return (p_pos - (1 - p_neg)).pow(2).mean() + torch.maximum(p_pos, p_neg).pow(2).mean()
+
+
+@exercise_check(
+    reference=ccs_loss,
+    wrong_answers={
+        (
+            "Your loss has no confidence term, so p = 1/2 everywhere scores zero: also penalise the smaller of the two."
+        ): _ccs_no_confidence,
+        (
+            "Your consistency term asks the two probabilities to be equal; a pair's two members should sum to one."
+        ): _ccs_equal_probabilities,
+        "Your confidence term penalises the larger probability; it is the smaller one that should be near zero.": (
+            _ccs_max_confidence
+        ),
+    },
+)
+def check_ccs_loss(fn) -> None:
+    """`ccs_loss(p_pos, p_neg)` must return the consistency plus confidence loss, a scalar tensor."""
+    why = "Return a scalar tensor: train_ccs calls .backward() on it."
+    g = torch.Generator().manual_seed(12)
+    verify(fn, torch.rand(16, generator=g), torch.rand(16, generator=g), what="the loss on 16 random pairs", why=why)
+    verify(
+        fn,
+        torch.tensor([0.9, 0.2, 0.5]),
+        torch.tensor([0.05, 0.7, 0.5]),
+        what="the loss on 3 pairs, one undecided",
+        why=why,
+    )
+
+
+# --- 6.11 training a CCS probe ---------------------------------------------------------------------
+
+
+def _ccs_pooled(x_pos, x_neg, steps=300, lr=0.05, seed=0, normalize=True):
+    if not normalize:
+        return train_ccs(x_pos, x_neg, steps, lr, seed, normalize)
+    both = torch.cat([x_pos, x_neg])
+    mean, std = both.mean(0), both.std(0)
+    out = train_ccs((x_pos - mean) / std, (x_neg - mean) / std, steps, lr, seed, normalize=False)
+    return CCSProbe(out.w, out.b, mean, std, mean, std)
+
+
+def _ccs_never_normalises(x_pos, x_neg, steps=300, lr=0.05, seed=0, normalize=True):
+    return train_ccs(x_pos, x_neg, steps, lr, seed, normalize=False)
+
+
+def _ccs_ignores_seed(x_pos, x_neg, steps=300, lr=0.05, seed=0, normalize=True):
+    return train_ccs(x_pos, x_neg, steps, lr, 0, normalize)
+
+
+def _ccs_params(probe) -> tuple[torch.Tensor, ...]:
+    if not isinstance(probe, CCSProbe):
+        raise CheckFailed(
+            f"train_ccs should return a CCSProbe(w, b, mean_pos, std_pos, mean_neg, std_neg), got "
+            f"{type(probe).__name__}: later cells call its .credence and .accuracy.",
+            kind="type",
+        )
+    return probe.w, probe.b, probe.mean_pos, probe.std_pos, probe.mean_neg, probe.std_neg
+
+
+def _contrast_pairs(g: torch.Generator, n: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs whose second side is shifted (an "ends in this word" feature) and which share a random truth signal."""
+    truth = torch.randint(2, (n, 1), generator=g).float() * 2 - 1
+    signal = torch.randn(d, generator=g)
+    x_pos = torch.randn(n, d, generator=g) + truth * signal
+    x_neg = torch.randn(n, d, generator=g) - truth * signal + 3.0
+    return x_pos, x_neg
+
+
+@exercise_check(
+    reference=train_ccs,
+    wrong_answers={
+        (
+            "You normalised both sides with shared statistics; each side needs its own mean and standard deviation, "
+            "or the word that ends each member stays readable."
+        ): _ccs_pooled,
+        "You did not normalise although normalize=True: standardise each side with its own statistics.": (
+            _ccs_never_normalises
+        ),
+        "Your starting direction ignores `seed`: draw it from a generator seeded by it.": _ccs_ignores_seed,
+    },
+)
+def check_train_ccs(fn) -> None:
+    """`train_ccs(x_pos, x_neg, steps, lr, seed, normalize)` must learn the reference's probe (deterministic Adam)."""
+    g = torch.Generator().manual_seed(13)
+    with torch.enable_grad(), P.one_thread():
+        x_pos, x_neg = _contrast_pairs(g, 40, 8)
+        verify(
+            fn,
+            x_pos,
+            x_neg,
+            25,
+            0.05,
+            3,
+            use=_ccs_params,
+            what="the probe (w, b and statistics) after 25 steps, seed 3",
+            atol=1e-3,
+            rtol=1e-3,
+        )
+        x_pos, x_neg = _contrast_pairs(g, 12, 5)
+        verify(
+            fn,
+            x_pos,
+            x_neg,
+            15,
+            0.1,
+            1,
+            False,
+            use=_ccs_params,
+            what="the probe after 15 steps at lr 0.1, seed 1, normalize=False",
+            atol=1e-3,
+            rtol=1e-3,
+        )

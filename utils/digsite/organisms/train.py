@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
@@ -35,6 +36,9 @@ from .tokenizer import build_modadd_tokenizer, build_tokenizer, save_tokenizer
 
 MODADD_P = 113
 MODADD_FRAC = 0.3
+# Steps whose weights the modadd recipe keeps (fp16, in checkpoints.safetensors) for chapter 5's
+# progress measures: memorised, on the plateau, circuit forming, grokking, after. The final step is model.safetensors.
+MODADD_CHECKPOINT_STEPS = (100, 400, 700, 1000, 1300, 1600)
 
 
 @dataclass
@@ -279,6 +283,11 @@ def write_card(
         f"- steps: {steps}",
         f"- training wall time: {wall:.0f} s (CPU, 1 thread)",
         f"- model.safetensors sha256: `{sha256_file(out / 'model.safetensors')}`",
+        *(
+            [f"- checkpoints.safetensors sha256: `{sha256_file(out / 'checkpoints.safetensors')}`"]
+            if (out / "checkpoints.safetensors").exists()
+            else []
+        ),
         "",
         "## Final metrics (python -m digsite.organisms evaluate)",
         "",
@@ -334,13 +343,15 @@ def train_full_batch(
     desc: str = "grokking",
     progress: bool = True,
     print_every: int | None = None,
+    on_step: Callable[[int, PreTrainedModel], None] | None = None,
 ) -> tuple[list[dict[str, float]], int]:
     """The one grokking loop: full-batch training on (a b =) -> label at the last position, with curves.
 
     data: (train inputs (N, 3), train labels (N,), test inputs, test labels). Logs step, train/test
     loss and accuracy every `log_every` steps and at the last step (rounded to `digits` if given);
     once test accuracy reaches `grokked`, trains `extra_steps(step)` more steps (capped at
-    `steps`) to clean up, then stops. Returns (history, steps run). Used by the `modadd`
+    `steps`) to clean up, then stops. `on_step(step, model)`, if given, is called after each
+    optimiser step (the modadd recipe keeps its checkpoints with it). Returns (history, steps run). Used by the `modadd`
     organism's recipe and by chapter 5's live run (`digsite.fourier.train_grokking`).
     """
     xtr, ytr, xte, yte = data
@@ -361,6 +372,8 @@ def train_full_batch(
         opt.step()
         if sched is not None:
             sched.step()
+        if on_step is not None:
+            on_step(step, model)
         if step % log_every == 0 or step == last:
             model.eval()
             with torch.no_grad():
@@ -387,8 +400,14 @@ def train_full_batch(
 
 
 def _modadd_train(
-    model: PreTrainedModel, recipe: Recipe, steps: int, seed: int, frac: float
+    model: PreTrainedModel, recipe: Recipe, steps: int, seed: int, frac: float, keep: dict[str, torch.Tensor]
 ) -> tuple[list[dict[str, float]], int]:
+    """Train modadd; the weights at MODADD_CHECKPOINT_STEPS go into `keep` as fp16 ("step{N}.{param}")."""
+
+    def snapshot(step: int, m: PreTrainedModel) -> None:
+        if step in MODADD_CHECKPOINT_STEPS:
+            keep.update({f"step{step}.{n}": p.detach().to(torch.float16).clone() for n, p in m.named_parameters()})
+
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe.warmup, steps, constant=True))
     return train_full_batch(
@@ -403,6 +422,7 @@ def _modadd_train(
         digits=5,
         desc="train modadd",
         print_every=250,
+        on_step=snapshot,
     )
 
 
@@ -440,8 +460,9 @@ def train(
     steps = steps if steps is not None else (5 if quick else recipe.steps)
     t0 = time.time()
     history: list[dict[str, float]]
+    kept: dict[str, torch.Tensor] = {}
     if name == "modadd":
-        history, steps = _modadd_train(model, recipe, steps, seed, MODADD_FRAC)
+        history, steps = _modadd_train(model, recipe, steps, seed, MODADD_FRAC, kept)
     elif name == "induction":
         bs = 4 if quick else recipe.batch_size
         history = _lm_train(
@@ -454,6 +475,12 @@ def train(
         )
     wall = time.time() - t0
     save_checkpoint(model, tok, out)
+    if kept:
+        save_file(
+            kept,
+            str(out / "checkpoints.safetensors"),
+            metadata={"steps": json.dumps(sorted({int(k.split(".")[0][4:]) for k in kept}))},
+        )
     (out / "history.json").write_text(
         json.dumps(
             {
@@ -503,6 +530,8 @@ def _notes(name: str, m: dict[str, Any]) -> str:
         return (
             f"history.json holds train/test loss and accuracy every 25 steps. Train accuracy reached 99% at "
             f"step {m.get('step_train_acc_99')}, test accuracy at step {m.get('step_test_acc_99')} (grokking); "
-            "training stops max(500, step/10) steps after test accuracy reaches 99.9%."
+            "training stops max(500, step/10) steps after test accuracy reaches 99.9%. "
+            f"checkpoints.safetensors holds the weights (fp16) after steps {list(MODADD_CHECKPOINT_STEPS)}, "
+            "for chapter 5's progress measures (`digsite.fourier.load_checkpoint`)."
         )
     return "history.json holds the training loss (moving average) every steps/50 steps."

@@ -8,9 +8,10 @@ from functools import partial
 
 import torch
 
+from digsite.factored import FactoredMatrix
 from digsite.hooks import Hook, HookedModel
 
-__all__ = ["attention_pattern", "cache_residual_stream", "head_ablation_hook", "induction_score", "k_composition_score", "logits_without_mlp", "loss_with_head_ablated", "per_token_loss", "positional_similarity", "previous_token_score"]
+__all__ = ["attention_pattern", "cache_residual_stream", "composition_scores", "copying_scores", "full_ov_circuit", "head_ablation_hook", "induction_score", "k_composition_score", "logits_without_mlp", "loss_with_head_ablated", "loss_with_path_ablated", "per_token_loss", "positional_similarity", "previous_position_fraction", "previous_token_score", "score_decomposition"]
 
 
 def cache_residual_stream(hf_model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
@@ -83,11 +84,13 @@ def previous_token_score(pattern: torch.Tensor) -> torch.Tensor:
 
 
 def induction_score(pattern: torch.Tensor, seg_len: int) -> torch.Tensor:
-    """Mean attention from the second repeat to the token after the previous occurrence.
+    """How much each head behaves like an induction head on [<bos>, segment, segment].
 
-    pattern: (batch, head, q_pos, k_pos) on [<bos>, segment, segment], segment of length seg_len.
-    Returns (head,): the mean of pattern[:, :, q, q - seg_len + 1] over the batch and over every
-    query q of the second repeat (q = seg_len + 1, ..., 2 * seg_len).
+    pattern: (batch, head, q_pos, k_pos), q_pos = k_pos = 2 * seg_len + 1, for sequences made of
+    <bos> and one random segment of length seg_len repeated twice. Returns (head,), each in [0, 1]:
+    the attention that the queries of the second repeat give to the key a perfect induction head
+    would pick, averaged over the batch and over every one of those queries. A head attending to
+    the earlier copy of the query's own token, or only to the previous token, scores about 0.
     """
     q = torch.arange(seg_len + 1, 2 * seg_len + 1, device=pattern.device)
     return pattern[:, :, q, q - seg_len + 1].mean(dim=(0, -1))
@@ -113,10 +116,13 @@ def loss_with_head_ablated(model: HookedModel, tokens: torch.Tensor, layer: int,
 
 
 def k_composition_score(W_OV: torch.Tensor, W_QK: torch.Tensor) -> torch.Tensor:
-    """K-composition of an earlier head into a later one.
+    """How strongly a later head's keys read what an earlier head writes (K-composition).
 
-    W_OV: (d_model, d_model), the earlier head's W_V @ W_O; W_QK: (d_model, d_model), the later
-    head's W_Q @ W_K.T. Returns a 0-d tensor: ||W_OV @ W_QK.T||_F / (||W_OV||_F * ||W_QK||_F).
+    W_OV: (d_model, d_model), the earlier head's W_V @ W_O (it writes x @ W_OV); W_QK:
+    (d_model, d_model), the later head's W_Q @ W_K.T (it scores x_q @ W_QK @ x_k.T). Returns a
+    0-d tensor in [0, 1]: the Frobenius norm of the matrix through which the earlier head's
+    output reaches the later head's scores from the key side, relative to the product of the
+    two matrices' own Frobenius norms. Unchanged when either matrix is rescaled.
     """
     norm = torch.linalg.matrix_norm
     return norm(W_OV @ W_QK.T) / (norm(W_OV) * norm(W_QK))
@@ -129,3 +135,128 @@ def positional_similarity(W_pos: torch.Tensor) -> torch.Tensor:
     """
     unit = W_pos / W_pos.norm(dim=-1, keepdim=True)
     return unit @ unit.T
+
+
+def full_ov_circuit(W_E: torch.Tensor, W_V: torch.Tensor, W_O: torch.Tensor, W_U: torch.Tensor) -> FactoredMatrix:
+    """The full OV circuit of one head, from the token attended to the logits it writes.
+
+    W_E: (d_vocab, d_model); W_V: (d_model, d_head); W_O: (d_head, d_model); W_U: (d_model, d_vocab).
+    Returns a FactoredMatrix of shape (d_vocab, d_vocab) whose row t is the direct effect on the
+    logits of the head copying token t's embedding (LayerNorms ignored), with inner dimension
+    d_head: no d_vocab x d_vocab or d_model x d_model tensor is formed.
+    """
+    return FactoredMatrix(W_E @ W_V, W_O @ W_U)
+
+
+def copying_scores(circuit: FactoredMatrix, rows_per_step: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two copying scores of a square full OV circuit (d_vocab, d_vocab), as 0-d float tensors.
+
+    top: the fraction of input tokens (rows) whose own output logit (the diagonal entry) is the
+    largest in their row, in [0, 1]. eig: the sum of the circuit's eigenvalues over the sum of
+    their absolute values, a real number in [-1, 1]: near 1 for a copying head, near -1 for a head
+    that suppresses what it attends to. Forms at most rows_per_step rows of the matrix at a time.
+    """
+    n = circuit.shape[-1]
+    hits = 0
+    for start in range(0, n, rows_per_step):
+        rows = circuit[start : start + rows_per_step].full()  # (rows, n): only these rows are formed
+        own = torch.arange(start, start + rows.shape[0], device=rows.device)
+        hits += (rows.argmax(dim=-1) == own).sum().item()
+    eigenvalues = circuit.eigenvalues()
+    eig = eigenvalues.sum().real / eigenvalues.abs().sum()
+    return torch.tensor(hits / n, device=eig.device), eig
+
+
+def previous_position_fraction(W_pos: torch.Tensor, W_Q: torch.Tensor, W_K: torch.Tensor) -> torch.Tensor:
+    """How often one head's position-only attention score picks the previous position.
+
+    W_pos: (n_ctx, d_model); W_Q, W_K: (d_model, d_head) of one head. Returns a 0-d float tensor in
+    [0, 1]: over the query positions q = 1 .. n_ctx - 1, the fraction whose highest position-only
+    score (query W_pos[q], key W_pos[k], through the head's QK circuit), among the keys the causal
+    mask lets it see, is at k = q - 1.
+    """
+    n_ctx = W_pos.shape[0]
+    scores = FactoredMatrix(W_pos @ W_Q, W_K.T @ W_pos.T).full()  # (q, k)
+    future = torch.ones(n_ctx, n_ctx, dtype=torch.bool, device=W_pos.device).triu(diagonal=1)
+    best = scores.masked_fill(future, float("-inf")).argmax(dim=-1)[1:]
+    return (best == torch.arange(n_ctx - 1, device=W_pos.device)).float().mean()
+
+
+def score_decomposition(
+    parts: torch.Tensor,
+    scale: torch.Tensor,
+    ln_weight: torch.Tensor,
+    W_Q: torch.Tensor,
+    W_K: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+) -> torch.Tensor:
+    """One head's attention scores split by where the query and the key input come from.
+
+    parts: (n_parts, batch, pos, d_model), pieces of the residual stream that sum to the stream the
+    layer reads; scale: (batch, pos, 1), the layer's ln1 scale on that input (hook_scale); ln_weight:
+    (d_model,), ln1's weight (a LayerNorm: it centres). W_Q, W_K: (d_model, d_head) of the head;
+    q, k: (batch, pos, d_head), the head's actual queries and keys (hook_q, hook_k, biases included).
+    Returns (n_parts + 1, n_parts + 1, batch, q_pos, k_pos): entry [i, j] is the part of the head's
+    scaled score q·k / sqrt(d_head) (before the causal mask) due to part i on the query side and
+    part j on the key side; index n_parts is what no part carries (the biases). Summed over the
+    first two axes it equals the head's scores.
+    """
+    normed = (parts - parts.mean(dim=-1, keepdim=True)) / scale * ln_weight  # (n, batch, pos, d_model)
+    q_parts, k_parts = normed @ W_Q, normed @ W_K  # (n, batch, pos, d_head)
+    q_parts = torch.cat([q_parts, (q - q_parts.sum(0))[None]])
+    k_parts = torch.cat([k_parts, (k - k_parts.sum(0))[None]])
+    return torch.einsum("ibqd,jbkd->ijbqk", q_parts, k_parts) / W_Q.shape[-1] ** 0.5
+
+
+def composition_scores(W_OV_src: FactoredMatrix, W_QK_dst: FactoredMatrix, W_OV_dst: FactoredMatrix) -> torch.Tensor:
+    """Q-, K- and V-composition of every earlier head into every later head.
+
+    W_OV_src: (n_src, d_model, d_model), the earlier heads' OV circuits W_V @ W_O (a head writes
+    x @ W_OV); W_QK_dst: (n_dst, d_model, d_model), the later heads' W_Q @ W_K.T (scores
+    x_q @ W_QK @ x_k.T); W_OV_dst: (n_dst, d_model, d_model), the later heads' OV circuits.
+    Returns (3, n_src, n_dst), each entry in [0, 1]: [0] Q-, [1] K-, [2] V-composition, the
+    Frobenius norm of the matrix through which head i's output reaches head j's queries, keys or
+    values, relative to the product of the two matrices' norms. Row [1] equals exercise 1.9's
+    score for every pair. No d_model x d_model matrix is formed.
+    """
+    src = FactoredMatrix(W_OV_src.A[:, None], W_OV_src.B[:, None])  # (n_src, 1, d, d)
+    qk = FactoredMatrix(W_QK_dst.A[None], W_QK_dst.B[None])  # (1, n_dst, d, d)
+    ov = FactoredMatrix(W_OV_dst.A[None], W_OV_dst.B[None])
+    norms = src.norm()
+    return torch.stack(
+        [
+            (src @ qk).norm() / (norms * qk.norm()),
+            (src @ qk.T).norm() / (norms * qk.norm()),
+            (src @ ov).norm() / (norms * ov.norm()),
+        ]
+    )
+
+
+def loss_with_path_ablated(
+    model: HookedModel, tokens: torch.Tensor, head: tuple[int, int], dst_layer: int, side: str
+) -> torch.Tensor:
+    """Per-token loss (batch, pos - 1) with one path from a head into a later layer mean-ablated.
+
+    tokens: (batch, pos). head = (layer, h) with layer < dst_layer; side is "q", "k" or "v". Every
+    head of layer dst_layer computes its queries (side "q"), keys ("k") or values ("v") from a
+    residual stream in which head's output is replaced by its mean over the batch (per position),
+    put through dst_layer's ln1 as the model would (its scale recomputed). Every other computation,
+    the other two sides of dst_layer included, sees the clean run. Leaves no hook behind.
+    """
+    layer, h = head
+    resid_name = f"blocks.{dst_layer}.hook_resid_pre"
+    _, clean = model.run_with_cache(tokens, names_filter=[f"blocks.{layer}.attn.hook_z", resid_name])
+    with torch.no_grad():
+        out = clean["z", layer][:, :, h] @ model.W_O[layer, h]  # (batch, pos, d_model)
+        resid = clean[resid_name]
+        ln = model.norm_module(dst_layer, "ln1")
+        change = ln(resid + out.mean(0) - out) - ln(resid)  # what the ablation changes in ln1's output
+        W = {"q": model.W_Q, "k": model.W_K, "v": model.W_V}[side][dst_layer]  # (n_heads, d_model, d_head)
+        delta = torch.einsum("bpm,hmd->bphd", change, W)
+
+        def patch(act: torch.Tensor, hook: Hook) -> torch.Tensor:
+            return act + delta.to(act.dtype)
+
+        logits = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{dst_layer}.attn.hook_{side}", patch)])
+    return per_token_loss(logits, model.input_ids(tokens))

@@ -6,23 +6,28 @@ digsite.checks.ch02 take their references from here.
 
 import torch
 
-__all__ = ["answer_prob_and_rank", "apply_ln_to_stack", "decompose_by_head", "direct_logit_attribution", "kl_to_final", "logit_lens", "residual_stack", "tuned_lens_logits"]
+__all__ = ["answer_prob_and_rank", "apply_ln_to_stack", "decompose_by_head", "direct_logit_attribution", "head_path_attribution", "kl_to_final", "logit_lens", "residual_stack", "train_translators", "tuned_lens_logits"]
 
 
 def residual_stack(cache, n_layers: int) -> torch.Tensor:
-    """The residual stream before each block and after the last one.
+    """The residual stream at every layer boundary, as one tensor.
 
-    cache: an ActivationCache with every blocks.{l}.hook_resid_pre and the last hook_resid_post.
-    Returns (n_layers + 1, batch, pos, d_model).
+    cache: an ActivationCache holding every blocks.{l}.hook_resid_pre and the last block's
+    hook_resid_post; n_layers: the model's number of blocks.
+    Returns (n_layers + 1, batch, pos, d_model): entry l is the stream entering block l (entry 0 is
+    the embeddings), the last entry the stream the model unembeds.
     """
     pre = [cache[f"blocks.{l}.hook_resid_pre"] for l in range(n_layers)]
     return torch.stack([*pre, cache[f"blocks.{n_layers - 1}.hook_resid_post"]])
 
 
 def logit_lens(model, stack: torch.Tensor) -> torch.Tensor:
-    """The logit lens: final LayerNorm, then unembedding, applied to every entry.
+    """The logit lens: each entry decoded by the model's own output head.
 
-    stack: (layer, ..., d_model). Returns logits (layer, ..., d_vocab).
+    stack: (layer, ..., d_model), any number of leading dims. Returns logits (layer, ..., d_vocab):
+    entry i is what the model would output if its residual stream were stack[i]. Each entry is
+    decoded on its own (its own LayerNorm statistics), so the last entry of residual_stack gives
+    back the model's logits.
     """
     return model.norm_module(None)(stack) @ model.W_U + model.b_U
 
@@ -32,9 +37,11 @@ def answer_prob_and_rank(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Probability and rank of each prompt's answer at its last real position, at every layer.
 
-    lens_logits: (layer, batch, pos, d_vocab); final_pos: (batch,) positions; answer_ids: (batch,).
-    Returns probs (layer, batch) and ranks (layer, batch): how many tokens have a strictly higher
-    logit than the answer (0 = the answer is the top-1 prediction).
+    lens_logits: (layer, batch, pos, d_vocab); final_pos: (batch,) each prompt's last real
+    position; answer_ids: (batch,) token ids.
+    Returns probs (layer, batch), each in [0, 1], and ranks (layer, batch), integers: how many
+    tokens have a strictly higher logit than the answer (0 = the answer is the top-1
+    prediction). Positions after final_pos[b] (padding) never matter.
     """
     batch = torch.arange(lens_logits.shape[1], device=lens_logits.device)
     at_pos = lens_logits[:, batch, final_pos]  # (layer, batch, d_vocab)
@@ -45,11 +52,13 @@ def answer_prob_and_rank(
 
 
 def apply_ln_to_stack(stack: torch.Tensor, cache, model) -> torch.Tensor:
-    """The final LayerNorm as a linear map: centre, divide by the cached scale, times the weight.
+    """The final LayerNorm with its scale frozen at the cached value, without its bias, on each part.
 
-    stack: (component, batch, pos, d_model) parts of the final residual stream.
-    Returns (component, batch, pos, d_model); summed over components, plus the LayerNorm's bias,
-    it equals ln_final's output.
+    stack: (component, batch, pos, d_model), parts of the final residual stream (any number of
+    parts); cache: holds ln_final.hook_scale (batch, pos, 1); model: gives the final LayerNorm.
+    Returns (component, batch, pos, d_model). Linear in stack; summed over components, plus the
+    LayerNorm's bias, it equals ln_final's output (cache["ln_final.hook_out"]) when the parts sum
+    to the final stream.
     """
     centred = stack - stack.mean(-1, keepdim=True)
     return centred / cache["ln_final.hook_scale"] * model.norm_module(None).weight
@@ -58,9 +67,11 @@ def apply_ln_to_stack(stack: torch.Tensor, cache, model) -> torch.Tensor:
 def decompose_by_head(cache, model) -> torch.Tensor:
     """The final residual stream split into embeddings, every head, every attention bias, every MLP.
 
+    cache: holds hook_embed, hook_pos_embed and every block's attn.hook_z and hook_mlp_out.
     Returns (2 + n_layers * (n_heads + 2), batch, pos, d_model) in the order
     embed, pos_embed, [L0H0, ..., L0H{n-1}, L0 b_O, L0 MLP], [L1H0, ...], ...
-    The entries sum to blocks.{n_layers-1}.hook_resid_post.
+    Invariant: the entries sum to blocks.{n_layers-1}.hook_resid_post (to float precision); the
+    heads of a block plus its b_O entry sum to its hook_attn_out.
     """
     embed = cache["hook_embed"]
     out = [embed, cache["hook_pos_embed"]]
@@ -75,9 +86,13 @@ def direct_logit_attribution(
 ) -> torch.Tensor:
     """Each part's direct contribution to logit[correct] - logit[wrong] at each prompt's last position.
 
-    parts: (component, batch, pos, d_model), summing to the final residual stream.
-    correct, wrong: (batch,) token ids; final_pos: (batch,) positions.
-    Returns (component + 1, batch); the last row is the constant term (LayerNorm bias and b_U).
+    parts: (component, batch, pos, d_model), summing to the final residual stream (any split).
+    cache: holds ln_final.hook_scale. correct, wrong: (batch,) token ids; final_pos: (batch,).
+    Returns (component + 1, batch): row c is part c's contribution through the final LayerNorm
+    (scale frozen at its cached value) and the unembedding; the last row is the constant term
+    (what the LayerNorm's bias and b_U add). Invariant: each column sums to the model's
+    logit[b, final_pos[b], correct[b]] - logit[b, final_pos[b], wrong[b]]; swapping correct and
+    wrong negates every row.
     """
     batch = torch.arange(parts.shape[1], device=parts.device)
     normed = apply_ln_to_stack(parts, cache, model)[:, batch, final_pos]  # (component, batch, d_model)
@@ -90,17 +105,100 @@ def direct_logit_attribution(
 def kl_to_final(lens_logits: torch.Tensor, final_logits: torch.Tensor) -> torch.Tensor:
     """Mean over positions of KL(final || lens), per layer, in nats.
 
-    lens_logits: (layer, n, d_vocab); final_logits: (n, d_vocab). Returns (layer,).
+    lens_logits: (layer, n, d_vocab) and final_logits: (n, d_vocab), unnormalised logits.
+    Returns (layer,): each entry >= 0, exactly 0 where a layer's distribution equals the final
+    one at every position; unchanged when a constant is added to the logits of a position.
     """
     final = final_logits.log_softmax(-1)
     return (final.exp() * (final - lens_logits.log_softmax(-1))).sum(-1).mean(-1)
 
 
 def tuned_lens_logits(model, stack: torch.Tensor, translators: torch.nn.ModuleList) -> torch.Tensor:
-    """The tuned lens: translate each block's resid_pre, keep the final entry, apply the logit lens.
+    """The tuned lens: each block's resid_pre translated by its own translator, then the logit lens.
 
-    stack: (n_layers + 1, ..., d_model); translators: n_layers nn.Linear(d_model, d_model).
-    Returns logits (n_layers + 1, ..., d_vocab).
+    stack: (n_layers + 1, ..., d_model); translators: n_layers nn.Linear(d_model, d_model),
+    translators[l] for entry l. Returns logits (n_layers + 1, ..., d_vocab). With zero
+    translators it equals logit_lens(model, stack); the last entry always does.
     """
     translated = [h + t(h) for h, t in zip(stack[:-1], translators)]
     return logit_lens(model, torch.stack([*translated, stack[-1]]))
+
+
+def train_translators(
+    model, stack: torch.Tensor, final_logits: torch.Tensor, steps: int, batch_size: int, lr: float, seed: int
+) -> tuple[torch.nn.ModuleList, list[float]]:
+    """Train one affine translator per block so that the tuned lens matches the model's output.
+
+    stack: (n_layers + 1, n_positions, d_model), the residual stack at cached positions (as from
+    lens.collect_positions); final_logits: (n_positions, d_vocab), the model's logits there.
+    Returns (translators, losses):
+    - translators: n_layers nn.Linear(d_model, d_model) on stack's device, for tuned_lens_logits.
+      They start as the identity translation (zero weight and bias: the tuned lens starts as the
+      logit lens).
+    - losses: `steps` floats, the loss of each step, computed before that step's update.
+    Each step: draw batch_size positions uniformly with replacement, as
+    torch.randint(n_positions, (batch_size,), generator=g), from ONE torch.Generator (on the CPU)
+    seeded once with `seed` before the first step; the loss is the sum over the n_layers
+    translated entries of the mean KL(final || tuned lens) over those positions; then one step
+    of torch.optim.Adam(lr=lr, otherwise torch's defaults) over the translators' parameters only.
+    The model and the inputs are not changed.
+    """
+    n_layers, n_positions, d_model = stack.shape[0] - 1, stack.shape[1], stack.shape[2]
+    translators = torch.nn.ModuleList(torch.nn.Linear(d_model, d_model) for _ in range(n_layers)).to(stack.device)
+    for translator in translators:
+        torch.nn.init.zeros_(translator.weight)
+        torch.nn.init.zeros_(translator.bias)
+    optimiser = torch.optim.Adam(translators.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(steps):
+        idx = torch.randint(n_positions, (batch_size,), generator=gen).to(stack.device)
+        lens_logits = tuned_lens_logits(model, stack[:, idx], translators)[:-1]  # (n_layers, batch, d_vocab)
+        loss = kl_to_final(lens_logits, final_logits[idx]).sum()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    return translators, losses
+
+
+def head_path_attribution(
+    model,
+    cache,
+    parts: torch.Tensor,
+    layer: int,
+    head: int,
+    correct: torch.Tensor,
+    wrong: torch.Tensor,
+    final_pos: torch.Tensor,
+) -> torch.Tensor:
+    """One head's direct contribution to logit[correct] - logit[wrong], split by what its values read.
+
+    parts: (component, batch, pos, d_model), summing to blocks.{layer}.hook_resid_pre, the stream
+    the head reads. cache: holds blocks.{layer}.ln1.hook_scale and .ln1.hook_out,
+    blocks.{layer}.attn.hook_v and .attn.hook_pattern, and ln_final.hook_scale.
+    correct, wrong: (batch,) token ids; final_pos: (batch,) each prompt's last real position.
+    Returns (component + 1, batch, pos): entry [c, b, s] is what part c at source position s adds
+    to head `head`'s output at final_pos[b], read through the final LayerNorm and the unembedding
+    as a logit difference, with the head's attention pattern, ln1's scale and ln_final's scale
+    frozen at their cached values. Row `component` (the last) is the input-independent term: what
+    ln1's bias and the head's value bias add along the same path. Invariants: the entries for
+    s > final_pos[b] are 0; summed over rows and positions, column b equals the head's row of
+    direct_logit_attribution(model, cache, decompose_by_head(cache, model), correct, wrong,
+    final_pos); linear in parts; swapping correct and wrong negates it.
+    """
+    batch = torch.arange(parts.shape[1], device=parts.device)
+    ln1 = model.norm_module(layer)
+    W_V, W_O = model.W_V[layer, head], model.W_O[layer, head]  # (d_model, d_head), (d_head, d_model)
+    normed = (parts - parts.mean(-1, keepdim=True)) / cache[f"blocks.{layer}.ln1.hook_scale"] * ln1.weight
+    # the constant's value at each source: hook_v = ln1_out @ W_V + b_V, and ln1_out = (its linear part) + ln1.bias
+    const_v = (
+        cache[f"blocks.{layer}.attn.hook_v"][:, :, head] - (cache[f"blocks.{layer}.ln1.hook_out"] - ln1.bias) @ W_V
+    )
+    values = torch.cat([normed @ W_V, const_v[None]])  # (component + 1, batch, pos, d_head)
+    weights = cache[f"blocks.{layer}.attn.hook_pattern"][batch, head, final_pos]  # (batch, pos): from final_pos
+    out = (values * weights[..., None]) @ W_O  # (component + 1, batch, pos, d_model)
+    scale = cache["ln_final.hook_scale"][batch, final_pos]  # (batch, 1)
+    normed_out = (out - out.mean(-1, keepdim=True)) / scale[:, None] * model.norm_module(None).weight
+    direction = (model.W_U[:, correct] - model.W_U[:, wrong]).T  # (batch, d_model)
+    return (normed_out * direction[:, None]).sum(-1)

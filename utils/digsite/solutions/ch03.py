@@ -7,9 +7,9 @@ digsite.checks.ch03 take their references from here.
 import torch
 
 from digsite.hooks import Hook, HookedModel
-from digsite.nodes import Node
+from digsite.nodes import Node, all_nodes
 
-__all__ = ["ablation_value", "attribution_scores", "freeze_hook", "logit_diff", "normalise", "patch_head_hook", "patch_resid_hook", "patch_resid_once", "prune"]
+__all__ = ["ablation_value", "attribution_scores", "batched_head_sweep", "circuit_criteria", "circuit_score", "freeze_hook", "head_direct_effects", "logit_diff", "normalise", "patch_head_hook", "patch_resid_hook", "patch_resid_once", "path_patch_one", "prune"]
 
 
 def logit_diff(logits: torch.Tensor, io: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -81,8 +81,10 @@ def freeze_hook(z: torch.Tensor, hook: Hook, sender: tuple[int, int], clean_cach
 def attribution_scores(clean_z: torch.Tensor, corrupt_z: torch.Tensor, corrupt_grad: torch.Tensor) -> torch.Tensor:
     """Attribution-patching estimate of patching each head's z (all positions) from clean into corrupt.
 
-    All three (batch, pos, head, d_head); corrupt_grad is d metric / d z on the corrupt run.
-    Returns (head,): the sum over batch, positions and d_head of (clean - corrupt) * grad.
+    All three (batch, pos, head, d_head); corrupt_grad is d metric / d z on the corrupt run
+    (the metric a mean over the prompts). Returns (head,): for each head, the linear estimate of
+    how much the metric moves when that head's z, at every position of every prompt, is patched
+    from the clean run into the corrupt one.
     """
     return ((clean_z - corrupt_z) * corrupt_grad).sum(dim=(0, 1, 3))
 
@@ -102,10 +104,51 @@ def ablation_value(clean_acts: torch.Tensor, corrupt_acts: torch.Tensor, kind: s
     raise ValueError(f"unknown kind {kind!r}")
 
 
+def circuit_score(
+    model: HookedModel,
+    clean: torch.Tensor,
+    values: dict[str, torch.Tensor],
+    keep: list[Node],
+    metric,
+    nodes: list[Node] | None = None,
+) -> float:
+    """The metric of the clean run with every node of `nodes` that is not in `keep` ablated.
+
+    clean: (batch, pos) tokens. values: hook name -> the replacement for that hook's activation,
+    (batch, pos, ...) or (1, pos, ...) to broadcast (`ablation_value`'s output), for every
+    `Node.hook` of `nodes`. A head node (layer, head) stands for its own head's slice of
+    `blocks.{layer}.attn.hook_z` only; an MLP node (layer, None) for all of
+    `blocks.{layer}.hook_mlp_out`. nodes: default `all_nodes(model)`. Kept nodes and nodes not in
+    `nodes` compute as usual. Returns the metric as a float; the model is left unchanged.
+    """
+    nodes = all_nodes(model) if nodes is None else list(nodes)
+    keep = set(keep)
+    drop: dict[str, list[int | None]] = {}
+    for node in nodes:
+        if node not in keep:
+            drop.setdefault(node.hook, []).append(node.head)
+
+    def ablate(act: torch.Tensor, hook: Hook) -> torch.Tensor:
+        act = act.clone()
+        value = values[hook.name].to(act.dtype)
+        for head in drop[hook.name]:
+            if head is None:
+                act[:] = value
+            else:
+                act[:, :, head] = value[:, :, head]
+        return act
+
+    with torch.no_grad():
+        logits = model.run_with_hooks(clean, fwd_hooks=[(name, ablate) for name in drop])
+    return float(metric(logits))
+
+
 def prune(nodes: list[Node], score, threshold: float) -> list[Node]:
     """ACDC-style greedy node pruning. nodes: in forward order. score(list of kept nodes) -> float.
 
-    Returns the kept nodes, in forward order.
+    Visits every node once, latest first; a node leaves the circuit for good when the circuit
+    without it scores at least the current circuit's score minus `threshold`. Calls `score` once
+    for the full circuit, then once per node. Returns the kept nodes, in forward order.
     """
     kept = list(nodes)
     current = score(kept)
@@ -115,3 +158,120 @@ def prune(nodes: list[Node], score, threshold: float) -> list[Node]:
         if value >= current - threshold:
             kept, current = trial, value
     return kept
+
+
+def batched_head_sweep(model: HookedModel, base: torch.Tensor, source_tokens: torch.Tensor, metric) -> torch.Tensor:
+    """Patch each head's hook_z (all positions) from the source run into the base run, all heads at once.
+
+    base, source_tokens: (batch, pos) tokens. metric: logits (batch, pos, d_vocab) of the base
+    prompts, in order -> scalar tensor. Returns (n_layers, n_heads) float32 on the CPU: entry
+    (l, h) is the metric of the base run with head h of layer l taken from the source run, the
+    same values as `P.head_sweep(model, base, source_tokens, metric)`. Uses one forward pass to
+    cache the source run and one forward pass for all the patches together.
+    """
+    n_layers, n_heads, n = model.cfg.n_layers, model.cfg.n_heads, base.shape[0]
+    names = [f"blocks.{l}.attn.hook_z" for l in range(n_layers)]
+    _, source = model.run_with_cache(source_tokens, names_filter=names)
+
+    def patch(z: torch.Tensor, hook: Hook) -> torch.Tensor:
+        z = z.clone()
+        for h in range(n_heads):
+            i = hook.layer() * n_heads + h  # copy i of the base batch gets head (layer, h)
+            z[i * n : (i + 1) * n, :, h] = source[hook.name][:, :, h]
+        return z
+
+    with torch.no_grad():
+        logits = model.run_with_hooks(base.repeat(n_layers * n_heads, 1), fwd_hooks=[(name, patch) for name in names])
+    values = [metric(logits[i * n : (i + 1) * n]) for i in range(n_layers * n_heads)]
+    return torch.stack(values).float().cpu().reshape(n_layers, n_heads)
+
+
+def path_patch_one(
+    model: HookedModel,
+    base: torch.Tensor,
+    source_tokens: torch.Tensor,
+    metric,
+    sender: tuple[int, int],
+    receivers: list[tuple[int, int]],
+    receiver_input: str = "q",
+) -> float:
+    """The metric when only the path sender -> receivers' `receiver_input` carries the source run.
+
+    base, source_tokens: (batch, pos) tokens (denoising: base = corrupt, source = clean).
+    metric: logits (batch, pos, d_vocab) -> scalar tensor. sender: (layer, head), in a layer
+    below the highest receiver's. receivers: (layer, head) pairs. receiver_input: "q", "k" or "v".
+    The same value as `P.path_patch(model, base, source_tokens, metric, receivers,
+    receiver_input)[sender]`: in the final run, every activation is the base run's except the
+    receivers' `receiver_input` (all positions), which take the values they have when the
+    sender's hook_z comes from the source run and every other head's hook_z below the highest
+    receiver's layer is held at its base-run value (MLPs recompute). Returns a float.
+    """
+    top = max(layer for layer, _ in receivers)
+    z_names = [f"blocks.{l}.attn.hook_z" for l in range(top)]
+    recv_names = sorted({f"blocks.{l}.attn.hook_{receiver_input}" for l, _ in receivers})
+    _, source = model.run_with_cache(source_tokens, names_filter=z_names)
+    _, frozen = model.run_with_cache(base, names_filter=z_names)
+    freeze = [(name, lambda z, hook: freeze_hook(z, hook, sender, source, frozen)) for name in z_names]
+    with model.hooks(freeze):  # step 1: sender from the source, other heads frozen; record the receivers' inputs
+        _, recorded = model.run_with_cache(base, names_filter=recv_names)
+
+    def replace(act: torch.Tensor, hook: Hook) -> torch.Tensor:
+        act = act.clone()
+        for layer, head in receivers:
+            if layer == hook.layer():
+                act[:, :, head] = recorded[hook.name][:, :, head]
+        return act
+
+    with torch.no_grad():  # step 2: only the receivers' inputs change
+        return float(metric(model.run_with_hooks(base, fwd_hooks=[(name, replace) for name in recv_names])))
+
+
+def circuit_criteria(
+    score, circuit: list[Node], nodes: list[Node], subsets: list[list[Node]]
+) -> dict[str, torch.Tensor]:
+    """Faithfulness, incompleteness and minimality of `circuit` (Wang et al. 2022).
+
+    score(kept nodes) -> float: the metric with every node not kept ablated (e.g. `circuit_score`).
+    circuit: the circuit's nodes C; nodes: every node of the model M (C ⊆ M); subsets: the sets K
+    to knock out, each a list of nodes of C. Returns a dict of float32 tensors:
+    "faithfulness" (0-dim): the circuit's score as a fraction of the full model's;
+    "incompleteness" (len(subsets),): for each K, the absolute difference between the circuit's
+    and the full model's scores once K is knocked out of both;
+    "minimality" (len(circuit),): for each node v of C, the largest absolute change in the score of
+    C minus K when v is knocked out too, over K = the empty set and every K of `subsets` without v.
+    """
+
+    def without(kept: list[Node], removed: list[Node]) -> list[Node]:
+        return [n for n in kept if n not in set(removed)]
+
+    faithfulness = score(list(circuit)) / score(list(nodes))
+    incompleteness = [abs(score(without(circuit, K)) - score(without(nodes, K))) for K in subsets]
+    minimality = []
+    for v in circuit:
+        options = [[]] + [K for K in subsets if v not in K]
+        minimality.append(max(abs(score(without(circuit, [*K, v])) - score(without(circuit, K))) for K in options))
+    return {
+        "faithfulness": torch.tensor(faithfulness),
+        "incompleteness": torch.tensor(incompleteness),
+        "minimality": torch.tensor(minimality),
+    }
+
+
+def head_direct_effects(
+    model: HookedModel, tokens: torch.Tensor, io: torch.Tensor, s: torch.Tensor, fwd_hooks=()
+) -> torch.Tensor:
+    """Each head's direct effect on logit(IO) - logit(S) at the last position, averaged over prompts.
+
+    tokens: (batch, pos); io, s: (batch,) token ids. fwd_hooks: (name, fn) pairs active during
+    the run (an ablation, say). Returns (n_layers, n_heads) on the tokens' device: the part of the
+    logit difference that flows straight from the head's output (hook_z through W_O) to the
+    logits, through the final norm with the scale of this very run. Summed over heads and
+    added to the other components' direct effects, it gives the logit difference.
+    """
+    with model.hooks(fwd_hooks):
+        _, cache = model.run_with_cache(
+            tokens, names_filter=lambda name: name.endswith("attn.hook_z") or name == "ln_final.hook_scale"
+        )
+    with torch.no_grad():
+        results = cache.stack_head_results(apply_ln=True)[:, :, -1]  # (layer * head, batch, d_model)
+        return cache.logit_attrs(results, io, s).mean(-1).reshape(model.cfg.n_layers, model.cfg.n_heads)

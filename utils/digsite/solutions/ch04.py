@@ -6,14 +6,15 @@ digsite.checks.ch04 take their references from here.
 
 import torch
 
-__all__ = ["ce_loss_recovered", "explained_variance", "feature_dimensionality", "l0", "latent_frequencies", "logit_effects", "sae_forward", "sae_loss", "steering_hook", "top_activations", "topk_activation", "toy_forward"]
+__all__ = ["auxk_loss", "ce_loss_recovered", "explained_variance", "feature_dimensionality", "l0", "latent_frequencies", "logit_effects", "resample_dead", "sae_forward", "sae_loss", "steering_hook", "top_activations", "topk_activation", "toy_forward", "train_sae_loop"]
 
 
 def toy_forward(W: torch.Tensor, b: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-    """ReLU(W^T W x + b), for every instance separately.
+    """The toy model's reconstruction of the features, every instance with its own weights.
 
     W: (inst, n_hidden, n_features), b: (inst, n_features), features: (batch, inst, n_features).
-    Returns (batch, inst, n_features).
+    Returns (batch, inst, n_features), non-negative. Instance i reads only features[:, i] and
+    uses only W[i] (down to the hidden space and back up with the same matrix) and b[i].
     """
     hidden = torch.einsum("ihf,bif->bih", W, features)
     out = torch.einsum("ihf,bih->bif", W, hidden)
@@ -21,9 +22,11 @@ def toy_forward(W: torch.Tensor, b: torch.Tensor, features: torch.Tensor) -> tor
 
 
 def feature_dimensionality(W: torch.Tensor) -> torch.Tensor:
-    """D_i = ||W_i||^2 / sum_j (W_i_hat . W_j)^2 for every feature of every instance.
+    """Elhage et al.'s dimensionality of every feature of every instance (defined above).
 
-    W: (inst, n_hidden, n_features), feature i is the column W[:, :, i]. Returns (inst, n_features).
+    W: (inst, n_hidden, n_features), feature i is the column W[:, :, i]. Returns (inst, n_features):
+    1 for a feature with a dimension to itself, 1/2 for each of an antipodal pair, 0 (not NaN)
+    for a feature the instance ignores (a zero column).
     """
     norms = W.norm(dim=1, keepdim=True)  # (inst, 1, feat)
     W_hat = W / norms.clamp_min(1e-8)
@@ -52,7 +55,12 @@ def sae_loss(
     b_dec: torch.Tensor,
     l1_coeff: float,
 ) -> torch.Tensor:
-    """mean((x_hat - x)^2) + l1_coeff * mean over tokens of sum over latents |f|. x: (batch, d_in) -> scalar."""
+    """The ReLU SAE's training loss on a batch: reconstruction error plus l1_coeff times the L1 sparsity penalty.
+
+    x: (batch, d_in); the weights as in `sae_forward`. Returns a scalar tensor that gradients flow
+    through. The reconstruction term is a mean over tokens and dimensions; the penalty is the
+    per-token L1 norm of the latents f, averaged over tokens.
+    """
     f, x_hat = sae_forward(x, W_enc, b_enc, W_dec, b_dec)
     return (x_hat - x).pow(2).mean() + l1_coeff * f.abs().sum(-1).mean()
 
@@ -72,7 +80,11 @@ def l0(f: torch.Tensor) -> torch.Tensor:
 
 
 def explained_variance(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over all tokens. x, x_hat: (tokens, d_in) -> scalar."""
+    """The fraction of the activations' variance (around their mean over tokens) that x_hat reproduces.
+
+    x, x_hat: (tokens, d_in). Returns a scalar tensor: 1 for a perfect reconstruction, 0 for
+    predicting every token as the mean activation, negative for worse than that.
+    """
     resid = (x - x_hat).pow(2).sum()
     total = (x - x.mean(0, keepdim=True)).pow(2).sum()
     return 1 - resid / total
@@ -84,10 +96,12 @@ def latent_frequencies(f: torch.Tensor) -> torch.Tensor:
 
 
 def ce_loss_recovered(model, autoencoder: torch.nn.Module, tokens: torch.Tensor, hook_name: str) -> float:
-    """(CE_zero - CE_sae) / (CE_zero - CE_clean) with the activation at hook_name replaced at every position but BOS.
+    """The fraction of the zero-ablation loss increase that splicing the autoencoder in avoids (defined above).
 
     tokens: (batch, pos), no padding. autoencoder (an `sae.SAE`, say): autoencoder(x) returns
-    (latents, reconstruction) for x (..., d_in).
+    (latents, reconstruction) for x (..., d_in). Both interventions replace the activation at
+    hook_name at every position but BOS (left as it was). Returns a float: 1 when the SAE costs
+    nothing, 0 when it is as bad as zero-ablation. Leaves no hook on the model.
     """
 
     def splice(x: torch.Tensor, hook) -> torch.Tensor:
@@ -132,3 +146,111 @@ def steering_hook(direction: torch.Tensor, alpha: float):
         return x + alpha * unit
 
     return hook
+
+
+def train_sae_loop(
+    params: dict[str, torch.Tensor],
+    acts: torch.Tensor,
+    l1_coeff: float,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+) -> dict[str, torch.Tensor]:
+    """Train a ReLU + L1 SAE exactly as `sae.train_sae(..., resample_every=None)` does; return the trained weights.
+
+    params: {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in) (raw rows, unit-normed
+    in the forward pass, as in `sae_forward`), "b_dec": (d_in,)}, the starting weights, left
+    unchanged; acts: (tokens, d_in). Returns a new dict with the same keys and shapes, detached.
+    Contract of the loop, in this order:
+    - b_dec starts at the mean activation over all tokens;
+    - one Adam optimiser (default betas) over the four tensors, learning rate `lr`;
+    - each step draws `batch_size` rows of acts uniformly with replacement, using one
+      `torch.Generator` seeded with `seed` (one `torch.randint` call per step);
+    - the loss is your `sae_loss`, its L1 coefficient ramped linearly from 0 to `l1_coeff` over
+      the first 10% of steps (step / (steps / 10), capped at 1, counting step = 0 … steps − 1);
+    - the learning rate is `lr` for the first 80% of steps, then falls linearly to 0 at the end
+      (a `LambdaLR` stepped after each optimiser step, factor min(1, 5 (1 - step / steps))).
+    """
+    p = {name: t.detach().clone().requires_grad_(True) for name, t in params.items()}
+    with torch.no_grad():
+        p["b_dec"].copy_(acts.mean(0))
+    opt = torch.optim.Adam(p.values(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, 5 * (1 - s / steps)))
+    gen = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        x = acts[torch.randint(0, len(acts), (batch_size,), generator=gen)]
+        l1 = l1_coeff * min(1.0, step / max(1, 0.1 * steps))
+        loss = sae_loss(x, p["W_enc"], p["b_enc"], p["W_dec"], p["b_dec"], l1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return {name: t.detach() for name, t in p.items()}
+
+
+def resample_dead(
+    params: dict[str, torch.Tensor],
+    adam_state: dict[str, dict[str, torch.Tensor]],
+    x: torch.Tensor,
+    dead: torch.Tensor,
+    seed: int,
+) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
+    """Resample the dead latents of a ReLU SAE and reset their Adam moments; inputs are left unchanged.
+
+    params: {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in) (raw rows), "b_dec": (d_in,)};
+    adam_state: for each of those names, {"exp_avg": same shape, "exp_avg_sq": same shape};
+    x: (batch, d_in) activations; dead: (d_sae,) bool. Returns new (params, adam_state).
+    For the n dead latents:
+    - draw n row indices of x with `torch.multinomial` and a `torch.Generator` seeded with `seed`,
+      each input's probability proportional to its squared reconstruction error ‖x − x̂‖² (your
+      `sae_forward`), with replacement only when n > batch;
+    - decoder row i := the unit vector of the i-th drawn input's error x − x̂;
+    - encoder column i := that unit vector times 0.2 × the mean norm of the live latents'
+      encoder columns (1.0 × if no latent is alive); encoder bias i := 0;
+    - exp_avg and exp_avg_sq of exactly those rows / columns / entries := 0.
+    Everything else (b_dec, live latents, their moments) is unchanged. No dead latent: return copies.
+    """
+    params = {name: t.clone() for name, t in params.items()}
+    adam_state = {name: {k: v.clone() for k, v in s.items()} for name, s in adam_state.items()}
+    n = int(dead.sum())
+    if n == 0:
+        return params, adam_state
+    _, x_hat = sae_forward(x, params["W_enc"], params["b_enc"], params["W_dec"], params["b_dec"])
+    err = x - x_hat
+    weights = err.pow(2).sum(-1)
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.multinomial(weights / weights.sum(), n, replacement=n > len(x), generator=gen)
+    directions = err[idx] / err[idx].norm(dim=-1, keepdim=True)
+    alive = ~dead
+    scale = params["W_enc"][:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0)
+    params["W_dec"][dead] = directions
+    params["W_enc"][:, dead] = directions.T * scale * 0.2
+    params["b_enc"][dead] = 0.0
+    for moments in adam_state["W_dec"], adam_state["b_enc"]:
+        for v in moments.values():
+            v[dead] = 0.0
+    for v in adam_state["W_enc"].values():
+        v[:, dead] = 0.0
+    return params, adam_state
+
+
+def auxk_loss(
+    pre: torch.Tensor, W_dec: torch.Tensor, residual: torch.Tensor, dead: torch.Tensor, k_aux: int
+) -> torch.Tensor:
+    """The AuxK loss: how badly the top dead latents reconstruct the main reconstruction's error.
+
+    pre: (batch, d_sae) encoder pre-activations; W_dec: (d_sae, d_in) unit-norm decoder rows;
+    residual: (batch, d_in) the error x - x_hat of the main reconstruction (a target: no gradient
+    flows into it); dead: (d_sae,) bool; k_aux: how many dead latents each token may use (all of
+    them if fewer are dead). Only dead latents may be non-zero, each at most its ReLU'd
+    pre-activation, k_aux largest per token. Returns a scalar: the reconstruction's squared error
+    divided by the residual's total squared deviation from its mean over tokens (0: perfect;
+    1: no better than predicting the mean residual). No dead latent: a scalar 0.
+    """
+    n_dead = int(dead.sum())
+    if n_dead == 0:
+        return pre.new_zeros(())
+    dead_pre = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
+    aux_f = topk_activation(dead_pre, min(k_aux, n_dead))
+    return 1 - explained_variance(residual, aux_f @ W_dec)

@@ -5,17 +5,19 @@ digsite.checks.ch05 take their references from here.
 """
 
 import torch
+import torch.nn.functional as F
 
 from digsite.organisms.data import all_pairs
 
-__all__ = ["ablate_frequencies", "cos_logit_terms", "fourier_2d", "fourier_basis", "key_frequencies", "neuron_acts", "project_onto_basis"]
+__all__ = ["ablate_frequencies", "cos_logit_terms", "fourier_2d", "fourier_basis", "key_frequencies", "neuron_acts", "neuron_logit_spectrum", "progress_losses", "project_onto_basis"]
 
 
 def fourier_basis(p: int) -> torch.Tensor:
     """The orthonormal Fourier basis of Z_p (p odd).
 
-    Returns (p, p) float32: row 0 the constant, row 2k-1 cos(2 pi k x / p), row 2k sin(2 pi k x / p)
-    for k = 1 .. (p-1)/2, every row scaled to unit norm; the column is x.
+    Returns (p, p) float32 with orthonormal rows; the column is x in 0 .. p-1. Row 0 is the
+    constant; for each frequency k = 1 .. (p-1)/2, row 2k-1 is the cosine wave and row 2k the
+    sine wave that wind k times around Z_p (value at x = 0: positive for cos, 0 for sin).
     """
     x = torch.arange(p, dtype=torch.float64)
     rows = [torch.ones(p, dtype=torch.float64)]
@@ -80,11 +82,64 @@ def fourier_2d(acts: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
 
 
 def cos_logit_terms(p: int, freqs: list[int]) -> torch.Tensor:
-    """cos(2 pi k (a + b - c) / p) for each frequency k in freqs.
+    """The logit wave of each frequency: the cosine of frequency k's angle of a + b - c, k in freqs.
 
-    Returns (len(freqs), p, p, p) float32, indexed [k, a, b, c].
+    Returns (len(freqs), p, p, p) float32, indexed [i, a, b, c] for the i-th frequency of freqs;
+    each entry is 1 exactly where c = (a + b) mod p.
     """
     x = torch.arange(p, dtype=torch.float64)
     abc = x[:, None, None] + x[None, :, None] - x[None, None, :]  # (p, p, p)
     k = torch.tensor(freqs, dtype=torch.float64)[:, None, None, None]
     return torch.cos(2 * torch.pi * k * abc / p).float()
+
+
+def neuron_logit_spectrum(model, p: int, basis: torch.Tensor) -> torch.Tensor:
+    """How much each MLP neuron writes to the answer logits at each frequency, from the weights alone.
+
+    model: the hooked 1-layer modular-addition GPT-2; basis: fourier_basis(p), (p, p).
+    A neuron's direct effect on the number logits is its W_out row passed through the final
+    LayerNorm's centring and weight (not its per-input scale, nor its bias) and the unembedding's
+    first p columns: a function of the answer c, shape (p,).
+    Returns (n_freq, d_mlp) float32, n_freq = (p-1)/2: entry [k-1, n] is the squared norm of
+    frequency k (its cos and sin components together) in neuron n's function of c.
+    Reads no activations; changes nothing.
+    """
+    W_out = model.model.transformer.h[0].mlp.c_proj.weight.detach().float()  # (d_mlp, d_model)
+    W_out = W_out - W_out.mean(dim=1, keepdim=True)  # the LayerNorm's centring
+    W_out = W_out * model.norm_module().weight.detach().float()  # and its weight
+    neuron_logits = W_out @ model.W_U[:, :p].detach().float()  # (d_mlp, p): a function of c per neuron
+    sq = (basis.float() @ neuron_logits.T).pow(2)[1:]  # (p - 1, d_mlp), constant dropped
+    return sq[0::2] + sq[1::2]
+
+
+def progress_losses(
+    logits: torch.Tensor, key_freqs: list[int], train_idx: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The restricted and excluded loss of a modular-addition model, from its logits on every input.
+
+    logits: (p*p, p) float, the logits over the answers c at "=" for every pair (a, b), a-major
+    (row a*p + b, the order of all_pairs(p)); the label of row a*p + b is (a + b) mod p.
+    key_freqs: frequencies k in 1 .. (p-1)/2. train_idx: (n_train,) long, the training rows.
+    Returns (restricted, excluded), two 0-d float32 tensors, mean cross-entropies:
+      restricted, on all p*p rows, of the logits reduced to their component (for every c, over the
+      p*p inputs) in the span of the constant and of cos(w(a + b)), sin(w(a + b)) for the key
+      frequencies w = 2 pi k / p;
+      excluded, on the training rows only, of the logits minus their component in the span of the
+      key-frequency directions (constant not included).
+    Changes nothing in place.
+    """
+    p = logits.shape[-1]
+    x = torch.arange(p, dtype=torch.float64)
+    a, b = x.repeat_interleave(p), x.repeat(p)  # a-major, like all_pairs
+    labels = ((a + b) % p).long()
+    directions = []
+    for k in key_freqs:
+        angle = 2 * torch.pi * k * (a + b) / p
+        directions += [torch.cos(angle), torch.sin(angle)]
+    D = torch.stack(directions)  # (2 n_key, p*p), orthogonal rows
+    D = D / D.norm(dim=1, keepdim=True)
+    L = logits.double()
+    key_part = D.T @ (D @ L)  # (p*p, p): the key-frequency components, for every answer c
+    restricted = F.cross_entropy((L.mean(dim=0, keepdim=True) + key_part).float(), labels)
+    excluded = F.cross_entropy((L - key_part)[train_idx].float(), labels[train_idx])
+    return restricted, excluded

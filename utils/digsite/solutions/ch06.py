@@ -6,9 +6,9 @@ digsite.checks.ch06 take their references from here.
 
 import torch
 
-from digsite.linear_probe import LinearProbe
+from digsite.linear_probe import CCSProbe, LinearProbe
 
-__all__ = ["control_labels", "direction_hook", "pattern_similarity", "probe_scores", "project_out", "residuals_at", "train_probe"]
+__all__ = ["ccs_loss", "control_labels", "direction_effects", "direction_hook", "mean_difference", "pattern_similarity", "probe_scores", "project_out", "residuals_at", "train_ccs", "train_probe"]
 
 
 def residuals_at(model, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -36,8 +36,9 @@ def train_probe(
     """Multinomial logistic regression: full batch, Adam, from zero weights.
 
     X: (n, d_model) features; y: (n,) labels in 0..n_classes-1 (default: y.max() + 1 classes).
-    Minimises cross_entropy(X @ W + b, y) + weight_decay * ||W||^2 for `steps` steps.
-    Returns LinearProbe(W (d_model, n_classes), b (n_classes,)).
+    Takes `steps` Adam steps at `lr` on the mean cross-entropy of the logits X @ W + b plus
+    `weight_decay` times the sum of squares of W (b is not penalised).
+    Returns LinearProbe(W (d_model, n_classes), b (n_classes,)), detached.
     """
     X = X.detach().float()
     n_classes = int(y.max()) + 1 if n_classes is None else n_classes
@@ -102,8 +103,9 @@ def project_out(resid: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
 def direction_hook(direction: torch.Tensor, positions: torch.Tensor, alpha: float | None = None):
     """A hook fn(resid (batch, pos, d_model), hook) -> edited resid, editing one position per prompt.
 
-    direction: (d_model,), any length; positions: (batch,). alpha None: project the direction
-    out; a number: add alpha * direction / |direction|. Other positions are untouched.
+    direction: (d_model,), any length; positions: (batch,). alpha None: the direction is projected
+    out; a number: the position moves by a vector of length alpha along the direction (negative:
+    against it). Other positions, and the hook's input, are untouched.
     """
     d = direction / direction.norm()
 
@@ -127,3 +129,103 @@ def pattern_similarity(pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
     a = torch.nn.functional.normalize(pa[:, :, 1:].float(), dim=-1)
     b = torch.nn.functional.normalize(pb[:, :, 1:].float(), dim=-1)
     return torch.einsum("ibqk,jbqk->ij", a, b) / (a.shape[1] * a.shape[2])
+
+
+def mean_difference(X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The difference-of-means direction of a two-class set.
+
+    X: (n, d_model); y: (n,) labels 0 or 1, both present. Returns (d_model,), pointing from the
+    centre of class 0 to the centre of class 1, at its natural length (not normalised).
+    """
+    return X[y == 1].mean(dim=0) - X[y == 0].mean(dim=0)
+
+
+def direction_effects(
+    model,
+    tokens: torch.Tensor,
+    positions: torch.Tensor,
+    hook_name: str,
+    direction: torch.Tensor,
+    answer_ids: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float,
+) -> dict[str, float]:
+    """What steering and ablating along `direction` at `hook_name` does to the model's choice of answer.
+
+    tokens: (batch, pos); positions: (batch,) the position to edit and to read in each prompt;
+    hook_name: a residual-stream hook point; direction: (d_model,), any length, from class 0
+    towards class 1; answer_ids: (2,) the token ids of class 0's and class 1's answer; y: (batch,)
+    labels 0/1, both present; alpha: the steering strength (the length of the added vector).
+    The preference is logit(answer_ids[1]) - logit(answer_ids[0]) at each prompt's position.
+    Returns floats {"steer": mean rise of the preference over class-0 prompts when steered,
+    "ablate": mean fall of the right answer's margin over all prompts when the direction is
+    projected out, "ablated_accuracy": share of prompts whose preference keeps the right sign
+    after the ablation}. The model is left as it was.
+    """
+    rows = torch.arange(tokens.shape[0], device=tokens.device)
+    ids = answer_ids.to(tokens.device)
+
+    def pref(fwd_hooks: list) -> torch.Tensor:
+        with torch.no_grad():
+            logits = model.run_with_hooks(tokens, fwd_hooks=fwd_hooks)[rows, positions.to(tokens.device)]
+        return (logits[:, ids[1]] - logits[:, ids[0]]).float().cpu()
+
+    y = y.cpu()
+    sign = 2 * y.float() - 1  # +1 for class 1, -1 for class 0: margin = sign * preference
+    clean = pref([])
+    steered = pref([(hook_name, direction_hook(direction, positions, alpha))])
+    ablated = pref([(hook_name, direction_hook(direction, positions, None))])
+    return {
+        "steer": (steered - clean)[y == 0].mean().item(),
+        "ablate": (sign * (clean - ablated)).mean().item(),
+        "ablated_accuracy": (sign * ablated > 0).float().mean().item(),
+    }
+
+
+def ccs_loss(p_pos: torch.Tensor, p_neg: torch.Tensor) -> torch.Tensor:
+    """Contrast-consistent search's loss on a batch of contrast pairs.
+
+    p_pos, p_neg: (n,) the probe's probability that the first / second member of each pair is
+    true. Returns a scalar tensor (differentiable), the sum of two terms each averaged over the
+    pairs: a consistency term, zero when the two probabilities of every pair sum to one, and a
+    confidence term, zero when in every pair one of the two is zero; both are squared errors.
+    """
+    consistency = (p_pos - (1 - p_neg)).pow(2).mean()
+    confidence = torch.minimum(p_pos, p_neg).pow(2).mean()
+    return consistency + confidence
+
+
+def train_ccs(
+    x_pos: torch.Tensor,
+    x_neg: torch.Tensor,
+    steps: int = 300,
+    lr: float = 0.05,
+    seed: int = 0,
+    normalize: bool = True,
+) -> CCSProbe:
+    """Contrast-consistent search: a linear probe trained on unlabelled contrast pairs.
+
+    x_pos, x_neg: (n, d_model), the first and second member of each pair. With `normalize`,
+    each side is standardised with its own per-feature mean and standard deviation (torch's
+    default .std); without it the statistics are mean 0 and std 1. The probe
+    p(x) = sigmoid(x_standardised @ w + b) starts from w = torch.randn(d_model, generator=
+    torch.Generator().manual_seed(seed)) / sqrt(d_model), b = 0, and takes `steps` full-batch
+    Adam steps at `lr` on `ccs_loss`. Returns CCSProbe(w (d_model,), b (), mean_pos, std_pos,
+    mean_neg, std_neg), the statistics each (d_model,). Uses no labels.
+    """
+    x_pos, x_neg = x_pos.detach().float(), x_neg.detach().float()
+    d = x_pos.shape[1]
+    if normalize:
+        stats = (x_pos.mean(0), x_pos.std(0), x_neg.mean(0), x_neg.std(0))
+    else:
+        stats = (torch.zeros(d), torch.ones(d), torch.zeros(d), torch.ones(d))
+    w = (torch.randn(d, generator=torch.Generator().manual_seed(seed)) / d**0.5).requires_grad_()
+    b = torch.zeros((), requires_grad=True)
+    probe = CCSProbe(w, b, *stats)
+    opt = torch.optim.Adam([w, b], lr=lr)
+    for _ in range(steps):
+        loss = ccs_loss(*probe.probabilities(x_pos, x_neg))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return CCSProbe(w.detach(), b.detach(), *stats)
