@@ -50,7 +50,10 @@ CACHE = Path(os.environ.get("DIGSITE_WEBSITE_CACHE", Path.home() / ".cache" / "d
 # Bump when the way notebooks are executed changes, so every cached notebook is redone.
 EXECUTION_VERSION = "2"
 #: What the site shows in place of a cell's output when the cell tries GPT-2 (calls `online()`).
-GPT2_NOTE = "This cell tries GPT-2, which needs the network; the site is built offline. Run the notebook to see it.\n"
+GPT2_NOTE = (
+    "This cell loads a model from the Hugging Face hub (GPT-2, Pythia or Gemma), which needs the network; "
+    "the site is built offline. Run the notebook to see it.\n"
+)
 BADGE_URL = "https://colab.research.google.com/assets/colab-badge.svg"
 BINDER_BADGE_URL = "https://mybinder.org/badge_logo.svg"
 #: Badge images the README and notebooks take from other sites, and the site's own copies of them.
