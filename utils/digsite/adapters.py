@@ -27,7 +27,7 @@ transformers does): that is how q, k, v, scores and patterns are hooked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Literal
 
 import torch
@@ -200,85 +200,38 @@ LLAMA = Adapter(
     qkv=_llama_qkv,
 )
 
-GEMMA = Adapter(
-    architecture="gemma",
-    model_types=("gemma",),
-    family="Gemma",
-    pos_embed=None,
-    blocks="model.layers",
-    ln1="input_layernorm",
-    attn="self_attn",
-    o_proj="self_attn.o_proj",
-    ln2="post_attention_layernorm",
-    mlp="mlp",
-    mlp_in="mlp.gate_proj",
-    mlp_in_linear="mlp.up_proj",
-    mlp_out="mlp.down_proj",
-    ln_final="model.norm",
-    normalization="RMS",
-    qkv=_llama_qkv,
-    embed_scale=True,
-)
+# The families below share Llama's module names; each states only where it differs.
+GEMMA = replace(LLAMA, architecture="gemma", model_types=("gemma",), family="Gemma", embed_scale=True)
 
-GEMMA2 = Adapter(  # and Gemma 3: sandwich norms around attention and MLP
+GEMMA2 = replace(  # and Gemma 3: sandwich norms around attention and MLP
+    LLAMA,
     architecture="gemma2",
     model_types=("gemma2", "gemma3_text"),
     family="Gemma 2 and Gemma 3 (text)",
-    pos_embed=None,
-    blocks="model.layers",
-    ln1="input_layernorm",
-    attn="self_attn",
-    o_proj="self_attn.o_proj",
     ln1_post="post_attention_layernorm",
     ln2="pre_feedforward_layernorm",
-    mlp="mlp",
-    mlp_in="mlp.gate_proj",
-    mlp_in_linear="mlp.up_proj",
-    mlp_out="mlp.down_proj",
     ln2_post="post_feedforward_layernorm",
-    ln_final="model.norm",
-    normalization="RMS",
-    qkv=_llama_qkv,
     embed_scale=True,
 )
 
-OLMO2 = Adapter(
+OLMO2 = replace(  # norms only after attention and the MLP
+    LLAMA,
     architecture="olmo2",
     model_types=("olmo2",),
     family="OLMo-2",
-    pos_embed=None,
-    blocks="model.layers",
     ln1=None,
-    attn="self_attn",
-    o_proj="self_attn.o_proj",
     ln1_post="post_attention_layernorm",
     ln2=None,
-    mlp="mlp",
-    mlp_in="mlp.gate_proj",
-    mlp_in_linear="mlp.up_proj",
-    mlp_out="mlp.down_proj",
     ln2_post="post_feedforward_layernorm",
-    ln_final="model.norm",
-    normalization="RMS",
-    qkv=_llama_qkv,
 )
 
-PHI3 = Adapter(
+PHI3 = replace(  # fused q/k/v and fused gate/up projections
+    LLAMA,
     architecture="phi3",
     model_types=("phi3",),
     family="Phi-3",
-    pos_embed=None,
-    blocks="model.layers",
-    ln1="input_layernorm",
-    attn="self_attn",
-    o_proj="self_attn.o_proj",
-    ln2="post_attention_layernorm",
-    mlp="mlp",
     mlp_in="mlp.gate_up_proj",
     mlp_in_linear="mlp.gate_up_proj",
-    mlp_out="mlp.down_proj",
-    ln_final="model.norm",
-    normalization="RMS",
     qkv=_phi3_qkv,
     mlp_fused=True,
 )
