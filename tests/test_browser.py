@@ -22,9 +22,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from offline_browser import CHROMIUM, launch_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 NOTEBOOK = "00_orientation.ipynb"
 
 try:
@@ -106,19 +106,7 @@ def test_solution_notebook_renders_in_a_real_browser(jupyterlab):
     shots.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.on("pageerror", lambda err: errors.append(str(err)))
         page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")

@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from offline_browser import CHROMIUM, launch_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("website_build", ROOT / "website" / "build.py")
@@ -200,7 +201,6 @@ def test_home_page_links_into_the_site():
 
 # --- the built site in a real browser ---------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 try:
     from playwright.sync_api import sync_playwright
 except ImportError:  # pragma: no cover - depends on the machine
@@ -270,19 +270,7 @@ def test_every_page_renders_offline_in_a_real_browser(served_site):
     requests: list[str] = []
     problems: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         page.on("request", lambda request: requests.append(request.url))
         page.on("pageerror", lambda err: problems.append(f"{page.url}: {err}"))
