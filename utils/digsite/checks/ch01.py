@@ -759,7 +759,15 @@ def _decomposition_inputs(n_parts: int, batch: int, pos: int, d_model: int, d_he
 
 
 def _decomposition_not_centred(parts, scale, ln_weight, W_Q, W_K, q, k) -> Tensor:
-    return score_decomposition(parts - parts.mean(-1, keepdim=True) + parts, scale, ln_weight, W_Q, W_K, q, k)
+    normed = parts / scale * ln_weight  # the mean over d_model left in
+    q_parts, k_parts = normed @ W_Q, normed @ W_K
+    q_parts = torch.cat([q_parts, (q - q_parts.sum(0))[None]])
+    k_parts = torch.cat([k_parts, (k - k_parts.sum(0))[None]])
+    return torch.einsum("ibqd,jbkd->ijbqk", q_parts, k_parts) / W_Q.shape[-1] ** 0.5
+
+
+def _decomposition_times_scale(parts, scale, ln_weight, W_Q, W_K, q, k) -> Tensor:
+    return score_decomposition(parts, 1 / scale, ln_weight, W_Q, W_K, q, k)
 
 
 def _decomposition_unscaled(parts, scale, ln_weight, W_Q, W_K, q, k) -> Tensor:
@@ -788,6 +796,7 @@ def _decomposition_bias_as_zero(parts, scale, ln_weight, W_Q, W_K, q, k) -> Tens
         "that is linear, so centre each part.": _decomposition_not_centred,
         "Your parts are not divided by the LayerNorm's scale; hold it at the cached value and divide each part "
         "by it.": _decomposition_unscaled,
+        "Your parts are multiplied by the LayerNorm's scale; the LayerNorm divides by it.": _decomposition_times_scale,
         "Your scores are not divided by sqrt(d_head), as the model's are.": _decomposition_no_sqrt,
         "Your first axis is the key side and the second the query side; entry [i, j] is part i on the QUERY "
         "side, part j on the key side.": _decomposition_sides_swapped,

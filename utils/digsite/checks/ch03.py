@@ -836,6 +836,17 @@ def _direct_effects_no_norm(model, tokens, io, s, fwd_hooks=()):
     return cache.logit_attrs(results, io, s).mean(-1).reshape(model.cfg.n_layers, model.cfg.n_heads)
 
 
+def _direct_effects_not_centred(model, tokens, io, s, fwd_hooks=()):
+    with model.hooks(fwd_hooks):
+        _, cache = model.run_with_cache(
+            tokens, names_filter=lambda name: name.endswith("attn.hook_z") or name == "ln_final.hook_scale"
+        )
+    with torch.no_grad():
+        results = cache.stack_head_results()[:, :, -1]  # (layer * head, batch, d_model), mean left in
+        normed = results / cache["ln_final.hook_scale"][:, -1] * model.norm_module(None).weight
+        return cache.logit_attrs(normed, io, s).mean(-1).reshape(model.cfg.n_layers, model.cfg.n_heads)
+
+
 def _zero_head_2(z: torch.Tensor, hook: Hook) -> torch.Tensor:
     z = z.clone()
     z[:, :, 2] = 0
@@ -849,6 +860,11 @@ def _zero_head_2(z: torch.Tensor, hook: Hook) -> torch.Tensor:
             "Your effects skip the final norm: a head's output reaches the logits only after the "
             "final LayerNorm centres it, divides by this run's scale and multiplies by its weight."
         ): _direct_effects_no_norm,
+        (
+            "Your effects divide by the final scale and multiply by the weight, but skip the centring: the "
+            "final LayerNorm subtracts each vector's mean over d_model first (it is linear, so centre each "
+            "head's output)."
+        ): _direct_effects_not_centred,
         "The hooks in `fwd_hooks` were not active during your run: measure the ablated model.": (
             lambda model, tokens, io, s, fwd_hooks=(): head_direct_effects(model, tokens, io, s)
         ),
