@@ -21,7 +21,7 @@ from transformers import (
 from digsite import transformers_compat as compat
 from digsite.adapters import in_out_weight
 from digsite.hooks import Hook, HookedModel, HookError
-from digsite.norms import norm_weight
+from digsite.norms import affine, norm_weight, normalize
 
 VOCAB = 61
 SMALL = dict(
@@ -541,3 +541,12 @@ def test_patch_sweeps_with_the_key_value_prefix_equal_the_loop(hm, tokens):
         sweep = P.patch_sweep(hm, tokens, values, patches, metric, max_rows=4)
     torch.testing.assert_close(sweep, loop, atol=1e-5, rtol=1e-5)
     assert_no_hooks(hm)
+
+
+def test_the_norm_arithmetic_of_a_norm_without_weight_is_its_output():
+    """A LayerNorm built without affine parameters has no weight: norm_weight is None, affine adds nothing."""
+    ln = torch.nn.LayerNorm(6, elementwise_affine=False)
+    x = torch.randn(3, 6)
+    scale = ((x - x.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True) + ln.eps).sqrt()
+    assert norm_weight(ln) is None
+    torch.testing.assert_close(affine(normalize(x, scale, "LN"), ln), ln(x))

@@ -124,7 +124,7 @@ def dashboard_html(
     effects = logit_effects(
         W_dec[latent],
         model.W_U,
-        norm_weight(ln) if getattr(ln, "weight", None) is not None else None,
+        norm_weight(ln),
         model.cfg.normalization_type,
     ).detach()
     up = effects.topk(n_logits)

@@ -60,16 +60,21 @@ def normalize(x: Tensor, scale: Tensor, normalization: str) -> Tensor:
 ONE_PLUS_WEIGHT_NORMS = ("GemmaRMSNorm", "Gemma2RMSNorm", "Gemma3RMSNorm")
 
 
-def norm_weight(norm: nn.Module) -> Tensor:
-    """What the norm multiplies the normalized value by (d_model,): (1 + w) for Gemma's RMSNorms, else w."""
-    if type(norm).__name__ in ONE_PLUS_WEIGHT_NORMS:
-        return 1 + norm.weight
-    return norm.weight
+def norm_weight(norm: nn.Module) -> Tensor | None:
+    """What the norm multiplies the normalized value by (d_model,): (1 + w) for Gemma's RMSNorms, else w.
+
+    None for a norm without a weight (a LayerNorm built with elementwise_affine=False).
+    """
+    weight = getattr(norm, "weight", None)
+    if weight is None:
+        return None
+    return 1 + weight if type(norm).__name__ in ONE_PLUS_WEIGHT_NORMS else weight
 
 
 def affine(normalized: Tensor, norm: nn.Module, add_bias: bool = True) -> Tensor:
     """normalized * weight (+ bias, if the norm has one and add_bias): the norm module's output."""
-    y = normalized * norm_weight(norm).to(normalized.device)
+    weight = norm_weight(norm)
+    y = normalized * weight.to(normalized.device) if weight is not None else normalized
     bias = getattr(norm, "bias", None)
     return y + bias.to(normalized.device) if add_bias and bias is not None else y
 
